@@ -1,0 +1,161 @@
+"""Reasoning-text metrics: overlap scores, cited-title grounding and stated verdicts."""
+
+from __future__ import annotations
+
+import math
+
+import nltk
+import pytest
+
+from thinkrec.assets import resolve_asset
+from thinkrec.text_metrics import (
+    bleu4,
+    cited_titles,
+    explanation_report,
+    grounding_of,
+    grounding_rate,
+    meteor,
+    rouge_l,
+    stated_verdict,
+    verdict_agreement,
+    verdict_report,
+)
+
+REFS = ["the user liked the space adventure films a lot", "she enjoys quiet dramas about families"]
+UNRELATED = ["banana orange kiwi grape melon pear", "pink blue green red black white"]
+CATALOGUE = ["Toy Story", "Toy Story 2", "Alien", "Aliens", "Star Wars",
+             "Star Wars: The Empire Strikes Back", "Heat", "Airplane!", "Up", "Fargo"]
+
+
+def meteor_by_hand(matches: int, chunks: int, hyp_len: int, ref_len: int) -> float:
+    """nltk's METEOR (alpha 0.9, beta 3, gamma 0.5) from its alignment counts."""
+    precision, recall = matches / hyp_len, matches / ref_len
+    fmean = precision * recall / (0.9 * precision + 0.1 * recall)
+    return fmean * (1 - 0.5 * (chunks / matches) ** 3)
+
+
+def test_meteor_identical_high_unrelated_low():
+    assert meteor(REFS, REFS) > 0.9
+    assert meteor(REFS, UNRELATED) < 0.2
+
+
+def test_meteor_uses_wordnet_asset_offline():
+    meteor(REFS, REFS)
+    meteor(REFS, REFS)
+    root = str(resolve_asset("wordnet"))
+    assert nltk.data.path[0] == root
+    assert nltk.data.path.count(root) == 1
+    assert nltk.corpus.wordnet.root.path.startswith(root)
+
+
+def test_meteor_matches_wordnet_synonyms():
+    # "car" and "auto" share the synset car.n.01; both are their own Porter stems. (nltk stems the
+    # reference before the synonym stage, so "film"/"movie" do not match: "movie" -> "movi".)
+    ref = ["she bought a new car yesterday"]
+    synonym = meteor(ref, ["she bought a new auto yesterday"])
+    unrelated = meteor(ref, ["she bought a new bus yesterday"])
+    assert synonym == pytest.approx(meteor_by_hand(matches=6, chunks=1, hyp_len=6, ref_len=6))
+    assert unrelated == pytest.approx(meteor_by_hand(matches=5, chunks=2, hyp_len=6, ref_len=6))
+    assert synonym > unrelated
+
+
+def test_bleu4_identical_and_disjoint():
+    assert bleu4(REFS, REFS) == pytest.approx(1.0)
+    assert bleu4(REFS, UNRELATED) == 0.0
+
+
+def test_rouge_l_hand_computed():
+    # Pair 1: LCS "the cat on mat" = 4; P = 4/4, R = 4/6 -> F1 = 0.8.
+    # Pair 2 (stemmed): [he, like, the, movi] vs [she, like, movi]; LCS 2, P = 2/3, R = 2/4 -> F1 = 4/7.
+    refs = ["the cat sat on the mat", "he liked the movies"]
+    hyps = ["the cat on mat", "she likes movie"]
+    assert rouge_l(refs, hyps) == pytest.approx((0.8 + 4 / 7) / 2)
+
+
+@pytest.mark.parametrize("metric", [meteor, bleu4, rouge_l])
+def test_overlap_metrics_reject_bad_lengths(metric):
+    with pytest.raises(ValueError):
+        metric(REFS, REFS[:1])
+    with pytest.raises(ValueError):
+        metric([], [])
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ('They loved "Toy Story 2" and toy story.', ["Toy Story 2", "Toy Story"]),
+    ("ALIENS fans, not alien fans: Aliens again", ["Aliens", "Alien"]),
+    ("Aliens is great", ["Aliens"]),
+    ("I loved Star Wars: The Empire Strikes Back", ["Star Wars: The Empire Strikes Back"]),
+    ("Star Wars, then star wars: the empire strikes back", ["Star Wars", "Star Wars: The Empire Strikes Back"]),
+    ("The theater was heated, it's up to them", []),
+    ("Like Airplane! and Fargo", ["Airplane!", "Fargo"]),
+    ("a toy\nstory split over lines", ["Toy Story"]),
+])
+def test_cited_titles(text, expected):
+    assert cited_titles(text, CATALOGUE) == expected
+
+
+def test_cited_titles_empty_catalogue():
+    assert cited_titles("Toy Story", []) == []
+    assert cited_titles("Toy Story", ["Up"]) == []
+
+
+def test_grounding_of_splits_citations():
+    grounded, ungrounded = grounding_of('Since they loved "Toy Story 2" and Heat', {"toy story 2", "Fargo"}, CATALOGUE)
+    assert grounded == ["Toy Story 2"]
+    assert ungrounded == ["Heat"]
+
+
+def test_grounding_rate_hand_computed():
+    texts = ['Since they loved "Toy Story 2" and Heat, yes.',  # 1 grounded, 1 not
+             "Nothing cited here, it is up to taste.",  # cites nothing: contributes nothing
+             "ALIENS and Star Wars fans like this."]  # 2 grounded
+    allowed = [{"Toy Story 2", "Fargo"}, {"Fargo"}, {"Aliens", "Star Wars"}]
+    assert grounding_rate(texts, allowed, CATALOGUE) == pytest.approx(3 / 4)
+
+
+def test_grounding_rate_nan_without_citations_and_length_check():
+    assert math.isnan(grounding_rate(["no titles here"], [{"Fargo"}], CATALOGUE))
+    with pytest.raises(ValueError):
+        grounding_rate(["Fargo"], [], CATALOGUE)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Yes. The user likes sci-fi.", 1),
+    ("  no. They dislike horror.", 0),
+    ("\n\nYES, clearly.", 1),
+    ("No one would dislike this film.", None),
+    ("Yesterday they watched a comedy.", None),
+    ("They like dramas.\nVerdict: Yes", 1),
+    ("They like dramas.\nAnswer: No\n", 0),
+    ("They love Pixar films, so the answer is yes.", 1),
+    ("No. They hate musicals.\nFinal answer: **Yes**", 1),
+    ("Yes. Looks good at first.\nVerdict: no.", 0),
+    ("The history is mixed.\nNo", 0),
+    ("The user might like it.", None),
+    ("", None),
+])
+def test_stated_verdict(text, expected):
+    assert stated_verdict(text) == expected
+
+
+def test_verdict_agreement_hand_computed():
+    texts = ["Yes. Great fit.", "No. Poor fit.", "Mixed.\nVerdict: Yes", "No verdict stated here", "No."]
+    p_yes = [0.9, 0.7, 0.2, 0.99, 0.5]
+    # stated: yes/0.9 agree, no/0.7 disagree, yes/0.2 disagree, no/0.5 agree (0.5 is not > 0.5).
+    assert verdict_agreement(texts, p_yes) == pytest.approx(2 / 4)
+    assert verdict_report(texts, p_yes) == {"agreement": pytest.approx(0.5), "stated_share": pytest.approx(4 / 5),
+                                            "rows": 5}
+
+
+def test_verdict_agreement_nan_and_length_check():
+    assert math.isnan(verdict_agreement(["nothing stated"], [0.9]))
+    with pytest.raises(ValueError):
+        verdict_agreement(["Yes."], [0.9, 0.1])
+
+
+def test_explanation_report():
+    texts = ['Yes. I liked "Heat" a lot']
+    report = explanation_report(texts, texts, [{"Heat"}], CATALOGUE, [0.8])
+    # METEOR of 6 identical tokens: one chunk, penalty 0.5 * (1/6)^3.
+    assert report == {"meteor": round(1 - 0.5 / 216, 4), "bleu4": 1.0, "rouge_l": 1.0, "grounding_rate": 1.0,
+                      "verdict_agreement": 1.0, "stated_share": 1.0, "rows": 1}

@@ -1,0 +1,193 @@
+"""One configuration object for every path and hyper-parameter.
+
+Defaults live in the dataclasses below; a JSON file (``--config``) and ``--set section.key=value``
+overrides from the command line change them. Relative paths resolve against the project root,
+so nothing depends on the machine the code runs on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A configuration file or override that cannot be applied."""
+
+
+@dataclass
+class PathsConfig:
+    """Where inputs, intermediate work and shipped artefacts live."""
+
+    work_dir: str = "work"  # prepared data and other rebuildable intermediates (git-ignored)
+    checkpoints_dir: str = "checkpoints"  # shipped, trained artefacts
+    cache_dir: str = ""  # downloaded registry packages; "" -> $THINKREC_CACHE_DIR or ~/.cache/thinkrec
+
+    def resolve(self, value: str) -> Path:
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    @property
+    def work(self) -> Path:
+        return self.resolve(self.work_dir)
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.resolve(self.checkpoints_dir)
+
+    @property
+    def cache(self) -> Path | None:
+        return self.resolve(self.cache_dir) if self.cache_dir else None
+
+
+@dataclass
+class FieldNames:
+    """Column names of the RecBole atomic files (they differ between datasets)."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    rating: str = "rating"
+    time: str = "timestamp"
+    title: str = "movie_title"
+    year: str = "release_year"
+    genres: str = "class"
+    user_features: tuple[str, ...] = ("age", "gender", "occupation")
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, how it is labelled, split and turned into prompt rows."""
+
+    dataset: str = "ml-100k"  # the file stem: <data_dir>/<dataset>.inter ...
+    data_dir: str = ""  # a RecBole atomic-file folder; "" -> the packaged MovieLens-100K asset
+    fields: FieldNames = field(default_factory=FieldNames)
+    like_threshold: float = 4.0  # rating >= threshold -> like (label 1)
+    split: str = "per_user"  # "per_user" (chronological per user) or "global" (one time cut)
+    valid_share: float = 0.1
+    test_share: float = 0.1
+    history_len: int = 10
+    max_keywords: int = 10
+    min_item_support: int = 5  # train ratings an item needs before its rating tier is trusted
+    kg_keywords: str = "audit"  # "audit": use the knowledge graph only if its links pass audit_kg; "always"; "never"
+
+    def folder(self, paths: PathsConfig) -> Path | None:
+        return paths.resolve(self.data_dir) if self.data_dir else None
+
+
+@dataclass
+class CFModelGrid:
+    """A small grid of hyper-parameters for one System-1 encoder."""
+
+    dims: tuple[int, ...] = (32, 64)
+    learning_rates: tuple[float, ...] = (1e-3,)
+    weight_decays: tuple[float, ...] = (1e-5, 1e-4)
+    max_epochs: int = 30
+    batch_size: int = 1024
+
+
+@dataclass
+class CFConfig:
+    """Training of the System-1 collaborative-filtering encoders."""
+
+    models: tuple[str, ...] = ("mf", "lightgcn", "sasrec")
+    mf: CFModelGrid = field(default_factory=lambda: CFModelGrid(weight_decays=(1e-5, 1e-4), max_epochs=50))
+    lightgcn: CFModelGrid = field(default_factory=lambda: CFModelGrid(
+        dims=(64,), learning_rates=(1e-2,), weight_decays=(0.0, 1e-5), max_epochs=40, batch_size=4096))
+    sasrec: CFModelGrid = field(default_factory=lambda: CFModelGrid(
+        dims=(32, 64), learning_rates=(3e-3,), weight_decays=(0.0,), max_epochs=12, batch_size=2048))
+    lightgcn_layers: int = 2
+    sasrec_layers: int = 1
+    sasrec_heads: int = 2
+    sasrec_dropout: float = 0.2
+    patience: int = 3  # epochs without a better valid AUC before stopping
+    seed: int = 2025
+
+
+@dataclass
+class Config:
+    """Everything the pipeline and the demo need to know."""
+
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    cf: CFConfig = field(default_factory=CFConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    """Convert a JSON or command-line value to the type of the field it replaces."""
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if isinstance(current, (int, float)) and not isinstance(value, bool) and isinstance(value, (int, float)):
+        return type(current)(value)
+    if isinstance(current, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        template = current[0] if current else None
+        return tuple(_coerce(v, template, key) if template is not None else v for v in value)
+    if isinstance(current, str) and isinstance(value, str):
+        return value
+    if current is None:
+        return value
+    raise ConfigError(f"{key}: expected {type(current).__name__}, got {value!r}")
+
+
+def _apply(target: Any, updates: dict[str, Any], prefix: str = "") -> None:
+    known = {f.name for f in dataclasses.fields(target)}
+    for name, value in updates.items():
+        key = f"{prefix}{name}"
+        if name not in known:
+            raise ConfigError(f"unknown setting {key!r}; known here: {', '.join(sorted(known))}")
+        current = getattr(target, name)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a section (object), got {value!r}")
+            _apply(current, value, prefix=f"{key}.")
+        else:
+            setattr(target, name, _coerce(value, current, key))
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn ``a.b=value`` into ``{"a": {"b": value}}``; the value is JSON or a bare string."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the JSON file at ``path`` (if any), then ``section.key=value`` overrides."""
+    config = Config()
+    if path is not None:
+        file = Path(path)
+        try:
+            updates = json.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError as err:
+            raise ConfigError(f"configuration file {file} does not exist") from err
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"configuration file {file}: invalid JSON at line {err.lineno}: {err.msg}") from err
+        if not isinstance(updates, dict):
+            raise ConfigError(f"configuration file {file}: the top level must be an object")
+        _apply(config, updates)
+    for text in overrides or []:
+        _apply(config, parse_override(text))
+    return config

@@ -1,0 +1,194 @@
+"""The backend facade the demo talks to: load once, then answer questions about users and items.
+
+Everything the UI shows comes through ``Explorer``: profiles, histories, candidate items, the
+System-1 scores and the stored metrics. It never hands out torch modules, and its methods only
+read shared state, so one instance serves concurrent visitors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from thinkrec.cf.models import CFModel, make_batch
+from thinkrec.cf.store import cf_dir, load_cf_model
+from thinkrec.cf.train import item_prior_scores
+from thinkrec.config import Config
+from thinkrec.data.prepared import PreparedData, prepare_dataset
+from thinkrec.data.split import PAD
+from thinkrec.errors import CheckpointError
+from thinkrec.manifest import verify_manifest
+
+log = logging.getLogger(__name__)
+SYSTEM_LABELS = {"item_prior": "Item like-rate (floor)", "mf": "MF", "lightgcn": "LightGCN", "sasrec": "SASRec"}
+MAX_QUERY_CHARS = 200
+
+
+class UnknownIdError(ValueError):
+    """A user or item id that the dataset does not hold."""
+
+
+@dataclass
+class Profile:
+    """What the profile card shows about one user."""
+
+    user_id: str
+    features: dict[str, str]
+    n_train: int
+    like_rate: float
+    activity: str
+    liked_genres: list[str]
+    disliked_genres: list[str]
+    history: pd.DataFrame  # title, year, liked, timestamp of train interactions, newest first
+    genre_counts: pd.DataFrame = field(default_factory=pd.DataFrame)  # genre, liked, disliked
+
+
+class Explorer:
+    """Read-only access to the prepared data and the trained System-1 encoders."""
+
+    def __init__(self, config: Config, prepared: PreparedData, models: dict[str, CFModel], metrics: dict):
+        self.config = config
+        self.data = prepared
+        self.models = models
+        self.metrics = metrics
+        self._user_index = {uid: i for i, uid in enumerate(prepared.users["user_id"])}
+        self._item_index = {iid: i for i, iid in enumerate(prepared.items["item_id"])}
+        rows = prepared.rows
+        self._row_of = {(u, i): n for n, (u, i, s) in enumerate(zip(rows["user"], rows["item"], rows["split"]))
+                        if s != "train"}
+
+    @classmethod
+    def load(cls, config: Config) -> "Explorer":
+        """Verify the checkpoints, prepare the data and load every System-1 encoder."""
+        root = config.paths.checkpoints
+        verify_manifest(root, required_prefixes=("cf/",))
+        prepared = prepare_dataset(config)
+        models = {}
+        for name in config.cf.models:
+            model, meta = load_cf_model(cf_dir(config) / name, prepared, config)
+            if meta.get("data_fingerprint") != prepared.summary.get("fingerprint"):
+                raise CheckpointError(f"{cf_dir(config) / name / 'config.json'}: trained on other data than "
+                                      f"{config.data.dataset} as prepared now (fingerprints differ)")
+            models[name] = model
+        metrics = json.loads((cf_dir(config) / "metrics.json").read_text(encoding="utf-8"))
+        log.info("explorer ready: %d users, %d items, systems %s", prepared.n_users, prepared.n_items, list(models))
+        return cls(config, prepared, models, metrics)
+
+    # ---- ids -------------------------------------------------------------------------------
+    def user_index(self, user_id: str) -> int:
+        key = str(user_id).strip()
+        if key not in self._user_index:
+            raise UnknownIdError(f"unknown user id {key[:40]!r}: ids run from 1 to {self.data.n_users}")
+        return self._user_index[key]
+
+    def item_index(self, item_id: str) -> int:
+        key = str(item_id).strip()
+        if key not in self._item_index:
+            raise UnknownIdError(f"unknown item id {key[:40]!r}: ids run from 1 to {self.data.n_items}")
+        return self._item_index[key]
+
+    def item_label(self, item: int) -> str:
+        row = self.data.items.iloc[item]
+        year = row["year"]
+        return f"{row['title']} ({year})" if pd.notna(year) else row["title"]
+
+    # ---- users -----------------------------------------------------------------------------
+    def users_table(self) -> pd.DataFrame:
+        """One row per user for the picker: id, demographics, activity and train counts."""
+        users = self.data.users
+        columns = ["user_id", *[c for c in ("age", "gender", "occupation") if c in users], "activity", "n_train",
+                   "like_rate"]
+        return users[columns].copy()
+
+    def profile(self, user_id: str) -> Profile:
+        user = self.user_index(user_id)
+        row = self.data.users.iloc[user]
+        train = self.data.rows[(self.data.rows["user"] == user) & (self.data.rows["split"] == "train")]
+        train = train.sort_values("timestamp", ascending=False)
+        items = self.data.items.iloc[train["item"].to_numpy()]
+        history = pd.DataFrame({"item_id": items["item_id"].to_numpy(), "title": items["title"].to_numpy(),
+                                "year": items["year"].to_numpy(), "liked": train["label"].to_numpy().astype(bool)})
+        features = {k: str(row[k]) for k in ("age", "gender", "occupation") if k in row.index}
+        return Profile(user_id=str(row["user_id"]), features=features, n_train=int(row["n_train"]),
+                       like_rate=float(row["like_rate"]), activity=str(row["activity"]),
+                       liked_genres=list(row["liked_genres"]), disliked_genres=list(row["disliked_genres"]),
+                       history=history, genre_counts=self._genre_counts(items["genres"], train["label"]))
+
+    @staticmethod
+    def _genre_counts(genres: pd.Series, labels: pd.Series) -> pd.DataFrame:
+        counts: dict[str, list[int]] = {}
+        for item_genres, label in zip(genres, labels):
+            for genre in item_genres:
+                counts.setdefault(genre, [0, 0])[0 if label else 1] += 1
+        frame = pd.DataFrame([(g, l, d) for g, (l, d) in counts.items()], columns=["genre", "liked", "disliked"])
+        return frame.sort_values(["liked", "genre"], ascending=[False, True]).reset_index(drop=True)
+
+    # ---- items -----------------------------------------------------------------------------
+    def test_items(self, user_id: str) -> pd.DataFrame:
+        """The user's held-out test interactions with their true outcome, oldest first."""
+        user = self.user_index(user_id)
+        rows = self.data.rows
+        test = rows[(rows["user"] == user) & (rows["split"] == "test")].sort_values("timestamp")
+        return pd.DataFrame({"item_id": self.data.items["item_id"].to_numpy()[test["item"].to_numpy()],
+                             "title": [self.item_label(i) for i in test["item"]],
+                             "liked": test["label"].to_numpy().astype(bool)})
+
+    def search_items(self, query: str, limit: int = 20) -> pd.DataFrame:
+        """Catalogue items whose title contains every word of ``query`` (case-insensitive)."""
+        words = re.findall(r"\w+", str(query)[:MAX_QUERY_CHARS].lower())
+        titles = self.data.items["title"].str.lower()
+        mask = np.ones(len(titles), dtype=bool)
+        for word in words:
+            mask &= titles.str.contains(word, regex=False).to_numpy()
+        found = self.data.items[mask].head(limit)
+        return pd.DataFrame({"item_id": found["item_id"], "title": [self.item_label(i) for i in found["item"]]})
+
+    # ---- scores ----------------------------------------------------------------------------
+    def history_for(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray, bool | None]:
+        """The history a prediction for (user, item) sees, and the true label when known.
+
+        A held-out (valid/test) interaction uses its own row's history; any other item is
+        scored as of now, after the user's latest interaction."""
+        length = self.data.summary["history_len"]
+        if (user, item) in self._row_of:
+            row = self.data.rows.iloc[self._row_of[(user, item)]]
+            return np.asarray(row["hist_items"]), np.asarray(row["hist_labels"]), bool(row["label"])
+        rows = self.data.rows[self.data.rows["user"] == user].sort_values("timestamp").tail(length)
+        items = np.full(length, PAD)
+        labels = np.full(length, PAD)
+        if len(rows):
+            items[-len(rows):] = rows["item"].to_numpy()
+            labels[-len(rows):] = rows["label"].to_numpy()
+        return items, labels, None
+
+    @torch.no_grad()
+    def system1_scores(self, user_id: str, item_id: str) -> pd.DataFrame:
+        """P(like) of every System-1 model for one (user, item), with verdicts."""
+        user, item = self.user_index(user_id), self.item_index(item_id)
+        hist_items, hist_labels, _ = self.history_for(user, item)
+        batch = make_batch([user], [item], hist_items[None], hist_labels[None], self.data.n_items)
+        target = pd.DataFrame({"item": [item]})
+        scores = {"item_prior": float(item_prior_scores(self.data, target)[0])}
+        for name, model in self.models.items():
+            scores[name] = float(torch.sigmoid(model(batch))[0])
+        return pd.DataFrame({"system": [SYSTEM_LABELS.get(n, n) for n in scores],
+                             "p_like": [round(p, 4) for p in scores.values()],
+                             "verdict": ["Yes" if p > 0.5 else "No" for p in scores.values()]})
+
+    def true_label(self, user_id: str, item_id: str) -> bool | None:
+        """The known outcome of a held-out interaction, None if the pair is not in valid/test."""
+        return self.history_for(self.user_index(user_id), self.item_index(item_id))[2]
+
+    def results_table(self) -> pd.DataFrame:
+        """Test AUC / UAUC of every system, from the stored metrics."""
+        rows = []
+        for name, report in self.metrics.items():
+            test = report["test"]
+            rows.append({"system": SYSTEM_LABELS.get(name, name), "test AUC": test["auc"], "test UAUC": test["uauc"]})
+        return pd.DataFrame(rows)
