@@ -110,12 +110,49 @@ class CFConfig:
 
 
 @dataclass
+class LLMConfig:
+    """The LLM recommender: backbone, prompt, LoRA, training budget, scoring and generation."""
+
+    backbone: str = "asset:backbone"  # "asset:backbone" (SmolLM2-135M GGUF) or an HF model id / local folder
+    gguf_file: str = ""  # a GGUF file inside ``backbone`` when that is a folder of GGUF weights
+    cf_encoder: str = "lightgcn"  # whose embeddings become the soft tokens (the best System-1 on valid)
+    history_len: int = 10  # interactions shown in the prompt (at most data.history_len)
+    history_keywords: int = 2  # keywords shown per history item; the target shows all of its own
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "v_proj")
+    projector_mult: int = 10  # projector: d -> mult * d -> hidden
+    lr_lora: float = 5e-4
+    lr_projector: float = 1e-3
+    batch_size: int = 8
+    train_tokens: int = 300_000  # training budget in tokens (about 220 tokens/s on 2 CPU cores: 23 min)
+    reasoning_share: float = 0.2  # share of training rows that carry a reasoning trace
+    bce_weight_reasoning: float = 0.1
+    lm_weight_reasoning: float = 0.9
+    bce_weight_rec: float = 0.9
+    lm_weight_rec: float = 0.1
+    trace_system1: str = "mf"  # the System-1 model whose training errors receive traces (CoLLM-style in the paper)
+    trace_random_share: float = 0.05  # train rows System-1 gets right that still receive a trace
+    max_train_traces: int = 3000  # traces kept for training (the paper used about 4,000)
+    reference_rows: int = 100  # fixed test rows with reference traces (METEOR etc.)
+    valid_rows: int = 200  # valid subset for model selection
+    eval_rows: int = 500  # fixed test subset every LLM system is scored on
+    eval_every_tokens: int = 150_000
+    max_new_tokens: int = 160
+    do_sample: bool = False
+    temperature: float = 0.7
+    seed: int = 2025
+
+
+@dataclass
 class Config:
     """Everything the pipeline and the demo need to know."""
 
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     cf: CFConfig = field(default_factory=CFConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

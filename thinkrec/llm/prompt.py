@@ -1,0 +1,126 @@
+"""The one prompt: rendered identically for every training stage, scoring, generation and the UI.
+
+The user's last interactions (liked and disliked, with keywords) and the target item are written
+in the backbone's chat template. Where a collaborative-filtering embedding belongs, the text holds
+a marker; tokenisation turns each marker into one placeholder token whose input embedding the
+model overwrites with the projected CF vector (CoLLM's soft tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from thinkrec.config import LLMConfig
+from thinkrec.data.prepared import PreparedData
+from thinkrec.data.split import PAD
+
+MARKER = "<|cf|>"  # stands for one soft token in the rendered text
+SYSTEM = "You are a movie recommender. Answer Yes or No, then explain why."
+QUESTION = "Will the user like the target? Answer Yes or No."
+
+
+@dataclass(frozen=True)
+class SoftToken:
+    """One CF embedding in the prompt: ``kind`` is "user" or "item", ``index`` its row."""
+
+    kind: str
+    index: int
+
+
+@dataclass
+class EncodedPrompt:
+    """Token ids of a prompt, where its soft tokens sit, and the text a person can read."""
+
+    input_ids: list[int]
+    soft_positions: list[int]
+    soft_tokens: list[SoftToken]
+    text: str
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+class PromptBuilder:
+    """Renders and tokenises prompts for (user, target item, history) triples."""
+
+    def __init__(self, prepared: PreparedData, tokenizer, config: LLMConfig, use_cf_tokens: bool = True,
+                 use_keywords: bool = True):
+        self.data = prepared
+        self.tokenizer = tokenizer
+        self.config = config
+        self.use_cf_tokens = use_cf_tokens
+        self.use_keywords = use_keywords
+        self.placeholder_id = tokenizer.convert_tokens_to_ids(tokenizer.pad_token or tokenizer.eos_token)
+        self._titles = prepared.items["title"].tolist()
+        self._years = prepared.items["year"].tolist()
+        self._keywords = prepared.items["keywords"].tolist()
+
+    def _movie(self, item: int, keywords: int | None) -> str:
+        year = self._years[item]
+        text = f'"{self._titles[item]}"' + (f" ({year})" if pd.notna(year) else "")
+        if self.use_cf_tokens:
+            text += f" {MARKER}"
+        words = self._keywords[item] if self.use_keywords else []
+        words = words[:keywords] if keywords is not None else words
+        return text + (f" [{', '.join(words)}]" if words else "")
+
+    def _user_line(self, user: int) -> str:
+        row = self.data.users.iloc[user]
+        parts = [f"{row[k]}" for k in ("age", "gender", "occupation") if k in row.index and str(row[k])]
+        described = f"User ({', '.join(parts)})" if parts else "User"
+        return described + (f" {MARKER}" if self.use_cf_tokens else "")
+
+    def render(self, user: int, item: int, hist_items, hist_labels) -> tuple[str, list[SoftToken]]:
+        """The chat-formatted prompt text (ending where the answer begins) and its soft tokens."""
+        soft = [SoftToken("user", user)] if self.use_cf_tokens else []
+        lines = [self._user_line(user)]
+        history = [(int(i), int(l)) for i, l in zip(hist_items, hist_labels) if i != PAD]
+        history = history[-self.config.history_len:] if self.config.history_len else []
+        if history:
+            lines.append("Rated, oldest first:")
+            for number, (hist_item, liked) in enumerate(history, start=1):
+                verdict = "liked" if liked else "disliked"
+                lines.append(f"{number}. {self._movie(hist_item, self.config.history_keywords)}: {verdict}")
+                if self.use_cf_tokens:
+                    soft.append(SoftToken("item", hist_item))
+        else:
+            lines.append("No ratings yet: judge from the profile and the movie alone.")
+        lines.append(f"Target: {self._movie(item, None)}")
+        if self.use_cf_tokens:
+            soft.append(SoftToken("item", item))
+        lines.append(QUESTION)
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text, soft
+
+    def encode(self, user: int, item: int, hist_items, hist_labels) -> EncodedPrompt:
+        """Tokenise piece by piece so that every marker becomes exactly one placeholder token."""
+        text, soft = self.render(user, item, hist_items, hist_labels)
+        pieces = text.split(MARKER)
+        if len(pieces) != len(soft) + 1:
+            raise ValueError(f"prompt holds {len(pieces) - 1} markers for {len(soft)} soft tokens "
+                             "(a title or keyword contains the marker text?)")
+        ids: list[int] = []
+        positions: list[int] = []
+        for number, piece in enumerate(pieces):
+            ids.extend(self.tokenizer.encode(piece, add_special_tokens=False))
+            if number < len(soft):
+                positions.append(len(ids))
+                ids.append(self.placeholder_id)
+        return EncodedPrompt(input_ids=ids, soft_positions=positions, soft_tokens=soft, text=text)
+
+    def encode_row(self, row) -> EncodedPrompt:
+        """Encode one row of ``PreparedData.rows``."""
+        return self.encode(int(row["user"]), int(row["item"]), np.asarray(row["hist_items"]),
+                           np.asarray(row["hist_labels"]))
+
+    def readable(self, prompt: EncodedPrompt) -> str:
+        """The prompt as the UI shows it: markers named after the embedding they stand for."""
+        text = prompt.text
+        for token in prompt.soft_tokens:
+            name = "user" if token.kind == "user" else f"item:{self._titles[token.index]}"
+            text = text.replace(MARKER, f"⟨CF {name}⟩", 1)
+        return text

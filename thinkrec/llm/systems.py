@@ -1,0 +1,128 @@
+"""The LLM recommenders compared here, built from one code path.
+
+| system    | CF soft tokens | keywords | reasoning traces | trained        |
+|-----------|----------------|----------|------------------|----------------|
+| zeroshot  | no             | yes      | no               | no             |
+| tallrec   | no             | no       | no               | LoRA           |
+| collm     | yes            | yes      | no               | LoRA+projector |
+| thinkrec  | yes            | yes      | yes              | LoRA+projector |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors.torch import load_file, save_file
+
+from thinkrec.cf.store import load_embeddings
+from thinkrec.config import Config
+from thinkrec.data.prepared import PreparedData
+from thinkrec.errors import CheckpointError
+from thinkrec.llm.backbone import load_backbone
+from thinkrec.llm.model import SoftTokenLM
+from thinkrec.llm.prompt import PromptBuilder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SystemSpec:
+    """What distinguishes one LLM recommender from another."""
+
+    name: str
+    cf_tokens: bool
+    keywords: bool
+    reasoning: bool
+    trained: bool
+
+
+SYSTEMS = {
+    "zeroshot": SystemSpec("zeroshot", cf_tokens=False, keywords=True, reasoning=False, trained=False),
+    "tallrec": SystemSpec("tallrec", cf_tokens=False, keywords=False, reasoning=False, trained=True),
+    "collm": SystemSpec("collm", cf_tokens=True, keywords=True, reasoning=False, trained=True),
+    "thinkrec": SystemSpec("thinkrec", cf_tokens=True, keywords=True, reasoning=True, trained=True),
+}
+
+
+def system_spec(name: str) -> SystemSpec:
+    if name not in SYSTEMS:
+        raise ValueError(f"unknown LLM system {name!r}; choose from {', '.join(SYSTEMS)}")
+    return SYSTEMS[name]
+
+
+def llm_dir(config: Config, name: str) -> Path:
+    return config.paths.checkpoints / "llm" / name
+
+
+def answer_ids(tokenizer) -> tuple[int, int]:
+    """Token ids of "Yes" and "No" as the first answer token."""
+    yes, no = (tokenizer.encode(word, add_special_tokens=False) for word in ("Yes", "No"))
+    if len(yes) != 1 or len(no) != 1:
+        raise ValueError(f"the tokenizer splits Yes/No into several tokens ({yes}, {no})")
+    return yes[0], no[0]
+
+
+def lora_config(config: Config) -> LoraConfig:
+    settings = config.llm
+    return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                      target_modules=list(settings.target_modules), task_type="CAUSAL_LM")
+
+
+def cf_tables(config: Config, spec: SystemSpec) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    if not spec.cf_tokens:
+        return None, None
+    tables = load_embeddings(config, config.llm.cf_encoder)
+    return tables["user"], tables["item"]
+
+
+def new_system(spec: SystemSpec, prepared: PreparedData, config: Config, backbone=None, tokenizer=None):
+    """A fresh (untrained) system: backbone + new LoRA (if trained) + new projector (if CF tokens)."""
+    if backbone is None:
+        backbone, tokenizer = load_backbone(config)
+    if spec.trained:
+        backbone = get_peft_model(backbone, lora_config(config))
+    user_table, item_table = cf_tables(config, spec)
+    model = SoftTokenLM(backbone, user_table, item_table, *answer_ids(tokenizer), config.llm.projector_mult)
+    builder = PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords)
+    return model, builder
+
+
+def save_system(model: SoftTokenLM, spec: SystemSpec, folder: Path, meta: dict) -> None:
+    """LoRA as a standard PEFT folder, projector as safetensors, the rest as JSON (written last)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").unlink(missing_ok=True)
+    if spec.trained:
+        model.backbone.save_pretrained(folder / "adapter")
+    if model.projector is not None:
+        save_file({k: v.contiguous() for k, v in model.projector.state_dict().items()}, folder / "projector.safetensors")
+    (folder / "config.json").write_text(json.dumps({"system": asdict(spec), **meta}, indent=2), encoding="utf-8")
+
+
+def load_system(name: str, prepared: PreparedData, config: Config, backbone=None, tokenizer=None):
+    """A trained system from ``checkpoints/llm/<name>/`` (the zero-shot one needs no files)."""
+    spec = system_spec(name)
+    if backbone is None:
+        backbone, tokenizer = load_backbone(config)
+    folder = llm_dir(config, name)
+    if spec.trained:
+        if not (folder / "config.json").exists():
+            raise CheckpointError(f"{folder / 'config.json'}: missing; train it with `python -m thinkrec train-llm {name}`")
+        try:
+            backbone = PeftModel.from_pretrained(backbone, folder / "adapter")
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"{folder / 'adapter'}: cannot load the LoRA adapter ({err})") from err
+    user_table, item_table = cf_tables(config, spec)
+    model = SoftTokenLM(backbone, user_table, item_table, *answer_ids(tokenizer), config.llm.projector_mult)
+    if model.projector is not None:
+        try:
+            model.projector.load_state_dict(load_file(folder / "projector.safetensors"))
+        except Exception as err:  # missing file, damaged file or wrong shapes
+            raise CheckpointError(f"{folder / 'projector.safetensors'}: cannot load ({err})") from err
+    model.eval()
+    builder = PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords)
+    return model, builder

@@ -1,0 +1,112 @@
+"""Pipeline stages after the System-1 encoders: teacher traces, LLM training, LLM evaluation.
+
+Each stage reads what earlier stages wrote under ``checkpoints/``, skips itself when its output
+is current (unless forced), logs its wall time and refreshes the checkpoint manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from thinkrec.config import Config
+from thinkrec.data.prepared import PreparedData
+from thinkrec.manifest import write_manifest
+from thinkrec.metrics import auc_report
+
+log = logging.getLogger(__name__)
+
+
+def traces_path(config: Config) -> Path:
+    return config.paths.checkpoints / "teacher" / "traces.parquet"
+
+
+def stage_traces(prepared: PreparedData, config: Config, force: bool = False) -> pd.DataFrame:
+    """Grounded-teacher traces for System-1's training errors (plus a random share) and the reference rows."""
+    from thinkrec.teacher.dataset import (build_trace_dataset, load_trace_dataset, save_trace_dataset,
+                                          system1_train_scores)
+    from thinkrec.teacher.grounded import GroundedTeacher
+
+    path = traces_path(config)
+    if path.exists() and not force:
+        log.info("traces: up to date in %s", path)
+        return load_trace_dataset(path)
+    started = time.perf_counter()
+    settings = config.llm
+    scores = system1_train_scores(prepared, config, settings.trace_system1)
+    traces = build_trace_dataset(prepared, config, GroundedTeacher(settings.seed), scores, settings.trace_random_share,
+                                 settings.reference_rows, settings.seed, cf_name=config.llm.cf_encoder)
+    train = traces[traces["purpose"] != "reference"]
+    kept = train.sample(n=min(settings.max_train_traces, len(train)), random_state=settings.seed).sort_index()
+    traces = pd.concat([kept, traces[traces["purpose"] == "reference"]], ignore_index=True)
+    save_trace_dataset(traces, path)
+    write_manifest(config.paths.checkpoints)
+    log.info("traces: %d kept of %d System-1 errors + random rows, %d reference rows (%.1f s)", len(kept), len(train),
+             int((traces["purpose"] == "reference").sum()), time.perf_counter() - started)
+    return traces
+
+
+def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
+    from thinkrec.llm.systems import llm_dir, system_spec
+    from thinkrec.llm.train import train_system
+    from thinkrec.teacher.dataset import load_trace_dataset
+
+    spec = system_spec(name)
+    folder = llm_dir(config, name)
+    if not spec.trained:
+        return {}
+    if (folder / "config.json").exists() and not force:
+        log.info("%s: trained model in %s", name, folder)
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))["train"]
+    traces = load_trace_dataset(traces_path(config)) if spec.reasoning else None
+    started = time.perf_counter()
+    report = train_system(spec, prepared, config, traces)
+    write_manifest(config.paths.checkpoints)
+    log.info("%s: trained in %.0f s", name, time.perf_counter() - started)
+    return report
+
+
+def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
+    """Score the fixed test subset; store predictions and AUC/UAUC (with the CF baselines on the same rows)."""
+    from thinkrec.llm.score import score_rows
+    from thinkrec.llm.systems import llm_dir, load_system
+    from thinkrec.llm.train import test_subset
+
+    folder = llm_dir(config, name)
+    out = folder / "test_predictions.parquet"
+    if out.exists() and not force:
+        log.info("%s: test predictions in %s", name, out)
+        return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    model, builder = load_system(name, prepared, config)
+    rows = test_subset(prepared, config)
+    scores = score_rows(model, builder, rows, desc=f"test {name}")
+    seconds = time.perf_counter() - started
+    folder.mkdir(parents=True, exist_ok=True)
+    rows[["user", "item", "label"]].assign(p_yes=scores).to_parquet(out, index=False)
+    metrics = {"test_subset": auc_report(rows["user"], rows["label"], scores), "seconds": round(seconds, 1),
+               "rows_per_second": round(len(rows) / seconds, 2)}
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    write_manifest(config.paths.checkpoints)
+    log.info("%s: test subset AUC %.4f UAUC %.4f (%d rows, %.0f s)", name, metrics["test_subset"]["auc"],
+             metrics["test_subset"]["uauc"], len(rows), seconds)
+    return metrics
+
+
+def cf_on_subset(prepared: PreparedData, config: Config) -> dict:
+    """AUC / UAUC of the System-1 models on the same test subset the LLMs are scored on."""
+    from thinkrec.cf.store import cf_dir
+    from thinkrec.llm.train import test_subset
+
+    rows = test_subset(prepared, config)[["user", "item"]]
+    predictions = pd.read_parquet(cf_dir(config) / "predictions.parquet")
+    joined = rows.merge(predictions[predictions["split"] == "test"], on=["user", "item"], how="left")
+    systems = [c for c in predictions.columns if c not in ("user", "item", "label", "split")]
+    if joined[systems].isna().any().any():
+        raise ValueError("the CF predictions do not cover the LLM test subset")
+    return {name: auc_report(joined["user"], joined["label"], np.asarray(joined[name])) for name in systems}

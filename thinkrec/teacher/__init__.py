@@ -1,0 +1,1 @@
+"""Teachers that write reasoning traces for ThinkRec's training rows."""

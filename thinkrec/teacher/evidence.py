@@ -1,0 +1,312 @@
+"""The evidence a teacher may cite when it explains why a user liked or disliked a film.
+
+Everything comes from the row's own history (the interactions strictly before the target, as
+``prepared.rows`` stores them) and train-only statistics (the user's profile, the item's
+keywords). Nothing is read from the future, and the only titles in the evidence are the
+target's and those of the row's history.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from thinkrec.data.keywords import era_keyword
+from thinkrec.data.prepared import PreparedData
+
+LIKE, DISLIKE = "like", "dislike"
+AUDIENCE = {  # audience keyword -> (direction, weight)
+    "acclaimed": (LIKE, 0.7),
+    "crowd favourite": (LIKE, 0.35),
+    "poorly received": (DISLIKE, 0.7),
+    "little-known": (DISLIKE, 0.25),
+}
+LINKS = {  # knowledge-graph keyword prefix -> how a sentence states the link
+    "sequel to": "is a sequel to",
+    "followed by": "was followed by",
+    "same director as": "shares its director with",
+    "same writer as": "shares its writer with",
+    "shares cast with": "shares cast with",
+}
+WEIGHTS = {"link": 0.9, "profile_genre": 0.5, "history_rate": 0.4, "profile_rate": 0.3}
+SIMILAR_TOP = 3  # history items kept as "most similar to the target"
+SIMILAR_MIN = 0.3  # cosine below which a similar item is not used as an argument
+RATE_MIN_HISTORY = 3  # history items before "they liked most of their recent films" is said
+RATE_MIN_TRAIN = 5  # train interactions before the profile's like-rate is used
+IGNORED_GENRES = {"unknown"}
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """One earlier interaction of the user."""
+
+    item: int
+    title: str
+    liked: bool
+    genres: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class SimilarItem:
+    """A history item close to the target in the CF item-embedding space."""
+
+    item: int
+    title: str
+    similarity: float
+    liked: bool
+
+
+@dataclass(frozen=True)
+class Link:
+    """A knowledge-graph link from the target to a history item (sequel, same director ...)."""
+
+    relation: str
+    item: int
+    title: str
+    liked: bool
+
+
+@dataclass(frozen=True)
+class Signal:
+    """One argument for a like or a dislike."""
+
+    kind: str  # similar | genre | link | profile_genre | audience | history_rate | profile_rate
+    points_to: str  # LIKE or DISLIKE
+    weight: float  # how strongly it argues; orders the arguments
+    titles: tuple[str, ...] = ()  # history titles it cites
+    genres: tuple[str, ...] = ()
+    detail: str = ""  # the audience keyword or the link's relation
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Everything the teacher knows about one row; ``support`` agrees with ``label``, ``counter`` does not."""
+
+    user: int
+    item: int
+    label: int
+    title: str
+    genres: tuple[str, ...]
+    keywords: tuple[str, ...]
+    era: str  # worded era ("late nineties film"), "" when the year is unknown
+    audience: tuple[str, ...]  # audience keywords of the target
+    history: tuple[HistoryItem, ...]  # oldest first, one entry per item, the target excluded
+    profile_liked_genres: tuple[str, ...]
+    profile_disliked_genres: tuple[str, ...]
+    overlap_liked: tuple[str, ...]  # target genres shared with liked history items
+    overlap_disliked: tuple[str, ...]  # target genres shared with disliked history items
+    similar: tuple[SimilarItem, ...]  # most similar first
+    links: tuple[Link, ...]
+    support: tuple[Signal, ...]  # strongest first
+    counter: tuple[Signal, ...]  # strongest first
+
+    @property
+    def has_history(self) -> bool:
+        return bool(self.history)
+
+    @property
+    def liked_titles(self) -> tuple[str, ...]:
+        return tuple(h.title for h in self.history if h.liked)
+
+    @property
+    def disliked_titles(self) -> tuple[str, ...]:
+        return tuple(h.title for h in self.history if not h.liked)
+
+    @property
+    def allowed_titles(self) -> frozenset[str]:
+        """The only titles a trace may cite: the target and the row's history."""
+        return frozenset([self.title, *(h.title for h in self.history)])
+
+    def arguments(self, label: int) -> tuple[tuple[Signal, ...], tuple[Signal, ...]]:
+        """(support, counter) for ``label``, which may differ from the row's own label."""
+        return (self.support, self.counter) if int(label) == self.label else (self.counter, self.support)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Evidence":
+        nested = {"history": HistoryItem, "similar": SimilarItem, "links": Link, "support": Signal,
+                  "counter": Signal}
+        values = {}
+        for f in dataclasses.fields(cls):
+            value = data[f.name]
+            if f.name in nested:
+                value = tuple(nested[f.name](**_tuples(entry)) for entry in value)
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**values)
+
+
+def _tuples(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
+
+
+def unit_rows(embeddings: Any) -> np.ndarray:
+    """Rows scaled to unit length (a zero row stays zero); accepts numpy arrays and torch tensors."""
+    if hasattr(embeddings, "detach"):
+        embeddings = embeddings.detach().cpu().numpy()
+    matrix = np.asarray(embeddings, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+def parse_links(keywords: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(relation, linked title) for every knowledge-graph keyword such as "sequel to Alien"."""
+    found = []
+    for word in keywords:
+        for prefix, relation in LINKS.items():
+            if word.startswith(prefix + " "):
+                found.append((relation, word[len(prefix) + 1:]))
+    return tuple(found)
+
+
+class EvidenceBuilder:
+    """Precomputed item and user tables, so that gathering one row's evidence is cheap."""
+
+    def __init__(self, prepared: PreparedData, item_embeddings: Any):
+        items, users = prepared.items, prepared.users
+        self.vectors = unit_rows(item_embeddings)
+        if len(self.vectors) != len(items):
+            raise ValueError(f"item embeddings have {len(self.vectors)} rows, the data has {len(items)} items")
+        self.titles = items["title"].tolist()
+        self.genres = [tuple(g) for g in items["genres"]]
+        self.keywords = [tuple(k) for k in items["keywords"]]
+        self.eras = [era_keyword(year) or "" for year in items["year"]]
+        self.audience = [tuple(k for k in words if k in AUDIENCE) for words in self.keywords]
+        self.links = [parse_links(words) for words in self.keywords]
+        self.liked_genres = [tuple(g) for g in users["liked_genres"]]
+        self.disliked_genres = [tuple(g) for g in users["disliked_genres"]]
+        self.like_rate = users["like_rate"].to_numpy(dtype=float)
+        self.n_train = users["n_train"].to_numpy()
+
+    def gather(self, row: Any) -> Evidence:
+        """Evidence for one row of ``prepared.rows`` (a Series or anything indexable by column)."""
+        return self.build(row["user"], row["item"], row["label"], row["hist_items"], row["hist_labels"])
+
+    def build(self, user: int, item: int, label: int, hist_items, hist_labels) -> Evidence:
+        user, item, label = int(user), int(item), int(label)
+        history = self.history(item, hist_items, hist_labels)
+        target_genres = tuple(g for g in self.genres[item] if g not in IGNORED_GENRES)
+        liked_overlap, liked_examples = genre_overlap(target_genres, history, liked=True)
+        disliked_overlap, disliked_examples = genre_overlap(target_genres, history, liked=False)
+        similar = self.similar(item, history)
+        links = tuple(Link(relation, h.item, h.title, h.liked)
+                      for relation, title in self.links[item] for h in history if h.title == title)
+        profile_liked = tuple(g for g in target_genres if g in self.liked_genres[user])
+        profile_disliked = tuple(g for g in target_genres if g in self.disliked_genres[user])
+        signals = [
+            *similar_signals(similar),
+            *genre_signals(liked_overlap, liked_examples, LIKE),
+            *genre_signals(disliked_overlap, disliked_examples, DISLIKE),
+            *(Signal("link", LIKE if link.liked else DISLIKE, WEIGHTS["link"], (link.title,), detail=link.relation)
+              for link in links),
+            *profile_genre_signals(profile_liked, profile_disliked),
+            *(Signal("audience", AUDIENCE[word][0], AUDIENCE[word][1], detail=word) for word in self.audience[item]),
+            *history_rate_signals(history),
+            *self.profile_rate_signals(user),
+        ]
+        signals.sort(key=lambda s: (-s.weight, s.kind))
+        agree = LIKE if label == 1 else DISLIKE
+        return Evidence(
+            user=user, item=item, label=label, title=self.titles[item], genres=self.genres[item],
+            keywords=self.keywords[item], era=self.eras[item], audience=self.audience[item], history=history,
+            profile_liked_genres=self.liked_genres[user], profile_disliked_genres=self.disliked_genres[user],
+            overlap_liked=liked_overlap, overlap_disliked=disliked_overlap, similar=similar, links=links,
+            support=tuple(s for s in signals if s.points_to == agree),
+            counter=tuple(s for s in signals if s.points_to != agree))
+
+    def history(self, item: int, hist_items, hist_labels) -> tuple[HistoryItem, ...]:
+        """The row's history, oldest first, one entry per item (its latest label), without the target."""
+        latest: dict[int, bool] = {}
+        for other, liked in zip(hist_items, hist_labels):
+            other = int(other)
+            if other >= 0 and other != item and self.titles[other] != self.titles[item]:
+                latest.pop(other, None)
+                latest[other] = bool(liked)
+        return tuple(HistoryItem(other, self.titles[other], liked, self.genres[other])
+                     for other, liked in latest.items())
+
+    def similar(self, item: int, history: tuple[HistoryItem, ...]) -> tuple[SimilarItem, ...]:
+        """The history items closest to the target by cosine of CF item embeddings."""
+        if not history:
+            return ()
+        sims = self.vectors[[h.item for h in history]] @ self.vectors[item]
+        order = np.argsort(-sims, kind="stable")[:SIMILAR_TOP]
+        return tuple(SimilarItem(history[i].item, history[i].title, round(float(sims[i]), 4), history[i].liked)
+                     for i in order)
+
+    def profile_rate_signals(self, user: int) -> list[Signal]:
+        """The user's overall like-rate on train, when there is enough of it."""
+        if self.n_train[user] < RATE_MIN_TRAIN:
+            return []
+        rate = self.like_rate[user]
+        if rate >= 0.7:
+            return [Signal("profile_rate", LIKE, WEIGHTS["profile_rate"])]
+        if rate <= 0.3:
+            return [Signal("profile_rate", DISLIKE, WEIGHTS["profile_rate"])]
+        return []
+
+
+def genre_overlap(target_genres: tuple[str, ...], history: tuple[HistoryItem, ...],
+                  liked: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Target genres shared with the liked (or disliked) history items, most shared first,
+    and those items' titles, newest first."""
+    counts: Counter[str] = Counter()
+    examples = []
+    for entry in reversed(history):
+        shared = [g for g in target_genres if g in entry.genres]
+        if entry.liked == liked and shared:
+            counts.update(shared)
+            examples.append(entry.title)
+    genres = sorted(counts, key=lambda g: (-counts[g], target_genres.index(g)))
+    return tuple(genres), tuple(examples)
+
+
+def similar_signals(similar: tuple[SimilarItem, ...]) -> list[Signal]:
+    """One signal for the close items the user liked, one for those they disliked."""
+    signals = []
+    for liked, direction in ((True, LIKE), (False, DISLIKE)):
+        close = [s for s in similar if s.liked == liked and s.similarity >= SIMILAR_MIN]
+        if close:
+            signals.append(Signal("similar", direction, round(0.5 + 0.5 * close[0].similarity, 4),
+                                  tuple(s.title for s in close[:2])))
+    return signals
+
+
+def genre_signals(genres: tuple[str, ...], examples: tuple[str, ...], direction: str) -> list[Signal]:
+    """History items sharing the target's genres; more of them argue more strongly."""
+    if not genres:
+        return []
+    weight = round(0.4 + 0.05 * min(len(examples), 4), 4)
+    return [Signal("genre", direction, weight, examples[:2], genres[:2])]
+
+
+def profile_genre_signals(liked: tuple[str, ...], disliked: tuple[str, ...]) -> list[Signal]:
+    """Target genres among the user's favourite or least favourite genres (train profile)."""
+    signals = []
+    if liked:
+        signals.append(Signal("profile_genre", LIKE, WEIGHTS["profile_genre"], genres=liked[:1]))
+    if disliked:
+        signals.append(Signal("profile_genre", DISLIKE, WEIGHTS["profile_genre"], genres=disliked[:1]))
+    return signals
+
+
+def history_rate_signals(history: tuple[HistoryItem, ...]) -> list[Signal]:
+    """Whether the user liked most, or few, of their recent films."""
+    if len(history) < RATE_MIN_HISTORY:
+        return []
+    share = sum(h.liked for h in history) / len(history)
+    if share >= 0.75:
+        return [Signal("history_rate", LIKE, WEIGHTS["history_rate"])]
+    if share <= 0.25:
+        return [Signal("history_rate", DISLIKE, WEIGHTS["history_rate"])]
+    return []
+
+
+def gather_evidence(prepared: PreparedData, row: Any, item_embeddings: Any) -> Evidence:
+    """Evidence for a single row; build one ``EvidenceBuilder`` instead when there are many."""
+    return EvidenceBuilder(prepared, item_embeddings).gather(row)
