@@ -87,7 +87,7 @@ def new_system(spec: SystemSpec, prepared: PreparedData, config: Config, backbon
     if spec.trained:
         backbone = get_peft_model(backbone, lora_config(config))
     user_table, item_table = cf_tables(config, spec)
-    model = SoftTokenLM(backbone, user_table, item_table, *answer_ids(tokenizer), config.llm.projector_mult)
+    model = SoftTokenLM(backbone, user_table, item_table, *answer_ids(tokenizer), config.llm.projector_mult).eval()
     builder = PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords)
     return model, builder
 

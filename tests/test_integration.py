@@ -1,0 +1,98 @@
+"""Integration: the real ML-100K files, the shipped checkpoints and the real backbone."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from thinkrec.config import load_config
+from thinkrec.metrics import auc_report
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def config():
+    return load_config()
+
+
+@pytest.fixture(scope="module")
+def prepared(config):
+    from thinkrec.data.prepared import prepare_dataset
+
+    return prepare_dataset(config)
+
+
+def test_real_split_sizes_and_like_rates(prepared):
+    splits = prepared.summary["splits"]
+    assert [splits[s]["rows"] for s in ("train", "valid", "test")] == [80_367, 10_037, 9_596]
+    assert [round(splits[s]["like_rate"], 2) for s in ("train", "valid", "test")] == [0.57, 0.48, 0.47]
+    assert prepared.summary["knowledge_graph"]["used"] is False  # the ML-100K links fail the audit
+
+
+def test_no_real_history_reaches_past_its_target(prepared):
+    rows = prepared.rows
+    time_of = pd.Series(rows["timestamp"].to_numpy(), index=pd.MultiIndex.from_arrays([rows["user"], rows["item"]]))
+    assert time_of.index.is_unique
+    hist = np.stack(rows["hist_items"].to_numpy())
+    users = np.repeat(rows["user"].to_numpy(), hist.shape[1])
+    items = hist.ravel()
+    real = items >= 0
+    hist_times = time_of.reindex(pd.MultiIndex.from_arrays([users[real], items[real]])).to_numpy()
+    target_times = np.repeat(rows["timestamp"].to_numpy(), hist.shape[1])[real]
+    assert len(hist_times) > 500_000 and (hist_times < target_times).all()
+
+
+def test_shipped_checkpoints_match_their_manifest(config):
+    from thinkrec.manifest import verify_manifest
+
+    manifest = verify_manifest(config.paths.checkpoints, required_prefixes=("cf/", "teacher/"))
+    assert all(not name.endswith((".pt", ".bin", ".pkl")) for name in manifest["files"])
+
+
+def test_stored_cf_metrics_recompute_from_stored_predictions(config):
+    root = config.paths.checkpoints / "cf"
+    metrics = json.loads((root / "metrics.json").read_text())
+    predictions = pd.read_parquet(root / "predictions.parquet")
+    for split in ("valid", "test"):
+        part = predictions[predictions["split"] == split]
+        for name in ("item_prior", "mf", "lightgcn", "sasrec"):
+            assert auc_report(part["user"], part["label"], part[name]) == metrics[name][split]
+
+
+def test_shipped_cf_models_rescore_their_stored_predictions(config, prepared):
+    from thinkrec.cf.store import cf_dir, load_cf_model
+    from thinkrec.cf.train import predict, rows_to_batch
+
+    predictions = pd.read_parquet(cf_dir(config) / "predictions.parquet")
+    test = prepared.split("test")
+    sample = np.random.default_rng(0).choice(len(test), 20, replace=False)
+    stored = predictions[predictions["split"] == "test"].reset_index(drop=True)
+    for name in ("mf", "lightgcn", "sasrec"):
+        model, _ = load_cf_model(cf_dir(config) / name, prepared, config)
+        scores = predict(model, rows_to_batch(prepared, test.iloc[sample]))
+        assert np.allclose(scores, stored[name].to_numpy()[sample], atol=1e-5)
+
+
+def test_real_backbone_scores_rows_padding_invariantly(config, prepared):
+    from thinkrec.llm.model import collate
+    from thinkrec.llm.systems import load_system
+
+    model, builder = load_system("zeroshot", prepared, config)
+    test = prepared.split("test")
+    prompts = [builder.encode_row(test.iloc[i]) for i in (0, 1)]
+    prompts.append(builder.encode(0, int(test.iloc[0]["item"]), [], []))  # an empty history, much shorter
+    pad = builder.tokenizer.pad_token_id
+    together = model.p_yes(collate(prompts, pad))
+    alone = [model.p_yes(collate([p], pad))[0] for p in prompts]
+    assert ((together > 0) & (together < 1)).all()
+    assert np.allclose(together.numpy(), np.array(alone), atol=1e-4)
+
+
+def test_meteor_works_offline():
+    from thinkrec.text_metrics import meteor
+
+    assert meteor(["the user liked the film"], ["the user liked the film"]) > 0.9

@@ -1,0 +1,182 @@
+"""The LLM recommender on a tiny random Llama: soft tokens, losses, P(Yes), padding, training, streaming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from thinkrec.llm.generate import GenerationSettings, generate_text, stream_text
+from thinkrec.llm.model import collate, weighted_loss
+from thinkrec.llm.prompt import MARKER
+from thinkrec.llm.systems import load_system, new_system, save_system, system_spec
+
+
+@pytest.fixture
+def trained_cf(tiny_explorer):
+    """The tiny dataset with System-1 checkpoints (their embeddings feed the soft tokens)."""
+    return tiny_explorer
+
+
+def build(name, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    tiny_config.llm.cf_encoder = "mf"
+    return new_system(system_spec(name), tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+
+
+def test_every_placeholder_is_replaced_by_a_projected_vector(trained_cf, tiny_prepared, tiny_config, tiny_llama,
+                                                             tiny_tokenizer):
+    model, builder = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    row = tiny_prepared.split("test").iloc[0]
+    prompt = builder.encode_row(row)
+    n_history = int((np.asarray(row["hist_items"]) >= 0).sum())
+    assert len(prompt.soft_tokens) == n_history + 2 and prompt.text.count(MARKER) == n_history + 2
+    batch = collate([prompt], tiny_tokenizer.pad_token_id)
+    embeds = model.input_embeddings(batch)
+    words = model.backbone.get_input_embeddings()(batch.input_ids)
+    soft = torch.zeros(batch.input_ids.shape[1], dtype=torch.bool)
+    soft[batch.soft_cols] = True
+    assert torch.equal(embeds[0, ~soft], words[0, ~soft])
+    first = prompt.soft_tokens[0]
+    expected = model.projector(model.user_table[first.index])
+    assert first.kind == "user" and torch.allclose(embeds[0, batch.soft_cols[0]], expected)
+    assert not torch.isclose(embeds[0, soft], words[0, soft]).all(dim=-1).any()
+
+
+def test_gradients_reach_the_projector_and_lora(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    rows = tiny_prepared.split("train").head(3)
+    prompts = [builder.encode_row(r) for _, r in rows.iterrows()]
+    targets = [tiny_tokenizer.encode("Yes. because", add_special_tokens=False) for _ in prompts]
+    batch = collate(prompts, tiny_tokenizer.pad_token_id, targets)
+    bce, lm = model.losses(batch, torch.tensor(rows["label"].to_numpy()))
+    weighted_loss(bce, lm, torch.tensor([True, False, True]), (0.1, 0.9, 0.9, 0.1)).backward()
+    assert model.projector.net[0].weight.grad.abs().sum() > 0
+    lora = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora and all(g is not None for g in lora)
+    base = [p for n, p in model.named_parameters() if "lora_" not in n and not n.startswith("projector")]
+    assert all(not p.requires_grad for p in base)
+
+
+def test_loss_weighting_by_hand():
+    bce, lm = torch.tensor([1.0, 2.0]), torch.tensor([3.0, 4.0])
+    reasoning = torch.tensor([True, False])
+    # Row 0 (reasoning): 0.1*1 + 0.9*3 = 2.8; row 1 (Yes/No): 0.9*2 + 0.1*4 = 2.2; mean 2.5.
+    assert weighted_loss(bce, lm, reasoning, (0.1, 0.9, 0.9, 0.1)).item() == pytest.approx(2.5)
+
+
+def test_p_yes_is_the_softmax_over_yes_and_no(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    model, builder = build("zeroshot", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    batch = collate([builder.encode_row(tiny_prepared.split("test").iloc[1])], tiny_tokenizer.pad_token_id)
+    logits = model.logits(batch)[0, batch.answer_index[0]]
+    pair = torch.softmax(torch.stack([logits[model.yes_id], logits[model.no_id]]), dim=0)
+    assert model.p_yes(batch)[0].item() == pytest.approx(pair[0].item(), abs=1e-6)
+
+
+def test_a_row_scores_the_same_alone_and_in_a_padded_batch(trained_cf, tiny_prepared, tiny_config, tiny_llama,
+                                                           tiny_tokenizer):
+    model, builder = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    test = tiny_prepared.split("test")
+    short = builder.encode(0, int(test.iloc[0]["item"]), [], [])
+    long = builder.encode_row(test.iloc[0])
+    assert len(long) > len(short)
+    alone = model.p_yes(collate([short], tiny_tokenizer.pad_token_id))
+    together = model.p_yes(collate([long, short], tiny_tokenizer.pad_token_id))
+    assert together[1].item() == pytest.approx(alone[0].item(), abs=1e-5)
+
+
+def test_empty_history_is_explicit(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    _, builder = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    prompt = builder.encode(1, 2, [-1, -1], [-1, -1])
+    assert "No ratings yet" in prompt.text
+    assert [t.kind for t in prompt.soft_tokens] == ["user", "item"]
+    assert "⟨CF user⟩" in builder.readable(prompt)
+
+
+def test_titles_only_prompt_for_tallrec(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    _, builder = build("tallrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    prompt = builder.encode_row(tiny_prepared.split("test").iloc[0])
+    assert prompt.soft_tokens == [] and MARKER not in prompt.text and "[" not in prompt.text
+
+
+def test_save_and_load_give_the_same_scores(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    import copy
+
+    pristine = copy.deepcopy(tiny_llama)
+    model, builder = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.add_(0.1)  # make the adapter matter
+    batch = collate([builder.encode_row(r) for _, r in tiny_prepared.split("test").iterrows()],
+                    tiny_tokenizer.pad_token_id)
+    before = model.p_yes(batch)
+    save_system(model, system_spec("collm"), tiny_config.paths.checkpoints / "llm" / "collm", {"note": "test"})
+    loaded, _ = load_system("collm", tiny_prepared, tiny_config, pristine, tiny_tokenizer)
+    assert torch.allclose(loaded.p_yes(batch), before, atol=1e-6)
+    assert (tiny_config.paths.checkpoints / "llm" / "collm" / "adapter" / "adapter_config.json").exists()
+
+
+def test_streaming_yields_pieces_and_respects_the_cap(trained_cf, tiny_prepared, tiny_config, tiny_llama,
+                                                     tiny_tokenizer):
+    model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    prompt = builder.encode_row(tiny_prepared.split("test").iloc[0])
+    stream = stream_text(model, tiny_tokenizer, prompt, GenerationSettings(max_new_tokens=12))
+    pieces = list(stream)
+    text = "".join(pieces)
+    assert pieces and 1 <= stream.new_tokens <= 12
+    assert generate_text(model, tiny_tokenizer, prompt, GenerationSettings(max_new_tokens=12)) == text  # greedy
+
+
+@pytest.mark.parametrize("settings", [GenerationSettings(max_new_tokens=0), GenerationSettings(max_new_tokens=10_000),
+                                      GenerationSettings(do_sample=True, temperature=9.0)])
+def test_out_of_range_generation_settings_are_refused(settings):
+    with pytest.raises(ValueError):
+        settings.checked()
+
+
+@pytest.fixture
+def tiny_traces(trained_cf, tiny_prepared, tiny_config):
+    from thinkrec.teacher.dataset import build_trace_dataset, system1_train_scores
+    from thinkrec.teacher.grounded import GroundedTeacher
+
+    scores = system1_train_scores(tiny_prepared, tiny_config, "mf")
+    return build_trace_dataset(tiny_prepared, tiny_config, GroundedTeacher(0), scores, 1.0, 2, 0)
+
+
+def test_training_mixes_reasoning_rows_resumes_and_ships_an_adapter(tiny_traces, tiny_prepared, tiny_config,
+                                                                     tiny_llama, tiny_tokenizer):
+    import copy
+    import json
+
+    from thinkrec.llm.train import build_examples, train_system
+
+    settings = tiny_config.llm
+    settings.cf_encoder, settings.train_tokens, settings.batch_size = "mf", 4000, 2
+    settings.valid_rows, settings.eval_every_tokens, settings.reasoning_share = 2, 10**9, 0.5
+    spec = system_spec("thinkrec")
+    model, builder = new_system(spec, tiny_prepared, tiny_config, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    examples = build_examples(spec, builder, tiny_prepared, tiny_config, tiny_traces)
+    total = sum(e.tokens for e in examples)
+    assert total - max(e.tokens for e in examples) < settings.train_tokens <= total
+    reasoning = [e for e in examples if e.reasoning]
+    assert reasoning and all(e.target[-1] == tiny_tokenizer.eos_token_id for e in examples)
+    assert tiny_tokenizer.decode(reasoning[0].target[:1]) in ("Yes", "No")
+
+    report = train_system(spec, tiny_prepared, tiny_config, tiny_traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    assert report["steps"] == len(examples) // 2 + len(examples) % 2 and report["reasoning_examples"] == len(reasoning)
+    progress = json.loads((tiny_config.paths.work / "llm" / "thinkrec" / "progress.json").read_text())
+    assert progress["step"] == report["steps"] and len(progress["evaluations"]) == 1
+    folder = tiny_config.paths.checkpoints / "llm" / "thinkrec"
+    assert (folder / "adapter" / "adapter_model.safetensors").exists() and (folder / "projector.safetensors").exists()
+
+    again = train_system(spec, tiny_prepared, tiny_config, tiny_traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    assert again["train_tokens"] == report["train_tokens"] and len(again["evaluations"]) == 1  # nothing redone
+
+
+def test_reasoning_system_refuses_to_train_without_traces(trained_cf, tiny_prepared, tiny_config, tiny_llama,
+                                                          tiny_tokenizer):
+    from thinkrec.llm.train import build_examples
+
+    model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    with pytest.raises(ValueError, match="reasoning traces"):
+        build_examples(system_spec("thinkrec"), builder, tiny_prepared, tiny_config, None)

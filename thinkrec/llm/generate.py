@@ -1,0 +1,107 @@
+"""Streaming generation of the verdict and reasoning, token by token.
+
+The prompt (with its soft tokens already projected into input embeddings) is handed to the
+backbone's ``generate`` in a worker thread; a ``TextIteratorStreamer`` passes the text back as it
+is produced, so a caller can show it while the model is still writing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from threading import Thread
+
+import torch
+from transformers import TextIteratorStreamer
+
+from thinkrec.llm.model import SoftTokenLM, collate
+from thinkrec.llm.prompt import EncodedPrompt
+
+MAX_NEW_TOKENS_LIMIT = 512
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings; greedy by default."""
+
+    max_new_tokens: int = 160
+    do_sample: bool = False
+    temperature: float = 0.7
+    top_p: float = 0.95
+
+    def checked(self) -> "GenerationSettings":
+        """Raise ``ValueError`` on settings out of range."""
+        if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+            raise ValueError(f"max_new_tokens must lie in 1..{MAX_NEW_TOKENS_LIMIT}, not {self.max_new_tokens}")
+        if self.do_sample and not 0.05 <= self.temperature <= 2.0:
+            raise ValueError(f"temperature must lie in 0.05..2.0, not {self.temperature}")
+        if self.do_sample and not 0.05 <= self.top_p <= 1.0:
+            raise ValueError(f"top_p must lie in 0.05..1.0, not {self.top_p}")
+        return self
+
+
+class CountingStreamer(TextIteratorStreamer):
+    """A text streamer that also counts the new tokens it has received."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.new_tokens = 0
+
+    def put(self, value: torch.Tensor) -> None:
+        if not (self.skip_prompt and self.next_tokens_are_prompt):
+            self.new_tokens += value.numel()
+        super().put(value)
+
+
+class TextStream:
+    """Iterate to receive pieces of the answer (verdict first, then the reasoning) as they arrive;
+    ``new_tokens`` counts the tokens generated so far."""
+
+    def __init__(self, model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings,
+                 timeout: float = 120.0):
+        settings = settings.checked()
+        device = next(model.parameters()).device
+        batch = collate([prompt], tokenizer.pad_token_id).to(device)
+        with torch.no_grad():
+            embeds = model.input_embeddings(batch)
+        self.streamer = CountingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
+        sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p} \
+            if settings.do_sample else {"do_sample": False}
+        self._model = model
+        self._kwargs = dict(inputs_embeds=embeds, attention_mask=batch.attention_mask,
+                            max_new_tokens=settings.max_new_tokens, streamer=self.streamer,
+                            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
+        self._errors: list[BaseException] = []
+
+    @property
+    def new_tokens(self) -> int:
+        return self.streamer.new_tokens
+
+    def _work(self) -> None:
+        try:
+            with torch.no_grad():
+                self._model.backbone.generate(**self._kwargs)
+        except BaseException as err:  # surfaced to the caller in __iter__, never lost in the thread
+            self._errors.append(err)
+            self.streamer.on_finalized_text("", stream_end=True)
+
+    def __iter__(self) -> Iterator[str]:
+        worker = Thread(target=self._work, daemon=True)
+        worker.start()
+        for piece in self.streamer:
+            if piece:
+                yield piece
+        worker.join()
+        if self._errors:
+            raise RuntimeError(f"generation failed: {self._errors[0]}") from self._errors[0]
+
+
+def stream_text(model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings,
+                timeout: float = 120.0) -> TextStream:
+    """A ``TextStream`` over the generated answer."""
+    return TextStream(model, tokenizer, prompt, settings, timeout)
+
+
+def generate_text(model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings) -> str:
+    """The whole generated answer at once."""
+    return "".join(stream_text(model, tokenizer, prompt, settings))
