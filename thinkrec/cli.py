@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("prepare", help="split the data, build histories, keywords and profiles")
     commands.add_parser("train-cf", help="train MF, LightGCN and SASRec; write checkpoints/cf/")
     commands.add_parser("traces", help="write the grounded teacher's reasoning traces")
-    for command, text in (("train-llm", "train LLM systems"), ("eval-llm", "score the test subset with LLM systems")):
+    for command, text in (("train-llm", "train LLM systems"), ("eval-llm", "score the test subset with LLM systems"),
+                          ("eval-reasoning", "generate reasoning for the reference rows and score it")):
         sub = commands.add_parser(command, help=text)
         sub.add_argument("systems", nargs="+", choices=["zeroshot", "tallrec", "collm", "thinkrec"])
     return parser
@@ -54,12 +55,13 @@ def run(args: argparse.Namespace) -> None:
         from thinkrec.pipeline import stage_traces
 
         stage_traces(prepare_dataset(config), config, force=args.force)
-    elif args.command in ("train-llm", "eval-llm"):
+    elif args.command in ("train-llm", "eval-llm", "eval-reasoning"):
         from thinkrec.data.prepared import prepare_dataset
-        from thinkrec.pipeline import stage_eval_llm, stage_train_llm
+        from thinkrec import pipeline
 
         prepared = prepare_dataset(config)
-        stage = stage_train_llm if args.command == "train-llm" else stage_eval_llm
+        stage = {"train-llm": pipeline.stage_train_llm, "eval-llm": pipeline.stage_eval_llm,
+                 "eval-reasoning": pipeline.stage_reasoning}[args.command]
         for name in args.systems:
             print(json.dumps({name: stage(name, prepared, config, force=args.force)}, indent=2))
     log.info("%s finished in %.1f s", args.command, time.perf_counter() - started)

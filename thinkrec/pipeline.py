@@ -110,3 +110,43 @@ def cf_on_subset(prepared: PreparedData, config: Config) -> dict:
     if joined[systems].isna().any().any():
         raise ValueError("the CF predictions do not cover the LLM test subset")
     return {name: auc_report(joined["user"], joined["label"], np.asarray(joined[name])) for name in systems}
+
+
+def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
+    """Generate reasoning for the reference test rows and score it against the teacher's traces."""
+    from thinkrec.llm.generate import GenerationSettings, generate_text
+    from thinkrec.llm.model import collate
+    from thinkrec.llm.systems import llm_dir, load_system
+    from thinkrec.teacher.dataset import load_trace_dataset
+    from thinkrec.text_metrics import explanation_report
+
+    folder = llm_dir(config, name)
+    out = folder / "reasoning.parquet"
+    if out.exists() and not force:
+        log.info("%s: reasoning in %s", name, out)
+        return json.loads((folder / "reasoning_metrics.json").read_text(encoding="utf-8"))
+    references = load_trace_dataset(traces_path(config))
+    references = references[references["purpose"] == "reference"].reset_index(drop=True)
+    model, builder = load_system(name, prepared, config)
+    rows = prepared.rows.set_index(["user", "item"]).loc[list(zip(references["user"], references["item"]))]
+    settings = GenerationSettings(max_new_tokens=config.llm.max_new_tokens, do_sample=config.llm.do_sample,
+                                  temperature=config.llm.temperature)
+    titles = prepared.items["title"].tolist()
+    texts, p_yes, allowed = [], [], []
+    started = time.perf_counter()
+    for (user, item), row in zip(rows.index, rows.itertuples()):
+        prompt = builder.encode(user, item, row.hist_items, row.hist_labels)
+        texts.append(generate_text(model, builder.tokenizer, prompt, settings))
+        p_yes.append(float(model.p_yes(collate([prompt], builder.tokenizer.pad_token_id))[0]))
+        allowed.append({titles[i] for i in row.hist_items if i >= 0} | {titles[item]})
+    seconds = time.perf_counter() - started
+    report = explanation_report(references["trace"].tolist(), texts, allowed, titles, p_yes,
+                                cache_dir=config.paths.cache)
+    report["seconds"] = round(seconds, 1)
+    folder.mkdir(parents=True, exist_ok=True)
+    references[["user", "item", "label"]].assign(reference=references["trace"], generated=texts, p_yes=p_yes).to_parquet(
+        out, index=False)
+    (folder / "reasoning_metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_manifest(config.paths.checkpoints)
+    log.info("%s: reasoning on %d reference rows: %s", name, len(texts), report)
+    return report

@@ -2,11 +2,13 @@
 
 The prompt (with its soft tokens already projected into input embeddings) is handed to the
 backbone's ``generate`` in a worker thread; a ``TextIteratorStreamer`` passes the text back as it
-is produced, so a caller can show it while the model is still writing.
+is produced, so a caller can show it while the model is still writing. The worker runs in a copy
+of the caller's context, so a per-request adapter mixture set by the caller applies to it.
 """
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
 from threading import Thread
@@ -72,6 +74,7 @@ class TextStream:
                             max_new_tokens=settings.max_new_tokens, streamer=self.streamer,
                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
         self._errors: list[BaseException] = []
+        self._context = contextvars.copy_context()  # carries the caller's adapter mixture, if any
 
     @property
     def new_tokens(self) -> int:
@@ -86,7 +89,7 @@ class TextStream:
             self.streamer.on_finalized_text("", stream_end=True)
 
     def __iter__(self) -> Iterator[str]:
-        worker = Thread(target=self._work, daemon=True)
+        worker = Thread(target=self._context.run, args=(self._work,), daemon=True)
         worker.start()
         for piece in self.streamer:
             if piece:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from thinkrec.fusion.lora import mixture
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import PromptBuilder
 
 
 @torch.no_grad()
 def score_rows(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, batch_size: int = 16,
-               desc: str = "scoring") -> np.ndarray:
-    """P(Yes) for every row of ``frame``; rows of similar length are batched together."""
+               desc: str = "scoring", mixtures: np.ndarray | None = None) -> np.ndarray:
+    """P(Yes) for every row of ``frame``; rows of similar length are batched together.
+
+    ``mixtures`` (rows x adapters) gives each row its own adapter weights for a model whose
+    LoRA layers mix adapters (expert fusion)."""
     model.eval()
     prompts = [builder.encode_row(row) for _, row in frame.iterrows()]
     order = np.argsort([len(p) for p in prompts], kind="stable")
@@ -24,5 +30,7 @@ def score_rows(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, 
     for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
         index = order[start:start + batch_size]
         batch = collate([prompts[i] for i in index], pad_id).to(device)
-        scores[index] = model.p_yes(batch).float().cpu().numpy()
+        routing = mixture(torch.as_tensor(mixtures[index])) if mixtures is not None else nullcontext()
+        with routing:
+            scores[index] = model.p_yes(batch).float().cpu().numpy()
     return scores

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -103,17 +104,20 @@ def save_system(model: SoftTokenLM, spec: SystemSpec, folder: Path, meta: dict) 
     (folder / "config.json").write_text(json.dumps({"system": asdict(spec), **meta}, indent=2), encoding="utf-8")
 
 
-def load_system(name: str, prepared: PreparedData, config: Config, backbone=None, tokenizer=None):
-    """A trained system from ``checkpoints/llm/<name>/`` (the zero-shot one needs no files)."""
+def load_system(name: str, prepared: PreparedData, config: Config, backbone=None, tokenizer=None,
+                folder: Path | None = None, trainable: bool = False):
+    """A trained system from ``checkpoints/llm/<name>/`` (or ``folder``); zero-shot needs no files.
+
+    ``trainable`` keeps the LoRA weights trainable so a run can continue from them."""
     spec = system_spec(name)
     if backbone is None:
         backbone, tokenizer = load_backbone(config)
-    folder = llm_dir(config, name)
+    folder = folder or llm_dir(config, name)
     if spec.trained:
         if not (folder / "config.json").exists():
             raise CheckpointError(f"{folder / 'config.json'}: missing; train it with `python -m thinkrec train-llm {name}`")
         try:
-            backbone = PeftModel.from_pretrained(backbone, folder / "adapter")
+            backbone = PeftModel.from_pretrained(backbone, folder / "adapter", is_trainable=trainable)
         except (OSError, ValueError) as err:
             raise CheckpointError(f"{folder / 'adapter'}: cannot load the LoRA adapter ({err})") from err
     user_table, item_table = cf_tables(config, spec)
@@ -125,4 +129,16 @@ def load_system(name: str, prepared: PreparedData, config: Config, backbone=None
             raise CheckpointError(f"{folder / 'projector.safetensors'}: cannot load ({err})") from err
     model.eval()
     builder = PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords)
+    return model, builder
+
+
+def expert_start(prepared: PreparedData, config: Config, top_layers: int, backbone=None, tokenizer=None):
+    """The global ThinkRec model as the starting point of a cluster expert: its LoRA trains (only in
+    the top ``top_layers`` layers when that is positive), the projector stays frozen and shared."""
+    model, builder = load_system("thinkrec", prepared, config, backbone, tokenizer, trainable=True)
+    n_layers = model.backbone.get_base_model().config.num_hidden_layers
+    first_trained = n_layers - top_layers if top_layers > 0 else 0
+    for name, param in model.named_parameters():
+        layer = re.search(r"\.layers\.(\d+)\.", name)
+        param.requires_grad_("lora_" in name and (layer is None or int(layer.group(1)) >= first_trained))
     return model, builder

@@ -34,6 +34,16 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class Scope:
+    """What one training run covers: the global model by default, or one cluster's expert."""
+
+    name: str  # progress folder under <work>/llm/ and log label
+    out_dir: Path  # where the trained system is saved
+    train_tokens: int  # token budget
+    users: np.ndarray | None = None  # train and validate only on these users' rows
+
+
+@dataclass
 class Example:
     """One training row: the prompt, the tokens to learn after it, and the true label."""
 
@@ -51,21 +61,27 @@ def target_tokens(tokenizer, text: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
 
 
+def of_users(frame: pd.DataFrame, users: np.ndarray | None) -> pd.DataFrame:
+    return frame if users is None else frame[frame["user"].isin(users)].reset_index(drop=True)
+
+
 def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedData, config: Config,
-                   traces: pd.DataFrame | None) -> list[Example]:
+                   traces: pd.DataFrame | None, budget: int | None = None,
+                   users: np.ndarray | None = None) -> list[Example]:
     """Shuffled training examples filling the token budget; ``reasoning_share`` of them carry a trace."""
     settings = config.llm
     rng = np.random.default_rng(settings.seed)
     tokenizer = builder.tokenizer
-    train = prepared.split("train")
+    train = of_users(prepared.split("train"), users)
     reasoning_rows = pd.DataFrame()
     if spec.reasoning:
         if traces is None or traces.empty:
             raise ValueError(f"{spec.name} learns from reasoning traces, but none were given")
-        reasoning_rows = traces[traces["purpose"] != "reference"].sample(frac=1.0, random_state=settings.seed)
+        reasoning_rows = of_users(traces[traces["purpose"] != "reference"], users)
+        reasoning_rows = reasoning_rows.sample(frac=1.0, random_state=settings.seed)
     row_of = {(u, i): n for n, (u, i) in enumerate(zip(train["user"], train["item"]))}
     examples: list[Example] = []
-    budget = settings.train_tokens
+    budget = settings.train_tokens if budget is None else budget
     trace_iter = iter(reasoning_rows.itertuples(index=False))
     for index in rng.permutation(len(train)):
         if budget <= 0:
@@ -132,8 +148,8 @@ def load_optimiser_state(model: SoftTokenLM, optimiser: torch.optim.Optimizer, t
             optimiser.state[param] = {k: v.to(param.device) for k, v in state.items()}
 
 
-def valid_subset(prepared: PreparedData, config: Config) -> pd.DataFrame:
-    valid = prepared.split("valid")
+def valid_subset(prepared: PreparedData, config: Config, users: np.ndarray | None = None) -> pd.DataFrame:
+    valid = of_users(prepared.split("valid"), users)
     return valid.sample(n=min(config.llm.valid_rows, len(valid)), random_state=config.llm.seed)
 
 
@@ -144,33 +160,38 @@ def test_subset(prepared: PreparedData, config: Config) -> pd.DataFrame:
 
 
 def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, traces: pd.DataFrame | None = None,
-                 backbone=None, tokenizer=None) -> dict:
-    """Train one LLM system (resuming if interrupted) and save its best weights to checkpoints."""
+                 backbone=None, tokenizer=None, start=None, scope: Scope | None = None) -> dict:
+    """Train one LLM system (resuming if interrupted) and save its best weights to checkpoints.
+
+    ``start`` is an optional ``(model, builder)`` to continue from (the experts start from the
+    global adapter); ``scope`` limits the run to some users and sets its budget and folders.
+    """
     settings = config.llm
+    scope = scope or Scope(spec.name, llm_dir(config, spec.name), settings.train_tokens)
     torch.manual_seed(settings.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    model, builder = new_system(spec, prepared, config, backbone, tokenizer)
-    examples = build_examples(spec, builder, prepared, config, traces)
+    model, builder = start or new_system(spec, prepared, config, backbone, tokenizer)
+    examples = build_examples(spec, builder, prepared, config, traces, scope.train_tokens, scope.users)
     examples = examples[accelerator.process_index::accelerator.num_processes]
     groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n],
                "lr": settings.lr_lora},
               {"params": [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector")],
                "lr": settings.lr_projector}]
     optimiser = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
-    progress = Progress(config.paths.work / "llm" / spec.name)
+    progress = Progress(config.paths.work / "llm" / scope.name)
     best = progress.restore(model, optimiser)
     model, optimiser = accelerator.prepare(model, optimiser)
     core: SoftTokenLM = accelerator.unwrap_model(model)
     weights = (settings.bce_weight_reasoning, settings.lm_weight_reasoning, settings.bce_weight_rec,
                settings.lm_weight_rec)
-    valid = valid_subset(prepared, config)
+    valid = valid_subset(prepared, config, scope.users)
     batches = [examples[s:s + settings.batch_size] for s in range(0, len(examples), settings.batch_size)]
     total_tokens = sum(e.tokens for e in examples)
-    log.info("%s: %d examples (%d with reasoning), %d tokens, %d steps", spec.name, len(examples),
+    log.info("%s: %d examples (%d with reasoning), %d tokens, %d steps", scope.name, len(examples),
              sum(e.reasoning for e in examples), total_tokens, len(batches))
     started = time.perf_counter()
     since_eval = 0
-    bar = tqdm(total=total_tokens, initial=progress.state["tokens"], desc=f"train {spec.name}", unit="tok")
+    bar = tqdm(total=total_tokens, initial=progress.state["tokens"], desc=f"train {scope.name}", unit="tok")
     for step in range(progress.state["step"], len(batches)):
         chunk = batches[step]
         model.train()
@@ -201,8 +222,7 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
               "best_step": progress.state["best_step"], "steps": len(batches), "evaluations": progress.state["evaluations"],
               "seconds_this_run": round(seconds, 1)}
     if accelerator.is_main_process:
-        save_system(core, spec, llm_dir(config, spec.name), {"llm_config": json.loads(json.dumps(vars(settings))),
-                                                           "train": report})
+        save_system(core, spec, scope.out_dir, {"llm_config": json.loads(json.dumps(vars(settings))), "train": report})
     return report
 
 
