@@ -146,6 +146,23 @@ class LLMConfig:
 
 
 @dataclass
+class FusionConfig:
+    """Instance-wise expert fusion: clusters, experts, gate and the user map."""
+
+    encoder: str = "lightgcn"  # whose user embeddings are clustered and drive the gate
+    ks: tuple[int, ...] = (2, 3, 4, 5)  # candidate numbers of clusters; chosen by fused valid AUC
+    method: str = "kmeans"  # "kmeans" or "ward"
+    expert_tokens: int = 40_000  # training budget of each expert
+    top_layers: int = 8  # only the LoRA of the top layers trains in an expert (0: all layers)
+    tau: float = 0.1  # gate temperature
+    single_margin: float = 0.6  # one expert when max w > 0.5 + single_margin / K
+    entropy_ratio: float = 0.95  # the global adapter when entropy(w) >= entropy_ratio * ln K
+    umap_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    seed: int = 2025
+
+
+@dataclass
 class Config:
     """Everything the pipeline and the demo need to know."""
 
@@ -153,6 +170,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     cf: CFConfig = field(default_factory=CFConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

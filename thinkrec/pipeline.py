@@ -128,13 +128,15 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     references = load_trace_dataset(traces_path(config))
     references = references[references["purpose"] == "reference"].reset_index(drop=True)
     model, builder = load_system(name, prepared, config)
-    rows = prepared.rows.set_index(["user", "item"]).loc[list(zip(references["user"], references["item"]))]
+    keys = ["user", "item", "timestamp"]
+    rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
     settings = GenerationSettings(max_new_tokens=config.llm.max_new_tokens, do_sample=config.llm.do_sample,
                                   temperature=config.llm.temperature)
     titles = prepared.items["title"].tolist()
     texts, p_yes, allowed = [], [], []
     started = time.perf_counter()
-    for (user, item), row in zip(rows.index, rows.itertuples()):
+    for row in rows.itertuples():
+        user, item = row.user, row.item
         prompt = builder.encode(user, item, row.hist_items, row.hist_labels)
         texts.append(generate_text(model, builder.tokenizer, prompt, settings))
         p_yes.append(float(model.p_yes(collate([prompt], builder.tokenizer.pad_token_id))[0]))
@@ -150,3 +152,58 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     write_manifest(config.paths.checkpoints)
     log.info("%s: reasoning on %d reference rows: %s", name, len(texts), report)
     return report
+
+
+def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -> dict:
+    """Cluster users for every candidate K, train one expert per cluster from the global adapter,
+    pick K by the fused model's valid AUC, and ship that clustering with its experts."""
+    import shutil
+
+    from thinkrec.cf.store import load_embeddings
+    from thinkrec.files import read_json
+    from thinkrec.fusion.clusters import cluster_users, save_clustering
+    from thinkrec.fusion.fused import build_fused, experts_dir, gate_settings, write_selection
+    from thinkrec.llm.systems import expert_start, system_spec
+    from thinkrec.llm.train import Scope, train_system, valid_subset
+    from thinkrec.teacher.dataset import load_trace_dataset
+
+    root = experts_dir(config)
+    if (root / "selection.json").exists() and not force:
+        log.info("experts: selection in %s", root)
+        return read_json(root / "selection.json")
+    fusion = config.fusion
+    started = time.perf_counter()
+    vectors = load_embeddings(config, fusion.encoder)["user"].numpy()
+    activity = prepared.users["n_train"].to_numpy()
+    traces = load_trace_dataset(traces_path(config))
+    valid = valid_subset(prepared, config)
+    candidates = []
+    for k in fusion.ks:
+        clustering = cluster_users(vectors, k, fusion.method, fusion.seed, activity=activity, encoder=fusion.encoder)
+        work = config.paths.work / "experts" / f"k{k}"
+        save_clustering(clustering, work / "clusters")
+        for expert in range(k):
+            folder = work / f"expert_{expert}"
+            if not (folder / "config.json").exists():
+                members = np.flatnonzero(clustering.labels == expert)
+                scope = Scope(f"experts/k{k}/expert_{expert}", folder, fusion.expert_tokens, members, evaluate=False)
+                train_system(system_spec("thinkrec"), prepared, config, traces,
+                             start=expert_start(prepared, config, fusion.top_layers), scope=scope)
+        adapters = [work / f"expert_{e}" / "adapter" for e in range(k)]
+        fused = build_fused(prepared, config, clustering, adapters, gate_settings(config), fusion.encoder)
+        scores = fused.score(valid, "fused", desc=f"valid fused k={k}")
+        report = auc_report(valid["user"], valid["label"], scores)
+        candidates.append({"k": k, "valid": report, "silhouette": clustering.silhouette,
+                           "cohens_d": clustering.cohens_d, "sizes": list(clustering.sizes)})
+        log.info("experts: K=%d fused valid AUC %.4f UAUC %.4f", k, report["auc"], report["uauc"])
+    best = max(candidates, key=lambda c: c["valid"]["auc"])
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    work = config.paths.work / "experts" / f"k{best['k']}"
+    shutil.copytree(work / "clusters", root / "clusters")
+    for expert in range(best["k"]):
+        shutil.copytree(work / f"expert_{expert}", root / f"expert_{expert}")
+    write_selection(root, best["k"], config, candidates)
+    write_manifest(config.paths.checkpoints)
+    log.info("experts: chose K=%d (%.0f s)", best["k"], time.perf_counter() - started)
+    return read_json(root / "selection.json")

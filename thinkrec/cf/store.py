@@ -25,6 +25,7 @@ from thinkrec.cf.models import CFModel, make_batch
 from thinkrec.cf.train import TrainedCF, build_model, item_prior_scores, predict, rows_to_batch, train_cf_model
 from thinkrec.config import Config
 from thinkrec.errors import CheckpointError
+from thinkrec.files import read_json
 from thinkrec.manifest import write_manifest
 from thinkrec.data.prepared import PreparedData
 from thinkrec.metrics import auc_report
@@ -65,15 +66,6 @@ def save_trained(trained: TrainedCF, prepared: PreparedData, folder: Path, confi
             "n_items": prepared.n_items, "data_fingerprint": prepared.summary.get("fingerprint"),
             "cf_config": dataclasses.asdict(config.cf), "report": trained.report}
     (folder / "config.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
-
-
-def read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{path}: missing") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
 
 
 def load_cf_model(folder: Path, prepared: PreparedData, config: Config) -> tuple[CFModel, dict]:

@@ -2,7 +2,10 @@
 
 Users are clustered on their standardised CF embeddings, and the centroids are the member means
 in that same standardised space, so the gate compares like with like (the published code clustered
-standardised vectors but built its centroids from raw ones). Each candidate clustering carries its
+standardised vectors but built its centroids from raw ones). The gate routes by angle (cosine to
+the centroids), so by default the standardised vectors are also scaled to unit length before
+clustering ("spherical" clustering): a distance-based grouping of unnormalised vectors sent 5-29 %
+of ML-100K's users to another expert than their own cluster's. Each candidate clustering carries its
 diagnostics: the silhouette and the heterogeneity of user activity between clusters (Cohen's d),
 which the paper found to go with the gain from experts.
 
@@ -33,7 +36,7 @@ CLUSTERS_JSON = "clusters.json"
 CENTROIDS_FILE = "centroids.safetensors"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Standardiser:
     """Per-dimension mean and standard deviation; a constant dimension keeps std 1."""
 
@@ -58,7 +61,7 @@ class Standardiser:
         return (x - self.mean) / self.std
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Clustering:
     """One clustering of the users and its diagnostics.
 
@@ -76,6 +79,7 @@ class Clustering:
     cohens_d: float | None = None
     cohens_d_pairs: np.ndarray | None = None
     encoder: str = ""
+    spherical: bool = True  # clustered on unit-length standardised vectors (angle, as the gate sees them)
 
 
 def cohens_d_activity(labels: np.ndarray, activity: np.ndarray) -> tuple[float, np.ndarray]:
@@ -99,17 +103,17 @@ def cohens_d_activity(labels: np.ndarray, activity: np.ndarray) -> tuple[float, 
         for j in range(i + 1, k):
             pairs[i, j] = _cohens_d(groups[i], groups[j])
             pairs[j, i] = -pairs[i, j]
-    off_diagonal = np.abs(pairs[~np.eye(k, dtype=bool)])
     if k == 1:
         return 0.0, pairs
-    if np.isnan(off_diagonal).all():
+    magnitudes = np.abs(pairs[~np.eye(k, dtype=bool)])
+    if np.isnan(magnitudes).all():
         return math.nan, pairs
-    return float(np.nanmax(off_diagonal)), pairs
+    return float(np.nanmax(magnitudes)), pairs
 
 
 def _cohens_d(a: np.ndarray, b: np.ndarray) -> float:
     dof = len(a) + len(b) - 2
-    if dof <= 0:
+    if dof <= 0 or len(a) == 0 or len(b) == 0:
         return math.nan
     spread = ((len(a) - 1) * _variance(a) + (len(b) - 1) * _variance(b)) / dof
     if spread <= 0:
@@ -122,7 +126,7 @@ def _variance(x: np.ndarray) -> float:
 
 
 def cluster_users(embeddings: np.ndarray, k: int, method: Method = "kmeans", seed: int = 0,
-                  activity: np.ndarray | None = None, encoder: str = "") -> Clustering:
+                  activity: np.ndarray | None = None, encoder: str = "", spherical: bool = True) -> Clustering:
     """Standardise, cluster with KMeans or Ward, and measure the result.
 
     Clusters are numbered by size, largest first (ties keep the algorithm's order), so the
@@ -135,13 +139,15 @@ def cluster_users(embeddings: np.ndarray, k: int, method: Method = "kmeans", see
         raise ValueError(f"k must be between 1 and the number of users ({len(embeddings)}), got {k}")
     standardiser = Standardiser.fit(embeddings)
     points = standardiser.transform(embeddings)
+    if spherical:
+        points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
     labels = _order_by_size(_fit_labels(points, k, method, seed), k)
     centroids = np.stack([points[labels == c].mean(axis=0) for c in range(k)])
     d, pairs = cohens_d_activity(labels, activity) if activity is not None else (None, None)
     sizes = tuple(int(n) for n in np.bincount(labels, minlength=k))
     return Clustering(method=method, k=k, labels=labels, centroids=centroids, standardiser=standardiser,
                       silhouette=_silhouette(points, labels, k), sizes=sizes, cohens_d=d, cohens_d_pairs=pairs,
-                      encoder=encoder)
+                      encoder=encoder, spherical=spherical)
 
 
 def _fit_labels(points: np.ndarray, k: int, method: str, seed: int) -> np.ndarray:
@@ -187,7 +193,7 @@ def save_clustering(clustering: Clustering, folder: Path) -> None:
             "cohens_d_pairs": None if pairs is None else [[_json_float(v) for v in row] for row in pairs],
             "encoder": clustering.encoder, "standardiser": {"mean": clustering.standardiser.mean.tolist(),
                                                              "std": clustering.standardiser.std.tolist()},
-            "labels": clustering.labels.tolist()}
+            "spherical": clustering.spherical, "labels": clustering.labels.tolist()}
     (folder / CLUSTERS_JSON).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
@@ -199,12 +205,14 @@ def load_clustering(folder: Path) -> Clustering:
     try:
         standardiser = Standardiser(mean=np.asarray(meta["standardiser"]["mean"], dtype=np.float64),
                                     std=np.asarray(meta["standardiser"]["std"], dtype=np.float64))
-        k, labels, sizes = int(meta["k"]), np.asarray(meta["labels"], dtype=np.int64), tuple(meta["sizes"])
+        k, labels = int(meta["k"]), np.asarray(meta["labels"], dtype=np.int64)
+        sizes = tuple(int(n) for n in meta["sizes"])
         pairs = meta.get("cohens_d_pairs")
         cohens_d = meta.get("cohens_d")
         fields = {"method": str(meta["method"]), "silhouette": _nan_if_null(meta["silhouette"]),
                   "cohens_d": None if cohens_d is None else float(cohens_d), "encoder": str(meta.get("encoder", "")),
-                  "cohens_d_pairs": None if pairs is None else np.array(pairs, dtype=np.float64)}
+                  "cohens_d_pairs": None if pairs is None else np.array(pairs, dtype=np.float64),
+                  "spherical": bool(meta.get("spherical", False))}
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{meta_path}: missing or malformed field ({err!r})") from err
     centroids = _read_centroids(centroid_path)

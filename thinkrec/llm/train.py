@@ -41,6 +41,7 @@ class Scope:
     out_dir: Path  # where the trained system is saved
     train_tokens: int  # token budget
     users: np.ndarray | None = None  # train and validate only on these users' rows
+    evaluate: bool = True  # score the valid subset to pick the best step (experts are chosen by the fused AUC)
 
 
 @dataclass
@@ -79,7 +80,7 @@ def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedD
             raise ValueError(f"{spec.name} learns from reasoning traces, but none were given")
         reasoning_rows = of_users(traces[traces["purpose"] != "reference"], users)
         reasoning_rows = reasoning_rows.sample(frac=1.0, random_state=settings.seed)
-    row_of = {(u, i): n for n, (u, i) in enumerate(zip(train["user"], train["item"]))}
+    row_of = {key: n for n, key in enumerate(zip(train["user"], train["item"], train["timestamp"]))}
     examples: list[Example] = []
     budget = settings.train_tokens if budget is None else budget
     trace_iter = iter(reasoning_rows.itertuples(index=False))
@@ -89,7 +90,7 @@ def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedD
         use_trace = spec.reasoning and rng.random() < settings.reasoning_share
         trace = next(trace_iter, None) if use_trace else None
         if trace is not None:
-            row = train.iloc[row_of[(trace.user, trace.item)]]
+            row = train.iloc[row_of[(trace.user, trace.item, trace.timestamp)]]
             example = Example(builder.encode_row(row), target_tokens(tokenizer, trace.trace), int(row["label"]), True)
         else:
             row = train.iloc[index]
@@ -211,7 +212,8 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
         bar.set_postfix(loss=f"{loss.item():.3f}", bce=f"{bce.mean().item():.3f}")
         if since_eval >= settings.eval_every_tokens or step + 1 == len(batches):
             since_eval = 0
-            best = evaluate_and_keep(core, builder, valid, progress, best)
+            if scope.evaluate:
+                best = evaluate_and_keep(core, builder, valid, progress, best)
             progress.save(core, optimiser, best)
     bar.close()
     if best is not None:

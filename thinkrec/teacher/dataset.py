@@ -24,7 +24,7 @@ from thinkrec.data.prepared import PreparedData
 from thinkrec.teacher.evidence import EvidenceBuilder
 from thinkrec.teacher.grounded import Teacher
 
-COLUMNS = ["user", "item", "label", "split", "purpose", "trace", "teacher", "evidence"]
+COLUMNS = ["user", "item", "timestamp", "label", "split", "purpose", "trace", "teacher", "evidence"]
 
 
 def system1_train_scores(prepared: PreparedData, config: Config, name: str = "mf") -> np.ndarray:

@@ -1,0 +1,57 @@
+"""The whole LLM pipeline on the tiny dataset with a tiny random Llama saved as a local backbone:
+traces -> ThinkRec-global -> test scoring -> reasoning -> clusters and experts -> fused scoring."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def tiny_pipeline_config(tiny_explorer, tiny_config, tiny_llama, tiny_tokenizer, tmp_path):
+    folder = tmp_path / "tiny-backbone"
+    tiny_llama.save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    overrides = {"backbone": str(folder), "cf_encoder": "mf", "train_tokens": 3000, "batch_size": 2,
+                 "valid_rows": 3, "eval_rows": 4, "reference_rows": 2, "max_train_traces": 20,
+                 "max_new_tokens": 8, "trace_random_share": 1.0, "reasoning_share": 0.5}
+    for key, value in overrides.items():
+        setattr(tiny_config.llm, key, value)
+    fusion = tiny_config.fusion
+    fusion.encoder, fusion.ks, fusion.expert_tokens, fusion.top_layers = "mf", (2,), 1500, 1
+    return tiny_config
+
+
+def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
+    from thinkrec import pipeline
+    from thinkrec.fusion.fused import load_fused
+    from thinkrec.llm.train import test_subset
+    from thinkrec.manifest import verify_manifest
+
+    config = tiny_pipeline_config
+    traces = pipeline.stage_traces(tiny_prepared, config)
+    assert (traces["purpose"] == "reference").sum() == 2
+    pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
+    metrics = pipeline.stage_eval_llm("thinkrec", tiny_prepared, config)
+    assert metrics["test_subset"]["rows"] == 4
+    reasoning = pipeline.stage_reasoning("thinkrec", tiny_prepared, config)
+    assert reasoning["rows"] == 2 and 0 <= reasoning["meteor"] <= 1
+
+    selection = pipeline.stage_experts(tiny_prepared, config)
+    assert selection["k"] == 2 and len(selection["candidates"]) == 1
+    fused = load_fused(tiny_prepared, config)
+    rows = test_subset(tiny_prepared, config)
+    scores = {mode: fused.score(rows, mode) for mode in ("fused", "global", "hard")}
+    assert all(((s > 0) & (s < 1)).all() for s in scores.values())
+    stored = json.loads((config.paths.checkpoints / "llm" / "thinkrec" / "metrics.json").read_text())
+    assert stored["test_subset"]["rows"] == len(rows)
+    # The global mode of the fused model is the global ThinkRec model itself.
+    import pandas as pd
+
+    global_predictions = pd.read_parquet(config.paths.checkpoints / "llm" / "thinkrec" / "test_predictions.parquet")
+    assert np.allclose(scores["global"], global_predictions["p_yes"].to_numpy(), atol=1e-5)
+    verify_manifest(config.paths.checkpoints, required_prefixes=("cf/", "llm/thinkrec/", "llm/experts/"))
+    # A second run finds everything current and redoes nothing.
+    assert pipeline.stage_experts(tiny_prepared, config) == selection

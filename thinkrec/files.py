@@ -1,0 +1,21 @@
+"""Reading JSON artefacts with errors that name the file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from thinkrec.errors import CheckpointError
+
+
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path``; a missing or invalid file raises ``CheckpointError`` naming it."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{path}: missing") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: expected a JSON object")
+    return value

@@ -1,0 +1,136 @@
+"""ThinkRec with instance-wise expert fusion: the global adapter and the cluster experts, mixed
+per row by the gate, scored and streamed without touching shared state.
+
+Layout under ``checkpoints/llm/experts/``::
+
+    clusters/            clusters.json + centroids.safetensors (the chosen clustering)
+    expert_<e>/          one trained system folder per cluster (PEFT adapter + config.json)
+    selection.json       K, the clustering method, gate settings and the valid AUC of every candidate
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from thinkrec.cf.store import load_embeddings
+from thinkrec.config import Config
+from thinkrec.data.prepared import PreparedData
+from thinkrec.errors import CheckpointError
+from thinkrec.fusion.clusters import Clustering, load_clustering
+from thinkrec.fusion.gate import Gate, GateSettings, Routing
+from thinkrec.fusion.lora import install_mixture, mixture
+from thinkrec.llm.backbone import load_backbone
+from thinkrec.llm.generate import GenerationSettings, TextStream
+from thinkrec.llm.model import SoftTokenLM
+from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
+from thinkrec.llm.score import score_rows
+from thinkrec.llm.systems import answer_ids, cf_tables, llm_dir, system_spec
+from thinkrec.files import read_json
+
+MODES = ("fused", "global", "hard")  # the gate's choice, the global adapter only, the top expert only
+
+
+def experts_dir(config: Config) -> Path:
+    return llm_dir(config, "experts")
+
+
+def gate_settings(config: Config) -> GateSettings:
+    fusion = config.fusion
+    return GateSettings(tau=fusion.tau, single_margin=fusion.single_margin, entropy_ratio=fusion.entropy_ratio)
+
+
+@dataclass
+class FusedSystem:
+    """One model whose LoRA layers hold the global adapter (index 0) and K experts (1..K)."""
+
+    model: SoftTokenLM
+    builder: PromptBuilder
+    gate: Gate
+    user_vectors: np.ndarray  # raw CF user embeddings of the clustering encoder
+
+    @property
+    def k(self) -> int:
+        return self.gate.clustering.k
+
+    def routing(self, user: int, tau: float | None = None) -> Routing:
+        gate = self.gate if tau is None else self.gate.with_tau(tau)
+        return gate.route_user(self.user_vectors[user])
+
+    def mixtures(self, users: np.ndarray, mode: str = "fused", tau: float | None = None) -> np.ndarray:
+        """Adapter weights per row: the gate's mixture, the global adapter, or the top expert alone."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        rows = np.zeros((len(users), self.k + 1))
+        for number, user in enumerate(users):
+            route = self.routing(int(user), tau)
+            if mode == "fused":
+                rows[number] = route.mixture
+            elif mode == "global":
+                rows[number, 0] = 1.0
+            else:
+                rows[number, 1 + int(np.argmax(route.weights))] = 1.0
+        return rows
+
+    def score(self, frame: pd.DataFrame, mode: str = "fused", desc: str = "fused") -> np.ndarray:
+        return score_rows(self.model, self.builder, frame, desc=desc,
+                          mixtures=self.mixtures(frame["user"].to_numpy(), mode))
+
+    def p_yes(self, prompt: EncodedPrompt, weights: np.ndarray) -> float:
+        from thinkrec.llm.model import collate
+
+        batch = collate([prompt], self.builder.tokenizer.pad_token_id)
+        with mixture(torch.as_tensor(weights[None])):
+            return float(self.model.p_yes(batch)[0])
+
+    def stream(self, prompt: EncodedPrompt, weights: np.ndarray, settings: GenerationSettings) -> TextStream:
+        """Stream the answer with the given adapter weights (captured by the stream's context)."""
+        with mixture(torch.as_tensor(weights[None])):
+            return TextStream(self.model, self.builder.tokenizer, prompt, settings)
+
+
+def build_fused(prepared: PreparedData, config: Config, clustering: Clustering, expert_adapters: list[Path],
+                settings: GateSettings, encoder: str, backbone=None, tokenizer=None) -> FusedSystem:
+    """The global ThinkRec adapter plus ``expert_adapters`` in one mixing model, gated by ``clustering``."""
+    from safetensors.torch import load_file
+
+    if len(expert_adapters) != clustering.k:
+        raise CheckpointError(f"{clustering.k} clusters but {len(expert_adapters)} expert adapters")
+    if backbone is None:
+        backbone, tokenizer = load_backbone(config)
+    install_mixture(backbone, [llm_dir(config, "thinkrec") / "adapter", *expert_adapters])
+    user_table, item_table = cf_tables(config, system_spec("thinkrec"))
+    model = SoftTokenLM(backbone, user_table, item_table, *answer_ids(tokenizer), config.llm.projector_mult)
+    projector = llm_dir(config, "thinkrec") / "projector.safetensors"
+    try:
+        model.projector.load_state_dict(load_file(projector))
+    except Exception as err:  # missing, damaged or mismatched
+        raise CheckpointError(f"{projector}: cannot load ({err})") from err
+    builder = PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=True, use_keywords=True)
+    vectors = load_embeddings(config, encoder)["user"].numpy()
+    return FusedSystem(model.eval(), builder, Gate(clustering, settings), vectors)
+
+
+def load_fused(prepared: PreparedData, config: Config, backbone=None, tokenizer=None) -> FusedSystem:
+    """The selected clustering and its experts from ``checkpoints/llm/experts/``."""
+    root = experts_dir(config)
+    selection = read_json(root / "selection.json")
+    clustering = load_clustering(root / "clusters")
+    if clustering.k != int(selection["k"]):
+        raise CheckpointError(f"{root / 'clusters'}: holds {clustering.k} clusters, selection.json says {selection['k']}")
+    adapters = [root / f"expert_{e}" / "adapter" for e in range(clustering.k)]
+    return build_fused(prepared, config, clustering, adapters, GateSettings(**selection["gate"]),
+                       selection["encoder"], backbone, tokenizer)
+
+
+def write_selection(root: Path, k: int, config: Config, candidates: list[dict]) -> None:
+    gate = gate_settings(config)
+    selection = {"k": k, "method": config.fusion.method, "encoder": config.fusion.encoder,
+                 "gate": {"tau": gate.tau, "single_margin": gate.single_margin, "entropy_ratio": gate.entropy_ratio},
+                 "candidates": candidates}
+    (root / "selection.json").write_text(json.dumps(selection, indent=2), encoding="utf-8")
