@@ -55,3 +55,27 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     verify_manifest(config.paths.checkpoints, required_prefixes=("cf/", "llm/thinkrec/", "llm/experts/"))
     # A second run finds everything current and redoes nothing.
     assert pipeline.stage_experts(tiny_prepared, config) == selection
+
+
+def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_config):
+    from thinkrec import pipeline
+    from thinkrec.fusion.fused import load_fused
+    from thinkrec.llm.bank import load_bank
+    from thinkrec.llm.generate import GenerationSettings
+
+    config = tiny_pipeline_config
+    pipeline.stage_traces(tiny_prepared, config)
+    pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
+    pipeline.stage_experts(tiny_prepared, config)
+    bank = load_bank(tiny_prepared, config)
+    assert bank.systems == ["fused", "thinkrec", "zeroshot"]
+    fused = load_fused(tiny_prepared, config)
+    row = tiny_prepared.split("test").iloc[0]
+    args = (int(row["user"]), int(row["item"]), row["hist_items"], row["hist_labels"])
+    frame = tiny_prepared.split("test").head(1)
+    assert bank.p_yes("fused", *args) == pytest.approx(fused.score(frame, "fused")[0], abs=1e-5)
+    assert bank.p_yes("thinkrec", *args) == pytest.approx(fused.score(frame, "global")[0], abs=1e-5)
+    route = bank.routing(args[0])
+    assert route.decision in ("single", "fused", "global") and len(route.weights) == 2
+    stream = bank.stream("fused", *args, GenerationSettings(max_new_tokens=4))
+    assert "".join(stream) is not None and 1 <= stream.new_tokens <= 4

@@ -1,0 +1,145 @@
+"""Every trained LLM system on one shared backbone, for serving.
+
+Loading one backbone per system would cost ~540 MB each. Instead the backbone's LoRA layers hold
+the adapters of all systems at once (``MixtureLoRALinear``): ThinkRec's global adapter, its cluster
+experts, CoLLM-style and TALLRec-style. A request names a system and gets that system's adapter
+mixture (the gate's weights for fused ThinkRec, one-hot for the others, none for zero-shot), its
+projector and its prompt. Nothing shared is modified per request.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from thinkrec.config import Config
+from thinkrec.data.prepared import PreparedData
+from thinkrec.errors import CheckpointError
+from thinkrec.files import read_json
+from thinkrec.fusion.lora import install_mixture, mixture
+from thinkrec.llm.backbone import load_backbone
+from thinkrec.llm.generate import GenerationSettings, TextStream
+from thinkrec.llm.model import SoftTokenLM, collate
+from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
+from thinkrec.llm.systems import answer_ids, cf_tables, llm_dir, system_spec
+
+log = logging.getLogger(__name__)
+LABELS = {"fused": "ThinkRec (fused experts)", "thinkrec": "ThinkRec (global expert)", "collm": "CoLLM-style",
+          "tallrec": "TALLRec-style", "zeroshot": "Zero-shot LLM"}
+
+
+@dataclass
+class Served:
+    """How one system answers: its model view (projector), prompt builder and adapter slot."""
+
+    name: str
+    model: SoftTokenLM
+    builder: PromptBuilder
+    slot: int | None  # index of its adapter in the mixture; None for zero-shot and for fused
+
+
+class LLMBank:
+    """All available LLM systems over one backbone with stacked adapters."""
+
+    def __init__(self, served: dict[str, Served], n_adapters: int, gate=None, gate_vectors: np.ndarray | None = None):
+        self.served = served
+        self.n_adapters = n_adapters
+        self.gate = gate  # thinkrec.fusion.gate.Gate, when experts were trained
+        self.gate_vectors = gate_vectors
+
+    @property
+    def systems(self) -> list[str]:
+        return list(self.served)
+
+    def routing(self, user: int, tau: float | None = None):
+        """The gate's decision for ``user`` (None without experts)."""
+        if self.gate is None:
+            return None
+        gate = self.gate if tau is None else self.gate.with_tau(tau)
+        return gate.route_user(self.gate_vectors[user])
+
+    def weights(self, system: str, user: int, tau: float | None = None) -> np.ndarray:
+        """The adapter mixture ``system`` uses for ``user``."""
+        weights = np.zeros(self.n_adapters)
+        if system == "fused":
+            route = self.routing(user, tau)
+            weights[: len(route.mixture)] = route.mixture
+        elif self.served[system].slot is not None:
+            weights[self.served[system].slot] = 1.0
+        return weights
+
+    def prompt(self, system: str, user: int, item: int, hist_items, hist_labels) -> EncodedPrompt:
+        return self.served[system].builder.encode(user, item, hist_items, hist_labels)
+
+    @torch.no_grad()
+    def p_yes(self, system: str, user: int, item: int, hist_items, hist_labels, tau: float | None = None) -> float:
+        served = self.served[system]
+        prompt = self.prompt(system, user, item, hist_items, hist_labels)
+        batch = collate([prompt], served.builder.tokenizer.pad_token_id)
+        with mixture(torch.as_tensor(self.weights(system, user, tau)[None])):
+            return float(served.model.p_yes(batch)[0])
+
+    def stream(self, system: str, user: int, item: int, hist_items, hist_labels, settings: GenerationSettings,
+               tau: float | None = None) -> TextStream:
+        """A token stream of the system's answer; the mixture travels with the stream's context."""
+        served = self.served[system]
+        prompt = self.prompt(system, user, item, hist_items, hist_labels)
+        with mixture(torch.as_tensor(self.weights(system, user, tau)[None])):
+            return TextStream(served.model, served.builder.tokenizer, prompt, settings)
+
+
+def _projector(model: SoftTokenLM, folder: Path) -> None:
+    path = folder / "projector.safetensors"
+    try:
+        model.projector.load_state_dict(load_file(path))
+    except Exception as err:  # missing, damaged or mismatched
+        raise CheckpointError(f"{path}: cannot load ({err})") from err
+
+
+def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=None) -> LLMBank:
+    """Load every LLM system whose checkpoint exists (zero-shot always) onto one backbone."""
+    from thinkrec.fusion.clusters import load_clustering
+    from thinkrec.fusion.gate import Gate, GateSettings
+
+    if backbone is None:
+        backbone, tokenizer = load_backbone(config)
+    trained = [name for name in ("thinkrec", "collm", "tallrec") if (llm_dir(config, name) / "config.json").exists()]
+    adapters = [llm_dir(config, name) / "adapter" for name in trained]
+    experts_root = llm_dir(config, "experts")
+    gate, vectors, expert_slots = None, None, 0
+    if "thinkrec" in trained and (experts_root / "selection.json").exists():
+        selection = read_json(experts_root / "selection.json")
+        clustering = load_clustering(experts_root / "clusters")
+        gate = Gate(clustering, GateSettings(**selection["gate"]))
+        from thinkrec.cf.store import load_embeddings
+
+        vectors = load_embeddings(config, selection["encoder"])["user"].numpy()
+        expert_slots = clustering.k
+        adapters = [adapters[0]] + [experts_root / f"expert_{e}" / "adapter" for e in range(clustering.k)] + adapters[1:]
+    if adapters:
+        install_mixture(backbone, adapters)
+    yes, no = answer_ids(tokenizer)
+    served: dict[str, Served] = {}
+    slot = 0
+    for name in trained:
+        spec = system_spec(name)
+        model = SoftTokenLM(backbone, *cf_tables(config, spec), yes, no, config.llm.projector_mult)
+        if model.projector is not None:
+            _projector(model, llm_dir(config, name))
+        builder = PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens,
+                                use_keywords=spec.keywords)
+        served[name] = Served(name, model.eval(), builder, slot)
+        slot += 1 + (expert_slots if name == "thinkrec" else 0)
+    if gate is not None:
+        served = {"fused": Served("fused", served["thinkrec"].model, served["thinkrec"].builder, None), **served}
+    zeroshot = system_spec("zeroshot")
+    served["zeroshot"] = Served("zeroshot", SoftTokenLM(backbone, None, None, yes, no).eval(),
+                                PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=False,
+                                              use_keywords=zeroshot.keywords), None)
+    log.info("LLM systems ready on one backbone: %s (%d adapters)", ", ".join(served), len(adapters))
+    return LLMBank(served, max(len(adapters), 1), gate, vectors)
