@@ -10,25 +10,54 @@ from demo import handlers
 from thinkrec.explorer import Explorer
 
 TITLE = "ThinkRec Explorer"
+CSS = """
+mark.cited-ok { background: #d8f3dc; }
+mark.cited-missing { background: #ffd6d6; }
+"""
 
 
 def build_demo(explorer: Explorer) -> gr.Blocks:
     """The whole UI, wired to one backend facade."""
+    systems = handlers.system_choices(explorer)
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(f"# {TITLE}\nPick a MovieLens user, see their taste, and compare what the System-1 "
-                    "recommenders predict for the movies they rated last.")
+        gr.Markdown(f"# {TITLE}\nPick a MovieLens user, watch ThinkRec reason about a movie they rated, and "
+                    "compare it with System-1 recommenders that answer without thinking.")
         with gr.Tab("Explore"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    user = gr.Dropdown(handlers.user_choices(explorer), label="User", elem_id="user-picker")
+                    with gr.Row():
+                        user = gr.Dropdown(handlers.user_choices(explorer), label="User", elem_id="user-picker",
+                                           scale=4)
+                        lucky = gr.Button("🎲 Random", scale=1)
                     profile = gr.Markdown("Pick a user to begin.", elem_id="profile-card")
                     genres = gr.Plot(label="Taste", elem_id="genre-chart")
+                    gate = gr.Plot(label="Gate", elem_id="gate-chart")
+                    gate_reason = gr.Markdown(elem_id="gate-reason")
                 with gr.Column(scale=1):
                     item = gr.Dropdown([], label="Held-out movie (👍 liked / 👎 not)", elem_id="item-picker")
+                    with gr.Accordion("…or any movie from the catalogue", open=False):
+                        query = gr.Textbox(label="Title search", max_length=200)
+                        found_note = gr.Markdown()
+                    with gr.Row():
+                        system = gr.Radio(systems, value=systems[0][1] if systems else None, label="Who thinks",
+                                          elem_id="system-picker")
+                        length = gr.Slider(16, 256, value=120, step=8, label="Max new tokens")
+                    go_button = gr.Button("Think", variant="primary", elem_id="think")
+                    verdict = gr.Markdown(elem_id="verdict")
+                    reasoning = gr.HTML(elem_id="reasoning")
+                    with gr.Accordion("Show the exact prompt", open=False):
+                        prompt = gr.Code(label="Prompt (⟨CF …⟩ marks a soft token)", language=None,
+                                         elem_id="prompt")
                     outcome = gr.Markdown(elem_id="outcome")
-                    scores = gr.Dataframe(label="System-1 predictions", elem_id="system1-table", interactive=False)
+                    scores = gr.Dataframe(label="Every system's prediction", elem_id="system1-table",
+                                          interactive=False)
         with gr.Tab("Results"):
             gr.Dataframe(explorer.results_table(), label="Test AUC / UAUC", interactive=False)
-        user.change(partial(handlers.select_user, explorer), user, [profile, genres, item])
-        item.change(partial(handlers.compare_systems, explorer), [user, item], [scores, outcome])
+        think = partial(handlers.think, explorer)
+        lucky.click(partial(handlers.random_user, explorer), None, user)
+        user.change(partial(handlers.select_user, explorer), user, [profile, genres, item, gate, gate_reason])
+        query.submit(partial(handlers.search_titles, explorer), query, [item, found_note])
+        item.change(partial(handlers.compare_systems, explorer), [user, item], [scores, outcome]).then(
+            think, [user, item, system, length], [verdict, reasoning, prompt])
+        go_button.click(think, [user, item, system, length], [verdict, reasoning, prompt])
     return demo

@@ -18,3 +18,15 @@ def genre_chart(genre_counts: pd.DataFrame) -> go.Figure:
     figure.update_layout(barmode="stack", height=max(240, 22 * len(frame) + 80), margin=dict(l=10, r=10, t=30, b=10),
                          title="Train ratings by genre", legend=dict(orientation="h", y=-0.1))
     return figure
+
+
+def gate_chart(route) -> go.Figure:
+    """The gate's weight per expert; the expert(s) actually used are drawn solid."""
+    names = [f"Expert {k + 1}" for k in range(len(route.weights))]
+    used = [route.mixture[k + 1] > 0 for k in range(len(route.weights))]
+    colours = [LIKE_COLOUR if u else "#c9d6df" for u in used]
+    figure = go.Figure(go.Bar(x=names, y=list(route.weights), marker_color=colours,
+                              text=[f"{w:.0%}" for w in route.weights], textposition="outside"))
+    figure.update_layout(height=240, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[0, 1.1], title="weight"),
+                         title="Gate weights")
+    return figure

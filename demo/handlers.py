@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import html
 import logging
+import random
+import re
+import time
 
 import gradio as gr
 import pandas as pd
 
-from demo.charts import genre_chart
+from demo.charts import gate_chart, genre_chart
 from thinkrec.explorer import Explorer, UnknownIdError
+from thinkrec.llm.bank import LABELS
+from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
+SCORE_COLUMNS = ["system", "p_like", "verdict"]
+DECISIONS = {"single": "one expert answers", "fused": "experts are blended", "global": "the global model answers"}
 
 
 def user_choices(explorer: Explorer) -> list[tuple[str, str]]:
@@ -20,6 +27,14 @@ def user_choices(explorer: Explorer) -> list[tuple[str, str]]:
     table = explorer.users_table()
     return [(f"User {r.user_id} · {r.age} · {r.gender} · {r.occupation} · {r.activity} ({r.n_train} ratings)", r.user_id)
             for r in table.itertuples()]
+
+
+def system_choices(explorer: Explorer) -> list[tuple[str, str]]:
+    return [(LABELS[name], name) for name in explorer.llm_systems()]
+
+
+def random_user(explorer: Explorer) -> str:
+    return random.choice(explorer.users_table()["user_id"].tolist())
 
 
 def profile_markdown(explorer: Explorer, user_id: str) -> str:
@@ -38,32 +53,90 @@ def profile_markdown(explorer: Explorer, user_id: str) -> str:
     ])
 
 
+def gate_markdown(route) -> str:
+    if route is None:
+        return "_No cluster experts are trained yet: ThinkRec answers with its global expert._"
+    return f"**Routing: {DECISIONS[route.decision]}.** {html.escape(route.reason)}"
+
+
 def select_user(explorer: Explorer, user_id: str | None):
-    """Profile card, genre chart and the user's test items for the item picker."""
+    """Profile card, genre chart, the user's test items, and the gate's weights."""
+    empty_items = gr.update(choices=[], value=None)
     if not user_id:
-        return "Pick a user to begin.", None, gr.update(choices=[], value=None)
+        return "Pick a user to begin.", None, empty_items, None, ""
     try:
         profile = explorer.profile(user_id)
         tests = explorer.test_items(user_id)
+        route = explorer.gate(user_id)
     except UnknownIdError as err:
         log.warning("select_user: %s", err)
-        return f"**Cannot show this user:** {html.escape(str(err))}", None, gr.update(choices=[], value=None)
+        return f"**Cannot show this user:** {html.escape(str(err))}", None, empty_items, None, ""
     choices = [(f"{'👍' if liked else '👎'} {title}", item_id)
                for item_id, title, liked in tests.itertuples(index=False)]
     return (profile_markdown(explorer, user_id), genre_chart(profile.genre_counts),
-            gr.update(choices=choices, value=choices[0][1] if choices else None))
+            gr.update(choices=choices, value=choices[0][1] if choices else None),
+            gate_chart(route) if route else None, gate_markdown(route))
+
+
+def search_titles(explorer: Explorer, query: str):
+    """Catalogue items matching the query, for the 'any movie' picker."""
+    found = explorer.search_items(query or "")
+    choices = [(title, item_id) for item_id, title in found.itertuples(index=False)]
+    note = f"{len(choices)} match(es)" if query else ""
+    return gr.update(choices=choices, value=choices[0][1] if choices else None), note
 
 
 def compare_systems(explorer: Explorer, user_id: str | None, item_id: str | None):
-    """The System-1 scores for the chosen pair, with the true outcome when it is known."""
+    """System-1 and LLM scores for the chosen pair, with the true outcome when it is known."""
     if not user_id or not item_id:
-        return pd.DataFrame(columns=["system", "p_like", "verdict"]), "Pick a user and an item."
+        return pd.DataFrame(columns=SCORE_COLUMNS), "Pick a user and an item."
     try:
-        table = explorer.system1_scores(user_id, item_id)
+        table = pd.concat([explorer.system1_scores(user_id, item_id), explorer.llm_scores(user_id, item_id)],
+                          ignore_index=True)
         truth = explorer.true_label(user_id, item_id)
         title = explorer.item_label(explorer.item_index(item_id))
     except UnknownIdError as err:
         log.warning("compare_systems: %s", err)
-        return pd.DataFrame(columns=["system", "p_like", "verdict"]), f"**Cannot score:** {html.escape(str(err))}"
+        return pd.DataFrame(columns=SCORE_COLUMNS), f"**Cannot score:** {html.escape(str(err))}"
     outcome = "unknown (not a held-out interaction)" if truth is None else ("liked it" if truth else "did not like it")
     return table, f"**{html.escape(title)}** · what really happened: {outcome}"
+
+
+def highlight(text: str, grounded: list[str], ungrounded: list[str]) -> str:
+    """The reasoning as safe HTML with cited titles marked found (✓) or not found (✗) in the history."""
+    safe = html.escape(text)
+    for title, css, mark in [(t, "cited-ok", "✓") for t in grounded] + [(t, "cited-missing", "✗") for t in ungrounded]:
+        pattern = re.compile(re.escape(html.escape(title)), re.IGNORECASE)
+        safe = pattern.sub(lambda m: f'<mark class="{css}">{m.group(0)} {mark}</mark>', safe, count=1)
+    return safe
+
+
+def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: str | None, max_new_tokens: float):
+    """Stream the chosen system's answer: verdict and P(Yes) first, then the reasoning, token by token."""
+    if not user_id or not item_id or not system:
+        yield "Pick a user, a movie and a system.", "", ""
+        return
+    try:
+        settings = GenerationSettings(max_new_tokens=int(max_new_tokens))
+        run = explorer.explain(user_id, item_id, system, settings)
+    except (UnknownIdError, ValueError) as err:
+        log.warning("think: %s", err)
+        yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
+        return
+    truth = "" if run.truth is None else f" · truth: {'liked' if run.truth else 'not liked'}"
+    verdict = f"**P(Yes) = {run.p_yes:.3f}** → {'Yes' if run.p_yes > 0.5 else 'No'}{truth}"
+    text, started = "", time.perf_counter()
+    yield verdict, "", run.prompt
+    try:
+        for piece in run.stream:
+            text += piece
+            yield verdict, html.escape(text), run.prompt
+    except RuntimeError as err:
+        log.warning("think: generation failed: %s", err)
+        yield verdict, html.escape(text) + "<br><em>(generation stopped: the model failed)</em>", run.prompt
+        return
+    grounded, ungrounded = explorer.grounding(text, run.allowed)
+    seconds = time.perf_counter() - started
+    note = (f"<br><small>{run.stream.new_tokens} tokens in {seconds:.1f} s · cited titles: {len(grounded)} found in "
+            f"the history, {len(ungrounded)} not</small>")
+    yield verdict, highlight(text, grounded, ungrounded) + note, run.prompt

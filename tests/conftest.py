@@ -41,7 +41,7 @@ def tiny_explorer(tiny_config, tiny_prepared):
         grid = getattr(tiny_config.cf, name)
         grid.dims, grid.learning_rates, grid.weight_decays, grid.max_epochs, grid.batch_size = (8,), (0.05,), (0.0,), 2, 16
     train_all_cf(tiny_prepared, tiny_config)
-    return Explorer.load(tiny_config)
+    return Explorer.load(tiny_config, with_llm=False)
 
 
 CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
@@ -77,3 +77,30 @@ def tiny_llama(tiny_tokenizer):
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                          pad_token_id=tiny_tokenizer.pad_token_id, eos_token_id=tiny_tokenizer.eos_token_id)
     return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture
+def tiny_pipeline_config(tiny_explorer, tiny_config, tiny_llama, tiny_tokenizer, tmp_path):
+    folder = tmp_path / "tiny-backbone"
+    tiny_llama.save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    overrides = {"backbone": str(folder), "cf_encoder": "mf", "train_tokens": 3000, "batch_size": 2,
+                 "valid_rows": 3, "eval_rows": 4, "reference_rows": 2, "max_train_traces": 20,
+                 "max_new_tokens": 8, "trace_random_share": 1.0, "reasoning_share": 0.5}
+    for key, value in overrides.items():
+        setattr(tiny_config.llm, key, value)
+    fusion = tiny_config.fusion
+    fusion.encoder, fusion.ks, fusion.expert_tokens, fusion.top_layers = "mf", (2,), 1500, 1
+    return tiny_config
+
+
+@pytest.fixture
+def tiny_llm_explorer(tiny_prepared, tiny_pipeline_config):
+    """An Explorer whose LLM bank holds a tiny trained ThinkRec with two cluster experts."""
+    from thinkrec import pipeline
+    from thinkrec.explorer import Explorer
+
+    pipeline.stage_traces(tiny_prepared, tiny_pipeline_config)
+    pipeline.stage_train_llm("thinkrec", tiny_prepared, tiny_pipeline_config)
+    pipeline.stage_experts(tiny_prepared, tiny_pipeline_config)
+    return Explorer.load(tiny_pipeline_config)

@@ -21,14 +21,15 @@ def test_user_choices_label_every_user(tiny_explorer):
 
 
 def test_select_user_fills_profile_chart_and_items(tiny_explorer):
-    card, chart, items = handlers.select_user(tiny_explorer, "2")
+    card, chart, items, gate, reason = handlers.select_user(tiny_explorer, "2")
     assert "User 2" in card and "writer" in card
     assert chart is not None and len(chart.data) == 2
     assert len(items["choices"]) == 1 and items["value"] == items["choices"][0][1]
+    assert gate is None and "No cluster experts" in reason  # a System-1-only explorer has no gate
 
 
 def test_select_user_with_bad_id_gives_a_message(tiny_explorer):
-    card, chart, items = handlers.select_user(tiny_explorer, "<img src=x onerror=alert(1)>")
+    card, chart, items, _, _ = handlers.select_user(tiny_explorer, "<img src=x onerror=alert(1)>")
     assert "Cannot show this user" in card and "<img" not in card and chart is None
     assert handlers.select_user(tiny_explorer, None)[0] == "Pick a user to begin."
 
@@ -36,6 +37,56 @@ def test_select_user_with_bad_id_gives_a_message(tiny_explorer):
 def test_compare_systems(tiny_explorer):
     item_id = tiny_explorer.test_items("1")["item_id"].iloc[0]
     table, text = handlers.compare_systems(tiny_explorer, "1", item_id)
-    assert len(table) == 4 and "what really happened" in text
+    assert len(table) == 4 and "what really happened" in text  # no LLM loaded: System-1 rows only
     table, text = handlers.compare_systems(tiny_explorer, "1", "nope")
     assert table.empty and "Cannot score" in text
+
+
+def test_ui_builds_with_llm_systems(tiny_llm_explorer):
+    demo = build_demo(tiny_llm_explorer)
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert {"gate-chart", "reasoning", "verdict", "prompt", "system-picker"} <= ids
+    assert [value for _, value in handlers.system_choices(tiny_llm_explorer)] == ["fused", "thinkrec", "zeroshot"]
+
+
+def test_select_user_shows_the_gate(tiny_llm_explorer):
+    _, _, _, chart, reason = handlers.select_user(tiny_llm_explorer, "1")
+    assert chart is not None and len(chart.data[0].y) == 2
+    assert reason.startswith("**Routing:")
+
+
+def test_think_streams_verdict_then_reasoning_then_grounding(tiny_llm_explorer):
+    item_id = tiny_llm_explorer.test_items("2")["item_id"].iloc[0]
+    updates = list(handlers.think(tiny_llm_explorer, "2", item_id, "fused", 12))
+    verdict, first_text, prompt = updates[0]
+    assert verdict.startswith("**P(Yes) = ") and first_text == "" and "⟨CF user⟩" in prompt
+    assert len(updates) >= 3  # at least one streamed piece between the verdict and the final, annotated text
+    assert "tokens in" in updates[-1][1]
+
+
+def test_think_with_bad_input_gives_a_message(tiny_llm_explorer):
+    assert list(handlers.think(tiny_llm_explorer, None, None, None, 12))[0][0].startswith("Pick")
+    message = list(handlers.think(tiny_llm_explorer, "2", "1", "mystery", 12))[0][0]
+    assert "unknown LLM system" in message
+    message = list(handlers.think(tiny_llm_explorer, "2", "1", "fused", 10_000))[0][0]
+    assert "max_new_tokens" in message
+
+
+def test_compare_includes_llm_systems(tiny_llm_explorer):
+    item_id = tiny_llm_explorer.test_items("1")["item_id"].iloc[0]
+    table, _ = handlers.compare_systems(tiny_llm_explorer, "1", item_id)
+    assert "ThinkRec (fused experts)" in table["system"].tolist() and len(table) == 7
+
+
+def test_highlight_marks_found_and_missing_titles_safely():
+    text = 'Like "Alpha" and <b>"Ghost"</b>'
+    marked = handlers.highlight(text, ["Alpha"], ["Ghost"])
+    assert '<mark class="cited-ok">Alpha ✓</mark>' in marked
+    assert '<mark class="cited-missing">Ghost ✗</mark>' in marked and "<b>" not in marked
+
+
+def test_search_titles(tiny_explorer):
+    update, note = handlers.search_titles(tiny_explorer, "alpha")
+    assert [v for _, v in update["choices"]] == ["1", "2"] and note == "2 match(es)"
+    update, note = handlers.search_titles(tiny_explorer, "<script>")
+    assert update["choices"] == []

@@ -54,10 +54,10 @@ def test_damaged_checkpoint_stops_loading(tiny_explorer, tiny_config):
     weights = tiny_config.paths.checkpoints / "cf" / "mf" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:-10])
     with pytest.raises(CheckpointError, match="mf/model.safetensors.*truncated"):
-        Explorer.load(tiny_config)
+        Explorer.load(tiny_config, with_llm=False)
 
 
 def test_missing_manifest_stops_loading(tiny_explorer, tiny_config):
     (tiny_config.paths.checkpoints / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match="manifest.json: missing"):
-        Explorer.load(tiny_config)
+        Explorer.load(tiny_config, with_llm=False)

@@ -9,21 +9,6 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture
-def tiny_pipeline_config(tiny_explorer, tiny_config, tiny_llama, tiny_tokenizer, tmp_path):
-    folder = tmp_path / "tiny-backbone"
-    tiny_llama.save_pretrained(folder)
-    tiny_tokenizer.save_pretrained(folder)
-    overrides = {"backbone": str(folder), "cf_encoder": "mf", "train_tokens": 3000, "batch_size": 2,
-                 "valid_rows": 3, "eval_rows": 4, "reference_rows": 2, "max_train_traces": 20,
-                 "max_new_tokens": 8, "trace_random_share": 1.0, "reasoning_share": 0.5}
-    for key, value in overrides.items():
-        setattr(tiny_config.llm, key, value)
-    fusion = tiny_config.fusion
-    fusion.encoder, fusion.ks, fusion.expert_tokens, fusion.top_layers = "mf", (2,), 1500, 1
-    return tiny_config
-
-
 def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     from thinkrec import pipeline
     from thinkrec.fusion.fused import load_fused

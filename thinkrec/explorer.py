@@ -23,6 +23,10 @@ from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData, prepare_dataset
 from thinkrec.data.split import PAD
 from thinkrec.errors import CheckpointError
+from thinkrec.llm.bank import LABELS as LLM_LABELS
+from thinkrec.llm.bank import LLMBank, load_bank
+from thinkrec.llm.generate import GenerationSettings, TextStream
+from thinkrec.text_metrics import grounding_of
 from thinkrec.manifest import verify_manifest
 
 log = logging.getLogger(__name__)
@@ -52,11 +56,13 @@ class Profile:
 class Explorer:
     """Read-only access to the prepared data and the trained System-1 encoders."""
 
-    def __init__(self, config: Config, prepared: PreparedData, models: dict[str, CFModel], metrics: dict):
+    def __init__(self, config: Config, prepared: PreparedData, models: dict[str, CFModel], metrics: dict,
+                 bank: LLMBank | None = None):
         self.config = config
         self.data = prepared
         self.models = models
         self.metrics = metrics
+        self.bank = bank
         self._user_index = {uid: i for i, uid in enumerate(prepared.users["user_id"])}
         self._item_index = {iid: i for i, iid in enumerate(prepared.items["item_id"])}
         rows = prepared.rows
@@ -64,8 +70,9 @@ class Explorer:
                         if s != "train"}
 
     @classmethod
-    def load(cls, config: Config) -> "Explorer":
-        """Verify the checkpoints, prepare the data and load every System-1 encoder."""
+    def load(cls, config: Config, with_llm: bool = True) -> "Explorer":
+        """Verify the checkpoints, prepare the data, load every System-1 encoder and (unless
+        ``with_llm`` is False) every trained LLM system onto one shared backbone."""
         root = config.paths.checkpoints
         verify_manifest(root, required_prefixes=("cf/",))
         prepared = prepare_dataset(config)
@@ -77,8 +84,10 @@ class Explorer:
                                       f"{config.data.dataset} as prepared now (fingerprints differ)")
             models[name] = model
         metrics = json.loads((cf_dir(config) / "metrics.json").read_text(encoding="utf-8"))
-        log.info("explorer ready: %d users, %d items, systems %s", prepared.n_users, prepared.n_items, list(models))
-        return cls(config, prepared, models, metrics)
+        bank = load_bank(prepared, config) if with_llm else None
+        log.info("explorer ready: %d users, %d items, systems %s", prepared.n_users, prepared.n_items,
+                 list(models) + (bank.systems if bank else []))
+        return cls(config, prepared, models, metrics, bank)
 
     # ---- ids -------------------------------------------------------------------------------
     def user_index(self, user_id: str) -> int:
@@ -192,3 +201,53 @@ class Explorer:
             test = report["test"]
             rows.append({"system": SYSTEM_LABELS.get(name, name), "test AUC": test["auc"], "test UAUC": test["uauc"]})
         return pd.DataFrame(rows)
+
+    # ---- LLM systems -------------------------------------------------------------------------
+    def llm_systems(self) -> list[str]:
+        return self.bank.systems if self.bank else []
+
+    def gate(self, user_id: str, tau: float | None = None):
+        """The gate's routing for the user (weights, decision and reason); None without experts."""
+        user = self.user_index(user_id)
+        return self.bank.routing(user, tau) if self.bank else None
+
+    def llm_scores(self, user_id: str, item_id: str, tau: float | None = None) -> pd.DataFrame:
+        """P(Yes) of every LLM system for one (user, item)."""
+        user, item = self.user_index(user_id), self.item_index(item_id)
+        hist_items, hist_labels, _ = self.history_for(user, item)
+        rows = []
+        for name in self.llm_systems():
+            p = self.bank.p_yes(name, user, item, hist_items, hist_labels, tau)
+            rows.append({"system": LLM_LABELS[name], "p_like": round(p, 4), "verdict": "Yes" if p > 0.5 else "No"})
+        return pd.DataFrame(rows, columns=["system", "p_like", "verdict"])
+
+    def explain(self, user_id: str, item_id: str, system: str, settings: GenerationSettings,
+                tau: float | None = None) -> "Explanation":
+        """Start streaming a system's answer for (user, item); P(Yes) and the prompt come with it."""
+        if system not in self.llm_systems():
+            raise UnknownIdError(f"unknown LLM system {system[:40]!r}; available: {', '.join(self.llm_systems())}")
+        user, item = self.user_index(user_id), self.item_index(item_id)
+        hist_items, hist_labels, truth = self.history_for(user, item)
+        prompt = self.bank.prompt(system, user, item, hist_items, hist_labels)
+        titles = self.data.items["title"].tolist()
+        allowed = {titles[i] for i in hist_items if i >= 0} | {titles[item]}
+        return Explanation(
+            system=system, prompt=self.bank.served[system].builder.readable(prompt),
+            p_yes=self.bank.p_yes(system, user, item, hist_items, hist_labels, tau), truth=truth, allowed=allowed,
+            stream=self.bank.stream(system, user, item, hist_items, hist_labels, settings, tau))
+
+    def grounding(self, text: str, allowed: set[str]) -> tuple[list[str], list[str]]:
+        """Titles the text cites that are (and are not) in the user's history or the target."""
+        return grounding_of(text, allowed, self.data.items["title"].tolist())
+
+
+@dataclass
+class Explanation:
+    """A streamed answer in progress with what the UI shows beside it."""
+
+    system: str
+    prompt: str  # the exact prompt, soft tokens named
+    p_yes: float
+    truth: bool | None
+    allowed: set[str]  # titles it may cite: the history shown in the prompt and the target
+    stream: TextStream
