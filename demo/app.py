@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import gradio as gr
+import pandas as pd
 
 from demo import handlers
 from thinkrec.explorer import Explorer
@@ -22,6 +23,8 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nPick a MovieLens user, watch ThinkRec reason about a movie they rated, and "
                     "compare it with System-1 recommenders that answer without thinking.")
+        notice = gr.Markdown(elem_id="notice")
+        wanted_item = gr.State(None)
         with gr.Tab("Explore"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -49,13 +52,21 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
                         prompt = gr.Code(label="Prompt (⟨CF …⟩ marks a soft token)", language=None,
                                          elem_id="prompt")
                     outcome = gr.Markdown(elem_id="outcome")
-                    scores = gr.Dataframe(label="Every system's prediction", elem_id="system1-table",
+                    scores = gr.Dataframe(pd.DataFrame(columns=handlers.SCORE_COLUMNS),
+                                          label="Every system's prediction", elem_id="system1-table",
                                           interactive=False)
+                    share = gr.Markdown(elem_id="share")
         with gr.Tab("Results"):
             gr.Dataframe(explorer.results_table(), label="Test AUC / UAUC", interactive=False)
         think = partial(handlers.think, explorer)
         lucky.click(partial(handlers.random_user, explorer), None, user)
-        user.change(partial(handlers.select_user, explorer), user, [profile, genres, item, gate, gate_reason])
+        def open_shared_link(request: gr.Request):  # gradio injects the request only into a plain signature
+            return handlers.from_url(explorer, request)
+
+        demo.load(open_shared_link, None, [user, wanted_item, notice])
+        user.change(partial(handlers.select_user, explorer), [user, wanted_item],
+                    [profile, genres, item, gate, gate_reason])
+        item.change(handlers.share_markdown, [user, item], share)
         query.submit(partial(handlers.search_titles, explorer), query, [item, found_note])
         item.change(partial(handlers.compare_systems, explorer), [user, item], [scores, outcome]).then(
             think, [user, item, system, length], [verdict, reasoning, prompt])

@@ -42,7 +42,7 @@ def profile_markdown(explorer: Explorer, user_id: str) -> str:
     features = ", ".join(f"{k}: {html.escape(v)}" for k, v in profile.features.items())
     liked = profile.history[profile.history["liked"]].head(8)["title"].tolist()
     disliked = profile.history[~profile.history["liked"]].head(8)["title"].tolist()
-    return "\n".join([
+    return "\n\n".join([
         f"### User {html.escape(profile.user_id)}",
         f"{features} · **{profile.activity}** rater · {profile.n_train} train ratings, "
         f"{profile.like_rate:.0%} liked",
@@ -59,8 +59,36 @@ def gate_markdown(route) -> str:
     return f"**Routing: {DECISIONS[route.decision]}.** {html.escape(route.reason)}"
 
 
-def select_user(explorer: Explorer, user_id: str | None):
-    """Profile card, genre chart, the user's test items, and the gate's weights."""
+def from_url(explorer: Explorer, request: gr.Request):
+    """Read ``?user=...&item=...`` from a shared link; bad values give a friendly notice."""
+    params = dict(request.query_params) if request is not None else {}
+    user_id, item_id = str(params.get("user", ""))[:40], str(params.get("item", ""))[:40]
+    notices = []
+    try:
+        if user_id:
+            explorer.user_index(user_id)
+    except UnknownIdError as err:
+        log.warning("from_url: %s", err)
+        notices.append(f"The shared link names {html.escape(str(err))}.")
+        user_id = ""
+    try:
+        if item_id:
+            explorer.item_index(item_id)
+    except UnknownIdError as err:
+        log.warning("from_url: %s", err)
+        notices.append(f"The shared link names {html.escape(str(err))}.")
+        item_id = ""
+    return gr.update(value=user_id or None), item_id or None, " ".join(notices)
+
+
+def share_markdown(user_id: str | None, item_id: str | None) -> str:
+    if not user_id or not item_id:
+        return ""
+    return f"🔗 Share this case: append `?user={html.escape(user_id)}&item={html.escape(item_id)}` to the page address."
+
+
+def select_user(explorer: Explorer, user_id: str | None, wanted_item: str | None = None):
+    """Profile card, genre chart, the user's test items (or the item a shared link asks for), the gate."""
     empty_items = gr.update(choices=[], value=None)
     if not user_id:
         return "Pick a user to begin.", None, empty_items, None, ""
@@ -73,8 +101,13 @@ def select_user(explorer: Explorer, user_id: str | None):
         return f"**Cannot show this user:** {html.escape(str(err))}", None, empty_items, None, ""
     choices = [(f"{'👍' if liked else '👎'} {title}", item_id)
                for item_id, title, liked in tests.itertuples(index=False)]
+    value = choices[0][1] if choices else None
+    if wanted_item:
+        if wanted_item not in [v for _, v in choices]:
+            choices.append((explorer.item_label(explorer.item_index(wanted_item)), wanted_item))
+        value = wanted_item
     return (profile_markdown(explorer, user_id), genre_chart(profile.genre_counts),
-            gr.update(choices=choices, value=choices[0][1] if choices else None),
+            gr.update(choices=choices, value=value),
             gate_chart(route) if route else None, gate_markdown(route))
 
 

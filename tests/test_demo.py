@@ -90,3 +90,26 @@ def test_search_titles(tiny_explorer):
     assert [v for _, v in update["choices"]] == ["1", "2"] and note == "2 match(es)"
     update, note = handlers.search_titles(tiny_explorer, "<script>")
     assert update["choices"] == []
+
+
+class FakeRequest:
+    def __init__(self, **params):
+        self.query_params = params
+
+
+def test_shared_link_selects_user_and_item(tiny_explorer):
+    user, item, notice = handlers.from_url(tiny_explorer, FakeRequest(user="2", item="5"))
+    assert user["value"] == "2" and item == "5" and notice == ""
+    *_, items, _, _ = handlers.select_user(tiny_explorer, "2", item)
+    assert items["value"] == "5" and "5" in [v for _, v in items["choices"]]
+
+
+def test_bad_shared_link_gives_a_notice(tiny_explorer):
+    user, item, notice = handlers.from_url(tiny_explorer, FakeRequest(user="99999", item="<script>"))
+    assert user["value"] is None and item is None
+    assert "unknown user id" in notice and "unknown item id" in notice and "<script>" not in notice
+    assert handlers.from_url(tiny_explorer, None)[2] == ""
+
+
+def test_share_markdown():
+    assert "?user=3&item=7" in handlers.share_markdown("3", "7") and handlers.share_markdown(None, "7") == ""
