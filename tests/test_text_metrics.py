@@ -82,12 +82,13 @@ def test_overlap_metrics_reject_bad_lengths(metric):
 
 @pytest.mark.parametrize(("text", "expected"), [
     ('They loved "Toy Story 2" and toy story.', ["Toy Story 2", "Toy Story"]),
-    ("ALIENS fans, not alien fans: Aliens again", ["Aliens", "Alien"]),
-    ("Aliens is great", ["Aliens"]),
+    ('"ALIENS" fans, not "alien" fans: Aliens again', ["Aliens", "Alien"]),
+    ('"Aliens" is great', ["Aliens"]),
+    ("Aliens is great", []),  # a one-word title counts only in quotes
     ("I loved Star Wars: The Empire Strikes Back", ["Star Wars: The Empire Strikes Back"]),
     ("Star Wars, then star wars: the empire strikes back", ["Star Wars", "Star Wars: The Empire Strikes Back"]),
     ("The theater was heated, it's up to them", []),
-    ("Like Airplane! and Fargo", ["Airplane!", "Fargo"]),
+    ('Like "Airplane!" and “Fargo”', ["Airplane!", "Fargo"]),
     ("a toy\nstory split over lines", ["Toy Story"]),
 ])
 def test_cited_titles(text, expected):
@@ -100,15 +101,16 @@ def test_cited_titles_empty_catalogue():
 
 
 def test_grounding_of_splits_citations():
-    grounded, ungrounded = grounding_of('Since they loved "Toy Story 2" and Heat', {"toy story 2", "Fargo"}, CATALOGUE)
+    grounded, ungrounded = grounding_of('Since they loved "Toy Story 2" and "Heat"', {"toy story 2", "Fargo"},
+                                        CATALOGUE)
     assert grounded == ["Toy Story 2"]
     assert ungrounded == ["Heat"]
 
 
 def test_grounding_rate_hand_computed():
-    texts = ['Since they loved "Toy Story 2" and Heat, yes.',  # 1 grounded, 1 not
+    texts = ['Since they loved "Toy Story 2" and "Heat", yes.',  # 1 grounded, 1 not
              "Nothing cited here, it is up to taste.",  # cites nothing: contributes nothing
-             "ALIENS and Star Wars fans like this."]  # 2 grounded
+             '"ALIENS" and Star Wars fans like this.']  # 2 grounded
     allowed = [{"Toy Story 2", "Fargo"}, {"Fargo"}, {"Aliens", "Star Wars"}]
     assert grounding_rate(texts, allowed, CATALOGUE) == pytest.approx(3 / 4)
 
@@ -159,3 +161,8 @@ def test_explanation_report():
     # METEOR of 6 identical tokens: one chunk, penalty 0.5 * (1/6)^3.
     assert report == {"meteor": round(1 - 0.5 / 216, 4), "bleu4": 1.0, "rouge_l": 1.0, "grounding_rate": 1.0,
                       "verdict_agreement": 1.0, "stated_share": 1.0, "rows": 1}
+
+
+def test_one_word_titles_count_only_in_quotes():
+    catalogue = ["Heat", "Target", "Toy Story"]
+    assert cited_titles('the target audience liked "Heat" and toy story', catalogue) == ["Heat", "Toy Story"]

@@ -70,6 +70,9 @@ def rouge_l(references: list[str], hypotheses: list[str]) -> float:
     return sum(scores) / len(scores)
 
 
+QUOTES = "\"'“”‘’"
+
+
 def _title_key(title: str) -> str:
     """Case- and spacing-insensitive form of a title."""
     return " ".join(title.lower().split())
@@ -92,13 +95,19 @@ def cited_titles(text: str, catalogue_titles: list[str]) -> list[str]:
     """Catalogue titles the text cites (quoted or plain), each once, in order of first mention.
 
     Whole titles match case-insensitively on word boundaries; where titles overlap the longest
-    wins; titles under 3 characters are ignored.
+    wins; titles under 3 characters are ignored. One-word titles ("Heat", "Target") count only
+    in quotes, since as plain words they are usually just words.
     """
     pattern, by_key = _title_matcher(tuple(catalogue_titles))
     if not by_key:
         return []
-    cited = (by_key[_title_key(match.group())] for match in pattern.finditer(text))
+    cited = (by_key[_title_key(match.group())] for match in pattern.finditer(text)
+             if " " in _title_key(match.group()) or _quoted(text, match.start(), match.end()))
     return list(dict.fromkeys(cited))
+
+
+def _quoted(text: str, start: int, end: int) -> bool:
+    return start > 0 and end < len(text) and text[start - 1] in QUOTES and text[end] in QUOTES
 
 
 def grounding_of(text: str, allowed: set[str], catalogue_titles: list[str]) -> tuple[list[str], list[str]]:
