@@ -64,3 +64,17 @@ def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_c
     assert route.decision in ("single", "fused", "global") and len(route.weights) == 2
     stream = bank.stream("fused", *args, GenerationSettings(max_new_tokens=4))
     assert "".join(stream) is not None and 1 <= stream.new_tokens <= 4
+
+
+def test_report_recomputes_from_stored_predictions(tiny_prepared, tiny_pipeline_config, tmp_path):
+    from thinkrec import pipeline
+    from thinkrec.report import write_report
+
+    config = tiny_pipeline_config
+    pipeline.stage_traces(tiny_prepared, config)
+    pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
+    stored = pipeline.stage_eval_llm("thinkrec", tiny_prepared, config)["test_subset"]
+    text = write_report(tiny_prepared, config, tmp_path / "RESULTS.md")
+    assert f"| ThinkRec-global | {stored['auc']:.4f} | {stored['uauc']:.4f} | {stored['rows']} |" in text
+    assert "Not trained or scored yet: Zero-shot SmolLM2, TALLRec-style, CoLLM-style, ThinkRec-fused" in text
+    assert "| LightGCN |" in text and "ML-1M" in text

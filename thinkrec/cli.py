@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("prepare", help="split the data, build histories, keywords and profiles")
     commands.add_parser("train-cf", help="train MF, LightGCN and SASRec; write checkpoints/cf/")
     commands.add_parser("traces", help="write the grounded teacher's reasoning traces")
+    commands.add_parser("report", help="write RESULTS.md from the stored predictions")
     for command, text in (("train-llm", "train LLM systems"), ("eval-llm", "score the test subset with LLM systems"),
                           ("eval-reasoning", "generate reasoning for the reference rows and score it")):
         sub = commands.add_parser(command, help=text)
@@ -50,6 +51,12 @@ def run(args: argparse.Namespace) -> None:
 
         metrics = train_all_cf(prepare_dataset(config), config, force=args.force)
         print(json.dumps(metrics, indent=2))
+    elif args.command == "report":
+        from thinkrec.config import PROJECT_ROOT
+        from thinkrec.data.prepared import prepare_dataset
+        from thinkrec.report import write_report
+
+        print(write_report(prepare_dataset(config), config, PROJECT_ROOT / "RESULTS.md"))
     elif args.command == "traces":
         from thinkrec.data.prepared import prepare_dataset
         from thinkrec.pipeline import stage_traces
