@@ -62,22 +62,18 @@ def gate_markdown(route) -> str:
 def from_url(explorer: Explorer, request: gr.Request):
     """Read ``?user=...&item=...`` from a shared link; bad values give a friendly notice."""
     params = dict(request.query_params) if request is not None else {}
-    user_id, item_id = str(params.get("user", ""))[:40], str(params.get("item", ""))[:40]
+    wanted = {"user": str(params.get("user", ""))[:40], "item": str(params.get("item", ""))[:40]}
+    checks = {"user": explorer.user_index, "item": explorer.item_index}
     notices = []
-    try:
-        if user_id:
-            explorer.user_index(user_id)
-    except UnknownIdError as err:
-        log.warning("from_url: %s", err)
-        notices.append(f"The shared link names {html.escape(str(err))}.")
-        user_id = ""
-    try:
-        if item_id:
-            explorer.item_index(item_id)
-    except UnknownIdError as err:
-        log.warning("from_url: %s", err)
-        notices.append(f"The shared link names {html.escape(str(err))}.")
-        item_id = ""
+    for key, value in wanted.items():
+        try:
+            if value:
+                checks[key](value)
+        except UnknownIdError as err:
+            log.warning("from_url: %s", err)
+            notices.append(f"The shared link names {html.escape(str(err))}.")
+            wanted[key] = ""
+    user_id, item_id = wanted["user"], wanted["item"]
     return gr.update(value=user_id or None), item_id or None, " ".join(notices)
 
 

