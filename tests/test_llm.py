@@ -159,7 +159,9 @@ def test_training_mixes_reasoning_rows_resumes_and_ships_an_adapter(tiny_traces,
     total = sum(e.tokens for e in examples)
     assert total - max(e.tokens for e in examples) < settings.train_tokens <= total
     reasoning = [e for e in examples if e.reasoning]
-    assert reasoning and all(e.target[-1] == tiny_tokenizer.eos_token_id for e in examples)
+    assert reasoning and all(e.target[-1] == tiny_tokenizer.eos_token_id for e in reasoning)
+    verdicts = [e for e in examples if not e.reasoning]
+    assert verdicts and all(len(e.target) == 1 for e in verdicts)  # the verdict alone: no stop after it
     assert tiny_tokenizer.decode(reasoning[0].target[:1]) in ("Yes", "No")
 
     report = train_system(spec, tiny_prepared, tiny_config, tiny_traces, copy.deepcopy(tiny_llama), tiny_tokenizer)

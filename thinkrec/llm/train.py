@@ -1,7 +1,8 @@
 """Thinking activation: train LoRA + projector on a mix of Yes/No rows and reasoning rows.
 
 Every row uses the one prompt. Yes/No rows learn the answer word (0.9 BCE + 0.1 LM by default),
-reasoning rows learn ``"<Yes|No>. <trace><eos>"`` (0.1 BCE + 0.9 LM). The data is budgeted in
+reasoning rows learn ``"<Yes|No>. <trace><eos>"`` (0.1 BCE + 0.9 LM). In a reasoning system the
+Yes/No rows carry no end-of-sequence after the verdict, or the model learns to stop there. The data is budgeted in
 tokens. Progress (trainable weights, optimiser moments, step) is saved as safetensors + JSON at
 every evaluation, so an interrupted run resumes where it stopped; the weights with the best
 valid AUC are what the stage ships.
@@ -58,8 +59,9 @@ class Example:
         return len(self.prompt) + len(self.target)
 
 
-def target_tokens(tokenizer, text: str) -> list[int]:
-    return tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+def target_tokens(tokenizer, text: str, end: bool = True) -> list[int]:
+    """The tokens to learn after the prompt, closed by end-of-sequence when ``end``."""
+    return tokenizer.encode(text, add_special_tokens=False) + ([tokenizer.eos_token_id] if end else [])
 
 
 def of_users(frame: pd.DataFrame, users: np.ndarray | None) -> pd.DataFrame:
@@ -95,7 +97,10 @@ def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedD
         else:
             row = train.iloc[index]
             answer = "Yes" if row["label"] else "No"
-            example = Example(builder.encode_row(row), target_tokens(tokenizer, answer), int(row["label"]), False)
+            # A reasoning system must not learn to stop after the verdict: its Yes/No rows teach the
+            # verdict token alone, and only the traces teach what follows it and where the text ends.
+            target = target_tokens(tokenizer, answer, end=not spec.reasoning)
+            example = Example(builder.encode_row(row), target, int(row["label"]), False)
         examples.append(example)
         budget -= example.tokens
     return examples
