@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
+from tests.conftest import FIXTURES
 from thinkrec.data.atomic import DataFileError, read_atomic
 from thinkrec.data.raw import load_raw_dataset, readable_title
-from tests.conftest import FIXTURES
 
 
 def write(path, text):

@@ -11,8 +11,15 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from thinkrec.errors import CheckpointError
-from thinkrec.fusion.clusters import (Clustering, Standardiser, candidate_clusterings, cluster_users,
-                                      cohens_d_activity, load_clustering, save_clustering)
+from thinkrec.fusion.clusters import (
+    Clustering,
+    Standardiser,
+    candidate_clusterings,
+    cluster_users,
+    cohens_d_activity,
+    load_clustering,
+    save_clustering,
+)
 from thinkrec.fusion.gate import Gate, GateSettings, gate_weights, route
 from thinkrec.fusion.user_map import UserMap, fit_user_map, load_user_map, save_user_map
 

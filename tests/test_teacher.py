@@ -11,12 +11,17 @@ import numpy as np
 import pytest
 
 from thinkrec.data.atomic import DataFileError
-from thinkrec.teacher.dataset import (COLUMNS, build_trace_dataset, load_trace_dataset, save_trace_dataset,
-                                      select_rows, system1_train_scores)
+from thinkrec.teacher.dataset import (
+    COLUMNS,
+    build_trace_dataset,
+    load_trace_dataset,
+    save_trace_dataset,
+    select_rows,
+    system1_train_scores,
+)
 from thinkrec.teacher.evidence import DISLIKE, LIKE, Evidence, EvidenceBuilder, Link, gather_evidence
 from thinkrec.teacher.grounded import GroundedTeacher, check_trace, cited_titles
-from thinkrec.teacher.llm import (ChatTeacher, OpenAICompatibleClient, TeacherClientError, build_messages,
-                                  clean_reply)
+from thinkrec.teacher.llm import ChatTeacher, OpenAICompatibleClient, TeacherClientError, build_messages, clean_reply
 
 
 @pytest.fixture

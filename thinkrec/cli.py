@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> None:
 
         stage_traces(prepare_dataset(config), config, force=args.force)
     elif args.command in ("train-llm", "eval-llm", "eval-reasoning"):
-        from thinkrec.data.prepared import prepare_dataset
         from thinkrec import pipeline
+        from thinkrec.data.prepared import prepare_dataset
 
         prepared = prepare_dataset(config)
         stage = {"train-llm": pipeline.stage_train_llm, "eval-llm": pipeline.stage_eval_llm,

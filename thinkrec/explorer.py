@@ -26,8 +26,8 @@ from thinkrec.errors import CheckpointError
 from thinkrec.llm.bank import LABELS as LLM_LABELS
 from thinkrec.llm.bank import LLMBank, load_bank
 from thinkrec.llm.generate import GenerationSettings, TextStream
-from thinkrec.text_metrics import grounding_of
 from thinkrec.manifest import verify_manifest
+from thinkrec.text_metrics import grounding_of
 
 log = logging.getLogger(__name__)
 SYSTEM_LABELS = {"item_prior": "Item like-rate (floor)", "mf": "MF", "lightgcn": "LightGCN", "sasrec": "SASRec"}
@@ -135,7 +135,8 @@ class Explorer:
         for item_genres, label in zip(genres, labels):
             for genre in item_genres:
                 counts.setdefault(genre, [0, 0])[0 if label else 1] += 1
-        frame = pd.DataFrame([(g, l, d) for g, (l, d) in counts.items()], columns=["genre", "liked", "disliked"])
+        frame = pd.DataFrame([(genre, liked, disliked) for genre, (liked, disliked) in counts.items()],
+                             columns=["genre", "liked", "disliked"])
         return frame.sort_values(["liked", "genre"], ascending=[False, True]).reset_index(drop=True)
 
     # ---- items -----------------------------------------------------------------------------

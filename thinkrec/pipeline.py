@@ -28,8 +28,12 @@ def traces_path(config: Config) -> Path:
 
 def stage_traces(prepared: PreparedData, config: Config, force: bool = False) -> pd.DataFrame:
     """Grounded-teacher traces for System-1's training errors (plus a random share) and the reference rows."""
-    from thinkrec.teacher.dataset import (build_trace_dataset, load_trace_dataset, save_trace_dataset,
-                                          system1_train_scores)
+    from thinkrec.teacher.dataset import (
+        build_trace_dataset,
+        load_trace_dataset,
+        save_trace_dataset,
+        system1_train_scores,
+    )
     from thinkrec.teacher.grounded import GroundedTeacher
 
     path = traces_path(config)

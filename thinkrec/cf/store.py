@@ -24,10 +24,10 @@ from safetensors.torch import load_file, save_file
 from thinkrec.cf.models import CFModel, make_batch
 from thinkrec.cf.train import TrainedCF, build_model, item_prior_scores, predict, rows_to_batch, train_cf_model
 from thinkrec.config import Config
+from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
 from thinkrec.files import read_json
 from thinkrec.manifest import write_manifest
-from thinkrec.data.prepared import PreparedData
 from thinkrec.metrics import auc_report
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from thinkrec.cf.models import MF, SASRec, CFModel, LightGCN, RowBatch, make_batch, normalised_adjacency
+from thinkrec.cf.models import MF, CFModel, LightGCN, RowBatch, SASRec, make_batch, normalised_adjacency
 from thinkrec.config import CFConfig
 from thinkrec.data.prepared import PreparedData
 from thinkrec.metrics import auc, auc_report

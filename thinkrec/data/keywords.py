@@ -91,8 +91,11 @@ def kg_keywords(kg: pd.DataFrame | None, titles: list[str], popularity: np.ndarr
     if kg is None or kg.empty:
         return words
     relations = kg.groupby("relation")
-    won = set(relations.get_group("film.film.award_won")["item"]) if "film.film.award_won" in relations.groups else set()
-    nominated = set(relations.get_group("film.film.award_nomination")["item"]) if "film.film.award_nomination" in relations.groups else set()
+
+    def items_with(relation: str) -> set[int]:
+        return set(relations.get_group(relation)["item"]) if relation in relations.groups else set()
+
+    won, nominated = items_with("film.film.award_won"), items_with("film.film.award_nomination")
     for item in range(len(titles)):
         if item in won:
             words[item].append("award-winning")

@@ -106,7 +106,8 @@ def _item_table(item_ids: list[str], meta: pd.DataFrame | None, names: FieldName
         for t, raw in zip(titles, item_ids)
     ]
     table["year"] = pd.array([_year(value) for value in column(names.year, None)], dtype="Int64")
-    table["genres"] = [list(g) if isinstance(g, list) else ([] if g is None else str(g).split()) for g in column(names.genres, [])]
+    table["genres"] = [list(g) if isinstance(g, list) else ([] if g is None else str(g).split())
+                       for g in column(names.genres, [])]
     return table
 
 

@@ -1,5 +1,5 @@
-"""ThinkRec with instance-wise expert fusion: the global adapter and the cluster experts, mixed
-per row by the gate, scored and streamed without touching shared state.
+"""ThinkRec with instance-wise expert fusion for evaluation: the global adapter and the cluster
+experts, mixed per row by the gate (serving goes through ``thinkrec.llm.bank``).
 
 Layout under ``checkpoints/llm/experts/``::
 
@@ -16,22 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
+from safetensors.torch import load_file
 
 from thinkrec.cf.store import load_embeddings
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
+from thinkrec.files import read_json
 from thinkrec.fusion.clusters import Clustering, load_clustering
 from thinkrec.fusion.gate import Gate, GateSettings, Routing
-from thinkrec.fusion.lora import install_mixture, mixture
+from thinkrec.fusion.lora import install_mixture
 from thinkrec.llm.backbone import load_backbone
-from thinkrec.llm.generate import GenerationSettings, TextStream
 from thinkrec.llm.model import SoftTokenLM
-from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
+from thinkrec.llm.prompt import PromptBuilder
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import answer_ids, cf_tables, llm_dir, system_spec
-from thinkrec.files import read_json
 
 MODES = ("fused", "global", "hard")  # the gate's choice, the global adapter only, the top expert only
 
@@ -81,24 +80,10 @@ class FusedSystem:
         return score_rows(self.model, self.builder, frame, desc=desc,
                           mixtures=self.mixtures(frame["user"].to_numpy(), mode))
 
-    def p_yes(self, prompt: EncodedPrompt, weights: np.ndarray) -> float:
-        from thinkrec.llm.model import collate
-
-        batch = collate([prompt], self.builder.tokenizer.pad_token_id)
-        with mixture(torch.as_tensor(weights[None])):
-            return float(self.model.p_yes(batch)[0])
-
-    def stream(self, prompt: EncodedPrompt, weights: np.ndarray, settings: GenerationSettings) -> TextStream:
-        """Stream the answer with the given adapter weights (captured by the stream's context)."""
-        with mixture(torch.as_tensor(weights[None])):
-            return TextStream(self.model, self.builder.tokenizer, prompt, settings)
-
 
 def build_fused(prepared: PreparedData, config: Config, clustering: Clustering, expert_adapters: list[Path],
                 settings: GateSettings, encoder: str, backbone=None, tokenizer=None) -> FusedSystem:
     """The global ThinkRec adapter plus ``expert_adapters`` in one mixing model, gated by ``clustering``."""
-    from safetensors.torch import load_file
-
     if len(expert_adapters) != clustering.k:
         raise CheckpointError(f"{clustering.k} clusters but {len(expert_adapters)} expert adapters")
     if backbone is None:
@@ -122,7 +107,8 @@ def load_fused(prepared: PreparedData, config: Config, backbone=None, tokenizer=
     selection = read_json(root / "selection.json")
     clustering = load_clustering(root / "clusters")
     if clustering.k != int(selection["k"]):
-        raise CheckpointError(f"{root / 'clusters'}: holds {clustering.k} clusters, selection.json says {selection['k']}")
+        raise CheckpointError(f"{root / 'clusters'}: holds {clustering.k} clusters, "
+                              f"selection.json says {selection['k']}")
     adapters = [root / f"expert_{e}" / "adapter" for e in range(clustering.k)]
     return build_fused(prepared, config, clustering, adapters, GateSettings(**selection["gate"]),
                        selection["encoder"], backbone, tokenizer)

@@ -77,7 +77,7 @@ class PromptBuilder:
         """The chat-formatted prompt text (ending where the answer begins) and its soft tokens."""
         soft = [SoftToken("user", user)] if self.use_cf_tokens else []
         lines = [self._user_line(user)]
-        history = [(int(i), int(l)) for i, l in zip(hist_items, hist_labels) if i != PAD]
+        history = [(int(item), int(label)) for item, label in zip(hist_items, hist_labels) if item != PAD]
         history = history[-self.config.history_len:] if self.config.history_len else []
         if history:
             lines.append("Rated, oldest first:")
