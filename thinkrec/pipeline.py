@@ -16,6 +16,7 @@ import pandas as pd
 
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
+from thinkrec.files import read_json
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc_report
 
@@ -76,7 +77,7 @@ def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bo
 
 
 def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
-    """Score the fixed test subset; store predictions and AUC/UAUC (with the CF baselines on the same rows)."""
+    """Score the fixed test subset; store the predictions and their AUC / UAUC."""
     from thinkrec.llm.score import score_rows
     from thinkrec.llm.systems import llm_dir, load_system
     from thinkrec.llm.train import test_subset
@@ -85,7 +86,7 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
     out = folder / "test_predictions.parquet"
     if out.exists() and not force:
         log.info("%s: test predictions in %s", name, out)
-        return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        return read_json(folder / "metrics.json")
     started = time.perf_counter()
     model, builder = load_system(name, prepared, config)
     rows = test_subset(prepared, config)
@@ -128,7 +129,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     out = folder / "reasoning.parquet"
     if out.exists() and not force:
         log.info("%s: reasoning in %s", name, out)
-        return json.loads((folder / "reasoning_metrics.json").read_text(encoding="utf-8"))
+        return read_json(folder / "reasoning_metrics.json")
     references = load_trace_dataset(traces_path(config))
     references = references[references["purpose"] == "reference"].reset_index(drop=True)
     model, builder = load_system(name, prepared, config)
