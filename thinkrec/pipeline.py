@@ -165,7 +165,6 @@ def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -
     import shutil
 
     from thinkrec.cf.store import load_embeddings
-    from thinkrec.files import read_json
     from thinkrec.fusion.clusters import cluster_users, save_clustering
     from thinkrec.fusion.fused import build_fused, experts_dir, gate_settings, write_selection
     from thinkrec.llm.systems import expert_start, system_spec
