@@ -42,7 +42,8 @@ def test_every_placeholder_is_replaced_by_a_projected_vector(trained_cf, tiny_pr
     assert not torch.isclose(embeds[0, soft], words[0, soft]).all(dim=-1).any()
 
 
-def test_gradients_reach_the_projector_and_lora(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+def test_gradients_reach_the_projectors_and_lora(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    tiny_config.llm.cf_match = True
     model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
     rows = tiny_prepared.split("train").head(3)
     prompts = [builder.encode_row(r) for _, r in rows.iterrows()]
@@ -51,10 +52,56 @@ def test_gradients_reach_the_projector_and_lora(trained_cf, tiny_prepared, tiny_
     bce, lm = model.losses(batch, torch.tensor(rows["label"].to_numpy()))
     weighted_loss(bce, lm, torch.tensor([True, False, True]), (0.1, 0.9, 0.9, 0.1)).backward()
     assert model.projector.net[0].weight.grad.abs().sum() > 0
+    assert model.match_projector.net[0].weight.grad.abs().sum() > 0
     lora = [p.grad for n, p in model.named_parameters() if "lora_B" in n]
     assert lora and all(g is not None for g in lora)
-    base = [p for n, p in model.named_parameters() if "lora_" not in n and not n.startswith("projector")]
+    base = [p for n, p in model.named_parameters() if "lora_" not in n and "projector" not in n.split(".")[0]]
     assert all(not p.requires_grad for p in base)
+
+
+def test_the_match_token_carries_the_cf_models_own_logit(trained_cf, tiny_prepared, tiny_config, tiny_llama,
+                                                        tiny_tokenizer):
+    from thinkrec.cf.store import cf_dir, load_cf_model
+    from thinkrec.cf.train import rows_to_batch
+
+    tiny_config.llm.cf_match = True
+    model, builder = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    rows = tiny_prepared.split("test").head(3)
+    prompts = [builder.encode_row(r) for _, r in rows.iterrows()]
+    assert all(p.soft_tokens[-1].kind == "match" and p.text.count(MARKER) == len(p.soft_tokens) for p in prompts)
+    assert "⟨CF match user×" in builder.readable(prompts[0])
+    batch = collate(prompts, tiny_tokenizer.pad_token_id)
+    is_match = batch.soft_kind == 2
+    features = model.match_features(batch.soft_user[is_match], batch.soft_index[is_match])
+    cf_model, _ = load_cf_model(cf_dir(tiny_config) / "mf", tiny_prepared, tiny_config)
+    with torch.no_grad():
+        logits = cf_model(rows_to_batch(tiny_prepared, rows))
+    assert torch.allclose(features[:, -1], logits, atol=1e-5)
+    embeds = model.input_embeddings(batch)
+    expected = model.match_projector(features)
+    assert torch.allclose(embeds[batch.soft_rows[is_match], batch.soft_cols[is_match]], expected, atol=1e-6)
+
+
+def test_projectors_round_trip_and_a_mismatched_file_is_refused(trained_cf, tiny_prepared, tiny_config, tiny_llama,
+                                                                tiny_tokenizer, tmp_path):
+    from safetensors.torch import save_file
+
+    from thinkrec.errors import CheckpointError
+    from thinkrec.llm.systems import build_model
+
+    tiny_config.llm.cf_match = True
+    model, _ = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    save_file(model.projector_state(), tmp_path / "projector.safetensors")
+    again = build_model(system_spec("collm"), tiny_llama, tiny_tokenizer, tiny_config)
+    again.load_projectors(tmp_path / "projector.safetensors")
+    assert torch.equal(again.match_projector.net[0].weight, model.match_projector.net[0].weight)
+    tiny_config.llm.cf_match = False
+    plain = build_model(system_spec("collm"), tiny_llama, tiny_tokenizer, tiny_config)
+    with pytest.raises(CheckpointError, match="match projector"):
+        plain.load_projectors(tmp_path / "projector.safetensors")
+    (tmp_path / "projector.safetensors").write_bytes(b"damaged")
+    with pytest.raises(CheckpointError, match="projector.safetensors"):
+        again.load_projectors(tmp_path / "projector.safetensors")
 
 
 def test_loss_weighting_by_hand():

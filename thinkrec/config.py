@@ -116,6 +116,7 @@ class LLMConfig:
     backbone: str = "asset:backbone"  # "asset:backbone" (SmolLM2-135M GGUF) or an HF model id / local folder
     gguf_file: str = ""  # a GGUF file inside ``backbone`` when that is a folder of GGUF weights
     cf_encoder: str = "lightgcn"  # whose embeddings become the soft tokens (the best System-1 on valid)
+    cf_match: bool = False  # add a soft token carrying the user-item match (u*i and the CF logit)
     history_len: int = 10  # interactions shown in the prompt (at most data.history_len)
     history_keywords: int = 2  # keywords shown per history item; the target shows all of its own
     lora_r: int = 8

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from safetensors.torch import load_file
 
 from thinkrec.cf.store import load_embeddings
 from thinkrec.config import Config
@@ -30,7 +29,7 @@ from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.model import SoftTokenLM
 from thinkrec.llm.prompt import PromptBuilder
 from thinkrec.llm.score import score_rows
-from thinkrec.llm.systems import answer_ids, cf_tables, llm_dir, system_spec
+from thinkrec.llm.systems import build_model, llm_dir, prompt_builder, system_spec
 
 MODES = ("fused", "global", "hard")  # the gate's choice, the global adapter only, the top expert only
 
@@ -89,14 +88,10 @@ def build_fused(prepared: PreparedData, config: Config, clustering: Clustering, 
     if backbone is None:
         backbone, tokenizer = load_backbone(config)
     install_mixture(backbone, [llm_dir(config, "thinkrec") / "adapter", *expert_adapters])
-    user_table, item_table = cf_tables(config, system_spec("thinkrec"))
-    model = SoftTokenLM(backbone, user_table, item_table, *answer_ids(tokenizer), config.llm.projector_mult)
-    projector = llm_dir(config, "thinkrec") / "projector.safetensors"
-    try:
-        model.projector.load_state_dict(load_file(projector))
-    except Exception as err:  # missing, damaged or mismatched
-        raise CheckpointError(f"{projector}: cannot load ({err})") from err
-    builder = PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=True, use_keywords=True)
+    spec = system_spec("thinkrec")
+    model = build_model(spec, backbone, tokenizer, config)
+    model.load_projectors(llm_dir(config, "thinkrec") / "projector.safetensors")
+    builder = prompt_builder(spec, prepared, tokenizer, config)
     vectors = load_embeddings(config, encoder)["user"].numpy()
     return FusedSystem(model.eval(), builder, Gate(clustering, settings), vectors)
 

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
-from thinkrec.errors import CheckpointError
 from thinkrec.files import read_json
 from thinkrec.fusion.lora import install_mixture, mixture
 from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.generate import GenerationSettings, TextStream
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
-from thinkrec.llm.systems import answer_ids, cf_tables, llm_dir, system_spec
+from thinkrec.llm.systems import build_model, llm_dir, prompt_builder, system_spec
 
 log = logging.getLogger(__name__)
 LABELS = {"fused": "ThinkRec (fused experts)", "thinkrec": "ThinkRec (global expert)", "collm": "CoLLM-style",
@@ -93,16 +90,9 @@ class LLMBank:
             return TextStream(served.model, served.builder.tokenizer, prompt, settings)
 
 
-def _projector(model: SoftTokenLM, folder: Path) -> None:
-    path = folder / "projector.safetensors"
-    try:
-        model.projector.load_state_dict(load_file(path))
-    except Exception as err:  # missing, damaged or mismatched
-        raise CheckpointError(f"{path}: cannot load ({err})") from err
-
-
 def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=None) -> LLMBank:
     """Load every LLM system whose checkpoint exists (zero-shot always) onto one backbone."""
+    from thinkrec.cf.store import load_embeddings
     from thinkrec.fusion.clusters import load_clustering
     from thinkrec.fusion.gate import Gate, GateSettings
 
@@ -116,30 +106,24 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
         selection = read_json(experts_root / "selection.json")
         clustering = load_clustering(experts_root / "clusters")
         gate = Gate(clustering, GateSettings(**selection["gate"]))
-        from thinkrec.cf.store import load_embeddings
-
         vectors = load_embeddings(config, selection["encoder"])["user"].numpy()
         expert_slots = clustering.k
         adapters = [adapters[0]] + [experts_root / f"expert_{e}" / "adapter" for e in range(clustering.k)] + adapters[1:]
     if adapters:
         install_mixture(backbone, adapters)
-    yes, no = answer_ids(tokenizer)
     served: dict[str, Served] = {}
     slot = 0
     for name in trained:
         spec = system_spec(name)
-        model = SoftTokenLM(backbone, *cf_tables(config, spec), yes, no, config.llm.projector_mult)
+        model = build_model(spec, backbone, tokenizer, config)
         if model.projector is not None:
-            _projector(model, llm_dir(config, name))
-        builder = PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens,
-                                use_keywords=spec.keywords)
-        served[name] = Served(name, model.eval(), builder, slot)
+            model.load_projectors(llm_dir(config, name) / "projector.safetensors")
+        served[name] = Served(name, model.eval(), prompt_builder(spec, prepared, tokenizer, config), slot)
         slot += 1 + (expert_slots if name == "thinkrec" else 0)
     if gate is not None:
         served = {"fused": Served("fused", served["thinkrec"].model, served["thinkrec"].builder, None), **served}
     zeroshot = system_spec("zeroshot")
-    served["zeroshot"] = Served("zeroshot", SoftTokenLM(backbone, None, None, yes, no).eval(),
-                                PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=False,
-                                              use_keywords=zeroshot.keywords), None)
+    served["zeroshot"] = Served("zeroshot", build_model(zeroshot, backbone, tokenizer, config).eval(),
+                                prompt_builder(zeroshot, prepared, tokenizer, config), None)
     log.info("LLM systems ready on one backbone: %s (%d adapters)", ", ".join(served), len(adapters))
     return LLMBank(served, max(len(adapters), 1), gate, vectors)

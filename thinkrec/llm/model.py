@@ -1,18 +1,26 @@
 """The LLM recommender: a causal LM reading CF soft tokens, scored by P(Yes) at the answer position.
 
-``SoftTokenLM`` wraps the backbone (with or without LoRA), a projector MLP and the frozen CF user
-and item tables. Batches are left-padded, with position ids counted from each row's first real
+``SoftTokenLM`` wraps the backbone (with or without LoRA), projector MLPs and the frozen CF tables.
+User and item soft tokens carry one embedding each (CoLLM). The optional *match* token carries the
+user-item pair: their element-wise product and the CF model's own logit, so the language model
+reads the collaborative signal directly instead of having to multiply two projected vectors
+inside attention. Batches are left-padded, with position ids counted from each row's first real
 token, so a row scores the same alone and inside a padded batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
+from thinkrec.errors import CheckpointError
 from thinkrec.llm.prompt import EncodedPrompt
+
+KINDS = ("user", "item", "match")  # soft-token kinds, in the order of LMBatch.soft_kind codes
 
 
 class Projector(nn.Module):
@@ -27,6 +35,26 @@ class Projector(nn.Module):
 
 
 @dataclass
+class CFTables:
+    """The frozen outputs of one System-1 encoder that soft tokens read: embeddings and score biases."""
+
+    user: torch.Tensor  # (n_users, d)
+    item: torch.Tensor  # (n_items, d)
+    user_bias: torch.Tensor  # (n_users,)
+    item_bias: torch.Tensor  # (n_items,)
+    global_bias: torch.Tensor  # (1,)
+
+    def __post_init__(self):
+        self.user, self.item = self.user.float(), self.item.float()
+        self.user_bias, self.item_bias = self.user_bias.float().reshape(-1), self.item_bias.float().reshape(-1)
+        self.global_bias = self.global_bias.float().reshape(1)
+
+    @property
+    def dim(self) -> int:
+        return self.user.shape[1]
+
+
+@dataclass
 class LMBatch:
     """Left-padded token ids with the soft-token slots and the answer position of each row."""
 
@@ -35,8 +63,9 @@ class LMBatch:
     position_ids: torch.Tensor  # (B, T)
     soft_rows: torch.Tensor  # (S,) batch row of each soft token
     soft_cols: torch.Tensor  # (S,) sequence position of each soft token
-    soft_is_user: torch.Tensor  # (S,) bool
-    soft_index: torch.Tensor  # (S,) user or item index
+    soft_kind: torch.Tensor  # (S,) index into KINDS
+    soft_index: torch.Tensor  # (S,) user index (user token) or item index (item and match tokens)
+    soft_user: torch.Tensor  # (S,) the row's user for match tokens, -1 otherwise
     answer_index: torch.Tensor  # (B,) position whose logits give the answer
     labels: torch.Tensor | None = None  # (B, T) LM targets, -100 where ignored
 
@@ -53,7 +82,7 @@ def collate(prompts: list[EncodedPrompt], pad_id: int, targets: list[list[int]] 
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(prompts), width), dtype=torch.long)
     labels = torch.full((len(prompts), width), -100, dtype=torch.long)
-    soft_rows, soft_cols, soft_is_user, soft_index, answers = [], [], [], [], []
+    soft_rows, soft_cols, soft_kind, soft_index, soft_user, answers = [], [], [], [], [], []
     for row, (prompt, target, length) in enumerate(zip(prompts, targets, lengths)):
         offset = width - length
         ids[row, offset:] = torch.tensor(prompt.input_ids + target, dtype=torch.long)
@@ -64,47 +93,80 @@ def collate(prompts: list[EncodedPrompt], pad_id: int, targets: list[list[int]] 
         for position, token in zip(prompt.soft_positions, prompt.soft_tokens):
             soft_rows.append(row)
             soft_cols.append(offset + position)
-            soft_is_user.append(token.kind == "user")
+            soft_kind.append(KINDS.index(token.kind))
             soft_index.append(token.index)
+            soft_user.append(token.user)
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     as_long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
-    return LMBatch(ids, mask, positions, as_long(soft_rows), as_long(soft_cols),
-                   torch.tensor(soft_is_user, dtype=torch.bool), as_long(soft_index), as_long(answers),
-                   labels if any(targets) else None)
+    return LMBatch(ids, mask, positions, as_long(soft_rows), as_long(soft_cols), as_long(soft_kind),
+                   as_long(soft_index), as_long(soft_user), as_long(answers), labels if any(targets) else None)
 
 
 class SoftTokenLM(nn.Module):
-    """Backbone + projector + frozen CF tables; scores P(Yes) and computes the training losses."""
+    """Backbone + projectors + frozen CF tables; scores P(Yes) and computes the training losses."""
 
-    def __init__(self, backbone: nn.Module, user_table: torch.Tensor | None, item_table: torch.Tensor | None,
-                 yes_id: int, no_id: int, projector_mult: int = 10):
+    def __init__(self, backbone: nn.Module, tables: CFTables | None, yes_id: int, no_id: int,
+                 projector_mult: int = 10, match: bool = False):
         super().__init__()
         self.backbone = backbone
         self.yes_id, self.no_id = yes_id, no_id
         hidden = backbone.get_input_embeddings().embedding_dim
-        if user_table is not None and item_table is not None:
-            self.register_buffer("user_table", user_table.float(), persistent=False)
-            self.register_buffer("item_table", item_table.float(), persistent=False)
-            self.projector = Projector(user_table.shape[1], hidden, projector_mult)
-        else:
-            self.user_table = self.item_table = None
-            self.projector = None
+        self.projector = self.match_projector = None
+        if tables is not None:
+            for name in ("user", "item", "user_bias", "item_bias", "global_bias"):
+                self.register_buffer(f"{name}_table", getattr(tables, name), persistent=False)
+            self.projector = Projector(tables.dim, hidden, projector_mult)
+            if match:
+                self.match_projector = Projector(tables.dim + 1, hidden, projector_mult)
+
+    def match_features(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(u * i, CF logit) for each user-item pair: what the match token projects."""
+        u, i = self.user_table[users], self.item_table[items]
+        logit = (u * i).sum(-1) + self.user_bias_table[users] + self.item_bias_table[items] + self.global_bias_table
+        return torch.cat([u * i, logit[:, None]], dim=1)
 
     def input_embeddings(self, batch: LMBatch) -> torch.Tensor:
-        """Word embeddings with every soft-token slot overwritten by its projected CF vector."""
+        """Word embeddings with every soft-token slot overwritten by its projected CF features."""
         embeds = self.backbone.get_input_embeddings()(batch.input_ids)
         if len(batch.soft_rows) == 0:
             return embeds
         if self.projector is None:
             raise ValueError("the prompt holds CF soft tokens but this model has no projector")
-        is_user = batch.soft_is_user
-        vectors = torch.empty(len(is_user), self.user_table.shape[1], device=embeds.device)
-        vectors[is_user] = self.user_table[batch.soft_index[is_user]]
-        vectors[~is_user] = self.item_table[batch.soft_index[~is_user]]
-        projected = self.projector(vectors).to(embeds.dtype)
+        kind, index = batch.soft_kind, batch.soft_index
         embeds = embeds.clone()
-        embeds[batch.soft_rows, batch.soft_cols] = projected
+        for code, name in enumerate(KINDS):
+            chosen = kind == code
+            if not chosen.any():
+                continue
+            if name == "match":
+                if self.match_projector is None:
+                    raise ValueError("the prompt holds a CF match token but this model has no match projector")
+                projected = self.match_projector(self.match_features(batch.soft_user[chosen], index[chosen]))
+            else:
+                table = self.user_table if name == "user" else self.item_table
+                projected = self.projector(table[index[chosen]])
+            embeds[batch.soft_rows[chosen], batch.soft_cols[chosen]] = projected.to(embeds.dtype)
         return embeds
+
+    def projector_state(self) -> dict[str, torch.Tensor]:
+        """Every projector weight, match projector keys prefixed ``match.``, for one safetensors file."""
+        state = {k: v.contiguous() for k, v in self.projector.state_dict().items()}
+        if self.match_projector is not None:
+            state.update({f"match.{k}": v.contiguous() for k, v in self.match_projector.state_dict().items()})
+        return state
+
+    def load_projectors(self, path: Path) -> None:
+        """Load ``projector_state`` back; a missing, damaged or mismatched file raises CheckpointError."""
+        try:
+            state = load_file(path)
+            self.projector.load_state_dict({k: v for k, v in state.items() if not k.startswith("match.")})
+            match = {k[len("match."):]: v for k, v in state.items() if k.startswith("match.")}
+            if self.match_projector is not None or match:
+                if self.match_projector is None:
+                    raise ValueError("the file holds a match projector the configuration does not use")
+                self.match_projector.load_state_dict(match)
+        except Exception as err:  # safetensors and torch raise several error types here
+            raise CheckpointError(f"{path}: cannot load the projector ({err})") from err
 
     def logits(self, batch: LMBatch) -> torch.Tensor:
         output = self.backbone(inputs_embeds=self.input_embeddings(batch), attention_mask=batch.attention_mask,

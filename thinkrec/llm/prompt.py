@@ -24,10 +24,12 @@ QUESTION = "Will the user like the target? Answer Yes or No."
 
 @dataclass(frozen=True)
 class SoftToken:
-    """One CF embedding in the prompt: ``kind`` is "user" or "item", ``index`` its row."""
+    """One CF slot in the prompt: ``kind`` "user" or "item" (``index`` its row), or "match"
+    (``index`` the target item, ``user`` the user whose affinity to it the token carries)."""
 
     kind: str
     index: int
+    user: int = -1
 
 
 @dataclass
@@ -47,11 +49,12 @@ class PromptBuilder:
     """Renders and tokenises prompts for (user, target item, history) triples."""
 
     def __init__(self, prepared: PreparedData, tokenizer, config: LLMConfig, use_cf_tokens: bool = True,
-                 use_keywords: bool = True):
+                 use_keywords: bool = True, use_match: bool = False):
         self.data = prepared
         self.tokenizer = tokenizer
         self.config = config
         self.use_cf_tokens = use_cf_tokens
+        self.use_match = use_cf_tokens and use_match
         self.use_keywords = use_keywords
         self.placeholder_id = tokenizer.convert_tokens_to_ids(tokenizer.pad_token or tokenizer.eos_token)
         self._titles = prepared.items["title"].tolist()
@@ -91,6 +94,9 @@ class PromptBuilder:
         lines.append(f"Target: {self._movie(item, None)}")
         if self.use_cf_tokens:
             soft.append(SoftToken("item", item))
+        if self.use_match:
+            lines.append(f"Collaborative-filtering match: {MARKER}")
+            soft.append(SoftToken("match", item, user))
         lines.append(QUESTION)
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -121,6 +127,7 @@ class PromptBuilder:
         """The prompt as the UI shows it: markers named after the embedding they stand for."""
         text = prompt.text
         for token in prompt.soft_tokens:
-            name = "user" if token.kind == "user" else f"item:{self._titles[token.index]}"
+            name = {"user": "user", "item": f"item:{self._titles[token.index]}",
+                    "match": f"match user×{self._titles[token.index]}"}[token.kind]
             text = text.replace(MARKER, f"⟨CF {name}⟩", 1)
         return text

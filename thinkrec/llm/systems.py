@@ -16,16 +16,15 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 
-from thinkrec.cf.store import load_embeddings
+from thinkrec.cf.store import cf_dir, load_embeddings
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
 from thinkrec.llm.backbone import load_backbone
-from thinkrec.llm.model import SoftTokenLM
+from thinkrec.llm.model import CFTables, SoftTokenLM
 from thinkrec.llm.prompt import PromptBuilder
 
 log = logging.getLogger(__name__)
@@ -74,11 +73,27 @@ def lora_config(config: Config) -> LoraConfig:
                       target_modules=list(settings.target_modules), task_type="CAUSAL_LM")
 
 
-def cf_tables(config: Config, spec: SystemSpec) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    if not spec.cf_tokens:
-        return None, None
-    tables = load_embeddings(config, config.llm.cf_encoder)
-    return tables["user"], tables["item"]
+def cf_tables(config: Config) -> CFTables:
+    """The soft-token encoder's embeddings and the biases of its score."""
+    embeddings = load_embeddings(config, config.llm.cf_encoder)
+    path = cf_dir(config) / config.llm.cf_encoder / "model.safetensors"
+    try:
+        weights = load_file(path)
+    except Exception as err:  # missing or damaged
+        raise CheckpointError(f"{path}: cannot load ({err}); run `python -m thinkrec train-cf`") from err
+    return CFTables(embeddings["user"], embeddings["item"], weights["user_bias.weight"], weights["item_bias.weight"],
+                    weights["global_bias"])
+
+
+def build_model(spec: SystemSpec, backbone, tokenizer, config: Config) -> SoftTokenLM:
+    """The system's model around ``backbone`` (projectors freshly initialised)."""
+    tables = cf_tables(config) if spec.cf_tokens else None
+    return SoftTokenLM(backbone, tables, *answer_ids(tokenizer), config.llm.projector_mult, match=config.llm.cf_match)
+
+
+def prompt_builder(spec: SystemSpec, prepared: PreparedData, tokenizer, config: Config) -> PromptBuilder:
+    return PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords,
+                         use_match=config.llm.cf_match)
 
 
 def new_system(spec: SystemSpec, prepared: PreparedData, config: Config, backbone=None, tokenizer=None):
@@ -87,10 +102,8 @@ def new_system(spec: SystemSpec, prepared: PreparedData, config: Config, backbon
         backbone, tokenizer = load_backbone(config)
     if spec.trained:
         backbone = get_peft_model(backbone, lora_config(config))
-    user_table, item_table = cf_tables(config, spec)
-    model = SoftTokenLM(backbone, user_table, item_table, *answer_ids(tokenizer), config.llm.projector_mult).eval()
-    builder = PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords)
-    return model, builder
+    model = build_model(spec, backbone, tokenizer, config).eval()
+    return model, prompt_builder(spec, prepared, tokenizer, config)
 
 
 def save_system(model: SoftTokenLM, spec: SystemSpec, folder: Path, meta: dict) -> None:
@@ -100,7 +113,7 @@ def save_system(model: SoftTokenLM, spec: SystemSpec, folder: Path, meta: dict) 
     if spec.trained:
         model.backbone.save_pretrained(folder / "adapter")
     if model.projector is not None:
-        save_file({k: v.contiguous() for k, v in model.projector.state_dict().items()}, folder / "projector.safetensors")
+        save_file(model.projector_state(), folder / "projector.safetensors")
     (folder / "config.json").write_text(json.dumps({"system": asdict(spec), **meta}, indent=2), encoding="utf-8")
 
 
@@ -120,16 +133,10 @@ def load_system(name: str, prepared: PreparedData, config: Config, backbone=None
             backbone = PeftModel.from_pretrained(backbone, folder / "adapter", is_trainable=trainable)
         except (OSError, ValueError) as err:
             raise CheckpointError(f"{folder / 'adapter'}: cannot load the LoRA adapter ({err})") from err
-    user_table, item_table = cf_tables(config, spec)
-    model = SoftTokenLM(backbone, user_table, item_table, *answer_ids(tokenizer), config.llm.projector_mult)
+    model = build_model(spec, backbone, tokenizer, config)
     if model.projector is not None:
-        try:
-            model.projector.load_state_dict(load_file(folder / "projector.safetensors"))
-        except Exception as err:  # missing file, damaged file or wrong shapes
-            raise CheckpointError(f"{folder / 'projector.safetensors'}: cannot load ({err})") from err
-    model.eval()
-    builder = PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords)
-    return model, builder
+        model.load_projectors(folder / "projector.safetensors")
+    return model.eval(), prompt_builder(spec, prepared, tokenizer, config)
 
 
 def expert_start(prepared: PreparedData, config: Config, top_layers: int, backbone=None, tokenizer=None):

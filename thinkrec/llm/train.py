@@ -181,7 +181,7 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     examples = examples[accelerator.process_index::accelerator.num_processes]
     groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n],
                "lr": settings.lr_lora},
-              {"params": [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("projector")],
+              {"params": [p for n, p in model.named_parameters() if p.requires_grad and "projector" in n.split(".")[0]],
                "lr": settings.lr_projector}]
     optimiser = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
     progress = Progress(config.paths.work / "llm" / scope.name)
