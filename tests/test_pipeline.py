@@ -37,9 +37,22 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
 
     global_predictions = pd.read_parquet(config.paths.checkpoints / "llm" / "thinkrec" / "test_predictions.parquet")
     assert np.allclose(scores["global"], global_predictions["p_yes"].to_numpy(), atol=1e-5)
+
+    user_map = pipeline.stage_user_map(tiny_prepared, config)
+    assert user_map["n_users"] == tiny_prepared.n_users and user_map["k"] == 2
+    evaluation = pipeline.stage_eval_fused(tiny_prepared, config)
+    stored_table = pd.read_parquet(config.paths.checkpoints / "llm" / "experts" / "test_predictions.parquet")
+    assert np.allclose(stored_table["p_yes"], scores["fused"], atol=1e-5)
+    assert np.allclose(stored_table["p_hard"], scores["hard"], atol=1e-5)
+    assert evaluation["modes"]["global"]["auc"] == stored["test_subset"]["auc"]
+    assert sum(evaluation["routing_share_users"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(evaluation["per_cluster"]) <= {"0", "1"}
+    fused_reasoning = pipeline.stage_reasoning("fused", tiny_prepared, config)
+    assert fused_reasoning["rows"] == 2
     verify_manifest(config.paths.checkpoints, required_prefixes=("cf/", "llm/thinkrec/", "llm/experts/"))
     # A second run finds everything current and redoes nothing.
     assert pipeline.stage_experts(tiny_prepared, config) == selection
+    assert pipeline.stage_eval_fused(tiny_prepared, config)["rows_per_second"] == evaluation["rows_per_second"]
 
 
 def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_config):

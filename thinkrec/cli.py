@@ -1,4 +1,4 @@
-"""Command-line entry points: fetch assets, prepare data, train the System-1 encoders."""
+"""Command-line entry points: every pipeline stage on its own, and ``all`` to run them in order."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+from functools import partial
 
 from thinkrec.assets import AssetUnavailableError, fetch_all
 from thinkrec.config import ConfigError, load_config
@@ -14,6 +15,7 @@ from thinkrec.data.atomic import DataFileError
 from thinkrec.errors import CheckpointError
 
 log = logging.getLogger("thinkrec")
+LLM_SYSTEMS = ("zeroshot", "tallrec", "collm", "thinkrec")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,11 +30,44 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("train-cf", help="train MF, LightGCN and SASRec; write checkpoints/cf/")
     commands.add_parser("traces", help="write the grounded teacher's reasoning traces")
     commands.add_parser("report", help="write RESULTS.md from the stored predictions")
-    for command, text in (("train-llm", "train LLM systems"), ("eval-llm", "score the test subset with LLM systems"),
-                          ("eval-reasoning", "generate reasoning for the reference rows and score it")):
+    for command, text in (("train-llm", "train LLM systems"), ("eval-llm", "score the test subset with LLM systems")):
         sub = commands.add_parser(command, help=text)
-        sub.add_argument("systems", nargs="+", choices=["zeroshot", "tallrec", "collm", "thinkrec"])
+        sub.add_argument("systems", nargs="+", choices=list(LLM_SYSTEMS))
+    sub = commands.add_parser("eval-reasoning", help="generate reasoning for the reference rows and score it")
+    sub.add_argument("systems", nargs="+", choices=[*LLM_SYSTEMS, "fused"])
+    commands.add_parser("experts", help="cluster users, train one expert per cluster, choose K on valid")
+    commands.add_parser("user-map", help="fit the UMAP map of every user on the chosen clustering")
+    commands.add_parser("eval-fused", help="score the test subset with fused ThinkRec and hard routing")
+    commands.add_parser("all", help="every stage in order, skipping those whose outputs are current")
     return parser
+
+
+def run_all(config, force: bool) -> None:
+    """The whole pipeline from the raw atomic files to checkpoints/ and RESULTS.md."""
+    from thinkrec import pipeline
+    from thinkrec.cf.store import train_all_cf
+    from thinkrec.config import PROJECT_ROOT
+    from thinkrec.data.prepared import prepare_dataset
+    from thinkrec.report import write_report
+
+    prepared = prepare_dataset(config, force=force)
+    stages = [("train-cf", lambda: train_all_cf(prepared, config, force=force)),
+              ("traces", lambda: pipeline.stage_traces(prepared, config, force))]
+    for name in ("thinkrec", "collm", "tallrec"):
+        stages.append((f"train-llm {name}", partial(pipeline.stage_train_llm, name, prepared, config, force)))
+    for name in LLM_SYSTEMS:
+        stages.append((f"eval-llm {name}", partial(pipeline.stage_eval_llm, name, prepared, config, force)))
+    stages += [("experts", lambda: pipeline.stage_experts(prepared, config, force)),
+               ("user-map", lambda: pipeline.stage_user_map(prepared, config, force)),
+               ("eval-fused", lambda: pipeline.stage_eval_fused(prepared, config, force))]
+    for name in ("fused", "thinkrec", "collm", "tallrec"):
+        stages.append((f"eval-reasoning {name}", partial(pipeline.stage_reasoning, name, prepared, config, force)))
+    for number, (name, stage) in enumerate(stages, start=1):
+        started = time.perf_counter()
+        log.info("[%d/%d] %s", number, len(stages), name)
+        stage()
+        log.info("[%d/%d] %s done in %.1f s", number, len(stages), name, time.perf_counter() - started)
+    print(write_report(prepared, config, PROJECT_ROOT / "RESULTS.md"))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -71,6 +106,15 @@ def run(args: argparse.Namespace) -> None:
                  "eval-reasoning": pipeline.stage_reasoning}[args.command]
         for name in args.systems:
             print(json.dumps({name: stage(name, prepared, config, force=args.force)}, indent=2))
+    elif args.command in ("experts", "user-map", "eval-fused"):
+        from thinkrec import pipeline
+        from thinkrec.data.prepared import prepare_dataset
+
+        stage = {"experts": pipeline.stage_experts, "user-map": pipeline.stage_user_map,
+                 "eval-fused": pipeline.stage_eval_fused}[args.command]
+        print(json.dumps(stage(prepare_dataset(config), config, force=args.force), indent=2))
+    elif args.command == "all":
+        run_all(config, args.force)
     log.info("%s finished in %.1f s", args.command, time.perf_counter() - started)
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
@@ -117,22 +119,41 @@ def cf_on_subset(prepared: PreparedData, config: Config) -> dict:
     return {name: auc_report(joined["user"], joined["label"], np.asarray(joined[name])) for name in systems}
 
 
+def system_dir(config: Config, name: str) -> Path:
+    """Where a system's outputs live: ``llm/<name>/``, or ``llm/experts/`` for fused ThinkRec."""
+    from thinkrec.llm.systems import llm_dir
+
+    return llm_dir(config, "experts" if name == "fused" else name)
+
+
 def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
-    """Generate reasoning for the reference test rows and score it against the teacher's traces."""
+    """Generate reasoning for the reference test rows and score it against the teacher's traces.
+
+    ``name`` is an LLM system or ``fused`` (ThinkRec with the gate mixing its experts per user)."""
+    import torch
+
+    from thinkrec.fusion.fused import load_fused
+    from thinkrec.fusion.lora import mixture
     from thinkrec.llm.generate import GenerationSettings, generate_text
     from thinkrec.llm.model import collate
-    from thinkrec.llm.systems import llm_dir, load_system
+    from thinkrec.llm.systems import load_system
     from thinkrec.teacher.dataset import load_trace_dataset
     from thinkrec.text_metrics import explanation_report
 
-    folder = llm_dir(config, name)
+    folder = system_dir(config, name)
     out = folder / "reasoning.parquet"
     if out.exists() and not force:
         log.info("%s: reasoning in %s", name, out)
         return read_json(folder / "reasoning_metrics.json")
     references = load_trace_dataset(traces_path(config))
     references = references[references["purpose"] == "reference"].reset_index(drop=True)
-    model, builder = load_system(name, prepared, config)
+    if name == "fused":
+        fused = load_fused(prepared, config)
+        model, builder = fused.model, fused.builder
+        weights = fused.mixtures(references["user"].to_numpy(), "fused")
+    else:
+        model, builder = load_system(name, prepared, config)
+        weights = None
     keys = ["user", "item", "timestamp"]
     rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
     settings = GenerationSettings(max_new_tokens=config.llm.max_new_tokens, do_sample=config.llm.do_sample,
@@ -140,12 +161,13 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     titles = prepared.items["title"].tolist()
     texts, p_yes, allowed = [], [], []
     started = time.perf_counter()
-    for row in rows.itertuples():
-        user, item = row.user, row.item
-        prompt = builder.encode(user, item, row.hist_items, row.hist_labels)
-        texts.append(generate_text(model, builder.tokenizer, prompt, settings))
-        p_yes.append(float(model.p_yes(collate([prompt], builder.tokenizer.pad_token_id))[0]))
-        allowed.append({titles[i] for i in row.hist_items if i >= 0} | {titles[item]})
+    for number, row in enumerate(tqdm(list(rows.itertuples()), desc=f"reasoning {name}")):
+        prompt = builder.encode(row.user, row.item, row.hist_items, row.hist_labels)
+        routing = mixture(torch.as_tensor(weights[number][None])) if weights is not None else nullcontext()
+        with routing:
+            texts.append(generate_text(model, builder.tokenizer, prompt, settings))
+            p_yes.append(float(model.p_yes(collate([prompt], builder.tokenizer.pad_token_id))[0]))
+        allowed.append({titles[i] for i in row.hist_items if i >= 0} | {titles[row.item]})
     seconds = time.perf_counter() - started
     report = explanation_report(references["trace"].tolist(), texts, allowed, titles, p_yes,
                                 cache_dir=config.paths.cache)
@@ -211,3 +233,81 @@ def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -
     write_manifest(config.paths.checkpoints)
     log.info("experts: chose K=%d (%.0f s)", best["k"], time.perf_counter() - started)
     return read_json(root / "selection.json")
+
+
+def stage_user_map(prepared: PreparedData, config: Config, force: bool = False) -> dict:
+    """Fit the 2-D UMAP map of every user in the chosen clustering's space, centroids projected on it."""
+    from thinkrec.cf.store import load_embeddings
+    from thinkrec.fusion.clusters import load_clustering
+    from thinkrec.fusion.fused import experts_dir
+    from thinkrec.fusion.user_map import JSON_FILE, fit_user_map, save_user_map
+
+    folder = experts_dir(config) / "user_map"
+    if (folder / JSON_FILE).exists() and not force:
+        log.info("user map: up to date in %s", folder)
+        return read_json(folder / JSON_FILE)
+    clustering = load_clustering(experts_dir(config) / "clusters")
+    vectors = load_embeddings(config, clustering.encoder)["user"].numpy()
+    fusion = config.fusion
+    user_map = fit_user_map(clustering.points(vectors), clustering.labels, clustering.centroids, fusion.seed,
+                            fusion.umap_neighbors, fusion.umap_min_dist)
+    save_user_map(user_map, folder)
+    write_manifest(config.paths.checkpoints)
+    log.info("user map: %d users fitted in %.1f s", len(vectors), user_map.fit_seconds)
+    return read_json(folder / JSON_FILE)
+
+
+def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False) -> dict:
+    """Score the test subset with fused ThinkRec and with hard routing (the top expert alone), beside the
+    global adapter's stored scores; metrics overall and per cluster, and how often each routing branch fires."""
+    from thinkrec.fusion.fused import experts_dir, load_fused
+    from thinkrec.llm.systems import llm_dir
+    from thinkrec.llm.train import test_subset
+
+    folder = experts_dir(config)
+    out = folder / "test_predictions.parquet"
+    if out.exists() and not force:
+        log.info("fused: test predictions in %s", out)
+        return read_json(folder / "metrics.json")
+    rows = test_subset(prepared, config)
+    stored = pd.read_parquet(llm_dir(config, "thinkrec") / "test_predictions.parquet")
+    if not (stored["user"].to_numpy() == rows["user"].to_numpy()).all() or \
+            not (stored["item"].to_numpy() == rows["item"].to_numpy()).all():
+        raise ValueError("ThinkRec-global's stored test predictions cover other rows; rerun eval-llm thinkrec --force")
+    fused = load_fused(prepared, config)
+    scores, seconds = {}, {}
+    for mode in ("fused", "hard"):
+        started = time.perf_counter()
+        scores[mode] = fused.score(rows, mode, desc=f"test {mode}")
+        seconds[mode] = time.perf_counter() - started
+    users = rows["user"].to_numpy()
+    routes = [fused.routing(int(user)) for user in users]
+    table = rows[["user", "item", "label"]].assign(
+        p_yes=scores["fused"], p_hard=scores["hard"], p_global=stored["p_yes"].to_numpy(),
+        cluster=fused.gate.clustering.labels[users], decision=[r.decision for r in routes])
+    every_user = [fused.routing(user).decision for user in range(prepared.n_users)]
+    metrics = {"test_subset": auc_report(table["user"], table["label"], table["p_yes"].to_numpy()),
+               "modes": {mode: auc_report(table["user"], table["label"], table[column].to_numpy())
+                         for mode, column in (("fused", "p_yes"), ("global", "p_global"), ("hard", "p_hard"))},
+               "per_cluster": per_cluster_metrics(table, ["p_yes", "p_global", "p_hard"]),
+               "routing_share_users": shares(every_user), "routing_share_test_rows": shares(table["decision"]),
+               "seconds": {mode: round(value, 1) for mode, value in seconds.items()},
+               "rows_per_second": {mode: round(len(rows) / value, 2) for mode, value in seconds.items()}}
+    table.to_parquet(out, index=False)
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    write_manifest(config.paths.checkpoints)
+    log.info("fused: test AUC %.4f (global %.4f, hard %.4f)", metrics["modes"]["fused"]["auc"],
+             metrics["modes"]["global"]["auc"], metrics["modes"]["hard"]["auc"])
+    return metrics
+
+
+def per_cluster_metrics(table: pd.DataFrame, columns: list[str]) -> dict:
+    """AUC / UAUC of each score column within each cluster of ``table``."""
+    return {str(cluster): {column: auc_report(part["user"], part["label"], part[column].to_numpy())
+                           for column in columns}
+            for cluster, part in table.groupby("cluster")}
+
+
+def shares(values) -> dict[str, float]:
+    counts = pd.Series(list(values)).value_counts(normalize=True)
+    return {str(key): round(float(share), 4) for key, share in counts.items()}

@@ -82,6 +82,13 @@ class Clustering:
     encoder: str = ""
     spherical: bool = True  # clustered on unit-length standardised vectors (angle, as the gate sees them)
 
+    def points(self, raw_vectors: np.ndarray) -> np.ndarray:
+        """Raw CF vectors in the space the clusters were found in (and the user map is drawn from)."""
+        points = self.standardiser.transform(np.asarray(raw_vectors, dtype=np.float64))
+        if self.spherical:
+            points = points / np.maximum(np.linalg.norm(points, axis=-1, keepdims=True), 1e-12)
+        return points
+
 
 def cohens_d_activity(labels: np.ndarray, activity: np.ndarray) -> tuple[float, np.ndarray]:
     """Heterogeneity of user activity between clusters, as Cohen's d.
@@ -141,7 +148,7 @@ def cluster_users(embeddings: np.ndarray, k: int, method: Method = "kmeans", see
     standardiser = Standardiser.fit(embeddings)
     points = standardiser.transform(embeddings)
     if spherical:
-        points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)
+        points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)  # as Clustering.points
     labels = _order_by_size(_fit_labels(points, k, method, seed), k)
     centroids = np.stack([points[labels == c].mean(axis=0) for c in range(k)])
     d, pairs = cohens_d_activity(labels, activity) if activity is not None else (None, None)
