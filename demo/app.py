@@ -7,68 +7,137 @@ from functools import partial
 import gradio as gr
 import pandas as pd
 
-from demo import handlers
+from demo import about, analysis, handlers
+from demo.charts import results_chart
 from thinkrec.explorer import Explorer
+from thinkrec.predictions import NAMES
 
 TITLE = "ThinkRec Explorer"
 CSS = """
 mark.cited-ok { background: #d8f3dc; }
 mark.cited-missing { background: #ffd6d6; }
+#architecture svg { max-width: 900px; width: 100%; height: auto; }
 """
 
 
 def build_demo(explorer: Explorer) -> gr.Blocks:
     """The whole UI, wired to one backend facade."""
-    systems = handlers.system_choices(explorer)
     with gr.Blocks(title=TITLE) as demo:
-        gr.Markdown(f"# {TITLE}\nPick a MovieLens user, watch ThinkRec reason about a movie they rated, and "
-                    "compare it with System-1 recommenders that answer without thinking.")
+        gr.Markdown(f"# {TITLE}\nPick a MovieLens user, see where they sit among the user clusters, watch ThinkRec "
+                    "reason about a movie they rated, and compare it with System-1 recommenders that answer "
+                    "without thinking.")
         notice = gr.Markdown(elem_id="notice")
         wanted_item = gr.State(None)
-        with gr.Tab("Explore"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    with gr.Row():
-                        user = gr.Dropdown(handlers.user_choices(explorer), label="User", elem_id="user-picker",
-                                           scale=4)
-                        lucky = gr.Button("🎲 Random", scale=1)
-                    profile = gr.Markdown("Pick a user to begin.", elem_id="profile-card")
-                    genres = gr.Plot(label="Taste", elem_id="genre-chart")
-                    gate = gr.Plot(label="Gate", elem_id="gate-chart")
-                    gate_reason = gr.Markdown(elem_id="gate-reason")
-                with gr.Column(scale=1):
-                    item = gr.Dropdown([], label="Held-out movie (👍 liked / 👎 not)", elem_id="item-picker")
-                    with gr.Accordion("…or any movie from the catalogue", open=False):
-                        query = gr.Textbox(label="Title search", max_length=200)
-                        found_note = gr.Markdown()
-                    with gr.Row():
-                        system = gr.Radio(systems, value=systems[0][1] if systems else None, label="Who thinks",
-                                          elem_id="system-picker")
-                        length = gr.Slider(16, 256, value=120, step=8, label="Max new tokens")
-                    go_button = gr.Button("Think", variant="primary", elem_id="think")
-                    verdict = gr.Markdown(elem_id="verdict")
-                    reasoning = gr.HTML(elem_id="reasoning")
-                    with gr.Accordion("Show the exact prompt", open=False):
-                        prompt = gr.Code(label="Prompt (⟨CF …⟩ marks a soft token)", language=None,
-                                         elem_id="prompt")
-                    outcome = gr.Markdown(elem_id="outcome")
-                    scores = gr.Dataframe(pd.DataFrame(columns=handlers.SCORE_COLUMNS),
-                                          label="Every system's prediction", elem_id="system1-table",
-                                          interactive=False)
-                    share = gr.Markdown(elem_id="share")
-        with gr.Tab("Results"):
-            gr.Dataframe(explorer.results_table(), label="Test AUC / UAUC", interactive=False)
-        think = partial(handlers.think, explorer)
-        lucky.click(partial(handlers.random_user, explorer), None, user)
-        def open_shared_link(request: gr.Request):  # gradio injects the request only into a plain signature
-            return handlers.from_url(explorer, request)
-
-        demo.load(open_shared_link, None, [user, wanted_item, notice])
-        user.change(partial(handlers.select_user, explorer), [user, wanted_item],
-                    [profile, genres, item, gate, gate_reason])
-        item.change(handlers.share_markdown, [user, item], share)
-        query.submit(partial(handlers.search_titles, explorer), query, [item, found_note])
-        item.change(partial(handlers.compare_systems, explorer), [user, item], [scores, outcome]).then(
-            think, [user, item, system, length], [verdict, reasoning, prompt])
-        go_button.click(think, [user, item, system, length], [verdict, reasoning, prompt])
+        with gr.Tabs() as tabs:
+            with gr.Tab("Explore", id="explore"):
+                explore = _explore_tab(explorer)
+            with gr.Tab("Analyse", id="analyse"):
+                analyse = _analyse_tab(explorer)
+            with gr.Tab("Results", id="results"):
+                _results_tab(explorer)
+            with gr.Tab("About", id="about"):
+                gr.Markdown(about.ABOUT)
+                gr.HTML(about.architecture_html())
+        _wire(explorer, demo, explore, analyse, tabs, wanted_item, notice)
     return demo
+
+
+def _explore_tab(explorer: Explorer) -> dict:
+    systems = handlers.system_choices(explorer)
+    cases = analysis.curated_cases(explorer.case_table())
+    w: dict = {}
+    with gr.Row():
+        with gr.Column(scale=1):
+            with gr.Row():
+                w["user"] = gr.Dropdown(handlers.user_choices(explorer), label="User", elem_id="user-picker", scale=4)
+                w["lucky"] = gr.Button("🎲 Random", scale=1)
+            w["case"] = gr.Dropdown(cases, label="…or a curated case", value=None, elem_id="case-picker",
+                                    visible=bool(cases))
+            w["profile"] = gr.Markdown("Pick a user to begin.", elem_id="profile-card")
+            w["map"] = gr.Plot(label="Cluster map", elem_id="user-map")
+            w["gate"] = gr.Plot(label="Gate", elem_id="gate-chart")
+            w["gate_reason"] = gr.Markdown(elem_id="gate-reason")
+            w["genres"] = gr.Plot(label="Taste", elem_id="genre-chart")
+        with gr.Column(scale=1):
+            w["item"] = gr.Dropdown([], label="Held-out movie (👍 liked / 👎 not)", elem_id="item-picker")
+            with gr.Accordion("…or any movie from the catalogue", open=False):
+                w["query"] = gr.Textbox(label="Title search", max_length=200)
+                w["found"] = gr.Markdown()
+            with gr.Row():
+                w["system"] = gr.Radio(systems, value=systems[0][1] if systems else None, label="Who thinks",
+                                       elem_id="system-picker")
+                w["length"] = gr.Slider(16, 256, value=120, step=8, label="Max new tokens")
+            w["go"] = gr.Button("Think", variant="primary", elem_id="think")
+            w["verdict"] = gr.Markdown(elem_id="verdict")
+            w["reasoning"] = gr.HTML(elem_id="reasoning")
+            with gr.Accordion("Show the exact prompt", open=False):
+                w["prompt"] = gr.Code(label="Prompt (⟨CF …⟩ marks a soft token)", language=None, elem_id="prompt")
+            w["outcome"] = gr.Markdown(elem_id="outcome")
+            w["scores"] = gr.Dataframe(pd.DataFrame(columns=handlers.SCORE_COLUMNS), label="Every system's prediction",
+                                       elem_id="system1-table", interactive=False)
+            w["share"] = gr.Markdown(elem_id="share")
+    return w
+
+
+def _analyse_tab(explorer: Explorer) -> dict:
+    table = explorer.case_table()
+    systems = [(NAMES[s], s) for s in analysis.scored_systems(table)]
+    main, rival = analysis.default_pair(table)
+    clusters = ["all"] + [str(c) for c in sorted(table["cluster"].unique())] if "cluster" in table else ["all"]
+    w: dict = {}
+    gr.Markdown("Every stored test prediction on the fixed test subset. Filter, sort by a column header, download "
+                "the rows as CSV, or click a row to open the case in the Explore tab.")
+    with gr.Row():
+        w["system"] = gr.Dropdown(systems, value=main, label="System", elem_id="analyse-system")
+        w["rival"] = gr.Dropdown(systems, value=rival, label="Compared with", elem_id="analyse-rival")
+        w["show"] = gr.Radio(list(analysis.SHOW), value="all cases", label="Show", elem_id="analyse-show")
+        w["cluster"] = gr.Dropdown(clusters, value="all", label="Cluster", elem_id="analyse-cluster")
+        w["confidence"] = gr.Slider(0, 1, value=0, step=0.05, label="Minimum confidence |2p - 1|")
+    w["note"] = gr.Markdown(elem_id="analyse-note")
+    w["table"] = gr.Dataframe(label="Cases", interactive=False, elem_id="analyse-table", max_height=520)
+    w["csv"] = gr.DownloadButton("Download these rows (CSV)", elem_id="analyse-csv")
+    return w
+
+
+def _results_tab(explorer: Explorer) -> None:
+    results = explorer.results_table()
+    gr.Markdown("AUC / UAUC recomputed from the stored predictions of every system on the same test rows. "
+                "The full report with the paper's ML-1M figures for context is RESULTS.md in the repository.")
+    gr.Dataframe(results, label="Test AUC / UAUC", interactive=False, elem_id="results-table")
+    if len(results):
+        gr.Plot(results_chart(results), label="AUC by system")
+    clusters = explorer.cluster_results()
+    if len(clusters):
+        gr.Dataframe(clusters, label="Per cluster", interactive=False, elem_id="cluster-results")
+
+
+def _wire(explorer: Explorer, demo: gr.Blocks, w: dict, a: dict, tabs, wanted_item, notice) -> None:
+    """Events. Programmatic user changes (random, link, case, row click) call ``select_user`` explicitly;
+    the picker's own ``input`` event covers a person choosing."""
+    select = partial(handlers.select_user, explorer)
+    shown = [w["profile"], w["genres"], w["item"], w["gate"], w["gate_reason"], w["map"]]
+    think = partial(handlers.think, explorer)
+    thought = [w["verdict"], w["reasoning"], w["prompt"]]
+    asked = [w["user"], w["item"], w["system"], w["length"]]
+
+    def open_shared_link(request: gr.Request):  # gradio injects the request only into a plain signature
+        return handlers.from_url(explorer, request)
+
+    demo.load(open_shared_link, None, [w["user"], wanted_item, notice]).then(select, [w["user"], wanted_item], shown)
+    w["user"].input(select, [w["user"]], shown)
+    w["lucky"].click(partial(handlers.random_user, explorer), None, w["user"]).then(select, [w["user"]], shown)
+    w["case"].input(handlers.pick_case, w["case"], [w["user"], wanted_item]).then(
+        select, [w["user"], wanted_item], shown)
+    w["item"].change(handlers.share_markdown, [w["user"], w["item"]], w["share"])
+    w["item"].change(partial(handlers.compare_systems, explorer), [w["user"], w["item"]],
+                     [w["scores"], w["outcome"]]).then(think, asked, thought)
+    w["query"].submit(partial(handlers.search_titles, explorer), w["query"], [w["item"], w["found"]])
+    w["go"].click(think, asked, thought)
+
+    filters = [a["system"], a["rival"], a["show"], a["cluster"], a["confidence"]]
+    refresh = partial(handlers.refresh_cases, explorer)
+    for control in filters:
+        control.change(refresh, filters, [a["table"], a["csv"], a["note"]])
+    demo.load(refresh, filters, [a["table"], a["csv"], a["note"]])
+    a["table"].select(handlers.open_case, None, [w["user"], wanted_item, tabs]).then(
+        select, [w["user"], wanted_item], shown)

@@ -15,8 +15,8 @@ def genre_chart(genre_counts: pd.DataFrame) -> go.Figure:
         go.Bar(y=frame["genre"], x=frame["liked"], name="liked", orientation="h", marker_color=LIKE_COLOUR),
         go.Bar(y=frame["genre"], x=frame["disliked"], name="disliked", orientation="h", marker_color=DISLIKE_COLOUR),
     ])
-    figure.update_layout(barmode="stack", height=max(240, 22 * len(frame) + 80), margin=dict(l=10, r=10, t=30, b=10),
-                         title="Train ratings by genre", legend=dict(orientation="h", y=-0.1))
+    figure.update_layout(barmode="stack", height=max(240, 22 * len(frame) + 80), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         title="Train ratings by genre", legend={"orientation": "h", "y": -0.1})
     return figure
 
 
@@ -27,6 +27,45 @@ def gate_chart(route) -> go.Figure:
     colours = [LIKE_COLOUR if u else "#c9d6df" for u in used]
     figure = go.Figure(go.Bar(x=names, y=list(route.weights), marker_color=colours,
                               text=[f"{w:.0%}" for w in route.weights], textposition="outside"))
-    figure.update_layout(height=240, margin=dict(l=10, r=10, t=30, b=10), yaxis=dict(range=[0, 1.1], title="weight"),
+    figure.update_layout(height=240, margin={"l": 10, "r": 10, "t": 30, "b": 10}, yaxis={"range": [0, 1.1], "title": "weight"},
                          title="Gate weights")
+    return figure
+
+
+CLUSTER_COLOURS = ["#457b9d", "#e9a23b", "#2a9d8f", "#b5179e", "#6a994e", "#8d99ae"]
+
+
+def user_map_chart(table: pd.DataFrame, centroids, selected: str | None) -> go.Figure:
+    """Every user on the UMAP map, coloured by cluster, centroids marked, the selected user starred."""
+    figure = go.Figure()
+    hover = ("User %{customdata[0]} · %{customdata[1]} · %{customdata[2]} · %{customdata[3]}<br>"
+             "%{customdata[4]} rater · cluster %{customdata[5]}<extra></extra>")
+    for cluster, part in table.groupby("cluster"):
+        colour = CLUSTER_COLOURS[(int(cluster) - 1) % len(CLUSTER_COLOURS)]
+        data = part[["user_id", "age", "gender", "occupation", "activity", "cluster"]].to_numpy()
+        figure.add_trace(go.Scattergl(x=part["x"], y=part["y"], mode="markers", name=f"Cluster {cluster}",
+                                      marker={"size": 5, "color": colour, "opacity": 0.55}, customdata=data,
+                                      hovertemplate=hover))
+    if centroids is not None:
+        figure.add_trace(go.Scatter(x=centroids[:, 0], y=centroids[:, 1], mode="markers+text", name="centroids",
+                                    text=[f"C{k + 1}" for k in range(len(centroids))], textposition="top center",
+                                    marker={"symbol": "x", "size": 12, "color": "#222"}, hoverinfo="skip"))
+    chosen = table[table["user_id"] == selected]
+    if len(chosen):
+        row = chosen.iloc[0]
+        figure.add_trace(go.Scatter(x=[row["x"]], y=[row["y"]], mode="markers", name=f"User {selected}",
+                                    marker={"symbol": "star", "size": 18, "color": "#e63946",
+                                            "line": {"width": 1, "color": "#222"}}, hoverinfo="skip"))
+        figure.add_annotation(x=row["x"], y=row["y"], text=f"User {selected}", showarrow=True, arrowhead=2, ay=-30)
+    figure.update_layout(height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Users on the cluster map",
+                         xaxis={"visible": False}, yaxis={"visible": False}, legend={"orientation": "h", "y": -0.05})
+    return figure
+
+
+def results_chart(results: pd.DataFrame) -> go.Figure:
+    """AUC and UAUC of every system on the fixed test subset, as grouped bars."""
+    figure = go.Figure([go.Bar(x=results["system"], y=results["subset AUC"], name="AUC", marker_color="#457b9d"),
+                        go.Bar(x=results["system"], y=results["subset UAUC"], name="UAUC", marker_color="#e9a23b")])
+    figure.update_layout(barmode="group", height=320, yaxis={"range": [0.4, 0.9], "title": "test subset"},
+                         margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Every system on the same test rows")
     return figure

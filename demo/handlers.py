@@ -12,7 +12,8 @@ import time
 import gradio as gr
 import pandas as pd
 
-from demo.charts import gate_chart, genre_chart
+from demo import analysis
+from demo.charts import gate_chart, genre_chart, user_map_chart
 from thinkrec.explorer import Explorer, UnknownIdError
 from thinkrec.llm.bank import LABELS
 from thinkrec.llm.generate import GenerationSettings
@@ -23,10 +24,12 @@ DECISIONS = {"single": "one expert answers", "fused": "experts are blended", "gl
 
 
 def user_choices(explorer: Explorer) -> list[tuple[str, str]]:
-    """Dropdown entries: a readable label per user, the raw id as value."""
+    """Dropdown entries: a readable label per user (with the cluster, when there are experts), the raw id as value."""
     table = explorer.users_table()
-    return [(f"User {r.user_id} · {r.age} · {r.gender} · {r.occupation} · {r.activity} ({r.n_train} ratings)", r.user_id)
-            for r in table.itertuples()]
+    clusters = explorer.clusters
+    return [(f"User {r.user_id} · {r.age} · {r.gender} · {r.occupation} · {r.activity} ({r.n_train} ratings)"
+             + (f" · cluster {clusters[n] + 1}" if clusters is not None else ""), r.user_id)
+            for n, r in enumerate(table.itertuples())]
 
 
 def system_choices(explorer: Explorer) -> list[tuple[str, str]]:
@@ -42,12 +45,13 @@ def profile_markdown(explorer: Explorer, user_id: str) -> str:
     features = ", ".join(f"{k}: {html.escape(v)}" for k, v in profile.features.items())
     liked = profile.history[profile.history["liked"]].head(8)["title"].tolist()
     disliked = profile.history[~profile.history["liked"]].head(8)["title"].tolist()
+    cluster = explorer.cluster_of(user_id)
     return "\n\n".join([
-        f"### User {html.escape(profile.user_id)}",
-        f"{features} · **{profile.activity}** rater · {profile.n_train} train ratings, "
-        f"{profile.like_rate:.0%} liked",
-        f"**Favours:** {', '.join(profile.liked_genres) or 'no clear favourite'} · "
-        f"**Avoids:** {', '.join(profile.disliked_genres) or 'nothing in particular'}",
+        f"### User {html.escape(profile.user_id)}" + (f" · cluster {cluster}" if cluster else ""),
+        (f"{features} · **{profile.activity}** rater · {profile.n_train} train ratings, "
+         f"{profile.like_rate:.0%} liked"),
+        (f"**Favours:** {', '.join(profile.liked_genres) or 'no clear favourite'} · "
+         f"**Avoids:** {', '.join(profile.disliked_genres) or 'nothing in particular'}"),
         f"**Recently liked:** {', '.join(map(html.escape, liked)) or '—'}",
         f"**Recently disliked:** {', '.join(map(html.escape, disliked)) or '—'}",
     ])
@@ -83,18 +87,28 @@ def share_markdown(user_id: str | None, item_id: str | None) -> str:
     return f"🔗 Share this case: append `?user={html.escape(user_id)}&item={html.escape(item_id)}` to the page address."
 
 
+def map_figure(explorer: Explorer, user_id: str | None):
+    """The UMAP map with ``user_id`` starred; None when no map was trained."""
+    table = explorer.map_table()
+    return None if table is None else user_map_chart(table, explorer.centroid_coords(), user_id)
+
+
 def select_user(explorer: Explorer, user_id: str | None, wanted_item: str | None = None):
-    """Profile card, genre chart, the user's test items (or the item a shared link asks for), the gate."""
+    """Profile card, genre chart, the user's test items (or the item a link or a case asks for), the gate
+    chart and its reason, and the map with the user highlighted."""
     empty_items = gr.update(choices=[], value=None)
     if not user_id:
-        return "Pick a user to begin.", None, empty_items, None, ""
+        return "Pick a user to begin.", None, empty_items, None, "", map_figure(explorer, None)
     try:
         profile = explorer.profile(user_id)
         tests = explorer.test_items(user_id)
         route = explorer.gate(user_id)
+        if wanted_item:
+            explorer.item_index(wanted_item)
     except UnknownIdError as err:
         log.warning("select_user: %s", err)
-        return f"**Cannot show this user:** {html.escape(str(err))}", None, empty_items, None, ""
+        return (f"**Cannot show this user:** {html.escape(str(err))}", None, empty_items, None, "",
+                map_figure(explorer, None))
     choices = [(f"{'👍' if liked else '👎'} {title}", item_id)
                for item_id, title, liked in tests.itertuples(index=False)]
     value = choices[0][1] if choices else None
@@ -104,7 +118,7 @@ def select_user(explorer: Explorer, user_id: str | None, wanted_item: str | None
         value = wanted_item
     return (profile_markdown(explorer, user_id), genre_chart(profile.genre_counts),
             gr.update(choices=choices, value=value),
-            gate_chart(route) if route else None, gate_markdown(route))
+            gate_chart(route) if route else None, gate_markdown(route), map_figure(explorer, user_id))
 
 
 def search_titles(explorer: Explorer, query: str):
@@ -136,7 +150,8 @@ def highlight(text: str, grounded: list[str], ungrounded: list[str]) -> str:
     safe = html.escape(text)
     for title, css, mark in [(t, "cited-ok", "✓") for t in grounded] + [(t, "cited-missing", "✗") for t in ungrounded]:
         pattern = re.compile(re.escape(html.escape(title)), re.IGNORECASE)
-        safe = pattern.sub(lambda m: f'<mark class="{css}">{m.group(0)} {mark}</mark>', safe, count=1)
+        safe = pattern.sub(lambda m, css=css, mark=mark: f'<mark class="{css}">{m.group(0)} {mark}</mark>', safe,
+                           count=1)
     return safe
 
 
@@ -169,3 +184,35 @@ def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: 
     note = (f"<br><small>{run.stream.new_tokens} tokens in {seconds:.1f} s · cited titles: {len(grounded)} found in "
             f"the history, {len(ungrounded)} not</small>")
     yield verdict, highlight(text, grounded, ungrounded) + note, run.prompt
+
+
+def pick_case(value: str | None):
+    """A curated case ("<user_id>|<item_id>") -> the user picker and the item to open."""
+    if not value or "|" not in value:
+        return gr.update(), None
+    user_id, item_id = value.split("|", 1)
+    return gr.update(value=user_id), item_id
+
+
+def refresh_cases(explorer: Explorer, system: str | None, rival: str | None, show: str, cluster: str | None,
+                  min_confidence: float):
+    """The analysts' table for the current filters, its CSV file and a one-line summary."""
+    table = explorer.case_table()
+    if table.empty or not system:
+        return pd.DataFrame(columns=analysis.ID_COLUMNS), None, "No stored test predictions to analyse yet."
+    try:
+        shown = analysis.filter_cases(table, system, rival or None, show, cluster, float(min_confidence))
+    except ValueError as err:
+        log.warning("refresh_cases: %s", err)
+        return pd.DataFrame(columns=analysis.ID_COLUMNS), None, f"**Cannot filter:** {html.escape(str(err))}"
+    right = shown.iloc[:, -1].mean() if len(shown) else float("nan")
+    note = f"{len(shown)} of {len(table)} cases" + (f" · {right:.0%} answered right" if len(shown) else "")
+    return shown, str(analysis.export_csv(shown)), note
+
+
+def open_case(evt: gr.SelectData):
+    """A click on a row of the analysts' table opens that case in the Explore tab."""
+    row = list(evt.row_value or [])
+    if len(row) < 2:
+        return gr.update(), None, gr.update()
+    return gr.update(value=str(row[0])), str(row[1]), gr.Tabs(selected="explore")

@@ -21,15 +21,16 @@ def test_user_choices_label_every_user(tiny_explorer):
 
 
 def test_select_user_fills_profile_chart_and_items(tiny_explorer):
-    card, chart, items, gate, reason = handlers.select_user(tiny_explorer, "2")
+    card, chart, items, gate, reason, user_map = handlers.select_user(tiny_explorer, "2")
     assert "User 2" in card and "writer" in card
     assert chart is not None and len(chart.data) == 2
     assert len(items["choices"]) == 1 and items["value"] == items["choices"][0][1]
     assert gate is None and "No cluster experts" in reason  # a System-1-only explorer has no gate
+    assert user_map is None  # ... and no map
 
 
 def test_select_user_with_bad_id_gives_a_message(tiny_explorer):
-    card, chart, items, _, _ = handlers.select_user(tiny_explorer, "<img src=x onerror=alert(1)>")
+    card, chart, items, _, _, _ = handlers.select_user(tiny_explorer, "<img src=x onerror=alert(1)>")
     assert "Cannot show this user" in card and "<img" not in card and chart is None
     assert handlers.select_user(tiny_explorer, None)[0] == "Pick a user to begin."
 
@@ -49,10 +50,24 @@ def test_ui_builds_with_llm_systems(tiny_llm_explorer):
     assert [value for _, value in handlers.system_choices(tiny_llm_explorer)] == ["fused", "thinkrec", "zeroshot"]
 
 
-def test_select_user_shows_the_gate(tiny_llm_explorer):
-    _, _, _, chart, reason = handlers.select_user(tiny_llm_explorer, "1")
+def test_select_user_shows_the_gate_and_the_map(tiny_llm_explorer):
+    card, _, _, chart, reason, user_map = handlers.select_user(tiny_llm_explorer, "1")
     assert chart is not None and len(chart.data[0].y) == 2
     assert reason.startswith("**Routing:")
+    cluster = tiny_llm_explorer.cluster_of("1")
+    assert f"cluster {cluster}" in card
+    names = [trace.name for trace in user_map.data]
+    assert names[-1] == "User 1" and "centroids" in names
+    n_points = sum(len(t.x) for t in user_map.data if t.name.startswith("Cluster"))
+    assert n_points == tiny_llm_explorer.data.n_users
+    star = user_map.data[-1]
+    row = tiny_llm_explorer.map_table().set_index("user_id").loc["1"]
+    assert (star.x[0], star.y[0]) == (row["x"], row["y"])
+
+
+def test_select_user_refuses_an_unknown_wanted_item(tiny_llm_explorer):
+    card, *_ = handlers.select_user(tiny_llm_explorer, "1", "99999")
+    assert "Cannot show this user" in card and "unknown item id" in card
 
 
 def test_think_streams_verdict_then_reasoning_then_grounding(tiny_llm_explorer):
@@ -100,7 +115,7 @@ class FakeRequest:
 def test_shared_link_selects_user_and_item(tiny_explorer):
     user, item, notice = handlers.from_url(tiny_explorer, FakeRequest(user="2", item="5"))
     assert user["value"] == "2" and item == "5" and notice == ""
-    *_, items, _, _ = handlers.select_user(tiny_explorer, "2", item)
+    _, _, items, *_ = handlers.select_user(tiny_explorer, "2", item)
     assert items["value"] == "5" and "5" in [v for _, v in items["choices"]]
 
 
@@ -113,3 +128,37 @@ def test_bad_shared_link_gives_a_notice(tiny_explorer):
 
 def test_share_markdown():
     assert "?user=3&item=7" in handlers.share_markdown("3", "7") and handlers.share_markdown(None, "7") == ""
+
+
+def test_pick_case_splits_the_value():
+    user, item = handlers.pick_case("7|12")
+    assert user["value"] == "7" and item == "12"
+    assert handlers.pick_case(None)[1] is None and handlers.pick_case("garbage")[1] is None
+
+
+def test_refresh_cases_filters_and_exports(tiny_llm_explorer):
+    import pandas as pd
+
+    table, path, note = handlers.refresh_cases(tiny_llm_explorer, "fused", "mf", "all cases", "all", 0)
+    everything = tiny_llm_explorer.case_table()
+    assert len(table) == len(everything) and note.startswith(f"{len(everything)} of {len(everything)} cases")
+    assert pd.read_csv(path)["item_id"].astype(str).tolist() == table["item_id"].astype(str).tolist()
+    errors, _, _ = handlers.refresh_cases(tiny_llm_explorer, "fused", "mf", "errors", "all", 0)
+    assert not errors["fused right"].any()
+    table, path, note = handlers.refresh_cases(tiny_llm_explorer, "nope", "mf", "all cases", "all", 0)
+    assert table.empty and path is None and "Cannot filter" in note
+
+
+def test_open_case_reads_the_clicked_row():
+    class Event:
+        row_value = ["3", "17", "Alpha (1995)", True, 1, 0.7]
+
+    user, item, tabs = handlers.open_case(Event())
+    assert user["value"] == "3" and item == "17"
+    assert handlers.open_case(type("Empty", (), {"row_value": None})())[1] is None
+
+
+def test_ui_builds_with_every_tab(tiny_llm_explorer):
+    demo = build_demo(tiny_llm_explorer)
+    ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
+    assert {"user-map", "case-picker", "analyse-table", "analyse-csv", "results-table", "cluster-results"} <= ids

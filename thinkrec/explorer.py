@@ -23,10 +23,14 @@ from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData, prepare_dataset
 from thinkrec.data.split import PAD
 from thinkrec.errors import CheckpointError
+from thinkrec.fusion.clusters import load_clustering
+from thinkrec.fusion.user_map import JSON_FILE as MAP_FILE
+from thinkrec.fusion.user_map import UserMap, load_user_map
 from thinkrec.llm.bank import LABELS as LLM_LABELS
 from thinkrec.llm.bank import LLMBank, load_bank
 from thinkrec.llm.generate import GenerationSettings, TextStream
 from thinkrec.manifest import verify_manifest
+from thinkrec.predictions import metrics_by_cluster, metrics_by_system, test_predictions
 from thinkrec.text_metrics import grounding_of
 
 log = logging.getLogger(__name__)
@@ -57,12 +61,16 @@ class Explorer:
     """Read-only access to the prepared data and the trained System-1 encoders."""
 
     def __init__(self, config: Config, prepared: PreparedData, models: dict[str, CFModel], metrics: dict,
-                 bank: LLMBank | None = None):
+                 bank: LLMBank | None = None, clusters: np.ndarray | None = None, user_map: UserMap | None = None,
+                 predictions: pd.DataFrame | None = None):
         self.config = config
         self.data = prepared
         self.models = models
         self.metrics = metrics
         self.bank = bank
+        self.clusters = clusters  # (n_users,) 0-based cluster of each user, when experts were trained
+        self.user_map = user_map
+        self.predictions = predictions if predictions is not None else pd.DataFrame()
         self._user_index = {uid: i for i, uid in enumerate(prepared.users["user_id"])}
         self._item_index = {iid: i for i, iid in enumerate(prepared.items["item_id"])}
         rows = prepared.rows
@@ -70,7 +78,7 @@ class Explorer:
                         if s != "train"}
 
     @classmethod
-    def load(cls, config: Config, with_llm: bool = True) -> "Explorer":
+    def load(cls, config: Config, with_llm: bool = True) -> Explorer:
         """Verify the checkpoints, prepare the data, load every System-1 encoder and (unless
         ``with_llm`` is False) every trained LLM system onto one shared backbone."""
         root = config.paths.checkpoints
@@ -85,9 +93,12 @@ class Explorer:
             models[name] = model
         metrics = json.loads((cf_dir(config) / "metrics.json").read_text(encoding="utf-8"))
         bank = load_bank(prepared, config) if with_llm else None
-        log.info("explorer ready: %d users, %d items, systems %s", prepared.n_users, prepared.n_items,
-                 list(models) + (bank.systems if bank else []))
-        return cls(config, prepared, models, metrics, bank)
+        experts = root / "llm" / "experts"
+        clusters = load_clustering(experts / "clusters").labels if (experts / "selection.json").exists() else None
+        user_map = load_user_map(experts / "user_map") if (experts / "user_map" / MAP_FILE).exists() else None
+        log.info("explorer ready: %d users, %d items, systems %s, %s", prepared.n_users, prepared.n_items,
+                 list(models) + (bank.systems if bank else []), "with a user map" if user_map else "no user map")
+        return cls(config, prepared, models, metrics, bank, clusters, user_map, test_predictions(prepared, config))
 
     # ---- ids -------------------------------------------------------------------------------
     def user_index(self, user_id: str) -> int:
@@ -114,6 +125,22 @@ class Explorer:
         columns = ["user_id", *[c for c in ("age", "gender", "occupation") if c in users], "activity", "n_train",
                    "like_rate"]
         return users[columns].copy()
+
+    def cluster_of(self, user_id: str) -> int | None:
+        """The user's cluster, numbered from 1 as the UI shows it; None without experts."""
+        user = self.user_index(user_id)
+        return None if self.clusters is None else int(self.clusters[user]) + 1
+
+    def map_table(self) -> pd.DataFrame | None:
+        """Every user's place on the UMAP map with what a hover shows; None without a map."""
+        if self.user_map is None:
+            return None
+        table = self.users_table()
+        return table.assign(x=self.user_map.coords[:, 0], y=self.user_map.coords[:, 1],
+                            cluster=self.user_map.labels + 1)
+
+    def centroid_coords(self) -> np.ndarray | None:
+        return None if self.user_map is None else self.user_map.centroid_coords
 
     def profile(self, user_id: str) -> Profile:
         user = self.user_index(user_id)
@@ -195,13 +222,34 @@ class Explorer:
         """The known outcome of a held-out interaction, None if the pair is not in valid/test."""
         return self.history_for(self.user_index(user_id), self.item_index(item_id))[2]
 
+    def case_table(self) -> pd.DataFrame:
+        """The stored test-subset predictions for analysts: ids, title, truth, cluster, each system's P(like)."""
+        table = self.predictions
+        if table.empty:
+            return table
+        users, items = table["user"].to_numpy(), table["item"].to_numpy()
+        cases = pd.DataFrame({"user_id": self.data.users["user_id"].to_numpy()[users],
+                              "item_id": self.data.items["item_id"].to_numpy()[items],
+                              "title": [self.item_label(i) for i in items], "liked": table["label"].astype(bool),
+                              "cluster": (self.clusters[users] + 1) if self.clusters is not None else 0})
+        return pd.concat([cases, table.drop(columns=["user", "item", "label"])], axis=1)
+
     def results_table(self) -> pd.DataFrame:
-        """Test AUC / UAUC of every system, from the stored metrics."""
-        rows = []
-        for name, report in self.metrics.items():
-            test = report["test"]
-            rows.append({"system": SYSTEM_LABELS.get(name, name), "test AUC": test["auc"], "test UAUC": test["uauc"]})
-        return pd.DataFrame(rows)
+        """AUC / UAUC of every scored system on the fixed test subset, recomputed from the stored
+        predictions, with the System-1 encoders' figures on the whole test split beside them."""
+        if self.predictions.empty:
+            return pd.DataFrame(columns=["system", "subset AUC", "subset UAUC", "full-test AUC", "full-test UAUC"])
+        table = metrics_by_system(self.predictions)
+        full = {name: report["test"] for name, report in self.metrics.items()}
+        return pd.DataFrame({"system": table["system"], "subset AUC": table["auc"], "subset UAUC": table["uauc"],
+                             "full-test AUC": [full.get(k, {}).get("auc") for k in table["key"]],
+                             "full-test UAUC": [full.get(k, {}).get("uauc") for k in table["key"]]})
+
+    def cluster_results(self) -> pd.DataFrame:
+        """Subset AUC / UAUC of every system within each user cluster (empty without experts)."""
+        if self.predictions.empty or self.clusters is None:
+            return pd.DataFrame(columns=["cluster", "system", "auc", "uauc", "rows"])
+        return metrics_by_cluster(self.predictions, self.clusters)
 
     # ---- LLM systems -------------------------------------------------------------------------
     def llm_systems(self) -> list[str]:
@@ -223,7 +271,7 @@ class Explorer:
         return pd.DataFrame(rows, columns=["system", "p_like", "verdict"])
 
     def explain(self, user_id: str, item_id: str, system: str, settings: GenerationSettings,
-                tau: float | None = None) -> "Explanation":
+                tau: float | None = None) -> Explanation:
         """Start streaming a system's answer for (user, item); P(Yes) and the prompt come with it."""
         if system not in self.llm_systems():
             raise UnknownIdError(f"unknown LLM system {system[:40]!r}; available: {', '.join(self.llm_systems())}")

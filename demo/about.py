@@ -1,0 +1,43 @@
+"""The About tab: ThinkRec against System-1 in a stakeholder's words, with the architecture figure."""
+
+from __future__ import annotations
+
+from thinkrec.config import PROJECT_ROOT
+
+FIGURE = PROJECT_ROOT / "assets" / "architecture.svg"
+
+ABOUT = """
+## What you are looking at
+
+**System-1 recommenders** (MF, LightGCN, SASRec) answer instantly from patterns in millions of ratings:
+users who rated like you liked this movie. They are accurate on average but cannot say *why*.
+
+**ThinkRec** ([arXiv 2505.15091](https://arxiv.org/abs/2505.15091)) is a language model taught to *think*
+before it recommends. It reads the user's recent ratings as text and the System-1 embeddings as extra
+"soft tokens", then writes a short argument that cites the user's own history and ends in a verdict.
+
+Users differ, so ThinkRec keeps **one expert per group of similar users** (the clusters on the map) beside a
+**global** expert. For every request a **gate** measures how close the user is to each group's centre and
+either hands the request to one expert, blends several, or falls back to the global expert when no group
+fits. The blend is exact (each expert's LoRA update weighted by the gate) and computed per request, so two
+visitors never share one another's weights.
+
+## How to read the page
+
+* **Map**: every MovieLens user, placed by UMAP so that similar tastes sit together; colours are clusters,
+  crosses their centres, the star the user you picked.
+* **Gate**: how much each expert contributes to this user's answer and which rule decided it.
+* **Reasoning**: cited titles are marked ✓ when they really are in the user's history (or the target),
+  ✗ when the model invented the link.
+* **Every system's prediction**: P(like) from each recommender beside the truth, when the case is held out.
+
+Numbers in the Results tab come from `python -m thinkrec report`, recomputed from the shipped checkpoints.
+This demo runs a 135M-parameter model on two CPU cores; the paper used an 8B model on GPUs.
+"""
+
+
+def architecture_html() -> str:
+    """The architecture figure inline (the SVG is ours and holds no script), or a note if it is missing."""
+    if not FIGURE.exists():
+        return "<p><em>The architecture figure (assets/architecture.svg) is missing.</em></p>"
+    return f'<div id="architecture">{FIGURE.read_text(encoding="utf-8")}</div>'
