@@ -124,15 +124,15 @@ def _wire(explorer: Explorer, demo: gr.Blocks, w: dict, a: dict, tabs, wanted_it
         return handlers.from_url(explorer, request)
 
     demo.load(open_shared_link, None, [w["user"], wanted_item, notice]).then(select, [w["user"], wanted_item], shown)
-    w["user"].input(select, [w["user"]], shown)
+    w["user"].input(select, [w["user"]], shown, api_name="select_user")
     w["lucky"].click(partial(handlers.random_user, explorer), None, w["user"]).then(select, [w["user"]], shown)
     w["case"].input(handlers.pick_case, w["case"], [w["user"], wanted_item]).then(
         select, [w["user"], wanted_item], shown)
     w["item"].change(handlers.share_markdown, [w["user"], w["item"]], w["share"])
     w["item"].change(partial(handlers.compare_systems, explorer), [w["user"], w["item"]],
-                     [w["scores"], w["outcome"]]).then(think, asked, thought)
+                     [w["scores"], w["outcome"]], api_name="compare").then(think, asked, thought)
     w["query"].submit(partial(handlers.search_titles, explorer), w["query"], [w["item"], w["found"]])
-    w["go"].click(think, asked, thought)
+    w["go"].click(think, asked, thought, api_name="think")
 
     filters = [a["system"], a["rival"], a["show"], a["cluster"], a["confidence"]]
     refresh = partial(handlers.refresh_cases, explorer)

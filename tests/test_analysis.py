@@ -49,7 +49,7 @@ def test_curated_cases_are_distinct_and_labelled(cases):
     curated = analysis.curated_cases(cases, per_kind=1)
     values = [value for _, value in curated]
     assert len(values) == len(set(values))
-    labels = dict((v, k) for k, v in curated)
+    labels = {v: k for k, v in curated}
     assert labels["1|10"].startswith("Clear hit")
     assert labels["1|11"].startswith("ThinkRec-fused right, LightGCN wrong")
     assert labels["2|12"].startswith("LightGCN right, ThinkRec-fused wrong")

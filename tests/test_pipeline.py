@@ -88,6 +88,18 @@ def test_report_recomputes_from_stored_predictions(tiny_prepared, tiny_pipeline_
     pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
     stored = pipeline.stage_eval_llm("thinkrec", tiny_prepared, config)["test_subset"]
     text = write_report(tiny_prepared, config, tmp_path / "RESULTS.md")
-    assert f"| ThinkRec-global | {stored['auc']:.4f} | {stored['uauc']:.4f} | {stored['rows']} |" in text
-    assert "Not trained or scored yet: Zero-shot SmolLM2, TALLRec-style, CoLLM-style, ThinkRec-fused" in text
-    assert "| LightGCN |" in text and "ML-1M" in text
+    assert f"| ThinkRec-global | {stored['auc']:.4f} | {stored['uauc']:.4f} |  |  |" in text
+    assert "Not trained or scored yet: Zero-shot LLM, TALLRec-style, CoLLM-style, ThinkRec-fused" in text
+    assert "| LightGCN |" in text and "ML-1M" in text and "No cluster experts trained yet" in text
+    assert (tmp_path / "assets" / "results_auc.svg").read_text().startswith("<svg")
+
+    pipeline.stage_experts(tiny_prepared, config)
+    fused = pipeline.stage_eval_fused(tiny_prepared, config)
+    reasoning = pipeline.stage_reasoning("fused", tiny_prepared, config)
+    text = write_report(tiny_prepared, config, tmp_path / "RESULTS.md")
+    modes = fused["modes"]
+    assert f"| fused (the gate's choice) | {modes['fused']['auc']:.4f} |" in text
+    assert f"| hard routing (top expert only) | {modes['hard']['auc']:.4f} |" in text
+    assert "Test-subset AUC within each cluster" in text and "| K | valid AUC |" in text
+    assert f"| ThinkRec-fused | {reasoning['meteor']:.4f} | {reasoning['bleu4']:.4f} |" in text
+    assert "Not trained or scored yet: Zero-shot LLM, TALLRec-style, CoLLM-style." in text

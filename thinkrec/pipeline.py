@@ -173,7 +173,8 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
                                 cache_dir=config.paths.cache)
     report["seconds"] = round(seconds, 1)
     folder.mkdir(parents=True, exist_ok=True)
-    references[["user", "item", "label"]].assign(reference=references["trace"], generated=texts, p_yes=p_yes).to_parquet(
+    references[["user", "item", "label"]].assign(
+        reference=references["trace"], generated=texts, p_yes=p_yes, allowed=[sorted(a) for a in allowed]).to_parquet(
         out, index=False)
     (folder / "reasoning_metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     write_manifest(config.paths.checkpoints)

@@ -1,88 +1,163 @@
 """The results report: every figure recomputed from the stored predictions in ``checkpoints/``.
 
-``python -m thinkrec report`` writes ``RESULTS.md``. AUC and UAUC are recomputed here from the
-prediction files (never copied from a metrics file); the paper's ML-1M figures are shown beside
-them as context only.
+``python -m thinkrec report`` writes ``RESULTS.md`` and its chart ``assets/results_auc.svg``.
+AUC and UAUC are recomputed here from the prediction files and the reasoning metrics from the
+stored generated texts (never copied from a metrics file); configuration facts (token budgets,
+wall times, the clustering chosen) are read from the checkpoints' JSON. The paper's ML-1M
+figures are shown beside them as context only.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
-from thinkrec.llm.train import test_subset
+from thinkrec.files import read_json
+from thinkrec.fusion.clusters import load_clustering
 from thinkrec.metrics import auc_report
+from thinkrec.predictions import CF_SYSTEMS, NAMES, metrics_by_cluster, metrics_by_system, test_predictions
+from thinkrec.svg_chart import grouped_bars
+from thinkrec.text_metrics import explanation_report
 
 PAPER_ML1M = {  # as reported in arXiv 2505.15091 (ML-1M, Llama-3-8B-Instruct): AUC, UAUC
     "MF": (0.6401, 0.6079), "LightGCN": (0.6140, 0.6230), "SASRec": (0.6956, 0.6687),
     "TALLRec": (0.6872, 0.6553), "CoLLM": (0.7141, 0.6672), "ThinkRec": (0.7764, 0.6775),
 }
-CF_NAMES = {"item_prior": "Item like-rate on train (floor)", "mf": "MF", "lightgcn": "LightGCN", "sasrec": "SASRec"}
-LLM_NAMES = {"zeroshot": "Zero-shot SmolLM2", "tallrec": "TALLRec-style", "collm": "CoLLM-style",
-             "thinkrec": "ThinkRec-global", "fused": "ThinkRec-fused"}
+PAPER_METEOR = {"TALLRec": 0.0275, "CoLLM": 0.0003, "ThinkRec": 0.0333}
+TEXT_SYSTEMS = ("fused", "thinkrec", "collm", "tallrec", "zeroshot")
+CHART = Path("assets") / "results_auc.svg"
 
 
-def _row(name: str, report: dict) -> str:
-    return f"| {name} | {report['auc']:.4f} | {report['uauc']:.4f} | {report['rows']} |"
+def _table(header: list[str], rows: list[list]) -> list[str]:
+    def cell(value) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]]
 
 
-def cf_section(prepared: PreparedData, config: Config) -> list[str]:
-    predictions = pd.read_parquet(config.paths.checkpoints / "cf" / "predictions.parquet")
-    test = predictions[predictions["split"] == "test"]
-    subset = test_subset(prepared, config)[["user", "item"]].merge(test, on=["user", "item"])
-    lines = ["## System-1 encoders", "", "Whole test split, and the fixed test subset every LLM is scored on:", "",
-             "| system | test AUC | test UAUC | rows | subset AUC | subset UAUC |", "|---|---|---|---|---|---|"]
-    for column, name in CF_NAMES.items():
-        if column in test:
-            full = auc_report(test["user"], test["label"], test[column])
-            part = auc_report(subset["user"], subset["label"], subset[column])
-            lines.append(f"| {name} | {full['auc']:.4f} | {full['uauc']:.4f} | {full['rows']} | "
-                         f"{part['auc']:.4f} | {part['uauc']:.4f} |")
-    return lines
-
-
-def llm_section(config: Config) -> list[str]:
-    lines = ["## LLM recommenders (fixed test subset)", "", "| system | test AUC | test UAUC | rows |", "|---|---|---|---|"]
-    missing = []
-    for name, label in LLM_NAMES.items():
-        path = config.paths.checkpoints / "llm" / name / "test_predictions.parquet"
-        if path.exists():
-            frame = pd.read_parquet(path)
-            lines.append(_row(label, auc_report(frame["user"], frame["label"], frame["p_yes"])))
-        else:
-            missing.append(label)
+def systems_section(prepared: PreparedData, config: Config, predictions: pd.DataFrame) -> list[str]:
+    stored = pd.read_parquet(config.paths.checkpoints / "cf" / "predictions.parquet")
+    test = stored[stored["split"] == "test"]
+    full = {s: auc_report(test["user"], test["label"], test[s]) for s in CF_SYSTEMS if s in test}
+    subset = metrics_by_system(predictions)
+    rows = [[r.system, r.auc, r.uauc, full[r.key]["auc"] if r.key in full else "", full[r.key]["uauc"]
+             if r.key in full else ""] for r in subset.itertuples()]
+    missing = [NAMES[s] for s in ("zeroshot", "tallrec", "collm", "thinkrec", "fused") if s not in predictions]
+    lines = ["## Every system on the same test rows", "",
+             (f"The fixed test subset: {len(predictions)} rows drawn at random (seed {config.llm.seed}) from the "
+             f"{len(test)} test rows of the per-user chronological split; the System-1 encoders are also shown on "
+             "the whole test split."), "",
+             *_table(["system", "subset AUC", "subset UAUC", "full-test AUC", "full-test UAUC"], rows), "",
+             f"![AUC and UAUC by system]({CHART.as_posix()})"]
     if missing:
         lines += ["", f"Not trained or scored yet: {', '.join(missing)}."]
     return lines
 
 
-def reasoning_section(config: Config) -> list[str]:
-    path = config.paths.checkpoints / "llm" / "thinkrec" / "reasoning_metrics.json"
-    if not path.exists():
-        return ["## Reasoning", "", "Not generated yet (`python -m thinkrec eval-reasoning thinkrec`)."]
-    report = json.loads(path.read_text(encoding="utf-8"))
-    keys = ("meteor", "bleu4", "rouge_l", "grounding_rate", "verdict_agreement", "stated_share", "rows")
-    return ["## Reasoning of ThinkRec-global on the reference rows", "",
-            "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys),
-            "| " + " | ".join(str(report.get(k)) for k in keys) + " |"]
-
-
-def paper_section() -> list[str]:
-    lines = ["## Context: the paper's ML-1M figures", "",
-             "Another dataset (ML-1M), another split protocol and a backbone 60x larger (Llama-3-8B): "
-             "not comparable number for number.", "", "| system | AUC | UAUC |", "|---|---|---|"]
-    lines += [f"| {name} | {auc:.4f} | {uauc:.4f} |" for name, (auc, uauc) in PAPER_ML1M.items()]
+def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
+    root = config.paths.checkpoints / "llm" / "experts"
+    if not (root / "selection.json").exists():
+        return ["## Expert fusion", "", "No cluster experts trained yet (`python -m thinkrec experts`)."]
+    selection = read_json(root / "selection.json")
+    clustering = load_clustering(root / "clusters")
+    candidates = [[c["k"], c["valid"]["auc"], c["valid"]["uauc"], round(c["silhouette"], 4),
+                   round(c["cohens_d"], 3) if c.get("cohens_d") is not None else "", " / ".join(map(str, c["sizes"]))]
+                  for c in selection["candidates"]]
+    lines = ["## Expert fusion", "",
+             (f"Users clustered on {selection['encoder']} embeddings ({selection['method']}, standardised, on the unit "
+             f"sphere: the space the gate's cosine uses). K = {selection['k']} was chosen by the fused model's AUC on "
+             f"the validation subset. Gate: tau = {selection['gate']['tau']}, one expert when max w > 0.5 + "
+             f"{selection['gate']['single_margin']}/K, the global adapter when entropy(w) >= "
+             f"{selection['gate']['entropy_ratio']} ln K."), "",
+             *_table(["K", "valid AUC", "valid UAUC", "silhouette", "Cohen's d (activity)", "cluster sizes"],
+                     candidates)]
+    fused_file = root / "test_predictions.parquet"
+    if fused_file.exists():
+        table = pd.read_parquet(fused_file)
+        modes = [[label, *auc_report(table["user"], table["label"], table[column]).values()]
+                 for label, column in (("fused (the gate's choice)", "p_yes"), ("global adapter only", "p_global"),
+                                       ("hard routing (top expert only)", "p_hard"))]
+        shares = table["decision"].value_counts(normalize=True)
+        lines += ["", "Test subset, one model three ways:", "",
+                  *_table(["routing", "AUC", "UAUC", "rows"], [[m[0], m[1], m[2], m[3]] for m in modes]), "",
+                  "Routing branches on the test rows: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()) + "."]
+    per_cluster = metrics_by_cluster(predictions, clustering.labels)
+    wide = per_cluster.pivot(index="system", columns="cluster", values="auc")
+    order = [NAMES[s] for s in predictions.columns if s in NAMES and NAMES[s] in wide.index]
+    lines += ["", "Test-subset AUC within each cluster:", "",
+              *_table(["system", *[f"cluster {c}" for c in wide.columns]],
+                      [[name, *wide.loc[name].tolist()] for name in order])]
     return lines
 
 
+def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
+    titles = prepared.items["title"].tolist()
+    rows = []
+    for system in TEXT_SYSTEMS:
+        folder = config.paths.checkpoints / "llm" / ("experts" if system == "fused" else system)
+        if not (folder / "reasoning.parquet").exists():
+            continue
+        frame = pd.read_parquet(folder / "reasoning.parquet")
+        report = explanation_report(frame["reference"].tolist(), frame["generated"].tolist(),
+                                    [set(a) for a in frame["allowed"]], titles, frame["p_yes"].tolist(),
+                                    cache_dir=config.paths.cache)
+        rows.append([NAMES[system], *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate",
+                                                          "verdict_agreement", "stated_share", "rows")]])
+    if not rows:
+        return ["## Reasoning", "", "Not generated yet (`python -m thinkrec eval-reasoning fused thinkrec`)."]
+    return ["## Reasoning on the reference test rows", "",
+            ("Generated greedily (at most " f"{config.llm.max_new_tokens} new tokens) for the held-out reference rows and "
+            "compared with the grounded teacher's traces. Grounding: share of cited titles that are in the history the "
+            "prompt shows or are the target. Verdict agreement: the verdict the text states vs. P(Yes) > 0.5, over the "
+            "texts that state one (stated share)."), "",
+            *_table(["system", "METEOR", "BLEU-4", "ROUGE-L", "grounding", "verdict agreement", "stated share",
+                     "rows"], rows)]
+
+
+def cost_section(config: Config) -> list[str]:
+    rows = []
+    for system in ("thinkrec", "collm", "tallrec"):
+        path = config.paths.checkpoints / "llm" / system / "config.json"
+        if path.exists():
+            train = read_json(path)["train"]
+            rows.append([NAMES[system], train["train_tokens"], train["train_examples"], train["reasoning_examples"],
+                         train["best_valid_auc"], train.get("seconds_this_run", "")])
+    if not rows:
+        return []
+    return ["## Training cost", "",
+            ("Tokens seen, examples, reasoning examples, the best validation AUC and the wall time of the last run "
+            "(a resumed run counts only its own part) on this 2-core CPU."), "",
+            *_table(["system", "tokens", "examples", "reasoning examples", "best valid AUC", "seconds"], rows)]
+
+
+def paper_section() -> list[str]:
+    rows = [[name, auc, uauc, PAPER_METEOR.get(name, "")] for name, (auc, uauc) in PAPER_ML1M.items()]
+    return ["## Context: the paper's ML-1M figures", "",
+            ("Another dataset (ML-1M), another split protocol and a backbone 60x larger (Llama-3-8B-Instruct): "
+            "context, not comparable number for number."), "", *_table(["system", "AUC", "UAUC", "METEOR"], rows)]
+
+
+def write_chart(predictions: pd.DataFrame, path: Path) -> None:
+    subset = metrics_by_system(predictions)
+    svg = grouped_bars(subset["system"].tolist(), {"AUC": subset["auc"].tolist(), "UAUC": subset["uauc"].tolist()},
+                       0.4, 0.9, "Test-subset AUC and UAUC")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(svg, encoding="utf-8")
+
+
 def write_report(prepared: PreparedData, config: Config, path: Path) -> str:
+    predictions = test_predictions(prepared, config)
+    write_chart(predictions, path.parent / CHART)
     sections = [["# ThinkRec Explorer: results on MovieLens-100K", "",
-                 "Generated by `python -m thinkrec report` from the files in `checkpoints/`."],
-                cf_section(prepared, config), llm_section(config), reasoning_section(config), paper_section()]
-    text = "\n\n".join("\n".join(section) for section in sections) + "\n"
+                 ("Generated by `python -m thinkrec report` from the files in `checkpoints/`; every AUC, UAUC and text "
+                 "metric below is recomputed from the stored predictions and generated texts.")],
+                systems_section(prepared, config, predictions), fusion_section(config, predictions),
+                reasoning_section(prepared, config), cost_section(config), paper_section()]
+    text = "\n\n".join("\n".join(section) for section in sections if section) + "\n"
     path.write_text(text, encoding="utf-8")
     return text
+

@@ -1,0 +1,122 @@
+"""Measure the demo as a visitor meets it: cold start, user switch, reasoning stream, memory.
+
+    python benchmarks/demo_speed.py [--cases 5] [--system fused] [--max-new-tokens 120]
+
+Starts ``app.py`` on a free loopback port and times it until the page answers (cold start), then
+talks to it through its HTTP API (gradio_client) like the browser does: switching to a user
+(profile, map and gate redrawn), scoring every system for a case, and streaming the reasoning
+(time to the first reasoning token and to the full answer). Finally prints the server's
+resident memory. Targets (issue 6): start < 60 s, first token < 1 s, ~120 tokens < 8 s,
+map and gate < 300 ms, memory < 3 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(port: int, timeout: float = 600) -> tuple[subprocess.Popen, float]:
+    """Run app.py and return it with the seconds until its page answered."""
+    env = {**os.environ, "PORT": str(port), "TQDM_DISABLE": "1"}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    while time.perf_counter() - started < timeout:
+        if process.poll() is not None:
+            raise SystemExit(f"app.py exited with code {process.returncode} before serving")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+            return process, time.perf_counter() - started
+        except OSError:
+            time.sleep(0.25)
+    process.kill()
+    raise SystemExit(f"app.py did not serve within {timeout:.0f} s")
+
+
+def resident_gb(process: subprocess.Popen) -> float:
+    root = psutil.Process(process.pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**30
+
+
+def stream_reasoning(client, user: str, item: str, system: str, max_new_tokens: int) -> tuple[float, float, int]:
+    """(seconds to the first reasoning text, seconds to the full answer, tokens generated)."""
+    started = time.perf_counter()
+    first, final = None, ""
+    job = client.submit(user, item, system, max_new_tokens, api_name="/think")
+    for _, reasoning, _ in job:
+        if reasoning and first is None:
+            first = time.perf_counter() - started
+        final = reasoning
+    total = time.perf_counter() - started
+    found = re.search(r"(\d+) tokens in", final or "")
+    return first or float("nan"), total, int(found.group(1)) if found else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=5)
+    parser.add_argument("--system", default="fused")
+    parser.add_argument("--max-new-tokens", type=int, default=120)
+    args = parser.parse_args()
+    from gradio_client import Client
+
+    from thinkrec.config import load_config
+    from thinkrec.data.prepared import prepare_dataset
+    from thinkrec.llm.train import test_subset
+
+    config = load_config(os.environ.get("THINKREC_CONFIG"))
+    prepared = prepare_dataset(config)
+    rows = test_subset(prepared, config).head(args.cases)
+    cases = [(str(prepared.users["user_id"].iloc[r.user]), str(prepared.items["item_id"].iloc[r.item]))
+             for r in rows.itertuples()]
+    port = free_port()
+    process, cold = start_server(port)
+    print(f"cold start to a serving page: {cold:.1f} s (target < 60 s); memory {resident_gb(process):.2f} GB")
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        switch, compare, first, full, tokens = [], [], [], [], []
+        for user, item in cases:
+            started = time.perf_counter()
+            client.predict(user, api_name="/select_user")
+            switch.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            client.predict(user, item, api_name="/compare")
+            compare.append(time.perf_counter() - started)
+            ttft, total, count = stream_reasoning(client, user, item, args.system, args.max_new_tokens)
+            first.append(ttft)
+            full.append(total)
+            tokens.append(count)
+            print(f"  user {user} item {item}: switch {switch[-1] * 1000:.0f} ms, all systems {compare[-1]:.2f} s, "
+                  f"first token {ttft:.2f} s, {count} tokens in {total:.2f} s")
+        print(f"user switch (profile, map, gate): median {statistics.median(switch) * 1000:.0f} ms (target < 300 ms)")
+        print(f"every system's score for a case: median {statistics.median(compare):.2f} s")
+        print(f"reasoning ({args.system}): median first token {statistics.median(first):.2f} s (target < 1 s), "
+              f"median full answer {statistics.median(full):.2f} s for a median {statistics.median(tokens):.0f} "
+              f"tokens (target: ~120 tokens < 8 s)")
+        print(f"resident memory after the requests: {resident_gb(process):.2f} GB (target < 3 GB)")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
