@@ -110,7 +110,7 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
     if not rows:
         return ["## Reasoning", "", "Not generated yet (`python -m thinkrec eval-reasoning fused thinkrec`)."]
     return ["## Reasoning on the reference test rows", "",
-            ("Generated greedily (at most " f"{config.llm.max_new_tokens} new tokens) for the held-out reference rows and "
+            (f"Generated greedily (at most {config.llm.max_new_tokens} new tokens) for the held-out reference rows and "
             "compared with the grounded teacher's traces. Grounding: share of cited titles that are in the history the "
             "prompt shows or are the target. Verdict agreement: the verdict the text states vs. P(Yes) > 0.5, over the "
             "texts that state one (stated share)."), "",

@@ -1,0 +1,80 @@
+"""Property-based tests: whatever text reaches the facade or a handler (ids, search queries, link
+parameters, generation settings), the answer is a result or a clear message, never a stack trace."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from demo import handlers
+from tests.test_demo import FakeRequest
+from thinkrec.explorer import UnknownIdError
+from thinkrec.llm.generate import GenerationSettings
+
+HOSTILE = st.one_of(
+    st.text(max_size=300),
+    st.sampled_from(["<script>alert(1)</script>", "' OR 1=1 --", "../../etc/passwd", "1e9", "-1", "0", " 1 ",
+                     "\x00", "ユーザー", "🎬" * 50, "=cmd|' /C calc'!A0", "%00", "1" * 5000]),
+)
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FAST
+@given(value=HOSTILE)
+def test_ids_resolve_or_raise_unknown_id(tiny_explorer, value):
+    for resolve in (tiny_explorer.user_index, tiny_explorer.item_index):
+        try:
+            index = resolve(value)
+        except UnknownIdError as err:
+            assert len(str(err)) < 200  # the message quotes at most 40 characters of the input
+        else:
+            assert index >= 0
+
+
+@FAST
+@given(query=HOSTILE)
+def test_search_never_fails_and_every_hit_contains_the_words(tiny_explorer, query):
+    found = tiny_explorer.search_items(query)
+    assert list(found.columns) == ["item_id", "title"] and len(found) <= 20
+    update, note = handlers.search_titles(tiny_explorer, query)
+    assert len(update["choices"]) == len(found)
+
+
+@FAST
+@given(user=HOSTILE, item=HOSTILE)
+def test_handlers_answer_any_user_and_item(tiny_explorer, user, item):
+    card, *_ = handlers.select_user(tiny_explorer, user, item)
+    assert isinstance(card, str) and "<script>" not in card
+    table, text = handlers.compare_systems(tiny_explorer, user, item)
+    assert isinstance(table, pd.DataFrame) and isinstance(text, str) and "<script>" not in text
+    shared_user, shared_item, notice = handlers.from_url(tiny_explorer, FakeRequest(user=user, item=item))
+    assert "<script>" not in notice and (shared_item is None or tiny_explorer.item_index(shared_item) >= 0)
+
+
+@FAST
+@given(tokens=st.integers(min_value=-10**6, max_value=10**6), temperature=st.floats(allow_nan=True),
+       sample=st.booleans())
+def test_generation_settings_are_checked(tokens, temperature, sample):
+    candidate = GenerationSettings(max_new_tokens=tokens, do_sample=sample, temperature=temperature)
+    try:
+        checked = candidate.checked()
+    except ValueError as err:
+        assert "must lie in" in str(err)
+    else:
+        assert 1 <= checked.max_new_tokens <= 512
+        assert not sample or 0.05 <= checked.temperature <= 2.0
+
+
+@FAST
+@given(show=HOSTILE, cluster=HOSTILE, confidence=st.floats(allow_nan=True, allow_infinity=True))
+def test_analysts_filters_refuse_bad_values_with_a_message(tiny_explorer, show, cluster, confidence):
+    table, path, note = handlers.refresh_cases(tiny_explorer, "lightgcn", "mf", show, cluster, confidence)
+    assert isinstance(table, pd.DataFrame) and isinstance(note, str)
+
+
+@pytest.mark.parametrize("value", ["7|", "|", "a|b|c", "<b>|<i>"])
+def test_pick_case_passes_odd_values_on_for_validation(value):
+    user, item = handlers.pick_case(value)
+    assert isinstance(item, str)
