@@ -13,48 +13,11 @@ map and gate < 300 ms, memory < 3 GB.
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
-import psutil
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_server(port: int, timeout: float = 600) -> tuple[subprocess.Popen, float]:
-    """Run app.py and return it with the seconds until its page answered."""
-    env = {**os.environ, "PORT": str(port), "TQDM_DISABLE": "1"}
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    while time.perf_counter() - started < timeout:
-        if process.poll() is not None:
-            raise SystemExit(f"app.py exited with code {process.returncode} before serving")
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-            return process, time.perf_counter() - started
-        except OSError:
-            time.sleep(0.25)
-    process.kill()
-    raise SystemExit(f"app.py did not serve within {timeout:.0f} s")
-
-
-def resident_gb(process: subprocess.Popen) -> float:
-    root = psutil.Process(process.pid)
-    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**30
+from server import free_port, resident_gb, start_server, test_cases
 
 
 def stream_reasoning(client, user: str, item: str, system: str, max_new_tokens: int) -> tuple[float, float, int]:
@@ -79,15 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     from gradio_client import Client
 
-    from thinkrec.config import load_config
-    from thinkrec.data.prepared import prepare_dataset
-    from thinkrec.llm.train import test_subset
-
-    config = load_config(os.environ.get("THINKREC_CONFIG"))
-    prepared = prepare_dataset(config)
-    rows = test_subset(prepared, config).head(args.cases)
-    cases = [(str(prepared.users["user_id"].iloc[r.user]), str(prepared.items["item_id"].iloc[r.item]))
-             for r in rows.itertuples()]
+    cases = test_cases(args.cases)
     port = free_port()
     process, cold = start_server(port)
     print(f"cold start to a serving page: {cold:.1f} s (target < 60 s); memory {resident_gb(process):.2f} GB")
