@@ -61,6 +61,8 @@ def concurrent_phase(url: str, cases, system: str, tokens: int) -> bool:
 
 def queue_phase(url: str, cases, system: str) -> bool:
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
+    from gradio_client.utils import QueueError
 
     client = Client(url, verbose=False)
     jobs = [client.submit(*cases[n % len(cases)], system, 8, api_name="/think") for n in range(QUEUE_SIZE + 12)]
@@ -69,7 +71,7 @@ def queue_phase(url: str, cases, system: str) -> bool:
         try:
             job.result(timeout=600)
             completed += 1
-        except Exception as err:  # gradio_client raises its own error types; the message tells them apart
+        except (QueueError, AppError) as err:
             if "queue is full" in str(err).lower():
                 refused += 1
             else:
