@@ -1,5 +1,6 @@
-"""End to end in a real headless Chromium: the app on the shipped checkpoints, opened by a shared
-link; profile, System-1 table, verdict and the streamed reasoning must all appear."""
+"""End to end in a real headless Chromium on the shipped checkpoints: a visitor picks a user and an
+item and sees the map, the gate, every system's scores and the streamed reasoning; shared links open
+a case, and a bad link gives a notice."""
 
 from __future__ import annotations
 
@@ -51,24 +52,44 @@ def server():
     process.wait(timeout=30)
 
 
-def test_shared_link_shows_profile_scores_and_streamed_reasoning(server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
+def open_browser(playwright):
     if not Path(CHROMIUM).exists():
         pytest.fail("Chromium is missing: install Debian's chromium (apt-get install chromium), as .ci/run does")
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+
+
+def choose(page, picker: str, text: str | None = None, position: int = 0) -> None:
+    """Open a Gradio dropdown and click the option containing ``text`` (or the one at ``position``)."""
+    page.click(f"{picker} input")
+    if text:
+        page.keyboard.type(text)
+    options = page.locator("ul.options li")
+    options.first.wait_for(timeout=30_000)
+    (options.filter(has_text=text).first if text else options.nth(position)).click()
+
+
+def wait_for_text(page, selector: str, text: str, timeout: int = 120_000) -> None:
+    page.wait_for_function(f"document.querySelector({selector!r})?.innerText.includes({text!r})", timeout=timeout)
+
+
+def test_pick_a_user_and_an_item_then_watch_map_gate_scores_and_reasoning(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1700})
-        page.goto(server + "?user=7&item=8", timeout=120_000)
-        page.wait_for_function("document.querySelector('#profile-card')?.innerText.includes('User 7')",
-                               timeout=120_000)
-        page.wait_for_selector("#genre-chart .js-plotly-plot", timeout=60_000)
-        page.wait_for_function("document.querySelector('#system1-table')?.innerText.includes('LightGCN')",
-                               timeout=120_000)
-        page.wait_for_function("document.querySelector('#verdict')?.innerText.includes('P(Yes)')", timeout=120_000)
-        page.wait_for_function("document.querySelector('#reasoning')?.innerText.includes('tokens in')",
-                               timeout=180_000)
-        assert "?user=7&item=8" in page.inner_text("#share")
+        browser = open_browser(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(server, timeout=120_000)
+        choose(page, "#user-picker", "User 7 ·")
+        wait_for_text(page, "#profile-card", "User 7")
+        page.wait_for_selector("#user-map .js-plotly-plot", timeout=60_000)
+        page.wait_for_selector("#gate-chart .js-plotly-plot", timeout=60_000)
+        assert "Routing:" in page.inner_text("#gate-reason")
+        choose(page, "#item-picker", position=1)
+        wait_for_text(page, "#system1-table", "LightGCN")
+        wait_for_text(page, "#system1-table", "ThinkRec (fused experts)")
+        wait_for_text(page, "#verdict", "P(Yes)")
+        wait_for_text(page, "#reasoning", "tokens in", timeout=180_000)
+        assert "User 7" in page.inner_text("#user-map")  # the selected user is labelled on the map
         shot = tmp_path / "explorer.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
@@ -76,14 +97,27 @@ def test_shared_link_shows_profile_scores_and_streamed_reasoning(server, tmp_pat
     print(f"screenshot: {shot}")
 
 
+def test_shared_link_opens_the_case(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = open_browser(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1700})
+        page.goto(server + "?user=7&item=8", timeout=120_000)
+        wait_for_text(page, "#profile-card", "User 7")
+        wait_for_text(page, "#system1-table", "LightGCN")
+        wait_for_text(page, "#reasoning", "tokens in", timeout=180_000)
+        assert "?user=7&item=8" in page.inner_text("#share")
+        browser.close()
+
+
 def test_bad_link_gives_a_notice_not_a_trace(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        browser = open_browser(playwright)
         page = browser.new_page()
         page.goto(server + "?user=abc&item=999999", timeout=120_000)
-        page.wait_for_function("document.querySelector('#notice')?.innerText.includes('unknown user id')",
-                               timeout=120_000)
+        wait_for_text(page, "#notice", "unknown user id")
         assert "Traceback" not in page.content()
         browser.close()
