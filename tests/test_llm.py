@@ -29,7 +29,7 @@ def test_every_placeholder_is_replaced_by_a_projected_vector(trained_cf, tiny_pr
     row = tiny_prepared.split("test").iloc[0]
     prompt = builder.encode_row(row)
     n_history = int((np.asarray(row["hist_items"]) >= 0).sum())
-    assert len(prompt.soft_tokens) == n_history + 2 and prompt.text.count(MARKER) == n_history + 2
+    assert len(prompt.soft_tokens) == n_history + 3 and prompt.text.count(MARKER) == n_history + 3  # + the match
     batch = collate([prompt], tiny_tokenizer.pad_token_id)
     embeds = model.input_embeddings(batch)
     words = model.backbone.get_input_embeddings()(batch.input_ids)
@@ -43,7 +43,6 @@ def test_every_placeholder_is_replaced_by_a_projected_vector(trained_cf, tiny_pr
 
 
 def test_gradients_reach_the_projectors_and_lora(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
-    tiny_config.llm.cf_match = True
     model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
     rows = tiny_prepared.split("train").head(3)
     prompts = [builder.encode_row(r) for _, r in rows.iterrows()]
@@ -64,7 +63,6 @@ def test_the_match_token_carries_the_cf_models_own_logit(trained_cf, tiny_prepar
     from thinkrec.cf.store import cf_dir, load_cf_model
     from thinkrec.cf.train import rows_to_batch
 
-    tiny_config.llm.cf_match = True
     model, builder = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
     rows = tiny_prepared.split("test").head(3)
     prompts = [builder.encode_row(r) for _, r in rows.iterrows()]
@@ -89,7 +87,6 @@ def test_projectors_round_trip_and_a_mismatched_file_is_refused(trained_cf, tiny
     from thinkrec.errors import CheckpointError
     from thinkrec.llm.systems import build_model
 
-    tiny_config.llm.cf_match = True
     model, _ = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
     save_file(model.projector_state(), tmp_path / "projector.safetensors")
     again = build_model(system_spec("collm"), tiny_llama, tiny_tokenizer, tiny_config)
@@ -135,8 +132,16 @@ def test_empty_history_is_explicit(trained_cf, tiny_prepared, tiny_config, tiny_
     _, builder = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
     prompt = builder.encode(1, 2, [-1, -1], [-1, -1])
     assert "No ratings yet" in prompt.text
-    assert [t.kind for t in prompt.soft_tokens] == ["user", "item"]
+    assert [t.kind for t in prompt.soft_tokens] == ["user", "item", "match"]
     assert "⟨CF user⟩" in builder.readable(prompt)
+
+
+def test_the_match_token_can_be_switched_off(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    tiny_config.llm.cf_match = False  # CoLLM's soft tokens as published: user and items only
+    model, builder = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    prompt = builder.encode(1, 2, [3], [1])
+    assert [t.kind for t in prompt.soft_tokens] == ["user", "item", "item"] and model.match_projector is None
+    assert "Collaborative-filtering match" not in prompt.text
 
 
 def test_titles_only_prompt_for_tallrec(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):

@@ -116,7 +116,7 @@ class LLMConfig:
     backbone: str = "asset:backbone"  # "asset:backbone" (SmolLM2-135M GGUF) or an HF model id / local folder
     gguf_file: str = ""  # a GGUF file inside ``backbone`` when that is a folder of GGUF weights
     cf_encoder: str = "lightgcn"  # whose embeddings become the soft tokens (the best System-1 on valid)
-    cf_match: bool = False  # add a soft token carrying the user-item match (u*i and the CF logit)
+    cf_match: bool = True  # add a soft token carrying the user-item match (u*i and the CF logit)
     history_len: int = 10  # interactions shown in the prompt (at most data.history_len)
     history_keywords: int = 2  # keywords shown per history item; the target shows all of its own
     lora_r: int = 8
@@ -153,7 +153,7 @@ class FusionConfig:
     encoder: str = "lightgcn"  # whose user embeddings are clustered and drive the gate
     ks: tuple[int, ...] = (2, 3, 4, 5)  # candidate numbers of clusters; chosen by fused valid AUC
     method: str = "kmeans"  # "kmeans" or "ward"
-    expert_tokens: int = 40_000  # training budget of each expert
+    expert_tokens: int = 20_000  # training budget of each expert
     top_layers: int = 8  # only the LoRA of the top layers trains in an expert (0: all layers)
     tau: float = 0.1  # gate temperature
     single_margin: float = 0.6  # one expert when max w > 0.5 + single_margin / K
