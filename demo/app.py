@@ -129,8 +129,10 @@ def _wire(explorer: Explorer, demo: gr.Blocks, w: dict, a: dict, tabs, wanted_it
     w["case"].input(handlers.pick_case, w["case"], [w["user"], wanted_item]).then(
         select, [w["user"], wanted_item], shown)
     w["item"].change(handlers.share_markdown, [w["user"], w["item"]], w["share"])
-    w["item"].change(partial(handlers.compare_systems, explorer), [w["user"], w["item"]],
-                     [w["scores"], w["outcome"]], api_name="compare").then(think, asked, thought)
+    compare = partial(handlers.compare_systems, explorer)
+    scored = [w["scores"], w["outcome"]]
+    w["item"].change(partial(compare, with_llm=False), [w["user"], w["item"]], scored).then(
+        think, asked, thought).then(compare, [w["user"], w["item"]], scored, api_name="compare")
     w["query"].submit(partial(handlers.search_titles, explorer), w["query"], [w["item"], w["found"]])
     w["go"].click(think, asked, thought, api_name="think")
 

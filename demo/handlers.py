@@ -129,13 +129,17 @@ def search_titles(explorer: Explorer, query: str):
     return gr.update(choices=choices, value=choices[0][1] if choices else None), note
 
 
-def compare_systems(explorer: Explorer, user_id: str | None, item_id: str | None):
-    """System-1 and LLM scores for the chosen pair, with the true outcome when it is known."""
+def compare_systems(explorer: Explorer, user_id: str | None, item_id: str | None, with_llm: bool = True):
+    """System-1 (and, with ``with_llm``, every LLM system's) scores for the chosen pair, with the true
+    outcome when it is known. The UI shows the instant System-1 rows first and the LLM rows after
+    the reasoning, so the stream does not wait for them."""
     if not user_id or not item_id:
         return pd.DataFrame(columns=SCORE_COLUMNS), "Pick a user and an item."
     try:
-        table = pd.concat([explorer.system1_scores(user_id, item_id), explorer.llm_scores(user_id, item_id)],
-                          ignore_index=True)
+        parts = [explorer.system1_scores(user_id, item_id)]
+        if with_llm:
+            parts.append(explorer.llm_scores(user_id, item_id))
+        table = pd.concat(parts, ignore_index=True)
         truth = explorer.true_label(user_id, item_id)
         title = explorer.item_label(explorer.item_index(item_id))
     except UnknownIdError as err:
@@ -167,13 +171,12 @@ def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: 
         log.warning("think: %s", err)
         yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
         return
-    truth = "" if run.truth is None else f" · truth: {'liked' if run.truth else 'not liked'}"
-    verdict = f"**P(Yes) = {run.p_yes:.3f}** → {'Yes' if run.p_yes > 0.5 else 'No'}{truth}"
-    text, started = "", time.perf_counter()
-    yield verdict, "", run.prompt
+    text, verdict, started = "", "", time.perf_counter()
+    yield "_Thinking…_", "", run.prompt
     try:
         for piece in run.stream:
             text += piece
+            verdict = verdict or verdict_line(run.p_yes, run.truth)
             yield verdict, html.escape(text), run.prompt
     except RuntimeError as err:
         log.warning("think: generation failed: %s", err)
@@ -183,7 +186,14 @@ def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: 
     seconds = time.perf_counter() - started
     note = (f"<br><small>{run.stream.new_tokens} tokens in {seconds:.1f} s · cited titles: {len(grounded)} found in "
             f"the history, {len(ungrounded)} not</small>")
-    yield verdict, highlight(text, grounded, ungrounded) + note, run.prompt
+    yield verdict or verdict_line(run.p_yes, run.truth), highlight(text, grounded, ungrounded) + note, run.prompt
+
+
+def verdict_line(p_yes: float | None, truth: bool | None) -> str:
+    known = "" if truth is None else f" · truth: {'liked' if truth else 'not liked'}"
+    if p_yes is None:
+        return "_No verdict: the model produced no answer._" + known
+    return f"**P(Yes) = {p_yes:.3f}** → {'Yes' if p_yes > 0.5 else 'No'}{known}"
 
 
 def pick_case(value: str | None):

@@ -73,10 +73,20 @@ def test_select_user_refuses_an_unknown_wanted_item(tiny_llm_explorer):
 def test_think_streams_verdict_then_reasoning_then_grounding(tiny_llm_explorer):
     item_id = tiny_llm_explorer.test_items("2")["item_id"].iloc[0]
     updates = list(handlers.think(tiny_llm_explorer, "2", item_id, "fused", 12))
-    verdict, first_text, prompt = updates[0]
-    assert verdict.startswith("**P(Yes) = ") and first_text == "" and "⟨CF user⟩" in prompt
-    assert len(updates) >= 3  # at least one streamed piece between the verdict and the final, annotated text
+    placeholder, first_text, prompt = updates[0]
+    assert placeholder == "_Thinking…_" and first_text == "" and "⟨CF user⟩" in prompt
+    assert len(updates) >= 3  # at least one streamed piece between the placeholder and the final, annotated text
+    verdict = updates[1][0]
+    assert verdict.startswith("**P(Yes) = ") and updates[1][1] != ""
     assert "tokens in" in updates[-1][1]
+    scored = tiny_llm_explorer.llm_scores("2", item_id).set_index("system")["p_like"]
+    assert f"{scored['ThinkRec (fused experts)']:.3f}" in verdict  # the stream's P(Yes) is the scored one
+
+
+def test_compare_without_llm_rows_is_system1_only(tiny_llm_explorer):
+    item_id = tiny_llm_explorer.test_items("1")["item_id"].iloc[0]
+    table, _ = handlers.compare_systems(tiny_llm_explorer, "1", item_id, with_llm=False)
+    assert len(table) == 4 and "ThinkRec (fused experts)" not in table["system"].tolist()
 
 
 def test_think_with_bad_input_gives_a_message(tiny_llm_explorer):

@@ -98,7 +98,7 @@ def test_meteor_works_offline():
     assert meteor(["the user liked the film"], ["the user liked the film"]) > 0.9
 
 
-@pytest.mark.parametrize("name", ["thinkrec"])
+@pytest.mark.parametrize("name", ["thinkrec", "collm", "tallrec"])
 def test_shipped_llm_rescores_its_stored_test_predictions(config, prepared, name):
     from thinkrec.llm.score import score_rows
     from thinkrec.llm.systems import llm_dir, load_system
@@ -113,3 +113,32 @@ def test_shipped_llm_rescores_its_stored_test_predictions(config, prepared, name
     assert np.allclose(scores, stored["p_yes"].to_numpy()[pick], atol=1e-4)
     metrics = json.loads((llm_dir(config, name) / "metrics.json").read_text())
     assert auc_report(stored["user"], stored["label"], stored["p_yes"]) == metrics["test_subset"]
+
+
+def test_shipped_fused_model_rescores_its_stored_test_predictions(config, prepared):
+    from thinkrec.fusion.fused import experts_dir, load_fused
+    from thinkrec.llm.train import test_subset
+
+    stored = pd.read_parquet(experts_dir(config) / "test_predictions.parquet")
+    rows = test_subset(prepared, config).reset_index(drop=True)
+    assert rows[["user", "item", "label"]].equals(stored[["user", "item", "label"]].reset_index(drop=True))
+    pick = np.random.default_rng(2).choice(len(rows), 20, replace=False)
+    fused = load_fused(prepared, config)
+    for mode, column in (("fused", "p_yes"), ("hard", "p_hard")):
+        assert np.allclose(fused.score(rows.iloc[pick], mode), stored[column].to_numpy()[pick], atol=1e-4)
+    metrics = json.loads((experts_dir(config) / "metrics.json").read_text())
+    assert auc_report(stored["user"], stored["label"], stored["p_yes"]) == metrics["test_subset"]
+    assert auc_report(stored["user"], stored["label"], stored["p_global"]) == metrics["modes"]["global"]
+
+
+def test_report_figures_match_the_stages_metrics(config, prepared, tmp_path):
+    from thinkrec.report import write_report
+
+    text = write_report(prepared, config, tmp_path / "RESULTS.md")
+    for name, label in (("thinkrec", "ThinkRec-global"), ("collm", "CoLLM-style"), ("tallrec", "TALLRec-style")):
+        subset = json.loads((config.paths.checkpoints / "llm" / name / "metrics.json").read_text())["test_subset"]
+        assert f"| {label} | {subset['auc']:.4f} | {subset['uauc']:.4f} |" in text
+    fused = json.loads((config.paths.checkpoints / "llm" / "experts" / "metrics.json").read_text())["test_subset"]
+    assert f"| ThinkRec-fused | {fused['auc']:.4f} | {fused['uauc']:.4f} |" in text
+    reasoning = json.loads((config.paths.checkpoints / "llm" / "experts" / "reasoning_metrics.json").read_text())
+    assert f"| ThinkRec-fused | {reasoning['meteor']:.4f} | {reasoning['bleu4']:.4f} |" in text

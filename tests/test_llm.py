@@ -179,6 +179,18 @@ def test_streaming_yields_pieces_and_respects_the_cap(trained_cf, tiny_prepared,
     assert generate_text(model, tiny_tokenizer, prompt, GenerationSettings(max_new_tokens=12)) == text  # greedy
 
 
+def test_the_stream_reads_p_yes_from_its_first_step(trained_cf, tiny_prepared, tiny_config, tiny_llama,
+                                                    tiny_tokenizer):
+    model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    prompt = builder.encode_row(tiny_prepared.split("test").iloc[0])
+    for settings in (GenerationSettings(max_new_tokens=4), GenerationSettings(max_new_tokens=4, do_sample=True)):
+        stream = stream_text(model, tiny_tokenizer, prompt, settings)
+        assert stream.p_yes is None
+        list(stream)
+        expected = model.p_yes(collate([prompt], tiny_tokenizer.pad_token_id))[0].item()
+        assert stream.p_yes == pytest.approx(expected, abs=1e-5)  # raw logits even when sampling
+
+
 @pytest.mark.parametrize("settings", [GenerationSettings(max_new_tokens=0), GenerationSettings(max_new_tokens=10_000),
                                       GenerationSettings(do_sample=True, temperature=9.0)])
 def test_out_of_range_generation_settings_are_refused(settings):

@@ -272,7 +272,8 @@ class Explorer:
 
     def explain(self, user_id: str, item_id: str, system: str, settings: GenerationSettings,
                 tau: float | None = None) -> Explanation:
-        """Start streaming a system's answer for (user, item); P(Yes) and the prompt come with it."""
+        """Start streaming a system's answer for (user, item); the prompt comes with it, and P(Yes) once
+        the first piece of text has arrived (read from the same pass over the prompt)."""
         if system not in self.llm_systems():
             raise UnknownIdError(f"unknown LLM system {system[:40]!r}; available: {', '.join(self.llm_systems())}")
         user, item = self.user_index(user_id), self.item_index(item_id)
@@ -281,8 +282,7 @@ class Explorer:
         titles = self.data.items["title"].tolist()
         allowed = {titles[i] for i in hist_items if i >= 0} | {titles[item]}
         return Explanation(
-            system=system, prompt=self.bank.served[system].builder.readable(prompt),
-            p_yes=self.bank.p_yes(system, user, item, hist_items, hist_labels, tau), truth=truth, allowed=allowed,
+            system=system, prompt=self.bank.served[system].builder.readable(prompt), truth=truth, allowed=allowed,
             stream=self.bank.stream(system, user, item, hist_items, hist_labels, settings, tau))
 
     def grounding(self, text: str, allowed: set[str]) -> tuple[list[str], list[str]]:
@@ -296,7 +296,11 @@ class Explanation:
 
     system: str
     prompt: str  # the exact prompt, soft tokens named
-    p_yes: float
     truth: bool | None
     allowed: set[str]  # titles it may cite: the history shown in the prompt and the target
     stream: TextStream
+
+    @property
+    def p_yes(self) -> float | None:
+        """P(Yes) at the answer position; None until generation has taken its first step."""
+        return self.stream.p_yes

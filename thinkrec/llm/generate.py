@@ -4,6 +4,8 @@ The prompt (with its soft tokens already projected into input embeddings) is han
 backbone's ``generate`` in a worker thread; a ``TextIteratorStreamer`` passes the text back as it
 is produced, so a caller can show it while the model is still writing. The worker runs in a copy
 of the caller's context, so a per-request adapter mixture set by the caller applies to it.
+The first decoding step's logits sit at the answer position, so the stream also reads P(Yes)
+from them: one prompt pass serves both the score and the reasoning.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from threading import Thread
 
 import torch
-from transformers import TextIteratorStreamer
+from transformers import LogitsProcessor, LogitsProcessorList, TextIteratorStreamer
 
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt
@@ -55,9 +57,24 @@ class CountingStreamer(TextIteratorStreamer):
         super().put(value)
 
 
+class VerdictProbe(LogitsProcessor):
+    """Records P(Yes) = sigmoid(logit Yes - logit No) from the first decoding step (the answer position).
+
+    Generation applies custom processors before temperature and top-p, so these are the raw logits."""
+
+    def __init__(self, yes_id: int, no_id: int):
+        self.yes_id, self.no_id = yes_id, no_id
+        self.p_yes: float | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.p_yes is None:
+            self.p_yes = float(torch.sigmoid(scores[0, self.yes_id] - scores[0, self.no_id]))
+        return scores
+
+
 class TextStream:
     """Iterate to receive pieces of the answer (verdict first, then the reasoning) as they arrive;
-    ``new_tokens`` counts the tokens generated so far."""
+    ``new_tokens`` counts the tokens generated so far and ``p_yes`` is known once the first piece arrived."""
 
     def __init__(self, model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings,
                  timeout: float = 120.0):
@@ -70,8 +87,10 @@ class TextStream:
         sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p} \
             if settings.do_sample else {"do_sample": False}
         self._model = model
+        self._probe = VerdictProbe(model.yes_id, model.no_id)
         self._kwargs = dict(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                             max_new_tokens=settings.max_new_tokens, streamer=self.streamer,
+                            logits_processor=LogitsProcessorList([self._probe]),
                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
         self._errors: list[BaseException] = []
         self._context = contextvars.copy_context()  # carries the caller's adapter mixture, if any
@@ -79,6 +98,11 @@ class TextStream:
     @property
     def new_tokens(self) -> int:
         return self.streamer.new_tokens
+
+    @property
+    def p_yes(self) -> float | None:
+        """P(Yes) at the answer position, read from the first decoding step; None before it."""
+        return self._probe.p_yes
 
     def _work(self) -> None:
         try:
