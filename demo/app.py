@@ -33,8 +33,7 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
                 explore = _explore_tab(explorer)
             with gr.Tab("Analyse", id="analyse"):
                 analyse = _analyse_tab(explorer)
-            with gr.Tab("Results", id="results"):
-                _results_tab(explorer)
+                _results(explorer)
             with gr.Tab("About", id="about"):
                 gr.Markdown(about.ABOUT)
                 gr.HTML(about.architecture_html())
@@ -99,16 +98,17 @@ def _analyse_tab(explorer: Explorer) -> dict:
     return w
 
 
-def _results_tab(explorer: Explorer) -> None:
+def _results(explorer: Explorer) -> None:
     results = explorer.results_table()
-    gr.Markdown("AUC / UAUC recomputed from the stored predictions of every system on the same test rows. "
-                "The full report with the paper's ML-1M figures for context is RESULTS.md in the repository.")
-    gr.Dataframe(results, label="Test AUC / UAUC", interactive=False, elem_id="results-table")
-    if len(results):
-        gr.Plot(results_chart(results), label="AUC by system")
+    gr.Markdown("### Results\nAUC / UAUC recomputed from the stored predictions of every system on the same test "
+                "rows. The full report, with the paper's ML-1M figures for context, is RESULTS.md in the repository.")
+    with gr.Row():
+        gr.Dataframe(results, label="Test AUC / UAUC", interactive=False, elem_id="results-table")
+        if len(results):
+            gr.Plot(results_chart(results), label="AUC by system")
     clusters = explorer.cluster_results()
     if len(clusters):
-        gr.Dataframe(clusters, label="Per cluster", interactive=False, elem_id="cluster-results")
+        gr.Dataframe(clusters, label="Per cluster (test subset)", interactive=False, elem_id="cluster-results")
 
 
 def _wire(explorer: Explorer, demo: gr.Blocks, w: dict, a: dict, tabs, wanted_item, notice) -> None:
