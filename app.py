@@ -13,5 +13,5 @@ if __name__ == "__main__":
     on_space = bool(os.environ.get("SPACE_ID"))
     demo = build_demo(Explorer.load(load_config(os.environ.get("THINKREC_CONFIG"))))
     demo.queue(max_size=32, default_concurrency_limit=2)
-    demo.launch(server_name="0.0.0.0" if on_space else "127.0.0.1",
-                server_port=int(os.environ.get("PORT", "7860")), css=CSS)
+    demo.launch(server_name="0.0.0.0" if on_space else "127.0.0.1", server_port=int(os.environ.get("PORT", "7860")),
+                css=CSS, share=False, show_error=False)  # no public link; errors never show a traceback

@@ -167,7 +167,7 @@ def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: 
     try:
         settings = GenerationSettings(max_new_tokens=int(max_new_tokens))
         run = explorer.explain(user_id, item_id, system, settings)
-    except (UnknownIdError, ValueError) as err:
+    except (UnknownIdError, ValueError, TypeError) as err:
         log.warning("think: %s", err)
         yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
         return

@@ -95,6 +95,8 @@ def test_think_with_bad_input_gives_a_message(tiny_llm_explorer):
     assert "unknown LLM system" in message
     message = list(handlers.think(tiny_llm_explorer, "2", "1", "fused", 10_000))[0][0]
     assert "max_new_tokens" in message
+    message = list(handlers.think(tiny_llm_explorer, "2", "1", "fused", None))[0][0]
+    assert message.startswith("**Cannot explain this case:**")
 
 
 def test_compare_includes_llm_systems(tiny_llm_explorer):

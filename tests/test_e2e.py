@@ -121,3 +121,33 @@ def test_bad_link_gives_a_notice_not_a_trace(server):
         wait_for_text(page, "#notice", "unknown user id")
         assert "Traceback" not in page.content()
         browser.close()
+
+
+@pytest.mark.parametrize("path", ["file=README.md", "gradio_api/file=README.md", "file=/etc/passwd",
+                                  "gradio_api/file=/etc/passwd", "gradio_api/file=checkpoints/manifest.json",
+                                  "gradio_api/file=../../../../etc/passwd"])
+def test_no_file_outside_the_apps_own_assets_is_served(server, path):
+    import urllib.error
+
+    try:
+        with urllib.request.urlopen(server + path, timeout=10) as response:
+            status, body = response.status, response.read(2000)
+    except urllib.error.HTTPError as err:
+        status, body = err.code, b""
+    assert status in (403, 404) or (b"root:" not in body and b"ThinkRec" not in body), (status, body[:200])
+
+
+def test_server_keeps_serving_after_a_request_fails(server):
+    import json
+
+    from gradio_client import Client
+
+    request = urllib.request.Request(server + "gradio_api/call/think", data=json.dumps({"data": [7]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{server}gradio_api/call/think/{event}", timeout=60) as response:
+        answer = response.read().decode()
+    assert "event: error" in answer and "Traceback" not in answer  # one input instead of four
+    card, *_ = Client(server, verbose=False).predict("7", api_name="/select_user")
+    assert "User 7" in card

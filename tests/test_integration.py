@@ -149,3 +149,18 @@ def test_report_figures_match_the_stages_metrics(config, prepared, tmp_path):
     assert f"| ThinkRec-fused | {fused['auc']:.4f} | {fused['uauc']:.4f} |" in text
     reasoning = json.loads((config.paths.checkpoints / "llm" / "experts" / "reasoning_metrics.json").read_text())
     assert f"| ThinkRec-fused | {reasoning['meteor']:.4f} | {reasoning['bleu4']:.4f} |" in text
+
+
+def test_shipped_experts_are_standard_peft_adapters(config):
+    from peft import PeftModel
+
+    from thinkrec.files import read_json
+    from thinkrec.llm.backbone import load_backbone
+
+    root = config.paths.checkpoints / "llm" / "experts"
+    backbone, _ = load_backbone(config)
+    for expert in range(int(read_json(root / "selection.json")["k"])):
+        model = PeftModel.from_pretrained(backbone, root / f"expert_{expert}" / "adapter",
+                                          adapter_name=f"expert_{expert}")
+        assert any("lora_B" in name for name, _ in model.named_parameters())
+        backbone = model.unload()
