@@ -20,6 +20,7 @@ from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
 SCORE_COLUMNS = ["system", "p_like", "verdict"]
+NO_HELD_OUT = "This user has no held-out movies: search the catalogue below."
 DECISIONS = {"single": "one expert answers", "fused": "experts are blended", "global": "the global model answers"}
 
 
@@ -117,7 +118,7 @@ def select_user(explorer: Explorer, user_id: str | None, wanted_item: str | None
             choices.append((explorer.item_label(explorer.item_index(wanted_item)), wanted_item))
         value = wanted_item
     return (profile_markdown(explorer, user_id), genre_chart(profile.genre_counts),
-            gr.update(choices=choices, value=value),
+            gr.update(choices=choices, value=value, info=None if choices else NO_HELD_OUT),
             gate_chart(route) if route else None, gate_markdown(route), map_figure(explorer, user_id))
 
 
