@@ -58,6 +58,8 @@ def main() -> None:
         totals.append(total)
         rates.append(stream.new_tokens / total)
         print(f"  generation: {stream.new_tokens} tokens, first after {first_at:.2f} s, done after {total:.2f} s")
+    if not first:
+        return
     print(f"generation: median time to first token {statistics.median(first):.2f} s, "
           f"median {statistics.median(rates):.1f} tokens/s, median full answer {statistics.median(totals):.2f} s")
 

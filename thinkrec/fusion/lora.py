@@ -63,6 +63,10 @@ class MixtureLoRALinear(nn.Module):
         active = torch.nonzero(weights.abs().sum(0) > 0).flatten()  # skip adapters no row uses
         if len(active) == 0:
             return out
+        if len(active) == 1:  # the common case (one expert, or one system's adapter): two plain matmuls
+            e = int(active[0])
+            update = nn.functional.linear(nn.functional.linear(x, self.lora_a[e]), self.lora_b[e])
+            return out + update * weights[:, e, None, None]
         down = torch.einsum("bti,eri->bter", x, self.lora_a[active]) * weights[:, None, active, None]
         return out + torch.einsum("bter,eor->bto", down, self.lora_b[active])
 
