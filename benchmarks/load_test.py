@@ -65,7 +65,7 @@ def queue_phase(url: str, cases, system: str) -> bool:
     from gradio_client.utils import QueueError
 
     client = Client(url, verbose=False)
-    jobs = [client.submit(*cases[n % len(cases)], system, 8, api_name="/think") for n in range(QUEUE_SIZE + 12)]
+    jobs = [client.submit(*cases[n % len(cases)], system, 16, api_name="/think") for n in range(QUEUE_SIZE + 12)]
     refused, completed, other = 0, 0, []
     for job in jobs:
         try:
@@ -114,16 +114,19 @@ def main() -> int:
     parser.add_argument("--system", default="fused")
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--soak", type=int, default=200)
+    parser.add_argument("--phases", default="concurrent,queue,soak", help="comma-separated subset to run")
     args = parser.parse_args()
+    phases = set(args.phases.split(","))
     cases = test_cases(args.sessions)
     port = free_port()
     process, cold = start_server(port)
     url = f"http://127.0.0.1:{port}/"
     print(f"server ready in {cold:.1f} s, memory {resident_gb(process):.2f} GB")
     try:
-        results = {"concurrent": concurrent_phase(url, cases, args.system, args.tokens),
-                   "queue": queue_phase(url, cases, args.system),
-                   "soak": soak_phase(url, process, cases, args.soak)}
+        runs = {"concurrent": lambda: concurrent_phase(url, cases, args.system, args.tokens),
+                "queue": lambda: queue_phase(url, cases, args.system),
+                "soak": lambda: soak_phase(url, process, cases, args.soak)}
+        results = {name: run() for name, run in runs.items() if name in phases}
         alive = process.poll() is None
         print(f"server still serving: {alive}; " + ", ".join(f"{k}: {'pass' if v else 'FAIL'}"
                                                             for k, v in results.items()))

@@ -58,7 +58,10 @@ def _explore_tab(explorer: Explorer) -> dict:
             w["gate_reason"] = gr.Markdown(elem_id="gate-reason")
             w["genres"] = gr.Plot(label="Taste", elem_id="genre-chart")
         with gr.Column(scale=1):
-            w["item"] = gr.Dropdown([], label="Held-out movie (👍 liked / 👎 not)", elem_id="item-picker")
+            # Choices change per user; the handlers validate ids themselves, so API callers and shared
+            # links may name any item without the dropdown's own check refusing it first.
+            w["item"] = gr.Dropdown([], label="Held-out movie (👍 liked / 👎 not)", elem_id="item-picker",
+                                    allow_custom_value=True)
             with gr.Accordion("…or any movie from the catalogue", open=False):
                 w["query"] = gr.Textbox(label="Title search", max_length=200)
                 w["found"] = gr.Markdown()

@@ -33,7 +33,9 @@ CHART = Path("assets") / "results_auc.svg"
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
     def cell(value) -> str:
-        return f"{value:.4f}" if isinstance(value, float) else str(value)
+        if isinstance(value, float):
+            return f"{value:.4f}" if abs(value) < 10 else f"{value:.0f}"
+        return str(value)
 
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
             *["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]]
@@ -47,10 +49,12 @@ def systems_section(prepared: PreparedData, config: Config, predictions: pd.Data
     rows = [[r.system, r.auc, r.uauc, full[r.key]["auc"] if r.key in full else "", full[r.key]["uauc"]
              if r.key in full else ""] for r in subset.itertuples()]
     missing = [NAMES[s] for s in ("zeroshot", "tallrec", "collm", "thinkrec", "fused") if s not in predictions]
+    mixed = predictions.groupby("user")["label"].agg(lambda labels: 0 < labels.sum() < len(labels))
     lines = ["## Every system on the same test rows", "",
              (f"The fixed test subset: {len(predictions)} rows drawn at random (seed {config.llm.seed}) from the "
-             f"{len(test)} test rows of the per-user chronological split; the System-1 encoders are also shown on "
-             "the whole test split."), "",
+              f"{len(test)} test rows of the per-user chronological split; the System-1 encoders are also shown on "
+              f"the whole test split. Subset UAUC averages over only {int(mixed.sum())} users (those with both a "
+              "like and a dislike among the subset rows), so it moves in coarse steps; AUC is the headline."), "",
              *_table(["system", "subset AUC", "subset UAUC", "full-test AUC", "full-test UAUC"], rows), "",
              f"![AUC and UAUC by system]({CHART.as_posix()})"]
     if missing:
