@@ -63,7 +63,7 @@ def choose(page, picker: str, text: str | None = None, position: int = 0) -> Non
     page.click(f"{picker} input")
     if text:
         page.keyboard.type(text)
-    options = page.locator("ul.options li")
+    options = page.locator("[role=listbox] [role=option]")
     options.first.wait_for(timeout=30_000)
     (options.filter(has_text=text).first if text else options.nth(position)).click()
 
