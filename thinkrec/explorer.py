@@ -11,6 +11,7 @@ import json
 import logging
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -222,8 +223,8 @@ class Explorer:
         """The known outcome of a held-out interaction, None if the pair is not in valid/test."""
         return self.history_for(self.user_index(user_id), self.item_index(item_id))[2]
 
-    def case_table(self) -> pd.DataFrame:
-        """The stored test-subset predictions for analysts: ids, title, truth, cluster, each system's P(like)."""
+    @cached_property
+    def _cases(self) -> pd.DataFrame:
         table = self.predictions
         if table.empty:
             return table
@@ -233,6 +234,10 @@ class Explorer:
                               "title": [self.item_label(i) for i in items], "liked": table["label"].astype(bool),
                               "cluster": (self.clusters[users] + 1) if self.clusters is not None else 0})
         return pd.concat([cases, table.drop(columns=["user", "item", "label"])], axis=1)
+
+    def case_table(self) -> pd.DataFrame:
+        """The stored test-subset predictions for analysts: ids, title, truth, cluster, each system's P(like)."""
+        return self._cases.copy()
 
     def results_table(self) -> pd.DataFrame:
         """AUC / UAUC of every scored system on the fixed test subset, recomputed from the stored

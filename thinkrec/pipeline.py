@@ -134,8 +134,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
 
     from thinkrec.fusion.fused import load_fused
     from thinkrec.fusion.lora import mixture
-    from thinkrec.llm.generate import GenerationSettings, generate_text
-    from thinkrec.llm.model import collate
+    from thinkrec.llm.generate import GenerationSettings, stream_text
     from thinkrec.llm.systems import load_system
     from thinkrec.teacher.dataset import load_trace_dataset
     from thinkrec.text_metrics import explanation_report
@@ -165,8 +164,9 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
         prompt = builder.encode(row.user, row.item, row.hist_items, row.hist_labels)
         routing = mixture(torch.as_tensor(weights[number][None])) if weights is not None else nullcontext()
         with routing:
-            texts.append(generate_text(model, builder.tokenizer, prompt, settings))
-            p_yes.append(float(model.p_yes(collate([prompt], builder.tokenizer.pad_token_id))[0]))
+            stream = stream_text(model, builder.tokenizer, prompt, settings)
+            texts.append("".join(stream))
+            p_yes.append(stream.p_yes)
         allowed.append({titles[i] for i in row.hist_items if i >= 0} | {titles[row.item]})
     seconds = time.perf_counter() - started
     report = explanation_report(references["trace"].tolist(), texts, allowed, titles, p_yes,

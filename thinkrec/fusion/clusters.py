@@ -84,10 +84,15 @@ class Clustering:
 
     def points(self, raw_vectors: np.ndarray) -> np.ndarray:
         """Raw CF vectors in the space the clusters were found in (and the user map is drawn from)."""
-        points = self.standardiser.transform(np.asarray(raw_vectors, dtype=np.float64))
-        if self.spherical:
-            points = points / np.maximum(np.linalg.norm(points, axis=-1, keepdims=True), 1e-12)
-        return points
+        return clustering_space(self.standardiser, raw_vectors, self.spherical)
+
+
+def clustering_space(standardiser: Standardiser, raw_vectors: np.ndarray, spherical: bool) -> np.ndarray:
+    """Standardised vectors, projected onto the unit sphere when the clustering is ``spherical``."""
+    points = standardiser.transform(np.asarray(raw_vectors, dtype=np.float64))
+    if spherical:
+        points = points / np.maximum(np.linalg.norm(points, axis=-1, keepdims=True), 1e-12)
+    return points
 
 
 def cohens_d_activity(labels: np.ndarray, activity: np.ndarray) -> tuple[float, np.ndarray]:
@@ -146,9 +151,7 @@ def cluster_users(embeddings: np.ndarray, k: int, method: Method = "kmeans", see
     if not 1 <= k <= len(embeddings):
         raise ValueError(f"k must be between 1 and the number of users ({len(embeddings)}), got {k}")
     standardiser = Standardiser.fit(embeddings)
-    points = standardiser.transform(embeddings)
-    if spherical:
-        points = points / np.maximum(np.linalg.norm(points, axis=1, keepdims=True), 1e-12)  # as Clustering.points
+    points = clustering_space(standardiser, embeddings, spherical)
     labels = _order_by_size(_fit_labels(points, k, method, seed), k)
     centroids = np.stack([points[labels == c].mean(axis=0) for c in range(k)])
     d, pairs = cohens_d_activity(labels, activity) if activity is not None else (None, None)

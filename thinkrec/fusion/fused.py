@@ -29,7 +29,7 @@ from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.model import SoftTokenLM
 from thinkrec.llm.prompt import PromptBuilder
 from thinkrec.llm.score import score_rows
-from thinkrec.llm.systems import build_model, llm_dir, prompt_builder, system_spec
+from thinkrec.llm.systems import llm_dir, load_projected_model, prompt_builder, system_spec
 
 MODES = ("fused", "global", "hard")  # the gate's choice, the global adapter only, the top expert only
 
@@ -89,11 +89,10 @@ def build_fused(prepared: PreparedData, config: Config, clustering: Clustering, 
         backbone, tokenizer = load_backbone(config)
     install_mixture(backbone, [llm_dir(config, "thinkrec") / "adapter", *expert_adapters])
     spec = system_spec("thinkrec")
-    model = build_model(spec, backbone, tokenizer, config)
-    model.load_projectors(llm_dir(config, "thinkrec") / "projector.safetensors")
+    model = load_projected_model(spec, backbone, tokenizer, config, llm_dir(config, "thinkrec"))
     builder = prompt_builder(spec, prepared, tokenizer, config)
     vectors = load_embeddings(config, encoder)["user"].numpy()
-    return FusedSystem(model.eval(), builder, Gate(clustering, settings), vectors)
+    return FusedSystem(model, builder, Gate(clustering, settings), vectors)
 
 
 def load_fused(prepared: PreparedData, config: Config, backbone=None, tokenizer=None) -> FusedSystem:

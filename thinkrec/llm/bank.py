@@ -23,7 +23,7 @@ from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.generate import GenerationSettings, TextStream
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
-from thinkrec.llm.systems import build_model, llm_dir, prompt_builder, system_spec
+from thinkrec.llm.systems import build_model, llm_dir, load_projected_model, prompt_builder, system_spec
 
 log = logging.getLogger(__name__)
 LABELS = {"fused": "ThinkRec (fused experts)", "thinkrec": "ThinkRec (global expert)", "collm": "CoLLM-style",
@@ -115,10 +115,8 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
     slot = 0
     for name in trained:
         spec = system_spec(name)
-        model = build_model(spec, backbone, tokenizer, config)
-        if model.projector is not None:
-            model.load_projectors(llm_dir(config, name) / "projector.safetensors")
-        served[name] = Served(name, model.eval(), prompt_builder(spec, prepared, tokenizer, config), slot)
+        model = load_projected_model(spec, backbone, tokenizer, config, llm_dir(config, name))
+        served[name] = Served(name, model, prompt_builder(spec, prepared, tokenizer, config), slot)
         slot += 1 + (expert_slots if name == "thinkrec" else 0)
     if gate is not None:
         served = {"fused": Served("fused", served["thinkrec"].model, served["thinkrec"].builder, None), **served}

@@ -161,9 +161,9 @@ class SoftTokenLM(nn.Module):
             state = load_file(path)
             self.projector.load_state_dict({k: v for k, v in state.items() if not k.startswith("match.")})
             match = {k[len("match."):]: v for k, v in state.items() if k.startswith("match.")}
-            if self.match_projector is not None or match:
-                if self.match_projector is None:
-                    raise ValueError("the file holds a match projector the configuration does not use")
+            if match and self.match_projector is None:
+                raise ValueError("the file holds a match projector the configuration does not use")
+            if self.match_projector is not None:
                 self.match_projector.load_state_dict(match)
         except Exception as err:  # safetensors and torch raise several error types here
             raise CheckpointError(f"{path}: cannot load the projector ({err})") from err

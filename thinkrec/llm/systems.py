@@ -91,6 +91,14 @@ def build_model(spec: SystemSpec, backbone, tokenizer, config: Config) -> SoftTo
     return SoftTokenLM(backbone, tables, *answer_ids(tokenizer), config.llm.projector_mult, match=config.llm.cf_match)
 
 
+def load_projected_model(spec: SystemSpec, backbone, tokenizer, config: Config, folder: Path) -> SoftTokenLM:
+    """``build_model`` with the projectors trained in ``folder`` (when the system has CF tokens), in eval mode."""
+    model = build_model(spec, backbone, tokenizer, config)
+    if model.projector is not None:
+        model.load_projectors(folder / "projector.safetensors")
+    return model.eval()
+
+
 def prompt_builder(spec: SystemSpec, prepared: PreparedData, tokenizer, config: Config) -> PromptBuilder:
     return PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords,
                          use_match=config.llm.cf_match)
@@ -133,10 +141,8 @@ def load_system(name: str, prepared: PreparedData, config: Config, backbone=None
             backbone = PeftModel.from_pretrained(backbone, folder / "adapter", is_trainable=trainable)
         except (OSError, ValueError) as err:
             raise CheckpointError(f"{folder / 'adapter'}: cannot load the LoRA adapter ({err})") from err
-    model = build_model(spec, backbone, tokenizer, config)
-    if model.projector is not None:
-        model.load_projectors(folder / "projector.safetensors")
-    return model.eval(), prompt_builder(spec, prepared, tokenizer, config)
+    model = load_projected_model(spec, backbone, tokenizer, config, folder)
+    return model, prompt_builder(spec, prepared, tokenizer, config)
 
 
 def expert_start(prepared: PreparedData, config: Config, top_layers: int, backbone=None, tokenizer=None):
