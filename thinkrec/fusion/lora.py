@@ -15,6 +15,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,7 +24,17 @@ from torch import nn
 
 from thinkrec.errors import CheckpointError
 
-_MIXTURE: ContextVar[torch.Tensor | None] = ContextVar("thinkrec_lora_mixture", default=None)
+
+@dataclass(frozen=True)
+class _Plan:
+    """One request's mixture, analysed once: decoding calls every adapted layer for every token."""
+
+    weights: torch.Tensor  # (rows, adapters)
+    active: tuple[int, ...]  # adapters some row uses
+    unit: bool  # exactly one active adapter, at weight 1 for every row (one expert, or one system)
+
+
+_MIXTURE: ContextVar[_Plan | None] = ContextVar("thinkrec_lora_mixture", default=None)
 
 
 @contextmanager
@@ -31,7 +42,10 @@ def mixture(weights: torch.Tensor) -> Iterator[None]:
     """Run the enclosed forward passes with per-row adapter weights ``weights`` (rows x adapters)."""
     if weights.dim() != 2:
         raise ValueError(f"mixture weights must be (rows, adapters), got shape {tuple(weights.shape)}")
-    token = _MIXTURE.set(weights.float())
+    weights = weights.float()
+    active = tuple(int(e) for e in torch.nonzero(weights.abs().sum(0) > 0).flatten())
+    unit = len(active) == 1 and bool((weights[:, active[0]] == 1).all())
+    token = _MIXTURE.set(_Plan(weights, active, unit))
     try:
         yield
     finally:
@@ -53,21 +67,21 @@ class MixtureLoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
-        weights = _MIXTURE.get()
-        if weights is None:
+        plan = _MIXTURE.get()
+        if plan is None:
             raise RuntimeError("no adapter mixture set: wrap the call in `with mixture(weights):`")
-        if weights.shape != (x.shape[0], self.n_adapters):
-            raise ValueError(f"mixture of shape {tuple(weights.shape)} for a batch of {x.shape[0]} rows and "
+        if plan.weights.shape != (x.shape[0], self.n_adapters):
+            raise ValueError(f"mixture of shape {tuple(plan.weights.shape)} for a batch of {x.shape[0]} rows and "
                              f"{self.n_adapters} adapters")
-        weights = weights.to(x.dtype)
-        active = torch.nonzero(weights.abs().sum(0) > 0).flatten()  # skip adapters no row uses
-        if len(active) == 0:
+        if not plan.active:
             return out
-        if len(active) == 1:  # the common case (one expert, or one system's adapter): two plain matmuls
-            e = int(active[0])
+        if len(plan.active) == 1:  # the common case (one expert, or one system's adapter): two plain matmuls
+            e = plan.active[0]
             update = nn.functional.linear(nn.functional.linear(x, self.lora_a[e]), self.lora_b[e])
-            return out + update * weights[:, e, None, None]
-        down = torch.einsum("bti,eri->bter", x, self.lora_a[active]) * weights[:, None, active, None]
+            return out + (update if plan.unit else update * plan.weights[:, e, None, None].to(x.dtype))
+        active = list(plan.active)
+        weights = plan.weights[:, active].to(x.dtype)
+        down = torch.einsum("bti,eri->bter", x, self.lora_a[active]) * weights[:, None, :, None]
         return out + torch.einsum("bter,eor->bto", down, self.lora_b[active])
 
 

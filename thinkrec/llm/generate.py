@@ -5,7 +5,9 @@ backbone's ``generate`` in a worker thread; a ``TextIteratorStreamer`` passes th
 is produced, so a caller can show it while the model is still writing. The worker runs in a copy
 of the caller's context, so a per-request adapter mixture set by the caller applies to it.
 The first decoding step's logits sit at the answer position, so the stream also reads P(Yes)
-from them: one prompt pass serves both the score and the reasoning.
+from them: one prompt pass serves both the score and the reasoning. Greedy decoding (the default)
+runs through ``lookup_decoding``, which gives the same text in fewer forward passes; sampling
+runs through the backbone's ``generate``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from threading import Thread
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, TextIteratorStreamer
 
+from thinkrec.llm.lookup_decoding import greedy_lookup_decode
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt
 
@@ -87,6 +90,9 @@ class TextStream:
         sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p} \
             if settings.do_sample else {"do_sample": False}
         self._model = model
+        self._greedy = not settings.do_sample
+        self._prompt_ids = batch.input_ids[0]
+        self._eos_id = tokenizer.eos_token_id
         self._probe = VerdictProbe(model.yes_id, model.no_id)
         self._kwargs = dict(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                             max_new_tokens=settings.max_new_tokens, streamer=self.streamer,
@@ -107,10 +113,22 @@ class TextStream:
     def _work(self) -> None:
         try:
             with torch.no_grad():
-                self._model.backbone.generate(**self._kwargs)
+                if self._greedy:
+                    self._decode_greedy()
+                else:
+                    self._model.backbone.generate(**self._kwargs)
         except BaseException as err:  # surfaced to the caller in __iter__, never lost in the thread
             self._errors.append(err)
             self.streamer.on_finalized_text("", stream_end=True)
+
+    def _decode_greedy(self) -> None:
+        kwargs = self._kwargs
+        self.streamer.put(self._prompt_ids)  # the streamer skips the prompt, as it does under ``generate``
+        greedy_lookup_decode(self._model.backbone, kwargs["inputs_embeds"], self._prompt_ids.tolist(),
+                             kwargs["max_new_tokens"], self._eos_id,
+                             on_tokens=lambda tokens: self.streamer.put(torch.tensor(tokens)),
+                             on_first_logits=lambda logits: self._probe(self._prompt_ids[None], logits[None]))
+        self.streamer.end()
 
     def __iter__(self) -> Iterator[str]:
         worker = Thread(target=self._context.run, args=(self._work,), daemon=True)

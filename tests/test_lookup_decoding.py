@@ -1,0 +1,70 @@
+"""Prompt-lookup greedy decoding: the same tokens as plain greedy decoding, in fewer forward passes."""
+
+import pytest
+import torch
+
+from thinkrec.llm.lookup_decoding import draft_from_history, greedy_lookup_decode
+
+
+def test_the_draft_continues_the_latest_earlier_occurrence_of_the_final_ngram():
+    history = [1, 2, 3, 9, 9, 1, 2, 3, 7, 8, 4, 2, 3]
+    assert draft_from_history(history, 3) == [7, 8, 4]  # "2 3" last seen before position 6
+    assert draft_from_history(history, 1) == [7]
+    assert draft_from_history([5, 6, 7], 4) == []  # nothing repeats
+    assert draft_from_history([4, 4], 4) == [4]
+    assert draft_from_history(history, 0) == []
+
+
+def plain_greedy(model, ids, max_new_tokens, eos):
+    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                         do_sample=False, eos_token_id=eos, pad_token_id=eos)
+    return out[0, ids.shape[1]:].tolist()
+
+
+class CountingBackbone(torch.nn.Module):
+    """Wraps a causal LM and counts its forward passes."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.calls = model, 0
+
+    def forward(self, **kwargs):
+        self.calls += 1
+        return self.model(**kwargs)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lookup_decoding_gives_exactly_the_greedy_tokens_with_fewer_passes(tiny_llama, seed):
+    torch.manual_seed(seed)
+    motif = torch.randint(5, tiny_llama.config.vocab_size, (6,))
+    ids = torch.cat([motif.repeat(4), torch.randint(5, tiny_llama.config.vocab_size, (3,)), motif[:2]])[None]
+    expected = plain_greedy(tiny_llama, ids, 40, eos=-1)
+    counting, streamed, first = CountingBackbone(tiny_llama), [], []
+    with torch.no_grad():
+        embeds = tiny_llama.get_input_embeddings()(ids)
+        tokens = greedy_lookup_decode(counting, embeds, ids[0].tolist(), 40, eos_token_id=-1,
+                                      on_tokens=streamed.extend, on_first_logits=first.append)
+        answer_logits = tiny_llama(input_ids=ids).logits[0, -1]
+    assert tokens == expected == streamed
+    assert torch.allclose(first[0], answer_logits, atol=1e-5)
+    assert counting.calls < len(expected)  # random tiny models repeat themselves: drafts get accepted
+
+
+def test_lookup_decoding_stops_at_the_end_token_and_at_the_cap(tiny_llama):
+    ids = torch.arange(5, 25)[None]
+    with torch.no_grad():
+        embeds = tiny_llama.get_input_embeddings()(ids)
+        free = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, eos_token_id=-1, on_tokens=lambda t: None)
+        eos = free[5]  # pretend the sixth token ends the answer
+        stopped = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, eos_token_id=eos,
+                                       on_tokens=lambda t: None)
+        capped = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 7, eos_token_id=-1,
+                                      on_tokens=lambda t: None)
+    assert stopped == free[: free.index(eos) + 1]
+    assert capped == free[:7]
+
+
+def test_lookup_decoding_refuses_a_batch(tiny_llama):
+    with pytest.raises(ValueError, match="one prompt at a time"):
+        greedy_lookup_decode(tiny_llama, torch.zeros(2, 3, tiny_llama.config.hidden_size), [1, 2, 3], 5, 0,
+                             on_tokens=lambda t: None)
