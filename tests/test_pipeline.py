@@ -25,7 +25,9 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     assert reasoning["rows"] == 2 and 0 <= reasoning["meteor"] <= 1
 
     selection = pipeline.stage_experts(tiny_prepared, config)
-    assert selection["k"] == 2 and len(selection["candidates"]) == 1
+    assert selection["k"] == 2 and {c["method"] for c in selection["candidates"]} == {"kmeans", "ward"}
+    best = max(selection["candidates"], key=lambda c: c["valid"]["auc"])
+    assert selection["method"] == best["method"]  # chosen by fused valid AUC
     fused = load_fused(tiny_prepared, config)
     rows = test_subset(tiny_prepared, config)
     scores = {mode: fused.score(rows, mode) for mode in ("fused", "global", "hard")}

@@ -152,7 +152,7 @@ class FusionConfig:
 
     encoder: str = "lightgcn"  # whose user embeddings are clustered and drive the gate
     ks: tuple[int, ...] = (2, 3, 4, 5)  # candidate numbers of clusters; chosen by fused valid AUC
-    method: str = "kmeans"  # "kmeans" or "ward"
+    methods: tuple[str, ...] = ("kmeans", "ward")  # clustering algorithms tried; chosen with K by fused valid AUC
     expert_tokens: int = 20_000  # training budget of each expert
     top_layers: int = 8  # only the LoRA of the top layers trains in an expert (0: all layers)
     tau: float = 0.1  # gate temperature

@@ -1,4 +1,4 @@
-"""Reading JSON artefacts with errors that name the file, and hashing files."""
+"""Reading and writing JSON artefacts (errors name the file), and hashing files."""
 
 from __future__ import annotations
 
@@ -20,6 +20,15 @@ def read_json(path: Path) -> dict:
     if not isinstance(value, dict):
         raise CheckpointError(f"{path}: expected a JSON object")
     return value
+
+
+def write_json(path: Path, value: dict) -> None:
+    """Write ``value`` as indented JSON, through a temporary file so a reader never sees half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=2), encoding="utf-8")
+    partial.replace(path)
 
 
 def sha256_of(path: Path) -> str:

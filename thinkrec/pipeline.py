@@ -6,7 +6,6 @@ is current (unless forced), logs its wall time and refreshes the checkpoint mani
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from contextlib import nullcontext
@@ -18,7 +17,7 @@ from tqdm.auto import tqdm
 
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
-from thinkrec.files import read_json
+from thinkrec.files import read_json, write_json
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc_report
 
@@ -69,7 +68,7 @@ def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bo
         return {}
     if (folder / "config.json").exists() and not force:
         log.info("%s: trained model in %s", name, folder)
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))["train"]
+        return read_json(folder / "config.json")["train"]
     traces = load_trace_dataset(traces_path(config)) if spec.reasoning else None
     started = time.perf_counter()
     report = train_system(spec, prepared, config, traces)
@@ -98,7 +97,7 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
     rows[["user", "item", "label"]].assign(p_yes=scores).to_parquet(out, index=False)
     metrics = {"test_subset": auc_report(rows["user"], rows["label"], scores), "seconds": round(seconds, 1),
                "rows_per_second": round(len(rows) / seconds, 2)}
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    write_json(folder / "metrics.json", metrics)
     write_manifest(config.paths.checkpoints)
     log.info("%s: test subset AUC %.4f UAUC %.4f (%d rows, %.0f s)", name, metrics["test_subset"]["auc"],
              metrics["test_subset"]["uauc"], len(rows), seconds)
@@ -176,23 +175,20 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     references[["user", "item", "label"]].assign(
         reference=references["trace"], generated=texts, p_yes=p_yes, allowed=[sorted(a) for a in allowed]).to_parquet(
         out, index=False)
-    (folder / "reasoning_metrics.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_json(folder / "reasoning_metrics.json", report)
     write_manifest(config.paths.checkpoints)
     log.info("%s: reasoning on %d reference rows: %s", name, len(texts), report)
     return report
 
 
 def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -> dict:
-    """Cluster users for every candidate K, train one expert per cluster from the global adapter,
-    pick K by the fused model's valid AUC, and ship that clustering with its experts."""
+    """For every clustering method and candidate K: cluster users, train one expert per cluster from
+    the global adapter and score the fused model on valid. Ship the (method, K) with the best valid AUC.
+    Each candidate's experts and valid report are kept in the work folder, so a rerun resumes."""
     import shutil
 
     from thinkrec.cf.store import load_embeddings
-    from thinkrec.fusion.clusters import cluster_users, save_clustering
-    from thinkrec.fusion.fused import build_fused, experts_dir, gate_settings, write_selection
-    from thinkrec.llm.systems import expert_start, system_spec
-    from thinkrec.llm.train import Scope, train_system, valid_subset
-    from thinkrec.teacher.dataset import load_trace_dataset
+    from thinkrec.fusion.fused import experts_dir, write_selection
 
     root = experts_dir(config)
     if (root / "selection.json").exists() and not force:
@@ -201,39 +197,56 @@ def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -
     fusion = config.fusion
     started = time.perf_counter()
     vectors = load_embeddings(config, fusion.encoder)["user"].numpy()
-    activity = prepared.users["n_train"].to_numpy()
-    traces = load_trace_dataset(traces_path(config))
-    valid = valid_subset(prepared, config)
-    candidates = []
-    for k in fusion.ks:
-        clustering = cluster_users(vectors, k, fusion.method, fusion.seed, activity=activity, encoder=fusion.encoder)
-        work = config.paths.work / "experts" / f"k{k}"
-        save_clustering(clustering, work / "clusters")
-        for expert in range(k):
-            folder = work / f"expert_{expert}"
-            if not (folder / "config.json").exists():
-                members = np.flatnonzero(clustering.labels == expert)
-                scope = Scope(f"experts/k{k}/expert_{expert}", folder, fusion.expert_tokens, members, evaluate=False)
-                train_system(system_spec("thinkrec"), prepared, config, traces,
-                             start=expert_start(prepared, config, fusion.top_layers), scope=scope)
-        adapters = [work / f"expert_{e}" / "adapter" for e in range(k)]
-        fused = build_fused(prepared, config, clustering, adapters, gate_settings(config), fusion.encoder)
-        scores = fused.score(valid, "fused", desc=f"valid fused k={k}")
-        report = auc_report(valid["user"], valid["label"], scores)
-        candidates.append({"k": k, "valid": report, "silhouette": clustering.silhouette,
-                           "cohens_d": clustering.cohens_d, "sizes": list(clustering.sizes)})
-        log.info("experts: K=%d fused valid AUC %.4f UAUC %.4f", k, report["auc"], report["uauc"])
+    candidates = [expert_candidate(prepared, config, vectors, method, k)
+                  for method in fusion.methods for k in fusion.ks]
     best = max(candidates, key=lambda c: c["valid"]["auc"])
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    work = config.paths.work / "experts" / f"k{best['k']}"
+    work = candidate_dir(config, best["method"], best["k"])
     shutil.copytree(work / "clusters", root / "clusters")
     for expert in range(best["k"]):
         shutil.copytree(work / f"expert_{expert}", root / f"expert_{expert}")
-    write_selection(root, best["k"], config, candidates)
+    write_selection(root, best["method"], best["k"], config, candidates)
     write_manifest(config.paths.checkpoints)
-    log.info("experts: chose K=%d (%.0f s)", best["k"], time.perf_counter() - started)
+    log.info("experts: chose %s K=%d (%.0f s)", best["method"], best["k"], time.perf_counter() - started)
     return read_json(root / "selection.json")
+
+
+def candidate_dir(config: Config, method: str, k: int) -> Path:
+    return config.paths.work / "experts" / method / f"k{k}"
+
+
+def expert_candidate(prepared: PreparedData, config: Config, vectors: np.ndarray, method: str, k: int) -> dict:
+    """Cluster, train the K experts and score the fused model on valid (each step skipped when done)."""
+    from thinkrec.fusion.clusters import cluster_users, save_clustering
+    from thinkrec.fusion.fused import build_fused, gate_settings
+    from thinkrec.llm.systems import expert_start, system_spec
+    from thinkrec.llm.train import Scope, train_system, valid_subset
+    from thinkrec.teacher.dataset import load_trace_dataset
+
+    fusion, work = config.fusion, candidate_dir(config, method, k)
+    if (work / "candidate.json").exists():
+        return read_json(work / "candidate.json")
+    clustering = cluster_users(vectors, k, method, fusion.seed, activity=prepared.users["n_train"].to_numpy(),
+                               encoder=fusion.encoder)
+    save_clustering(clustering, work / "clusters")
+    for expert in range(k):
+        folder = work / f"expert_{expert}"
+        if not (folder / "config.json").exists():
+            members = np.flatnonzero(clustering.labels == expert)
+            scope = Scope(f"experts/{method}/k{k}/expert_{expert}", folder, fusion.expert_tokens, members,
+                          evaluate=False)
+            train_system(system_spec("thinkrec"), prepared, config, load_trace_dataset(traces_path(config)),
+                         start=expert_start(prepared, config, fusion.top_layers), scope=scope)
+    adapters = [work / f"expert_{e}" / "adapter" for e in range(k)]
+    fused = build_fused(prepared, config, clustering, adapters, gate_settings(config), fusion.encoder)
+    valid = valid_subset(prepared, config)
+    report = auc_report(valid["user"], valid["label"], fused.score(valid, "fused", desc=f"valid {method} k={k}"))
+    candidate = {"method": method, "k": k, "valid": report, "silhouette": clustering.silhouette,
+                 "cohens_d": clustering.cohens_d, "sizes": list(clustering.sizes)}
+    log.info("experts: %s K=%d fused valid AUC %.4f UAUC %.4f", method, k, report["auc"], report["uauc"])
+    write_json(work / "candidate.json", candidate)
+    return candidate
 
 
 def stage_user_map(prepared: PreparedData, config: Config, force: bool = False) -> dict:
@@ -295,7 +308,7 @@ def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False
                "seconds": {mode: round(value, 1) for mode, value in seconds.items()},
                "rows_per_second": {mode: round(len(rows) / value, 2) for mode, value in seconds.items()}}
     table.to_parquet(out, index=False)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    write_json(folder / "metrics.json", metrics)
     write_manifest(config.paths.checkpoints)
     log.info("fused: test AUC %.4f (global %.4f, hard %.4f)", metrics["modes"]["fused"]["auc"],
              metrics["modes"]["global"]["auc"], metrics["modes"]["hard"]["auc"])

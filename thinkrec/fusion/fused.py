@@ -10,7 +10,6 @@ Layout under ``checkpoints/llm/experts/``::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from thinkrec.cf.store import load_embeddings
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
-from thinkrec.files import read_json
+from thinkrec.files import read_json, write_json
 from thinkrec.fusion.clusters import Clustering, load_clustering
 from thinkrec.fusion.gate import Gate, GateSettings, Routing
 from thinkrec.fusion.lora import install_mixture
@@ -108,9 +107,9 @@ def load_fused(prepared: PreparedData, config: Config, backbone=None, tokenizer=
                        selection["encoder"], backbone, tokenizer)
 
 
-def write_selection(root: Path, k: int, config: Config, candidates: list[dict]) -> None:
+def write_selection(root: Path, method: str, k: int, config: Config, candidates: list[dict]) -> None:
     gate = gate_settings(config)
-    selection = {"k": k, "method": config.fusion.method, "encoder": config.fusion.encoder,
+    selection = {"k": k, "method": method, "encoder": config.fusion.encoder,
                  "gate": {"tau": gate.tau, "single_margin": gate.single_margin, "entropy_ratio": gate.entropy_ratio},
                  "candidates": candidates}
-    (root / "selection.json").write_text(json.dumps(selection, indent=2), encoding="utf-8")
+    write_json(root / "selection.json", selection)
