@@ -46,7 +46,7 @@ def main() -> None:
     seconds = time.perf_counter() - started
     print(f"scoring: {args.rows} rows in {seconds:.1f} s = {args.rows / seconds:.2f} rows/s (batch 16)")
     first, rates, totals = [], [], []
-    settings = GenerationSettings(max_new_tokens=args.max_new_tokens)
+    settings = GenerationSettings.from_config(config.llm, max_new_tokens=args.max_new_tokens)
     for _, row in rows.head(args.generations).iterrows():
         stream = stream_text(model, builder.tokenizer, builder.encode_row(row), settings)
         started = time.perf_counter()

@@ -166,7 +166,7 @@ def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: 
         yield "Pick a user, a movie and a system.", "", ""
         return
     try:
-        settings = GenerationSettings(max_new_tokens=int(max_new_tokens))
+        settings = GenerationSettings.from_config(explorer.config.llm, max_new_tokens=int(max_new_tokens))
         run = explorer.explain(user_id, item_id, system, settings)
     except (UnknownIdError, ValueError, TypeError) as err:
         log.warning("think: %s", err)

@@ -3,21 +3,34 @@
 import pytest
 import torch
 
-from thinkrec.llm.lookup_decoding import draft_from_history, greedy_lookup_decode
+from thinkrec.llm.generate import AnswerNgramBan
+from thinkrec.llm.lookup_decoding import (AnswerRules, allowed_prefix, draft_from_history, greedy_lookup_decode,
+                                          repeated_ngram_bans)
 
 
 def test_the_draft_continues_the_latest_earlier_occurrence_of_the_final_ngram():
     history = [1, 2, 3, 9, 9, 1, 2, 3, 7, 8, 4, 2, 3]
     assert draft_from_history(history, 3) == [7, 8, 4]  # "2 3" last seen before position 6
     assert draft_from_history(history, 1) == [7]
+    assert draft_from_history([5, 6, 7, 6], 2) == []  # a shared single token is not enough
+    assert draft_from_history([5, 6, 7, 6], 2, shortest_ngram=1) == [7, 6]
     assert draft_from_history([5, 6, 7], 4) == []  # nothing repeats
-    assert draft_from_history([4, 4], 4) == [4]
+    assert draft_from_history([4, 4, 4], 4) == [4]
     assert draft_from_history(history, 0) == []
+    assert draft_from_history(history, 3, trim=lambda d: d[:1] if d[0] != 7 else []) == [9]  # next occurrence
 
 
-def plain_greedy(model, ids, max_new_tokens, eos):
+def test_ngram_bans_name_the_tokens_that_would_repeat_an_ngram_of_the_answer():
+    answer = [4, 5, 6, 4, 5, 7, 4, 5]
+    assert sorted(repeated_ngram_bans(answer, 3)) == [6, 7]
+    assert repeated_ngram_bans(answer, 0) == []
+    assert sorted(repeated_ngram_bans(answer, 1)) == [4, 4, 4, 5, 5, 5, 6, 7]
+    assert allowed_prefix([9, 4, 5, 6], [4, 5, 6], 3) == [9, 4, 5]  # "4 5 6" would come again
+
+
+def plain_greedy(model, ids, max_new_tokens, eos, min_new_tokens=0):
     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                         do_sample=False, eos_token_id=eos, pad_token_id=eos)
+                         min_new_tokens=min_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=eos)
     return out[0, ids.shape[1]:].tolist()
 
 
@@ -42,7 +55,7 @@ def test_lookup_decoding_gives_exactly_the_greedy_tokens_with_fewer_passes(tiny_
     counting, streamed, first = CountingBackbone(tiny_llama), [], []
     with torch.no_grad():
         embeds = tiny_llama.get_input_embeddings()(ids)
-        tokens = greedy_lookup_decode(counting, embeds, ids[0].tolist(), 40, eos_token_id=-1,
+        tokens = greedy_lookup_decode(counting, embeds, ids[0].tolist(), 40, AnswerRules(-1),
                                       on_tokens=streamed.extend, on_first_logits=first.append)
         answer_logits = tiny_llama(input_ids=ids).logits[0, -1]
     assert tokens == expected == streamed
@@ -54,17 +67,52 @@ def test_lookup_decoding_stops_at_the_end_token_and_at_the_cap(tiny_llama):
     ids = torch.arange(5, 25)[None]
     with torch.no_grad():
         embeds = tiny_llama.get_input_embeddings()(ids)
-        free = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, eos_token_id=-1, on_tokens=lambda t: None)
+        free = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(-1), on_tokens=lambda t: None)
         eos = free[5]  # pretend the sixth token ends the answer
-        stopped = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, eos_token_id=eos,
+        stopped = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(eos),
                                        on_tokens=lambda t: None)
-        capped = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 7, eos_token_id=-1,
+        capped = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 7, AnswerRules(-1),
                                       on_tokens=lambda t: None)
     assert stopped == free[: free.index(eos) + 1]
     assert capped == free[:7]
 
 
+def test_the_end_token_is_barred_before_the_minimum_length(tiny_llama):
+    ids = torch.arange(5, 25)[None]
+    with torch.no_grad():
+        embeds = tiny_llama.get_input_embeddings()(ids)
+        free = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(-1), on_tokens=lambda t: None)
+        eos = free[2]  # the third token would end the answer
+        held = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(eos, min_new_tokens=12),
+                                    on_tokens=lambda t: None)
+    assert eos not in held[:12]
+    assert held == plain_greedy(tiny_llama, ids, 30, eos, min_new_tokens=12)
+
+
 def test_lookup_decoding_refuses_a_batch(tiny_llama):
     with pytest.raises(ValueError, match="one prompt at a time"):
-        greedy_lookup_decode(tiny_llama, torch.zeros(2, 3, tiny_llama.config.hidden_size), [1, 2, 3], 5, 0,
-                             on_tokens=lambda t: None)
+        greedy_lookup_decode(tiny_llama, torch.zeros(2, 3, tiny_llama.config.hidden_size), [1, 2, 3], 5,
+                             AnswerRules(0), on_tokens=lambda t: None)
+
+
+def has_repeated_ngram(tokens: list[int], n: int) -> bool:
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+def test_lookup_decoding_with_ngram_bans_matches_generate_with_the_same_ban(tiny_llama):
+    from transformers import LogitsProcessorList
+
+    torch.manual_seed(3)
+    motif = torch.randint(5, tiny_llama.config.vocab_size, (5,))
+    ids = torch.cat([motif.repeat(3), motif[:2]])[None]
+    with torch.no_grad():
+        embeds = tiny_llama.get_input_embeddings()(ids)
+        free = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 40, AnswerRules(-1), on_tokens=lambda t: None)
+        banned = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 40, AnswerRules(-1, no_repeat_ngram=3),
+                                      on_tokens=lambda t: None)
+        reference = tiny_llama.generate(inputs_embeds=embeds, attention_mask=torch.ones_like(ids), max_new_tokens=40,
+                                        do_sample=False, pad_token_id=0, eos_token_id=None,
+                                        logits_processor=LogitsProcessorList([AnswerNgramBan(3)]))
+    assert has_repeated_ngram(free, 3) and not has_repeated_ngram(banned, 3)
+    assert banned == reference[0].tolist()

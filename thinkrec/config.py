@@ -141,8 +141,11 @@ class LLMConfig:
     eval_rows: int = 500  # fixed test subset every LLM system is scored on
     eval_every_tokens: int = 150_000
     max_new_tokens: int = 160
+    min_new_tokens: int = 32  # generation may not stop before this: a verdict alone explains nothing
+    no_repeat_ngram: int = 6  # no 6-gram repeated within an answer: greedy decoding of a small LM loops
     do_sample: bool = False
     temperature: float = 0.7
+    top_p: float = 0.95
     seed: int = 2025
 
 

@@ -154,8 +154,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
         weights = None
     keys = ["user", "item", "timestamp"]
     rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
-    settings = GenerationSettings(max_new_tokens=config.llm.max_new_tokens, do_sample=config.llm.do_sample,
-                                  temperature=config.llm.temperature)
+    settings = GenerationSettings.from_config(config.llm)
     titles = prepared.items["title"].tolist()
     texts, p_yes, allowed = [], [], []
     started = time.perf_counter()

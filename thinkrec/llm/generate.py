@@ -20,7 +20,7 @@ from threading import Thread
 import torch
 from transformers import LogitsProcessor, LogitsProcessorList, TextIteratorStreamer
 
-from thinkrec.llm.lookup_decoding import greedy_lookup_decode
+from thinkrec.llm.lookup_decoding import AnswerRules, greedy_lookup_decode, repeated_ngram_bans
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt
 
@@ -32,14 +32,29 @@ class GenerationSettings:
     """Decoding settings; greedy by default."""
 
     max_new_tokens: int = 160
+    min_new_tokens: int = 0  # the end token is barred before this many tokens (a verdict alone is no reasoning)
+    no_repeat_ngram: int = 0  # bar repeating any n-gram of the answer itself (0: off); quoting the prompt stays free
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.95
+
+    @classmethod
+    def from_config(cls, llm, max_new_tokens: int | None = None) -> "GenerationSettings":
+        """The configured decoding (``config.llm``), optionally with another cap on new tokens."""
+        cap = llm.max_new_tokens if max_new_tokens is None else max_new_tokens
+        return cls(max_new_tokens=cap, min_new_tokens=min(llm.min_new_tokens, max(cap, 0)),
+                   no_repeat_ngram=llm.no_repeat_ngram, do_sample=llm.do_sample, temperature=llm.temperature,
+                   top_p=llm.top_p)
 
     def checked(self) -> "GenerationSettings":
         """Raise ``ValueError`` on settings out of range."""
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError(f"max_new_tokens must lie in 1..{MAX_NEW_TOKENS_LIMIT}, not {self.max_new_tokens}")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(f"min_new_tokens must lie in 0..max_new_tokens ({self.max_new_tokens}), "
+                             f"not {self.min_new_tokens}")
+        if not 0 <= self.no_repeat_ngram <= 16:
+            raise ValueError(f"no_repeat_ngram must lie in 0..16, not {self.no_repeat_ngram}")
         if self.do_sample and not 0.05 <= self.temperature <= 2.0:
             raise ValueError(f"temperature must lie in 0.05..2.0, not {self.temperature}")
         if self.do_sample and not 0.05 <= self.top_p <= 1.0:
@@ -75,6 +90,21 @@ class VerdictProbe(LogitsProcessor):
         return scores
 
 
+class AnswerNgramBan(LogitsProcessor):
+    """Bars tokens that would repeat an n-gram of the answer (``generate`` started from embeddings
+    alone, so ``input_ids`` holds only the answer)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        for row, answer in enumerate(input_ids.tolist()):
+            banned = repeated_ngram_bans(answer, self.n)
+            if banned:
+                scores[row, banned] = float("-inf")
+        return scores
+
+
 class TextStream:
     """Iterate to receive pieces of the answer (verdict first, then the reasoning) as they arrive;
     ``new_tokens`` counts the tokens generated so far and ``p_yes`` is known once the first piece arrived."""
@@ -91,12 +121,14 @@ class TextStream:
             if settings.do_sample else {"do_sample": False}
         self._model = model
         self._greedy = not settings.do_sample
+        self._no_repeat_ngram = settings.no_repeat_ngram
         self._prompt_ids = batch.input_ids[0]
         self._eos_id = tokenizer.eos_token_id
         self._probe = VerdictProbe(model.yes_id, model.no_id)
         self._kwargs = dict(inputs_embeds=embeds, attention_mask=batch.attention_mask,
-                            max_new_tokens=settings.max_new_tokens, streamer=self.streamer,
-                            logits_processor=LogitsProcessorList([self._probe]),
+                            max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
+                            streamer=self.streamer,
+                            logits_processor=LogitsProcessorList([self._probe, AnswerNgramBan(settings.no_repeat_ngram)]),
                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
         self._errors: list[BaseException] = []
         self._context = contextvars.copy_context()  # carries the caller's adapter mixture, if any
@@ -125,7 +157,8 @@ class TextStream:
         kwargs = self._kwargs
         self.streamer.put(self._prompt_ids)  # the streamer skips the prompt, as it does under ``generate``
         greedy_lookup_decode(self._model.backbone, kwargs["inputs_embeds"], self._prompt_ids.tolist(),
-                             kwargs["max_new_tokens"], self._eos_id,
+                             kwargs["max_new_tokens"],
+                             AnswerRules(self._eos_id, kwargs["min_new_tokens"], self._no_repeat_ngram),
                              on_tokens=lambda tokens: self.streamer.put(torch.tensor(tokens)),
                              on_first_logits=lambda logits: self._probe(self._prompt_ids[None], logits[None]))
         self.streamer.end()

@@ -7,6 +7,10 @@ guessed by finding the same n-gram earlier in the prompt or the answer. Each ste
 plus such a guess (the *draft*) and keeps the longest prefix of the draft that greedy decoding would
 have produced anyway; the cache is cut back past the rest. The text is the same as plain greedy
 decoding's (up to floating-point ties); only the number of forward passes drops.
+
+A small model decoding greedily loops ("It's a film that has been ... It's a film that has been");
+``no_repeat_ngram`` bars any token that would repeat an n-gram of the answer itself. Unlike the
+usual rule, quoting the prompt (titles, genres) stays allowed.
 """
 
 from __future__ import annotations
@@ -17,28 +21,90 @@ import torch
 
 DRAFT_TOKENS = 8  # longest guess checked per step
 LONGEST_NGRAM = 3  # n-grams tried, longest first, to find where the answer quotes earlier text
+SHORTEST_NGRAM = 2  # a single shared token predicts the continuation too poorly to pay for checking it
+OCCURRENCES_TRIED = 16  # earlier occurrences of one n-gram looked at, latest first
 
 
-def draft_from_history(history: list[int], max_tokens: int, longest_ngram: int = LONGEST_NGRAM) -> list[int]:
-    """The tokens that followed the latest earlier occurrence of the history's final n-gram (n = longest..1)."""
+def draft_from_history(history: list[int], max_tokens: int, longest_ngram: int = LONGEST_NGRAM,
+                       trim: Callable[[list[int]], list[int]] = lambda draft: draft,
+                       shortest_ngram: int = SHORTEST_NGRAM) -> list[int]:
+    """The tokens that followed the latest earlier occurrence of the history's final n-gram
+    (n = longest..shortest).
+
+    ``trim`` cuts a candidate where decoding would refuse it; the first non-empty trimmed candidate wins."""
     if max_tokens <= 0:
         return []
-    for n in range(min(longest_ngram, len(history) - 1), 0, -1):
-        tail = history[-n:]
+    for n in range(min(longest_ngram, len(history) - 1), shortest_ngram - 1, -1):
+        tail, tried = history[-n:], 0
         for start in range(len(history) - n - 1, -1, -1):
             if history[start:start + n] == tail:
-                return history[start + n:start + n + max_tokens]
+                draft = trim(history[start + n:start + n + max_tokens])
+                if draft:
+                    return draft
+                tried += 1
+                if tried == OCCURRENCES_TRIED:
+                    break
     return []
+
+
+def repeated_ngram_bans(answer: list[int], n: int) -> list[int]:
+    """Tokens that would complete an n-gram the answer already contains (none when ``n`` < 1)."""
+    if n < 1 or len(answer) < n - 1:
+        return []
+    prefix = answer[len(answer) - n + 1:]
+    return [answer[i + n - 1] for i in range(len(answer) - n + 1) if answer[i:i + n - 1] == prefix]
+
+
+def allowed_prefix(draft: list[int], answer: list[int], n: int, answer_ngrams: set[tuple[int, ...]] | None = None
+                   ) -> list[int]:
+    """The longest start of ``draft`` that repeats no n-gram of ``answer`` + itself (``answer_ngrams``: the
+    answer's n-grams, when the caller has them already)."""
+    seen = set(answer_ngrams) if answer_ngrams is not None else ngrams(answer, n)
+    text = answer[len(answer) - n + 1:] if n > 1 else []
+    for length, token in enumerate(draft):
+        text = (text + [token])[-n:]
+        if len(text) == n:
+            if tuple(text) in seen:
+                return draft[:length]
+            seen.add(tuple(text))
+    return draft
+
+
+def ngrams(tokens: list[int], n: int) -> set[tuple[int, ...]]:
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+class AnswerRules:
+    """What greedy decoding may not choose next, given the answer so far."""
+
+    def __init__(self, eos_token_id: int, min_new_tokens: int = 0, no_repeat_ngram: int = 0):
+        self.eos_token_id, self.min_new_tokens, self.no_repeat_ngram = eos_token_id, min_new_tokens, no_repeat_ngram
+
+    def choose(self, logits: torch.Tensor, answer: list[int]) -> int:
+        """The best token after ``answer`` that the rules allow."""
+        barred = repeated_ngram_bans(answer, self.no_repeat_ngram)
+        if len(answer) < self.min_new_tokens:
+            barred.append(self.eos_token_id)
+        if barred:
+            logits = logits.clone()
+            logits[barred] = float("-inf")
+        return int(logits.argmax())
+
+    def trimmer(self, answer: list[int]) -> Callable[[list[int]], list[int]]:
+        """A function cutting a draft where the rules would refuse it after ``answer``."""
+        if not self.no_repeat_ngram:
+            return lambda draft: draft
+        seen = ngrams(answer, self.no_repeat_ngram)
+        return lambda draft: allowed_prefix(draft, answer, self.no_repeat_ngram, seen)
 
 
 @torch.no_grad()
 def greedy_lookup_decode(backbone, inputs_embeds: torch.Tensor, prompt_ids: list[int], max_new_tokens: int,
-                         eos_token_id: int, on_tokens: Callable[[list[int]], None],
+                         rules: AnswerRules, on_tokens: Callable[[list[int]], None],
                          on_first_logits: Callable[[torch.Tensor], None] = lambda logits: None,
                          draft_tokens: int | None = None) -> list[int]:
-    """Decode greedily from one prompt (``inputs_embeds``: 1 x T x d, unpadded); return the new tokens.
-
-    ``on_tokens`` receives each accepted group of tokens as soon as it is known (for streaming);
+    """Decode greedily from one prompt (``inputs_embeds``: 1 x T x d, unpadded) under ``rules``; return the
+    new tokens. ``on_tokens`` receives each accepted group of tokens as soon as it is known (for streaming),
     ``on_first_logits`` the logits at the answer position, before the first token is chosen."""
     draft_tokens = DRAFT_TOKENS if draft_tokens is None else draft_tokens
     if inputs_embeds.shape[0] != 1:
@@ -46,25 +112,24 @@ def greedy_lookup_decode(backbone, inputs_embeds: torch.Tensor, prompt_ids: list
     output = backbone(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1)
     cache, logits = output.cache, output.logits[0, -1]
     on_first_logits(logits)
-    history, generated = list(prompt_ids), []
+    answer: list[int] = []
     while True:
-        token = int(logits.argmax())
-        accepted = [token]
-        if token != eos_token_id and len(generated) + 1 < max_new_tokens:
-            room = min(draft_tokens, max_new_tokens - len(generated) - 1) if generated else 0  # verdict first, fast
-            draft = draft_from_history(history + [token], room)
-            step = backbone(input_ids=torch.tensor([[token, *draft]], device=inputs_embeds.device),
+        accepted = [rules.choose(logits, answer)]
+        if accepted[0] != rules.eos_token_id and len(answer) + 1 < max_new_tokens:
+            # The verdict goes out after one plain step; later steps also check a draft.
+            room = min(draft_tokens, max_new_tokens - len(answer) - 1) if answer else 0
+            draft = draft_from_history(prompt_ids + answer + accepted, room, trim=rules.trimmer(answer + accepted))
+            step = backbone(input_ids=torch.tensor([accepted + draft], device=inputs_embeds.device),
                             cache=cache, use_cache=True)
-            predicted = step.logits[0].argmax(-1).tolist()
-            while len(accepted) <= len(draft) and accepted[-1] != eos_token_id \
-                    and predicted[len(accepted) - 1] == draft[len(accepted) - 1]:
+            # Row j of the step's logits follows answer + accepted + draft[:j].
+            while len(accepted) <= len(draft) and accepted[-1] != rules.eos_token_id \
+                    and rules.choose(step.logits[0, len(accepted) - 1], answer + accepted) == draft[len(accepted) - 1]:
                 accepted.append(draft[len(accepted) - 1])
             rejected = len(draft) + 1 - len(accepted)
             if rejected:
                 cache.crop(-rejected)
             logits = step.logits[0, len(accepted) - 1]
-        generated += accepted
-        history += accepted
+        answer += accepted
         on_tokens(accepted)
-        if accepted[-1] == eos_token_id or len(generated) >= max_new_tokens:
-            return generated
+        if accepted[-1] == rules.eos_token_id or len(answer) >= max_new_tokens:
+            return answer
