@@ -237,6 +237,7 @@ def test_training_mixes_reasoning_rows_resumes_and_ships_an_adapter(tiny_traces,
 
     again = train_system(spec, tiny_prepared, tiny_config, tiny_traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
     assert again["train_tokens"] == report["train_tokens"] and len(again["evaluations"]) == 1  # nothing redone
+    assert report["seconds"] > 0 and again["seconds"] == report["seconds"]  # wall time adds up over resumed runs
 
 
 def test_reasoning_system_refuses_to_train_without_traces(trained_cf, tiny_prepared, tiny_config, tiny_llama,

@@ -122,6 +122,12 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
                      "rows"], rows)]
 
 
+def training_seconds(train: dict) -> str:
+    if train.get("seconds") is not None:
+        return f"{train['seconds']:.0f}"
+    return f"{train.get('seconds_this_run', 0):.0f} (last run only)"
+
+
 def cost_section(config: Config) -> list[str]:
     rows = []
     for system in ("thinkrec", "collm", "tallrec"):
@@ -129,12 +135,13 @@ def cost_section(config: Config) -> list[str]:
         if path.exists():
             train = read_json(path)["train"]
             rows.append([NAMES[system], train["train_tokens"], train["train_examples"], train["reasoning_examples"],
-                         train["best_valid_auc"], train.get("seconds_this_run", "")])
+                         train["best_valid_auc"], training_seconds(train)])
     if not rows:
         return []
     return ["## Training cost", "",
-            ("Tokens seen, examples, reasoning examples, the best validation AUC and the wall time of the last run "
-            "(a resumed run counts only its own part) on this 2-core CPU."), "",
+            ("Tokens seen, examples, reasoning examples, the best validation AUC and the training wall time on this "
+             "2-core CPU, summed over resumed runs (checkpoints trained before that sum was kept show the last run "
+             "only)."), "",
             *_table(["system", "tokens", "examples", "reasoning examples", "best valid AUC", "seconds"], rows)]
 
 

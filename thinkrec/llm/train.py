@@ -111,11 +111,21 @@ class Progress:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.state = {"step": 0, "tokens": 0, "best_auc": -1.0, "best_step": 0, "evaluations": []}
+        self.state = {"step": 0, "tokens": 0, "best_auc": -1.0, "best_step": 0, "evaluations": [], "seconds": 0.0}
         if (folder / "progress.json").exists():
             self.state = json.loads((folder / "progress.json").read_text(encoding="utf-8"))
+        self._clock = time.perf_counter()  # wall time is added up over every run that saved its work
+
+    @property
+    def seconds(self) -> float | None:
+        """Training wall time over all runs so far; None for a state saved before time was kept."""
+        return self.state.get("seconds")
 
     def save(self, model: SoftTokenLM, optimiser: torch.optim.Optimizer, best: dict[str, torch.Tensor] | None) -> None:
+        now = time.perf_counter()
+        if self.seconds is not None:
+            self.state["seconds"] = round(self.seconds + now - self._clock, 1)
+        self._clock = now
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "progress.json").unlink(missing_ok=True)
         save_file(trainable_state(model), self.folder / "last.safetensors")
@@ -227,7 +237,7 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     report = {"train_tokens": progress.state["tokens"], "train_examples": len(examples),
               "reasoning_examples": sum(e.reasoning for e in examples), "best_valid_auc": progress.state["best_auc"],
               "best_step": progress.state["best_step"], "steps": len(batches), "evaluations": progress.state["evaluations"],
-              "seconds_this_run": round(seconds, 1)}
+              "seconds_this_run": round(seconds, 1), "seconds": progress.seconds}
     if accelerator.is_main_process:
         save_system(core, spec, scope.out_dir, {"llm_config": json.loads(json.dumps(vars(settings))), "train": report})
     return report
