@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test venv dev-venv assets pipeline
+.PHONY: demo test lint venv dev-venv assets pipeline
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,8 @@ demo: assets
 test: dev-venv assets
 	$(BIN)/python -m pytest
 
+lint: dev-venv
+	$(BIN)/python -m ruff check .
+
 pipeline: assets
-	$(BIN)/python -m thinkrec prepare
-	$(BIN)/python -m thinkrec train-cf
+	$(BIN)/python -m thinkrec all

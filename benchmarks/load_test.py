@@ -31,9 +31,10 @@ def stream(url: str, user: str, item: str, system: str, tokens: int) -> tuple[st
 
     client = Client(url, verbose=False)
     started = time.perf_counter()
-    verdict, reasoning = "", ""
-    for verdict, reasoning, _ in client.submit(user, item, system, tokens, api_name="/think"):
+    last = ("", "", "")
+    for last in client.submit(user, item, system, tokens, api_name="/think"):  # noqa: B007 (the final update counts)
         pass
+    verdict, reasoning, _ = last
     return verdict, reasoning.split("<br><small>")[0], time.perf_counter() - started
 
 

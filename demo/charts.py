@@ -15,7 +15,8 @@ def genre_chart(genre_counts: pd.DataFrame) -> go.Figure:
         go.Bar(y=frame["genre"], x=frame["liked"], name="liked", orientation="h", marker_color=LIKE_COLOUR),
         go.Bar(y=frame["genre"], x=frame["disliked"], name="disliked", orientation="h", marker_color=DISLIKE_COLOUR),
     ])
-    figure.update_layout(barmode="stack", height=max(240, 22 * len(frame) + 80), margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    figure.update_layout(barmode="stack", height=max(240, 22 * len(frame) + 80),
+                         margin={"l": 10, "r": 10, "t": 30, "b": 10},
                          title="Train ratings by genre", legend={"orientation": "h", "y": -0.1})
     return figure
 
@@ -27,7 +28,8 @@ def gate_chart(route) -> go.Figure:
     colours = [LIKE_COLOUR if u else "#c9d6df" for u in used]
     figure = go.Figure(go.Bar(x=names, y=list(route.weights), marker_color=colours,
                               text=[f"{w:.0%}" for w in route.weights], textposition="outside"))
-    figure.update_layout(height=240, margin={"l": 10, "r": 10, "t": 30, "b": 10}, yaxis={"range": [0, 1.1], "title": "weight"},
+    figure.update_layout(height=240, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         yaxis={"range": [0, 1.1], "title": "weight"},
                          title="Gate weights")
     return figure
 

@@ -39,7 +39,8 @@ def tiny_explorer(tiny_config, tiny_prepared):
 
     for name in tiny_config.cf.models:
         grid = getattr(tiny_config.cf, name)
-        grid.dims, grid.learning_rates, grid.weight_decays, grid.max_epochs, grid.batch_size = (8,), (0.05,), (0.0,), 2, 16
+        grid.dims, grid.learning_rates, grid.weight_decays = (8,), (0.05,), (0.0,)
+        grid.max_epochs, grid.batch_size = 2, 16
     train_all_cf(tiny_prepared, tiny_config)
     return Explorer.load(tiny_config, with_llm=False)
 

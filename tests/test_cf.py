@@ -16,7 +16,8 @@ from thinkrec.errors import CheckpointError
 def small_grid(tiny_config):
     for name in MODEL_NAMES:
         grid = getattr(tiny_config.cf, name)
-        grid.dims, grid.learning_rates, grid.weight_decays, grid.max_epochs, grid.batch_size = (8,), (0.05,), (0.0,), 3, 8
+        grid.dims, grid.learning_rates, grid.weight_decays = (8,), (0.05,), (0.0,)
+        grid.max_epochs, grid.batch_size = 3, 8
     return tiny_config
 
 

@@ -179,6 +179,7 @@ def test_ui_builds_with_every_tab(tiny_llm_explorer):
 def test_a_user_without_held_out_movies_is_pointed_to_the_search(tiny_explorer, monkeypatch):
     import pandas as pd
 
-    monkeypatch.setattr(tiny_explorer, "test_items", lambda user_id: pd.DataFrame(columns=["item_id", "title", "liked"]))
+    empty = pd.DataFrame(columns=["item_id", "title", "liked"])
+    monkeypatch.setattr(tiny_explorer, "test_items", lambda user_id: empty)
     _, _, items, *_ = handlers.select_user(tiny_explorer, "2")
     assert items["choices"] == [] and items["value"] is None and items["info"] == handlers.NO_HELD_OUT

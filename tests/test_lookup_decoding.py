@@ -4,8 +4,13 @@ import pytest
 import torch
 
 from thinkrec.llm.generate import AnswerNgramBan
-from thinkrec.llm.lookup_decoding import (AnswerRules, allowed_prefix, draft_from_history, greedy_lookup_decode,
-                                          repeated_ngram_bans)
+from thinkrec.llm.lookup_decoding import (
+    AnswerRules,
+    allowed_prefix,
+    draft_from_history,
+    greedy_lookup_decode,
+    repeated_ngram_bans,
+)
 
 
 def test_the_draft_continues_the_latest_earlier_occurrence_of_the_final_ngram():

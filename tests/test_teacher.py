@@ -64,7 +64,7 @@ def test_evidence_uses_only_earlier_interactions_and_never_the_target(tiny_prepa
 
 def test_history_labels_come_from_the_row(evidence_rows):
     for row, evidence in evidence_rows:
-        latest = {int(i): bool(l) for i, l in zip(row["hist_items"], row["hist_labels"]) if i >= 0}
+        latest = {int(i): bool(liked) for i, liked in zip(row["hist_items"], row["hist_labels"]) if i >= 0}
         assert all(h.liked == latest[h.item] for h in evidence.history)
         assert set(evidence.liked_titles) | set(evidence.disliked_titles) == {h.title for h in evidence.history}
 

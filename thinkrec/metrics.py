@@ -30,4 +30,5 @@ def uauc(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> float:
 
 def auc_report(users: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """AUC, UAUC and the row count, rounded for reports."""
-    return {"auc": round(auc(labels, scores), 4), "uauc": round(uauc(users, labels, scores), 4), "rows": int(len(labels))}
+    return {"auc": round(auc(labels, scores), 4), "uauc": round(uauc(users, labels, scores), 4),
+            "rows": int(len(labels))}

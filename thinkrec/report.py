@@ -68,17 +68,19 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
         return ["## Expert fusion", "", "No cluster experts trained yet (`python -m thinkrec experts`)."]
     selection = read_json(root / "selection.json")
     clustering = load_clustering(root / "clusters")
-    candidates = [[c.get("method", selection["method"]), c["k"], c["valid"]["auc"], c["valid"]["uauc"], round(c["silhouette"], 4),
-                   round(c["cohens_d"], 3) if c.get("cohens_d") is not None else "", " / ".join(map(str, c["sizes"]))]
+    candidates = [[c.get("method", selection["method"]), c["k"], c["valid"]["auc"], c["valid"]["uauc"],
+                   round(c["silhouette"], 4), round(c["cohens_d"], 3) if c.get("cohens_d") is not None else "",
+                   " / ".join(map(str, c["sizes"]))]
                   for c in selection["candidates"]]
+    gate = selection["gate"]
     lines = ["## Expert fusion", "",
              (f"Users clustered on {selection['encoder']} embeddings (standardised, on the unit sphere: the space "
-             f"the gate's cosine uses). {selection['method']} with K = {selection['k']} was chosen among the "
-             f"candidates below by the fused model's AUC on the validation subset. Gate: tau = {selection['gate']['tau']}, one expert when max w > 0.5 + "
-             f"{selection['gate']['single_margin']}/K, the global adapter when entropy(w) >= "
-             f"{selection['gate']['entropy_ratio']} ln K."), "",
-             *_table(["clustering", "K", "valid AUC", "valid UAUC", "silhouette", "Cohen's d (activity)", "cluster sizes"],
-                     candidates)]
+              f"the gate's cosine uses). {selection['method']} with K = {selection['k']} was chosen among the "
+              f"candidates below by the fused model's AUC on the validation subset. Gate: tau = {gate['tau']}, "
+              f"one expert when max w > 0.5 + {gate['single_margin']}/K, the global adapter when entropy(w) >= "
+              f"{gate['entropy_ratio']} ln K."), "",
+             *_table(["clustering", "K", "valid AUC", "valid UAUC", "silhouette", "Cohen's d (activity)",
+                      "cluster sizes"], candidates)]
     fused_file = root / "test_predictions.parquet"
     if fused_file.exists():
         table = pd.read_parquet(fused_file)

@@ -23,7 +23,8 @@ def grouped_bars(labels: list[str], series: dict[str, list[float]], low: float, 
 
     parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
              'font-family="Helvetica, Arial, sans-serif" font-size="11">'),
-             f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">{escape(title)}</text>']
+             f'<text x="{width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="bold">'
+             f'{escape(title)}</text>']
     for step in range(6):
         value = low + (high - low) * step / 5
         y = y_of(value)

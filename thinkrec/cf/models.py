@@ -26,7 +26,7 @@ class RowBatch:
     def __len__(self) -> int:
         return len(self.users)
 
-    def subset(self, index: torch.Tensor) -> "RowBatch":
+    def subset(self, index: torch.Tensor) -> RowBatch:
         return RowBatch(self.users[index], self.items[index], self.hist_items[index], self.hist_labels[index])
 
 
@@ -120,7 +120,7 @@ class LightGCN(CFModel):
         self._cache = None if self.training else result.detach()
         return result
 
-    def train(self, mode: bool = True) -> "LightGCN":
+    def train(self, mode: bool = True) -> LightGCN:
         self._cache = None
         return super().train(mode)
 

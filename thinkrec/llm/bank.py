@@ -108,7 +108,8 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
         gate = Gate(clustering, GateSettings(**selection["gate"]))
         vectors = load_embeddings(config, selection["encoder"])["user"].numpy()
         expert_slots = clustering.k
-        adapters = [adapters[0]] + [experts_root / f"expert_{e}" / "adapter" for e in range(clustering.k)] + adapters[1:]
+        experts = [experts_root / f"expert_{e}" / "adapter" for e in range(clustering.k)]
+        adapters = [adapters[0], *experts, *adapters[1:]]
     if adapters:
         install_mixture(backbone, adapters)
     served: dict[str, Served] = {}

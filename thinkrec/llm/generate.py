@@ -39,14 +39,14 @@ class GenerationSettings:
     top_p: float = 0.95
 
     @classmethod
-    def from_config(cls, llm, max_new_tokens: int | None = None) -> "GenerationSettings":
+    def from_config(cls, llm, max_new_tokens: int | None = None) -> GenerationSettings:
         """The configured decoding (``config.llm``), optionally with another cap on new tokens."""
         cap = llm.max_new_tokens if max_new_tokens is None else max_new_tokens
         return cls(max_new_tokens=cap, min_new_tokens=min(llm.min_new_tokens, max(cap, 0)),
                    no_repeat_ngram=llm.no_repeat_ngram, do_sample=llm.do_sample, temperature=llm.temperature,
                    top_p=llm.top_p)
 
-    def checked(self) -> "GenerationSettings":
+    def checked(self) -> GenerationSettings:
         """Raise ``ValueError`` on settings out of range."""
         if not 1 <= self.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError(f"max_new_tokens must lie in 1..{MAX_NEW_TOKENS_LIMIT}, not {self.max_new_tokens}")
@@ -128,7 +128,8 @@ class TextStream:
         self._kwargs = dict(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                             max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
                             streamer=self.streamer,
-                            logits_processor=LogitsProcessorList([self._probe, AnswerNgramBan(settings.no_repeat_ngram)]),
+                            logits_processor=LogitsProcessorList([self._probe,
+                                                                  AnswerNgramBan(settings.no_repeat_ngram)]),
                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
         self._errors: list[BaseException] = []
         self._context = contextvars.copy_context()  # carries the caller's adapter mixture, if any

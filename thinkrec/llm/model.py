@@ -69,7 +69,7 @@ class LMBatch:
     answer_index: torch.Tensor  # (B,) position whose logits give the answer
     labels: torch.Tensor | None = None  # (B, T) LM targets, -100 where ignored
 
-    def to(self, device: torch.device | str) -> "LMBatch":
+    def to(self, device: torch.device | str) -> LMBatch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
         return LMBatch(**moved)
 

@@ -136,7 +136,8 @@ def load_system(name: str, prepared: PreparedData, config: Config, backbone=None
     folder = folder or llm_dir(config, name)
     if spec.trained:
         if not (folder / "config.json").exists():
-            raise CheckpointError(f"{folder / 'config.json'}: missing; train it with `python -m thinkrec train-llm {name}`")
+            raise CheckpointError(f"{folder / 'config.json'}: missing; train it with "
+                                  f"`python -m thinkrec train-llm {name}`")
         try:
             backbone = PeftModel.from_pretrained(backbone, folder / "adapter", is_trainable=trainable)
         except (OSError, ValueError) as err:

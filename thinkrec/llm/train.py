@@ -236,7 +236,8 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     seconds = time.perf_counter() - started
     report = {"train_tokens": progress.state["tokens"], "train_examples": len(examples),
               "reasoning_examples": sum(e.reasoning for e in examples), "best_valid_auc": progress.state["best_auc"],
-              "best_step": progress.state["best_step"], "steps": len(batches), "evaluations": progress.state["evaluations"],
+              "best_step": progress.state["best_step"], "steps": len(batches),
+              "evaluations": progress.state["evaluations"],
               "seconds_this_run": round(seconds, 1), "seconds": progress.seconds}
     if accelerator.is_main_process:
         save_system(core, spec, scope.out_dir, {"llm_config": json.loads(json.dumps(vars(settings))), "train": report})

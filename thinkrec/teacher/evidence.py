@@ -129,7 +129,7 @@ class Evidence:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Evidence":
+    def from_dict(cls, data: dict[str, Any]) -> Evidence:
         nested = {"history": HistoryItem, "similar": SimilarItem, "links": Link, "support": Signal,
                   "counter": Signal}
         values = {}

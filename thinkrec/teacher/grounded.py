@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from typing import Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from thinkrec.teacher.evidence import Evidence, Signal
 
