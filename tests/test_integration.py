@@ -138,6 +138,22 @@ def test_shipped_fused_model_rescores_its_stored_test_predictions(config, prepar
     assert auc_report(stored["user"], stored["label"], stored["p_global"]) == metrics["modes"]["global"]
 
 
+def test_the_demo_regenerates_the_stored_fused_reasoning_word_for_word(config, prepared):
+    """The bank the demo serves from, with the configured decoding, writes the very texts the report scored."""
+    from thinkrec.fusion.fused import experts_dir
+    from thinkrec.llm.bank import load_bank
+    from thinkrec.llm.generate import GenerationSettings
+
+    stored = pd.read_parquet(experts_dir(config) / "reasoning.parquet")
+    cases = stored.sample(n=2, random_state=3).merge(prepared.rows, on=["user", "item"], how="left")
+    bank = load_bank(prepared, config)
+    for case in cases.itertuples():
+        stream = bank.stream("fused", case.user, case.item, case.hist_items, case.hist_labels,
+                             GenerationSettings.from_config(config.llm))
+        assert "".join(stream) == case.generated
+        assert stream.p_yes == pytest.approx(case.p_yes, abs=1e-5)
+
+
 def test_report_figures_match_the_stages_metrics(config, prepared, tmp_path):
     from thinkrec.report import write_report
 
