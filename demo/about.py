@@ -29,8 +29,8 @@ visitors never share one another's weights.
 * **Gate**: how much each expert contributes to this user's answer and which rule decided it.
 * **Reasoning**: cited titles are marked ✓ when they really are in the user's history (or the target),
   ✗ when the model invented the link. The verdict and P(Yes) come first, from the same pass that scores the
-  case; the text that follows is written greedily, at least 32 tokens long and never repeating six words
-  of its own in a row, which a small model otherwise does. Expect fluent but shallow arguments.
+  case; the text that follows is written greedily, at least 32 tokens long and never repeating a run of six
+  tokens of its own, as a small model otherwise does. Expect fluent but shallow arguments.
 * **Every system's prediction**: P(like) from each recommender beside the truth, when the case is held out.
 
 Numbers in the Results tab come from `python -m thinkrec report`, recomputed from the shipped checkpoints.
