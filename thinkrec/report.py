@@ -41,6 +41,13 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
             *["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]]
 
 
+def match_note(config: Config) -> str:
+    """Whether the shipped CoLLM-style model was trained with the match token, in words."""
+    path = config.paths.checkpoints / "llm" / "collm" / "config.json"
+    trained_with_match = path.exists() and read_json(path)["llm_config"].get("cf_match", False)
+    return " (including the user-item match token)" if trained_with_match else ""
+
+
 def systems_section(prepared: PreparedData, config: Config, predictions: pd.DataFrame) -> list[str]:
     stored = pd.read_parquet(config.paths.checkpoints / "cf" / "predictions.parquet")
     test = stored[stored["split"] == "test"]
@@ -56,7 +63,12 @@ def systems_section(prepared: PreparedData, config: Config, predictions: pd.Data
               f"the whole test split. Subset UAUC averages over only {int(mixed.sum())} users (those with both a "
               "like and a dislike among the subset rows), so it moves in coarse steps; AUC is the headline."), "",
              *_table(["system", "subset AUC", "subset UAUC", "full-test AUC", "full-test UAUC"], rows), "",
-             f"![AUC and UAUC by system]({CHART.as_posix()})"]
+             f"![AUC and UAUC by system]({CHART.as_posix()})", "",
+             ("The LLM systems share one backbone and one prompt. Zero-shot: the untrained backbone. TALLRec-style: "
+              "a LoRA on titles and like/dislike labels only. CoLLM-style: a LoRA and projectors reading the CF "
+              f"soft tokens{match_note(config)} and keywords, trained on Yes/No alone. ThinkRec-global: the same "
+              "inputs, trained on Yes/No and reasoning rows. ThinkRec-fused: ThinkRec's cluster experts mixed "
+              "by the gate.")]
     if missing:
         lines += ["", f"Not trained or scored yet: {', '.join(missing)}."]
     return lines
