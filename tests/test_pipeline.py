@@ -55,6 +55,10 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     # A second run finds everything current and redoes nothing.
     assert pipeline.stage_experts(tiny_prepared, config) == selection
     assert pipeline.stage_eval_fused(tiny_prepared, config)["rows_per_second"] == evaluation["rows_per_second"]
+    # Redoing the selection that picks the same clustering keeps what was scored on its experts.
+    assert pipeline.stage_experts(tiny_prepared, config, force=True) == selection
+    assert (config.paths.checkpoints / "llm" / "experts" / "test_predictions.parquet").exists()
+    assert (config.paths.checkpoints / "llm" / "experts" / "reasoning.parquet").exists()
 
 
 def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_config):

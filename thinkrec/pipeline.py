@@ -182,8 +182,9 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
 
 def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -> dict:
     """For every clustering method and candidate K: cluster users, train one expert per cluster from
-    the global adapter and score the fused model on valid. Ship the (method, K) with the best valid AUC.
-    Each candidate's experts and valid report are kept in the work folder, so a rerun resumes."""
+    the global adapter and score the fused model on valid. Ship the (method, K) with the best valid AUC
+    (when that is the shipped choice already, only the list of candidates is updated). Each candidate's
+    experts and valid report are kept in the work folder, so a rerun resumes."""
     import shutil
 
     from thinkrec.cf.store import load_embeddings
@@ -199,12 +200,15 @@ def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -
     candidates = [expert_candidate(prepared, config, vectors, method, k)
                   for method in fusion.methods for k in fusion.ks]
     best = max(candidates, key=lambda c: c["valid"]["auc"])
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    work = candidate_dir(config, best["method"], best["k"])
-    shutil.copytree(work / "clusters", root / "clusters")
-    for expert in range(best["k"]):
-        shutil.copytree(work / f"expert_{expert}", root / f"expert_{expert}")
+    shipped = read_json(root / "selection.json") if (root / "selection.json").exists() else {}
+    if (shipped.get("method"), shipped.get("k")) != (best["method"], best["k"]):
+        # A new choice: its experts replace the old ones with everything scored on them.
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        work = candidate_dir(config, best["method"], best["k"])
+        shutil.copytree(work / "clusters", root / "clusters")
+        for expert in range(best["k"]):
+            shutil.copytree(work / f"expert_{expert}", root / f"expert_{expert}")
     write_selection(root, best["method"], best["k"], config, candidates)
     write_manifest(config.paths.checkpoints)
     log.info("experts: chose %s K=%d (%.0f s)", best["method"], best["k"], time.perf_counter() - started)
