@@ -39,6 +39,11 @@ def plain_greedy(model, ids, max_new_tokens, eos, min_new_tokens=0):
     return out[0, ids.shape[1]:].tolist()
 
 
+def decode(model, embeds, prompt_ids, max_new_tokens, rules, **kwargs) -> list[int]:
+    return [token for group in greedy_lookup_decode(model, embeds, prompt_ids, max_new_tokens, rules, **kwargs)
+            for token in group]
+
+
 class CountingBackbone(torch.nn.Module):
     """Wraps a causal LM and counts its forward passes."""
 
@@ -57,13 +62,14 @@ def test_lookup_decoding_gives_exactly_the_greedy_tokens_with_fewer_passes(tiny_
     motif = torch.randint(5, tiny_llama.config.vocab_size, (6,))
     ids = torch.cat([motif.repeat(4), torch.randint(5, tiny_llama.config.vocab_size, (3,)), motif[:2]])[None]
     expected = plain_greedy(tiny_llama, ids, 40, eos=-1)
-    counting, streamed, first = CountingBackbone(tiny_llama), [], []
+    counting, first = CountingBackbone(tiny_llama), []
     with torch.no_grad():
         embeds = tiny_llama.get_input_embeddings()(ids)
-        tokens = greedy_lookup_decode(counting, embeds, ids[0].tolist(), 40, AnswerRules(-1),
-                                      on_tokens=streamed.extend, on_first_logits=first.append)
+        groups = list(greedy_lookup_decode(counting, embeds, ids[0].tolist(), 40, AnswerRules(-1),
+                                           on_first_logits=first.append))
+        tokens = [token for group in groups for token in group]
         answer_logits = tiny_llama(input_ids=ids).logits[0, -1]
-    assert tokens == expected == streamed
+    assert tokens == expected and len(groups) < len(expected)  # some groups carry accepted drafts
     assert torch.allclose(first[0], answer_logits, atol=1e-5)
     assert counting.calls < len(expected)  # random tiny models repeat themselves: drafts get accepted
 
@@ -72,12 +78,10 @@ def test_lookup_decoding_stops_at_the_end_token_and_at_the_cap(tiny_llama):
     ids = torch.arange(5, 25)[None]
     with torch.no_grad():
         embeds = tiny_llama.get_input_embeddings()(ids)
-        free = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(-1), on_tokens=lambda t: None)
+        free = decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(-1))
         eos = free[5]  # pretend the sixth token ends the answer
-        stopped = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(eos),
-                                       on_tokens=lambda t: None)
-        capped = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 7, AnswerRules(-1),
-                                      on_tokens=lambda t: None)
+        stopped = decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(eos))
+        capped = decode(tiny_llama, embeds, ids[0].tolist(), 7, AnswerRules(-1))
     assert stopped == free[: free.index(eos) + 1]
     assert capped == free[:7]
 
@@ -86,18 +90,16 @@ def test_the_end_token_is_barred_before_the_minimum_length(tiny_llama):
     ids = torch.arange(5, 25)[None]
     with torch.no_grad():
         embeds = tiny_llama.get_input_embeddings()(ids)
-        free = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(-1), on_tokens=lambda t: None)
+        free = decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(-1))
         eos = free[2]  # the third token would end the answer
-        held = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(eos, min_new_tokens=12),
-                                    on_tokens=lambda t: None)
+        held = decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(eos, min_new_tokens=12))
     assert eos not in held[:12]
     assert held == plain_greedy(tiny_llama, ids, 30, eos, min_new_tokens=12)
 
 
 def test_lookup_decoding_refuses_a_batch(tiny_llama):
     with pytest.raises(ValueError, match="one prompt at a time"):
-        greedy_lookup_decode(tiny_llama, torch.zeros(2, 3, tiny_llama.config.hidden_size), [1, 2, 3], 5,
-                             AnswerRules(0), on_tokens=lambda t: None)
+        decode(tiny_llama, torch.zeros(2, 3, tiny_llama.config.hidden_size), [1, 2, 3], 5, AnswerRules(0))
 
 
 def has_repeated_ngram(tokens: list[int], n: int) -> bool:
@@ -113,9 +115,8 @@ def test_lookup_decoding_with_ngram_bans_matches_generate_with_the_same_ban(tiny
     ids = torch.cat([motif.repeat(3), motif[:2]])[None]
     with torch.no_grad():
         embeds = tiny_llama.get_input_embeddings()(ids)
-        free = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 40, AnswerRules(-1), on_tokens=lambda t: None)
-        banned = greedy_lookup_decode(tiny_llama, embeds, ids[0].tolist(), 40, AnswerRules(-1, no_repeat_ngram=3),
-                                      on_tokens=lambda t: None)
+        free = decode(tiny_llama, embeds, ids[0].tolist(), 40, AnswerRules(-1))
+        banned = decode(tiny_llama, embeds, ids[0].tolist(), 40, AnswerRules(-1, no_repeat_ngram=3))
         reference = tiny_llama.generate(inputs_embeds=embeds, attention_mask=torch.ones_like(ids), max_new_tokens=40,
                                         do_sample=False, pad_token_id=0, eos_token_id=None,
                                         logits_processor=LogitsProcessorList([AnswerNgramBan(3)]))

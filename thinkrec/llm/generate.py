@@ -1,13 +1,13 @@
 """Streaming generation of the verdict and reasoning, token by token.
 
-The prompt (with its soft tokens already projected into input embeddings) is handed to the
-backbone's ``generate`` in a worker thread; a ``TextIteratorStreamer`` passes the text back as it
-is produced, so a caller can show it while the model is still writing. The worker runs in a copy
-of the caller's context, so a per-request adapter mixture set by the caller applies to it.
+The prompt (with its soft tokens already projected into input embeddings) is decoded while the
+caller iterates, so it can show the text while the model is still writing. Greedy decoding (the
+default) runs through ``lookup_decoding`` in the caller's own thread, which gives the same text in
+fewer forward passes; sampling runs the backbone's ``generate`` in a worker thread that passes the
+text back through a ``TextIteratorStreamer``. Either way decoding runs in a copy of the context
+the stream was made in, so a per-request adapter mixture set by the caller applies to it.
 The first decoding step's logits sit at the answer position, so the stream also reads P(Yes)
-from them: one prompt pass serves both the score and the reasoning. Greedy decoding (the default)
-runs through ``lookup_decoding``, which gives the same text in fewer forward passes; sampling
-runs through the backbone's ``generate``.
+from them: one prompt pass serves both the score and the reasoning.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from threading import Thread
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, TextIteratorStreamer
+from transformers import LogitsProcessor, LogitsProcessorList, TextIteratorStreamer, TextStreamer
 
 from thinkrec.llm.lookup_decoding import AnswerRules, greedy_lookup_decode, repeated_ngram_bans
 from thinkrec.llm.model import SoftTokenLM, collate
@@ -75,6 +75,22 @@ class CountingStreamer(TextIteratorStreamer):
         super().put(value)
 
 
+class PieceCollector(TextStreamer):
+    """Decoded text in word-aligned pieces, collected as tokens are put (no thread, no queue)."""
+
+    def __init__(self, tokenizer):
+        super().__init__(tokenizer, skip_prompt=False, skip_special_tokens=True)
+        self.pieces: list[str] = []
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if text:
+            self.pieces.append(text)
+
+    def drain(self) -> list[str]:
+        pieces, self.pieces = self.pieces, []
+        return pieces
+
+
 class VerdictProbe(LogitsProcessor):
     """Records P(Yes) = sigmoid(logit Yes - logit No) from the first decoding step (the answer position).
 
@@ -120,10 +136,11 @@ class TextStream:
         sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p} \
             if settings.do_sample else {"do_sample": False}
         self._model = model
+        self._tokenizer = tokenizer
         self._greedy = not settings.do_sample
-        self._no_repeat_ngram = settings.no_repeat_ngram
+        self._rules = AnswerRules(tokenizer.eos_token_id, settings.min_new_tokens, settings.no_repeat_ngram)
+        self._greedy_tokens = 0
         self._prompt_ids = batch.input_ids[0]
-        self._eos_id = tokenizer.eos_token_id
         self._probe = VerdictProbe(model.yes_id, model.no_id)
         self._kwargs = dict(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                             max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
@@ -136,36 +153,44 @@ class TextStream:
 
     @property
     def new_tokens(self) -> int:
-        return self.streamer.new_tokens
+        return self._greedy_tokens if self._greedy else self.streamer.new_tokens
 
     @property
     def p_yes(self) -> float | None:
         """P(Yes) at the answer position, read from the first decoding step; None before it."""
         return self._probe.p_yes
 
-    def _work(self) -> None:
+    def __iter__(self) -> Iterator[str]:
+        return self._stream_greedy() if self._greedy else self._stream_sampled()
+
+    def _stream_greedy(self) -> Iterator[str]:
+        collector = PieceCollector(self._tokenizer)
+        groups = greedy_lookup_decode(self._model.backbone, self._kwargs["inputs_embeds"], self._prompt_ids.tolist(),
+                                      self._kwargs["max_new_tokens"], self._rules,
+                                      on_first_logits=lambda logits: self._probe(self._prompt_ids[None], logits[None]))
+        while True:
+            try:
+                group = self._context.run(next, groups, None)
+            except Exception as err:
+                raise RuntimeError(f"generation failed: {err}") from err
+            if group is None:
+                break
+            self._greedy_tokens += len(group)
+            collector.put(torch.tensor(group))
+            yield from collector.drain()
+        collector.end()
+        yield from collector.drain()
+
+    def _sample(self) -> None:
         try:
-            with torch.no_grad():
-                if self._greedy:
-                    self._decode_greedy()
-                else:
-                    self._model.backbone.generate(**self._kwargs)
-        except BaseException as err:  # surfaced to the caller in __iter__, never lost in the thread
+            with torch.inference_mode():
+                self._model.backbone.generate(**self._kwargs)
+        except BaseException as err:  # surfaced to the caller in _stream_sampled, never lost in the thread
             self._errors.append(err)
             self.streamer.on_finalized_text("", stream_end=True)
 
-    def _decode_greedy(self) -> None:
-        kwargs = self._kwargs
-        self.streamer.put(self._prompt_ids)  # the streamer skips the prompt, as it does under ``generate``
-        greedy_lookup_decode(self._model.backbone, kwargs["inputs_embeds"], self._prompt_ids.tolist(),
-                             kwargs["max_new_tokens"],
-                             AnswerRules(self._eos_id, kwargs["min_new_tokens"], self._no_repeat_ngram),
-                             on_tokens=lambda tokens: self.streamer.put(torch.tensor(tokens)),
-                             on_first_logits=lambda logits: self._probe(self._prompt_ids[None], logits[None]))
-        self.streamer.end()
-
-    def __iter__(self) -> Iterator[str]:
-        worker = Thread(target=self._context.run, args=(self._work,), daemon=True)
+    def _stream_sampled(self) -> Iterator[str]:
+        worker = Thread(target=self._context.run, args=(self._sample,), daemon=True)
         worker.start()
         for piece in self.streamer:
             if piece:

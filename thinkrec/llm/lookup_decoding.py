@@ -15,13 +15,14 @@ usual rule, quoting the prompt (titles, genres) stays allowed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
 DRAFT_TOKENS = 8  # longest guess checked per step
 LONGEST_NGRAM = 3  # n-grams tried, longest first, to find where the answer quotes earlier text
 SHORTEST_NGRAM = 2  # a single shared token predicts the continuation too poorly to pay for checking it
+PLAIN_STEPS = 2  # the first tokens (the verdict and its full stop) are decoded without a draft
 OCCURRENCES_TRIED = 16  # earlier occurrences of one n-gram looked at, latest first
 
 
@@ -98,14 +99,13 @@ class AnswerRules:
         return lambda draft: allowed_prefix(draft, answer, self.no_repeat_ngram, seen)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def greedy_lookup_decode(backbone, inputs_embeds: torch.Tensor, prompt_ids: list[int], max_new_tokens: int,
-                         rules: AnswerRules, on_tokens: Callable[[list[int]], None],
-                         on_first_logits: Callable[[torch.Tensor], None] = lambda logits: None,
-                         draft_tokens: int | None = None) -> list[int]:
-    """Decode greedily from one prompt (``inputs_embeds``: 1 x T x d, unpadded) under ``rules``; return the
-    new tokens. ``on_tokens`` receives each accepted group of tokens as soon as it is known (for streaming),
-    ``on_first_logits`` the logits at the answer position, before the first token is chosen."""
+                         rules: AnswerRules, on_first_logits: Callable[[torch.Tensor], None] = lambda logits: None,
+                         draft_tokens: int | None = None) -> Iterator[list[int]]:
+    """Decode greedily from one prompt (``inputs_embeds``: 1 x T x d, unpadded) under ``rules``, yielding each
+    group of accepted tokens as soon as it is known (for streaming); ``on_first_logits`` receives the
+    logits at the answer position, before the first token is chosen."""
     draft_tokens = DRAFT_TOKENS if draft_tokens is None else draft_tokens
     if inputs_embeds.shape[0] != 1:
         raise ValueError(f"lookup decoding serves one prompt at a time, got a batch of {inputs_embeds.shape[0]}")
@@ -116,8 +116,8 @@ def greedy_lookup_decode(backbone, inputs_embeds: torch.Tensor, prompt_ids: list
     while True:
         accepted = [rules.choose(logits, answer)]
         if accepted[0] != rules.eos_token_id and len(answer) + 1 < max_new_tokens:
-            # The verdict goes out after one plain step; later steps also check a draft.
-            room = min(draft_tokens, max_new_tokens - len(answer) - 1) if answer else 0
+            # The first words go out after plain steps (a stream shows whole words); later steps also check a draft.
+            room = min(draft_tokens, max_new_tokens - len(answer) - 1) if len(answer) >= PLAIN_STEPS else 0
             draft = draft_from_history(prompt_ids + answer + accepted, room, trim=rules.trimmer(answer + accepted))
             step = backbone(input_ids=torch.tensor([accepted + draft], device=inputs_embeds.device),
                             cache=cache, use_cache=True)
@@ -130,6 +130,6 @@ def greedy_lookup_decode(backbone, inputs_embeds: torch.Tensor, prompt_ids: list
                 cache.crop(-rejected)
             logits = step.logits[0, len(accepted) - 1]
         answer += accepted
-        on_tokens(accepted)
+        yield accepted
         if accepted[-1] == rules.eos_token_id or len(answer) >= max_new_tokens:
-            return answer
+            return
