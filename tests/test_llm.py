@@ -179,6 +179,17 @@ def test_streaming_yields_pieces_and_respects_the_cap(trained_cf, tiny_prepared,
     assert generate_text(model, tiny_tokenizer, prompt, GenerationSettings(max_new_tokens=12)) == text  # greedy
 
 
+def test_a_greedy_stream_sends_its_first_token_at_once(trained_cf, tiny_prepared, tiny_config, tiny_llama,
+                                                      tiny_tokenizer):
+    model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    prompt = builder.encode_row(tiny_prepared.split("test").iloc[0])
+    with torch.no_grad():
+        logits = model.backbone(inputs_embeds=model.input_embeddings(collate([prompt], tiny_tokenizer.pad_token_id)))
+    first = tiny_tokenizer.decode([int(logits.logits[0, -1].argmax())], skip_special_tokens=True)
+    pieces = list(stream_text(model, tiny_tokenizer, prompt, GenerationSettings(max_new_tokens=12)))
+    assert first and pieces[0] == first  # the verdict does not wait for the end of a word
+
+
 def test_the_stream_reads_p_yes_from_its_first_step(trained_cf, tiny_prepared, tiny_config, tiny_llama,
                                                     tiny_tokenizer):
     model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)

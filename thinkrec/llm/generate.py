@@ -86,6 +86,12 @@ class PieceCollector(TextStreamer):
         if text:
             self.pieces.append(text)
 
+    def flush(self) -> None:
+        """Emit what is decoded so far even mid-word: the verdict should not wait for the next word."""
+        text = self.tokenizer.decode(self.token_cache, **self.decode_kwargs)
+        self.on_finalized_text(text[self.print_len:])
+        self.print_len = len(text)
+
     def drain(self) -> list[str]:
         pieces, self.pieces = self.pieces, []
         return pieces
@@ -175,8 +181,11 @@ class TextStream:
                 raise RuntimeError(f"generation failed: {err}") from err
             if group is None:
                 break
+            first = self._greedy_tokens == 0
             self._greedy_tokens += len(group)
             collector.put(torch.tensor(group))
+            if first:
+                collector.flush()
             yield from collector.drain()
         collector.end()
         yield from collector.drain()
