@@ -102,7 +102,7 @@ def test_meteor_works_offline():
     assert meteor(["the user liked the film"], ["the user liked the film"]) > 0.9
 
 
-SHIPPED_LLMS = {"thinkrec": "ThinkRec-global", "collm": "CoLLM-style"}  # trained LLM systems (experts apart)
+SHIPPED_LLMS = {"thinkrec": "ThinkRec-global", "collm": "CoLLM-style", "tallrec": "TALLRec-style"}  # (experts apart)
 
 
 @pytest.mark.parametrize("name", list(SHIPPED_LLMS))

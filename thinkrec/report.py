@@ -69,9 +69,23 @@ def systems_section(prepared: PreparedData, config: Config, predictions: pd.Data
               f"soft tokens{match_note(config)} and keywords, trained on Yes/No alone. ThinkRec-global: the same "
               "inputs, trained on Yes/No and reasoning rows. ThinkRec-fused: ThinkRec's cluster experts mixed "
               "by the gate.")]
+    lines += target_verdict(subset)
     if missing:
         lines += ["", f"Not trained or scored yet: {', '.join(missing)}."]
     return lines
+
+
+def target_verdict(subset: pd.DataFrame) -> list[str]:
+    """Whether ThinkRec-fused beats every System-1 encoder and LLM baseline on subset AUC, in one sentence."""
+    baselines = subset[subset["key"].isin(["mf", "lightgcn", "sasrec", "tallrec", "collm"])]
+    fused = subset[subset["key"] == "fused"]
+    if fused.empty or baselines.empty:
+        return []
+    best = baselines.loc[baselines["auc"].idxmax()]
+    auc = float(fused["auc"].iloc[0])
+    outcome = "beats" if auc > best["auc"] else "does not beat"
+    return ["", (f"**The paper's claim on this data:** ThinkRec-fused (subset AUC {auc:.4f}) {outcome} the best "
+                 f"baseline, {best['system']} ({best['auc']:.4f}).")]
 
 
 def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
