@@ -74,25 +74,29 @@ def test_lookup_decoding_gives_exactly_the_greedy_tokens_with_fewer_passes(tiny_
     assert counting.calls < len(expected)  # random tiny models repeat themselves: drafts get accepted
 
 
-def test_lookup_decoding_stops_at_the_end_token_and_at_the_cap(tiny_llama):
+def twenty_token_prompt(model):
+    """A fixed 20-token prompt, and a function decoding from it: (max_new_tokens, rules) -> tokens."""
     ids = torch.arange(5, 25)[None]
     with torch.no_grad():
-        embeds = tiny_llama.get_input_embeddings()(ids)
-        free = decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(-1))
-        eos = free[5]  # pretend the sixth token ends the answer
-        stopped = decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(eos))
-        capped = decode(tiny_llama, embeds, ids[0].tolist(), 7, AnswerRules(-1))
+        embeds = model.get_input_embeddings()(ids)
+    return ids, lambda max_new_tokens, rules: decode(model, embeds, ids[0].tolist(), max_new_tokens, rules)
+
+
+def test_lookup_decoding_stops_at_the_end_token_and_at_the_cap(tiny_llama):
+    _, decode_from = twenty_token_prompt(tiny_llama)
+    free = decode_from(30, AnswerRules(-1))
+    eos = free[5]  # pretend the sixth token ends the answer
+    stopped = decode_from(30, AnswerRules(eos))
+    capped = decode_from(7, AnswerRules(-1))
     assert stopped == free[: free.index(eos) + 1]
     assert capped == free[:7]
 
 
 def test_the_end_token_is_barred_before_the_minimum_length(tiny_llama):
-    ids = torch.arange(5, 25)[None]
-    with torch.no_grad():
-        embeds = tiny_llama.get_input_embeddings()(ids)
-        free = decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(-1))
-        eos = free[2]  # the third token would end the answer
-        held = decode(tiny_llama, embeds, ids[0].tolist(), 30, AnswerRules(eos, min_new_tokens=12))
+    ids, decode_from = twenty_token_prompt(tiny_llama)
+    free = decode_from(30, AnswerRules(-1))
+    eos = free[2]  # the third token would end the answer
+    held = decode_from(30, AnswerRules(eos, min_new_tokens=12))
     assert eos not in held[:12]
     assert held == plain_greedy(tiny_llama, ids, 30, eos, min_new_tokens=12)
 

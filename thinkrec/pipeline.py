@@ -233,14 +233,14 @@ def expert_candidate(prepared: PreparedData, config: Config, vectors: np.ndarray
     clustering = cluster_users(vectors, k, method, fusion.seed, activity=prepared.users["n_train"].to_numpy(),
                                encoder=fusion.encoder)
     save_clustering(clustering, work / "clusters")
-    for expert in range(k):
-        folder = work / f"expert_{expert}"
-        if not (folder / "config.json").exists():
-            members = np.flatnonzero(clustering.labels == expert)
-            scope = Scope(f"experts/{method}/k{k}/expert_{expert}", folder, fusion.expert_tokens, members,
-                          evaluate=False)
-            train_system(system_spec("thinkrec"), prepared, config, load_trace_dataset(traces_path(config)),
-                         start=expert_start(prepared, config, fusion.top_layers), scope=scope)
+    untrained = [e for e in range(k) if not (work / f"expert_{e}" / "config.json").exists()]
+    traces = load_trace_dataset(traces_path(config)) if untrained else None
+    for expert in untrained:
+        members = np.flatnonzero(clustering.labels == expert)
+        scope = Scope(f"experts/{method}/k{k}/expert_{expert}", work / f"expert_{expert}", fusion.expert_tokens,
+                      members, evaluate=False)
+        train_system(system_spec("thinkrec"), prepared, config, traces,
+                     start=expert_start(prepared, config, fusion.top_layers), scope=scope)
     adapters = [work / f"expert_{e}" / "adapter" for e in range(k)]
     fused = build_fused(prepared, config, clustering, adapters, gate_settings(config), fusion.encoder)
     valid = valid_subset(prepared, config)

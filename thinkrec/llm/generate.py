@@ -42,7 +42,7 @@ class GenerationSettings:
     def from_config(cls, llm, max_new_tokens: int | None = None) -> GenerationSettings:
         """The configured decoding (``config.llm``), optionally with another cap on new tokens."""
         cap = llm.max_new_tokens if max_new_tokens is None else max_new_tokens
-        return cls(max_new_tokens=cap, min_new_tokens=min(llm.min_new_tokens, max(cap, 0)),
+        return cls(max_new_tokens=cap, min_new_tokens=min(llm.min_new_tokens, cap),
                    no_repeat_ngram=llm.no_repeat_ngram, do_sample=llm.do_sample, temperature=llm.temperature,
                    top_p=llm.top_p)
 
