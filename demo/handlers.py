@@ -137,12 +137,13 @@ def compare_systems(explorer: Explorer, user_id: str | None, item_id: str | None
     if not user_id or not item_id:
         return pd.DataFrame(columns=SCORE_COLUMNS), "Pick a user and an item."
     try:
-        parts = [explorer.system1_scores(user_id, item_id)]
+        case = explorer.case(user_id, item_id)
+        parts = [explorer.system1_scores(case)]
         if with_llm:
-            parts.append(explorer.llm_scores(user_id, item_id))
+            parts.append(explorer.llm_scores(case))
         table = pd.concat(parts, ignore_index=True)
-        truth = explorer.true_label(user_id, item_id)
-        title = explorer.item_label(explorer.item_index(item_id))
+        truth = case.truth
+        title = explorer.item_label(case.item)
     except UnknownIdError as err:
         log.warning("compare_systems: %s", err)
         return pd.DataFrame(columns=SCORE_COLUMNS), f"**Cannot score:** {html.escape(str(err))}"
@@ -167,7 +168,7 @@ def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: 
         return
     try:
         settings = GenerationSettings.from_config(explorer.config.llm, max_new_tokens=int(max_new_tokens))
-        run = explorer.explain(user_id, item_id, system, settings)
+        run = explorer.explain(explorer.case(user_id, item_id), system, settings)
     except (UnknownIdError, ValueError, TypeError) as err:
         log.warning("think: %s", err)
         yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""

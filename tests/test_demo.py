@@ -79,7 +79,7 @@ def test_think_streams_verdict_then_reasoning_then_grounding(tiny_llm_explorer):
     verdict = updates[1][0]
     assert verdict.startswith("**P(Yes) = ") and updates[1][1] != ""
     assert "tokens in" in updates[-1][1]
-    scored = tiny_llm_explorer.llm_scores("2", item_id).set_index("system")["p_like"]
+    scored = tiny_llm_explorer.llm_scores(tiny_llm_explorer.case("2", item_id)).set_index("system")["p_like"]
     assert f"{scored['ThinkRec (fused experts)']:.3f}" in verdict  # the stream's P(Yes) is the scored one
 
 

@@ -20,20 +20,20 @@ def test_test_items_carry_the_true_outcome(tiny_explorer):
     tests = tiny_explorer.test_items("1")
     assert len(tests) == 1
     item_id = tests["item_id"].iloc[0]
-    assert tiny_explorer.true_label("1", item_id) == bool(tests["liked"].iloc[0])
+    assert tiny_explorer.case("1", item_id).truth == bool(tests["liked"].iloc[0])
 
 
 def test_system1_scores_are_probabilities(tiny_explorer):
     item_id = tiny_explorer.test_items("3")["item_id"].iloc[0]
-    table = tiny_explorer.system1_scores("3", item_id)
+    table = tiny_explorer.system1_scores(tiny_explorer.case("3", item_id))
     assert table["system"].tolist() == ["Item like-rate (floor)", "MF", "LightGCN", "SASRec"]
     assert table["p_like"].between(0, 1).all()
     assert (table["verdict"] == table["p_like"].gt(0.5).map({True: "Yes", False: "No"})).all()
 
 
 def test_scores_for_a_pair_outside_the_held_out_rows(tiny_explorer):
-    assert tiny_explorer.true_label("1", "1") is None
-    assert len(tiny_explorer.system1_scores("1", "1")) == 4
+    assert tiny_explorer.case("1", "1").truth is None
+    assert len(tiny_explorer.system1_scores(tiny_explorer.case("1", "1"))) == 4
 
 
 @pytest.mark.parametrize("bad", ["0", "999", "abc", "", "<script>alert(1)</script>", "1; DROP TABLE"])
@@ -41,7 +41,7 @@ def test_unknown_ids_raise_a_clear_error(tiny_explorer, bad):
     with pytest.raises(UnknownIdError, match="unknown user id"):
         tiny_explorer.profile(bad)
     with pytest.raises(UnknownIdError, match="unknown item id"):
-        tiny_explorer.system1_scores("1", bad)
+        tiny_explorer.case("1", bad)
 
 
 def test_search_items(tiny_explorer):

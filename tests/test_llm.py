@@ -70,7 +70,8 @@ def test_the_match_token_carries_the_cf_models_own_logit(trained_cf, tiny_prepar
     assert "⟨CF match user×" in builder.readable(prompts[0])
     batch = collate(prompts, tiny_tokenizer.pad_token_id)
     is_match = batch.soft_kind == 2
-    features = model.match_features(batch.soft_user[is_match], batch.soft_index[is_match])
+    users, bias = model.user_features(batch, batch.soft_rows[is_match], batch.soft_user[is_match])
+    features = model.match_features(users, bias, batch.soft_index[is_match])
     cf_model, _ = load_cf_model(cf_dir(tiny_config) / "mf", tiny_prepared, tiny_config)
     with torch.no_grad():
         logits = cf_model(rows_to_batch(tiny_prepared, rows))

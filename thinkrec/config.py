@@ -167,6 +167,15 @@ class FusionConfig:
 
 
 @dataclass
+class GuestConfig:
+    """Visitors who build their own profile: how many picks, and how they are folded into the CF spaces."""
+
+    min_picks: int = 3  # rated movies a built profile needs
+    max_picks: int = 50
+    fold_in_l2: float = 1.0  # L2 weight of the fold-in regression (median cosine to the trained user: 0.99 LightGCN)
+
+
+@dataclass
 class Config:
     """Everything the pipeline and the demo need to know."""
 
@@ -175,6 +184,7 @@ class Config:
     cf: CFConfig = field(default_factory=CFConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
+    guest: GuestConfig = field(default_factory=GuestConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

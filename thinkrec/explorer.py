@@ -3,11 +3,13 @@
 Everything the UI shows comes through ``Explorer``: profiles, histories, candidate items, the
 System-1 scores and the stored metrics. It never hands out torch modules, and its methods only
 read shared state, so one instance serves concurrent visitors.
+
+A question is a ``Case``: a user (a dataset user id, or a ``GuestUser`` built from a visitor's
+picks) and a target item, with the history the answer sees. Scores and reasoning take a case.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -24,11 +26,13 @@ from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData, prepare_dataset
 from thinkrec.data.split import PAD
 from thinkrec.errors import CheckpointError
-from thinkrec.fusion.clusters import load_clustering
+from thinkrec.files import read_json
+from thinkrec.fusion.clusters import Clustering, load_clustering
 from thinkrec.fusion.user_map import JSON_FILE as MAP_FILE
 from thinkrec.fusion.user_map import UserMap, load_user_map
+from thinkrec.guest import GuestUser, make_guest
 from thinkrec.llm.bank import LABELS as LLM_LABELS
-from thinkrec.llm.bank import LLMBank, load_bank
+from thinkrec.llm.bank import LLMBank, Variant, load_bank
 from thinkrec.llm.generate import GenerationSettings, TextStream
 from thinkrec.manifest import verify_manifest
 from thinkrec.predictions import metrics_by_cluster, metrics_by_system, test_predictions
@@ -41,6 +45,18 @@ MAX_QUERY_CHARS = 200
 
 class UnknownIdError(ValueError):
     """A user or item id that the dataset does not hold."""
+
+
+@dataclass(frozen=True, eq=False)
+class Case:
+    """Will ``user`` (a dataset index or a guest) like ``item``? With the history the answer sees and,
+    for a held-out interaction or a guest's own pick, the known outcome."""
+
+    user: int | GuestUser
+    item: int
+    hist_items: np.ndarray
+    hist_labels: np.ndarray
+    truth: bool | None
 
 
 @dataclass
@@ -62,14 +78,16 @@ class Explorer:
     """Read-only access to the prepared data and the trained System-1 encoders."""
 
     def __init__(self, config: Config, prepared: PreparedData, models: dict[str, CFModel], metrics: dict,
-                 bank: LLMBank | None = None, clusters: np.ndarray | None = None, user_map: UserMap | None = None,
-                 predictions: pd.DataFrame | None = None):
+                 bank: LLMBank | None = None, clustering: Clustering | None = None, user_map: UserMap | None = None,
+                 predictions: pd.DataFrame | None = None, cluster_encoder: str = ""):
         self.config = config
         self.data = prepared
         self.models = models
         self.metrics = metrics
         self.bank = bank
-        self.clusters = clusters  # (n_users,) 0-based cluster of each user, when experts were trained
+        self.clustering = clustering
+        self.clusters = None if clustering is None else clustering.labels  # (n_users,) 0-based, with experts
+        self.cluster_encoder = cluster_encoder  # whose user vectors were clustered
         self.user_map = user_map
         self.predictions = predictions if predictions is not None else pd.DataFrame()
         self._user_index = {uid: i for i, uid in enumerate(prepared.users["user_id"])}
@@ -92,14 +110,18 @@ class Explorer:
                 raise CheckpointError(f"{cf_dir(config) / name / 'config.json'}: trained on other data than "
                                       f"{config.data.dataset} as prepared now (fingerprints differ)")
             models[name] = model
-        metrics = json.loads((cf_dir(config) / "metrics.json").read_text(encoding="utf-8"))
+        metrics = read_json(cf_dir(config) / "metrics.json")
         bank = load_bank(prepared, config) if with_llm else None
         experts = root / "llm" / "experts"
-        clusters = load_clustering(experts / "clusters").labels if (experts / "selection.json").exists() else None
+        clustering, encoder = None, ""
+        if (experts / "selection.json").exists():
+            clustering = load_clustering(experts / "clusters")
+            encoder = read_json(experts / "selection.json")["encoder"]
         user_map = load_user_map(experts / "user_map") if (experts / "user_map" / MAP_FILE).exists() else None
         log.info("explorer ready: %d users, %d items, systems %s, %s", prepared.n_users, prepared.n_items,
                  list(models) + (bank.systems if bank else []), "with a user map" if user_map else "no user map")
-        return cls(config, prepared, models, metrics, bank, clusters, user_map, test_predictions(prepared, config))
+        return cls(config, prepared, models, metrics, bank, clustering, user_map, test_predictions(prepared, config),
+                   encoder)
 
     # ---- ids -------------------------------------------------------------------------------
     def user_index(self, user_id: str) -> int:
@@ -187,41 +209,64 @@ class Explorer:
         found = self.data.items[mask].head(limit)
         return pd.DataFrame({"item_id": found["item_id"], "title": [self.item_label(i) for i in found["item"]]})
 
-    # ---- scores ----------------------------------------------------------------------------
-    def history_for(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray, bool | None]:
-        """The history a prediction for (user, item) sees, and the true label when known.
+    # ---- cases and scores ----------------------------------------------------------------------
+    def guest(self, liked_ids: list[str], disliked_ids: list[str]) -> GuestUser:
+        """A visitor's profile from the movies they liked and disliked, folded into every encoder's space.
+        Unknown ids raise ``UnknownIdError``; too few or contradictory picks raise ``GuestError``."""
+        liked = [self.item_index(i) for i in liked_ids]
+        disliked = [self.item_index(i) for i in disliked_ids]
+        return make_guest(self.models, liked, disliked, self.data.summary["history_len"], self.config.guest)
 
-        A held-out (valid/test) interaction uses its own row's history; any other item is
-        scored as of now, after the user's latest interaction."""
+    def place(self, guest: GuestUser) -> tuple[float, float] | None:
+        """The guest's place on the user map; None without a map."""
+        if self.user_map is None or self.clustering is None:
+            return None
+        vector = guest.folded[self.cluster_encoder].vector
+        return self.user_map.place(self.clustering.standardiser.transform(vector))
+
+    def _user(self, user: str | GuestUser) -> int | GuestUser:
+        return user if isinstance(user, GuestUser) else self.user_index(user)
+
+    def case(self, user: str | GuestUser, item_id: str) -> Case:
+        """The question "will ``user`` (an id or a guest) like ``item_id``?" with the history its answer sees.
+
+        A held-out (valid/test) interaction uses its own row's history; any other item is scored as of
+        now, after the user's latest interaction. A guest's history is their picks."""
+        who, item = self._user(user), self.item_index(item_id)
         length = self.data.summary["history_len"]
-        if (user, item) in self._row_of:
-            row = self.data.rows.iloc[self._row_of[(user, item)]]
-            return np.asarray(row["hist_items"]), np.asarray(row["hist_labels"]), bool(row["label"])
-        rows = self.data.rows[self.data.rows["user"] == user].sort_values("timestamp").tail(length)
+        if isinstance(who, GuestUser):
+            return Case(who, item, *who.history(length), who.rated(item))
+        if (who, item) in self._row_of:
+            row = self.data.rows.iloc[self._row_of[(who, item)]]
+            return Case(who, item, np.asarray(row["hist_items"]), np.asarray(row["hist_labels"]), bool(row["label"]))
+        rows = self.data.rows[self.data.rows["user"] == who].sort_values("timestamp").tail(length)
         items = np.full(length, PAD)
         labels = np.full(length, PAD)
         if len(rows):
             items[-len(rows):] = rows["item"].to_numpy()
             labels[-len(rows):] = rows["label"].to_numpy()
-        return items, labels, None
+        return Case(who, item, items, labels, None)
 
     @torch.no_grad()
-    def system1_scores(self, user_id: str, item_id: str) -> pd.DataFrame:
-        """P(like) of every System-1 model for one (user, item), with verdicts."""
-        user, item = self.user_index(user_id), self.item_index(item_id)
-        hist_items, hist_labels, _ = self.history_for(user, item)
-        batch = make_batch([user], [item], hist_items[None], hist_labels[None], self.data.n_items)
-        target = pd.DataFrame({"item": [item]})
+    def system1_scores(self, case: Case) -> pd.DataFrame:
+        """P(like) of every System-1 model for the case, with verdicts."""
+        target = pd.DataFrame({"item": [case.item]})
         scores = {"item_prior": float(item_prior_scores(self.data, target)[0])}
         for name, model in self.models.items():
-            scores[name] = float(torch.sigmoid(model(batch))[0])
+            scores[name] = float(torch.sigmoid(self._cf_logit(model, name, case)))
         return pd.DataFrame({"system": [SYSTEM_LABELS.get(n, n) for n in scores],
                              "p_like": [round(p, 4) for p in scores.values()],
                              "verdict": ["Yes" if p > 0.5 else "No" for p in scores.values()]})
 
-    def true_label(self, user_id: str, item_id: str) -> bool | None:
-        """The known outcome of a held-out interaction, None if the pair is not in valid/test."""
-        return self.history_for(self.user_index(user_id), self.item_index(item_id))[2]
+    def _cf_logit(self, model: CFModel, name: str, case: Case) -> torch.Tensor:
+        if not isinstance(case.user, GuestUser):
+            batch = make_batch([case.user], [case.item], case.hist_items[None], case.hist_labels[None],
+                               self.data.n_items)
+            return model(batch)[0]
+        folded = case.user.folded[name]
+        vector = torch.as_tensor(folded.vector, dtype=torch.float32)
+        return (vector @ model.item_vectors()[case.item] + folded.bias + model.item_bias.weight[case.item, 0]
+                + model.global_bias[0])
 
     @cached_property
     def _cases(self) -> pd.DataFrame:
@@ -260,35 +305,42 @@ class Explorer:
     def llm_systems(self) -> list[str]:
         return self.bank.systems if self.bank else []
 
-    def gate(self, user_id: str, tau: float | None = None):
+    def gate(self, user: str | GuestUser, tau: float | None = None):
         """The gate's routing for the user (weights, decision and reason); None without experts."""
-        user = self.user_index(user_id)
-        return self.bank.routing(user, tau) if self.bank else None
+        who = self._user(user)
+        return self.bank.routing(who, tau) if self.bank else None
 
-    def llm_scores(self, user_id: str, item_id: str, tau: float | None = None) -> pd.DataFrame:
-        """P(Yes) of every LLM system for one (user, item)."""
-        user, item = self.user_index(user_id), self.item_index(item_id)
-        hist_items, hist_labels, _ = self.history_for(user, item)
+    def llm_scores(self, case: Case, tau: float | None = None) -> pd.DataFrame:
+        """P(Yes) of every LLM system for the case."""
         rows = []
         for name in self.llm_systems():
-            p = self.bank.p_yes(name, user, item, hist_items, hist_labels, tau)
+            p = self.bank.p_yes(name, case.user, case.item, case.hist_items, case.hist_labels, tau)
             rows.append({"system": LLM_LABELS[name], "p_like": round(p, 4), "verdict": "Yes" if p > 0.5 else "No"})
         return pd.DataFrame(rows, columns=["system", "p_like", "verdict"])
 
-    def explain(self, user_id: str, item_id: str, system: str, settings: GenerationSettings,
-                tau: float | None = None) -> Explanation:
-        """Start streaming a system's answer for (user, item); the prompt comes with it, and P(Yes) once
-        the first piece of text has arrived (read from the same pass over the prompt)."""
+    def ablation(self, case: Case, tau: float | None = None) -> tuple[list[Variant], list[float]]:
+        """ThinkRec's global adapter, each expert alone and the gate's mixture for the case, with each one's
+        P(Yes), scored in one batch (every row its own mixture). Empty without experts."""
+        variants = self.bank.ablation(case.user, tau) if self.bank else []
+        if not variants:
+            return [], []
+        p_yes = self.bank.p_yes_under("thinkrec", case.user, case.item, case.hist_items, case.hist_labels,
+                                      [v.weights for v in variants])
+        return variants, p_yes
+
+    def explain(self, case: Case, system: str, settings: GenerationSettings, tau: float | None = None,
+                variant: Variant | None = None) -> Explanation:
+        """Start streaming a system's answer for the case (under an ablation ``variant``'s mixture, if
+        given); the prompt comes with it, and P(Yes) once the first piece of text has arrived."""
         if system not in self.llm_systems():
             raise UnknownIdError(f"unknown LLM system {system[:40]!r}; available: {', '.join(self.llm_systems())}")
-        user, item = self.user_index(user_id), self.item_index(item_id)
-        hist_items, hist_labels, truth = self.history_for(user, item)
-        prompt = self.bank.prompt(system, user, item, hist_items, hist_labels)
+        prompt = self.bank.prompt(system, case.user, case.item, case.hist_items, case.hist_labels)
         titles = self.data.items["title"].tolist()
-        allowed = {titles[i] for i in hist_items if i >= 0} | {titles[item]}
-        return Explanation(
-            system=system, prompt=self.bank.served[system].builder.readable(prompt), truth=truth, allowed=allowed,
-            stream=self.bank.stream(system, user, item, hist_items, hist_labels, settings, tau))
+        allowed = {titles[i] for i in case.hist_items if i >= 0} | {titles[case.item]}
+        stream = self.bank.stream(system, case.user, case.item, case.hist_items, case.hist_labels, settings, tau,
+                                  None if variant is None else variant.weights)
+        return Explanation(system=system, prompt=self.bank.served[system].builder.readable(prompt), truth=case.truth,
+                           allowed=allowed, stream=stream)
 
     def grounding(self, text: str, allowed: set[str]) -> tuple[list[str], list[str]]:
         """Titles the text cites that are (and are not) in the user's history or the target."""

@@ -107,6 +107,7 @@ class LightGCN(CFModel):
         nn.init.normal_(self.embedding.weight, std=0.05)
         self.register_buffer("adjacency", adjacency, persistent=False)  # rebuilt from the train graph
         self._cache: torch.Tensor | None = None
+        self._item_layers: list[np.ndarray] | None = None
 
     def propagate(self) -> torch.Tensor:
         if not self.training and self._cache is not None:
@@ -121,7 +122,7 @@ class LightGCN(CFModel):
         return result
 
     def train(self, mode: bool = True) -> LightGCN:
-        self._cache = None
+        self._cache = self._item_layers = None
         return super().train(mode)
 
     def user_vectors(self, batch: RowBatch) -> torch.Tensor:
@@ -129,6 +130,24 @@ class LightGCN(CFModel):
 
     def item_vectors(self) -> torch.Tensor:
         return self.propagate()[self.n_users:]
+
+    @torch.no_grad()
+    def item_layers(self) -> list[np.ndarray]:
+        """The items' embeddings after 0, 1, ..., ``layers - 1`` propagation rounds (float64): what a
+        user's propagated layers 1..``layers`` are sums of. Kept while the model is in eval mode."""
+        if self._item_layers is not None and not self.training:
+            return self._item_layers
+        layer, layers = self.embedding.weight, []
+        for _ in range(self.layers):
+            layers.append(layer[self.n_users:].double().numpy())
+            layer = torch.sparse.mm(self.adjacency, layer)
+        self._item_layers = None if self.training else layers
+        return layers
+
+    def item_degrees(self) -> np.ndarray:
+        """How many training users each item is linked to in the graph."""
+        rows = self.adjacency.indices()[0].numpy()
+        return np.bincount(rows, minlength=self.n_users + self.n_items)[self.n_users:].astype(np.float64)
 
 
 class SASRec(CFModel):

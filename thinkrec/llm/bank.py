@@ -19,6 +19,7 @@ from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json
 from thinkrec.fusion.lora import install_mixture, mixture
+from thinkrec.guest import GuestUser
 from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.generate import GenerationSettings, TextStream
 from thinkrec.llm.model import SoftTokenLM, collate
@@ -40,27 +41,49 @@ class Served:
     slot: int | None  # index of its adapter in the mixture; None for zero-shot and for fused
 
 
-class LLMBank:
-    """All available LLM systems over one backbone with stacked adapters."""
+@dataclass(frozen=True)
+class Variant:
+    """One way ThinkRec can answer in the expert ablation: a label and its adapter mixture."""
 
-    def __init__(self, served: dict[str, Served], n_adapters: int, gate=None, gate_vectors: np.ndarray | None = None):
+    label: str
+    weights: np.ndarray
+
+
+class LLMBank:
+    """All available LLM systems over one backbone with stacked adapters.
+
+    A user is a data index or a ``GuestUser``; the gate routes a guest by their folded vector."""
+
+    def __init__(self, served: dict[str, Served], n_adapters: int, gate=None, gate_vectors: np.ndarray | None = None,
+                 gate_encoder: str = ""):
         self.served = served
         self.n_adapters = n_adapters
         self.gate = gate  # thinkrec.fusion.gate.Gate, when experts were trained
         self.gate_vectors = gate_vectors
+        self.gate_encoder = gate_encoder  # the CF encoder whose user vectors the gate reads
 
     @property
     def systems(self) -> list[str]:
         return list(self.served)
 
-    def routing(self, user: int, tau: float | None = None):
+    def routing(self, user: int | GuestUser, tau: float | None = None):
         """The gate's decision for ``user`` (None without experts)."""
         if self.gate is None:
             return None
         gate = self.gate if tau is None else self.gate.with_tau(tau)
-        return gate.route_user(self.gate_vectors[user])
+        vector = user.folded[self.gate_encoder].vector if isinstance(user, GuestUser) else self.gate_vectors[user]
+        return gate.route_user(vector)
 
-    def weights(self, system: str, user: int, tau: float | None = None) -> np.ndarray:
+    def ablation(self, user: int | GuestUser, tau: float | None = None) -> list[Variant]:
+        """ThinkRec's global adapter, each cluster expert alone, and the gate's choice (empty without experts)."""
+        if self.gate is None:
+            return []
+        one_hot = np.eye(self.n_adapters)
+        alone = [Variant("Global adapter", one_hot[0])]
+        alone += [Variant(f"Expert {e}", one_hot[e]) for e in range(1, self.gate.k + 1)]
+        return alone + [Variant("Gate's choice (fused)", self.weights("fused", user, tau))]
+
+    def weights(self, system: str, user: int | GuestUser, tau: float | None = None) -> np.ndarray:
         """The adapter mixture ``system`` uses for ``user``."""
         weights = np.zeros(self.n_adapters)
         if system == "fused":
@@ -70,23 +93,32 @@ class LLMBank:
             weights[self.served[system].slot] = 1.0
         return weights
 
-    def prompt(self, system: str, user: int, item: int, hist_items, hist_labels) -> EncodedPrompt:
+    def prompt(self, system: str, user: int | GuestUser, item: int, hist_items, hist_labels) -> EncodedPrompt:
         return self.served[system].builder.encode(user, item, hist_items, hist_labels)
 
-    @torch.no_grad()
-    def p_yes(self, system: str, user: int, item: int, hist_items, hist_labels, tau: float | None = None) -> float:
-        served = self.served[system]
-        prompt = self.prompt(system, user, item, hist_items, hist_labels)
-        batch = collate([prompt], served.builder.tokenizer.pad_token_id)
-        with mixture(torch.as_tensor(self.weights(system, user, tau)[None])):
-            return float(served.model.p_yes(batch)[0])
+    def p_yes(self, system: str, user: int | GuestUser, item: int, hist_items, hist_labels,
+              tau: float | None = None) -> float:
+        return self.p_yes_under(system, user, item, hist_items, hist_labels, [self.weights(system, user, tau)])[0]
 
-    def stream(self, system: str, user: int, item: int, hist_items, hist_labels, settings: GenerationSettings,
-               tau: float | None = None) -> TextStream:
-        """A token stream of the system's answer; the mixture travels with the stream's context."""
+    @torch.no_grad()
+    def p_yes_under(self, system: str, user: int | GuestUser, item: int, hist_items, hist_labels,
+                    mixtures: list[np.ndarray]) -> list[float]:
+        """P(Yes) of one prompt under several adapter mixtures, in one batch (each row its own mixture)."""
         served = self.served[system]
         prompt = self.prompt(system, user, item, hist_items, hist_labels)
-        with mixture(torch.as_tensor(self.weights(system, user, tau)[None])):
+        batch = collate([prompt] * len(mixtures), served.builder.tokenizer.pad_token_id)
+        with mixture(torch.as_tensor(np.stack(mixtures))):
+            return served.model.p_yes(batch).tolist()
+
+    def stream(self, system: str, user: int | GuestUser, item: int, hist_items, hist_labels,
+               settings: GenerationSettings, tau: float | None = None, weights: np.ndarray | None = None
+               ) -> TextStream:
+        """A token stream of the system's answer under its mixture (or ``weights``, for the ablation);
+        the mixture travels with the stream's context."""
+        served = self.served[system]
+        prompt = self.prompt(system, user, item, hist_items, hist_labels)
+        weights = self.weights(system, user, tau) if weights is None else weights
+        with mixture(torch.as_tensor(weights[None])):
             return TextStream(served.model, served.builder.tokenizer, prompt, settings)
 
 
@@ -101,12 +133,13 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
     trained = [name for name in ("thinkrec", "collm", "tallrec") if (llm_dir(config, name) / "config.json").exists()]
     adapters = [llm_dir(config, name) / "adapter" for name in trained]
     experts_root = llm_dir(config, "experts")
-    gate, vectors, expert_slots = None, None, 0
+    gate, vectors, expert_slots, gate_encoder = None, None, 0, ""
     if "thinkrec" in trained and (experts_root / "selection.json").exists():
         selection = read_json(experts_root / "selection.json")
         clustering = load_clustering(experts_root / "clusters")
         gate = Gate(clustering, GateSettings(**selection["gate"]))
-        vectors = load_embeddings(config, selection["encoder"])["user"].numpy()
+        gate_encoder = selection["encoder"]
+        vectors = load_embeddings(config, gate_encoder)["user"].numpy()
         expert_slots = clustering.k
         experts = [experts_root / f"expert_{e}" / "adapter" for e in range(clustering.k)]
         adapters = [adapters[0], *experts, *adapters[1:]]
@@ -125,4 +158,4 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
     served["zeroshot"] = Served("zeroshot", build_model(zeroshot, backbone, tokenizer, config).eval(),
                                 prompt_builder(zeroshot, prepared, tokenizer, config), None)
     log.info("LLM systems ready on one backbone: %s (%d adapters)", ", ".join(served), len(adapters))
-    return LLMBank(served, max(len(adapters), 1), gate, vectors)
+    return LLMBank(served, max(len(adapters), 1), gate, vectors, gate_encoder)

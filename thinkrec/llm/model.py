@@ -68,6 +68,8 @@ class LMBatch:
     soft_user: torch.Tensor  # (S,) the row's user for match tokens, -1 otherwise
     answer_index: torch.Tensor  # (B,) position whose logits give the answer
     labels: torch.Tensor | None = None  # (B, T) LM targets, -100 where ignored
+    guest_vectors: torch.Tensor | None = None  # (B, d) each row's guest user vector (zeros for other rows)
+    guest_bias: torch.Tensor | None = None  # (B,) each row's guest user bias
 
     def to(self, device: torch.device | str) -> LMBatch:
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in vars(self).items()}
@@ -99,7 +101,23 @@ def collate(prompts: list[EncodedPrompt], pad_id: int, targets: list[list[int]] 
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     as_long = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
     return LMBatch(ids, mask, positions, as_long(soft_rows), as_long(soft_cols), as_long(soft_kind),
-                   as_long(soft_index), as_long(soft_user), as_long(answers), labels if any(targets) else None)
+                   as_long(soft_index), as_long(soft_user), as_long(answers), labels if any(targets) else None,
+                   *_guest_tables(prompts))
+
+
+def _guest_tables(prompts: list[EncodedPrompt]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Each row's guest vector and bias (zeros for rows without a guest); None when no row has one."""
+    guests = [p.guest for p in prompts]
+    present = [g for g in guests if g is not None]
+    if not present:
+        return None, None
+    vectors = torch.zeros(len(prompts), len(present[0].vector))
+    bias = torch.zeros(len(prompts))
+    for row, guest in enumerate(guests):
+        if guest is not None:
+            vectors[row] = torch.as_tensor(guest.vector, dtype=torch.float32)
+            bias[row] = guest.bias
+    return vectors, bias
 
 
 class SoftTokenLM(nn.Module):
@@ -119,11 +137,23 @@ class SoftTokenLM(nn.Module):
             if match:
                 self.match_projector = Projector(tables.dim + 1, hidden, projector_mult)
 
-    def match_features(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """(u * i, CF logit) for each user-item pair: what the match token projects."""
-        u, i = self.user_table[users], self.item_table[items]
-        logit = (u * i).sum(-1) + self.user_bias_table[users] + self.item_bias_table[items] + self.global_bias_table
-        return torch.cat([u * i, logit[:, None]], dim=1)
+    def user_features(self, batch: LMBatch, rows: torch.Tensor, users: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vectors and biases of ``users`` (index ``GUEST``: the guest of batch row ``rows``)."""
+        vectors, bias = self.user_table[users.clamp(min=0)], self.user_bias_table[users.clamp(min=0)]
+        guest = users < 0
+        if guest.any():
+            if batch.guest_vectors is None:
+                raise ValueError("a soft token stands for a guest user, but the batch carries no guest vector")
+            vectors = torch.where(guest[:, None], batch.guest_vectors[rows], vectors)
+            bias = torch.where(guest, batch.guest_bias[rows], bias)
+        return vectors, bias
+
+    def match_features(self, users: torch.Tensor, user_bias: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(u * i, CF logit) for each user vector and item: what the match token projects."""
+        i = self.item_table[items]
+        logit = (users * i).sum(-1) + user_bias + self.item_bias_table[items] + self.global_bias_table
+        return torch.cat([users * i, logit[:, None]], dim=1)
 
     def input_embeddings(self, batch: LMBatch) -> torch.Tensor:
         """Word embeddings with every soft-token slot overwritten by its projected CF features."""
@@ -141,10 +171,12 @@ class SoftTokenLM(nn.Module):
             if name == "match":
                 if self.match_projector is None:
                     raise ValueError("the prompt holds a CF match token but this model has no match projector")
-                projected = self.match_projector(self.match_features(batch.soft_user[chosen], index[chosen]))
+                users, bias = self.user_features(batch, batch.soft_rows[chosen], batch.soft_user[chosen])
+                projected = self.match_projector(self.match_features(users, bias, index[chosen]))
+            elif name == "user":
+                projected = self.projector(self.user_features(batch, batch.soft_rows[chosen], index[chosen])[0])
             else:
-                table = self.user_table if name == "user" else self.item_table
-                projected = self.projector(table[index[chosen]])
+                projected = self.projector(self.item_table[index[chosen]])
             embeds[batch.soft_rows[chosen], batch.soft_cols[chosen]] = projected.to(embeds.dtype)
         return embeds
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from thinkrec.cf.fold_in import FoldedUser
 from thinkrec.config import LLMConfig
 from thinkrec.data.prepared import PreparedData
 from thinkrec.data.split import PAD
+from thinkrec.guest import GUEST, GuestUser
 
 MARKER = "<|cf|>"  # stands for one soft token in the rendered text
 SYSTEM = "You are a movie recommender. Answer Yes or No, then explain why."
@@ -25,7 +27,8 @@ QUESTION = "Will the user like the target? Answer Yes or No."
 @dataclass(frozen=True)
 class SoftToken:
     """One CF slot in the prompt: ``kind`` "user" or "item" (``index`` its row), or "match"
-    (``index`` the target item, ``user`` the user whose affinity to it the token carries)."""
+    (``index`` the target item, ``user`` the user whose affinity to it the token carries). A user
+    index of ``GUEST`` stands for the prompt's guest user."""
 
     kind: str
     index: int
@@ -40,6 +43,7 @@ class EncodedPrompt:
     soft_positions: list[int]
     soft_tokens: list[SoftToken]
     text: str
+    guest: FoldedUser | None = None  # the guest's vector and bias when the prompt is a guest's
 
     def __len__(self) -> int:
         return len(self.input_ids)
@@ -70,15 +74,18 @@ class PromptBuilder:
         words = words[:keywords] if keywords is not None else words
         return text + (f" [{', '.join(words)}]" if words else "")
 
-    def _user_line(self, user: int) -> str:
-        row = self.data.users.iloc[user]
-        parts = [f"{row[k]}" for k in ("age", "gender", "occupation") if k in row.index and str(row[k])]
+    def _user_line(self, user: int | GuestUser) -> str:
+        parts = []
+        if not isinstance(user, GuestUser):  # a guest has no demographics
+            row = self.data.users.iloc[user]
+            parts = [f"{row[k]}" for k in ("age", "gender", "occupation") if k in row.index and str(row[k])]
         described = f"User ({', '.join(parts)})" if parts else "User"
         return described + (f" {MARKER}" if self.use_cf_tokens else "")
 
-    def render(self, user: int, item: int, hist_items, hist_labels) -> tuple[str, list[SoftToken]]:
+    def render(self, user: int | GuestUser, item: int, hist_items, hist_labels) -> tuple[str, list[SoftToken]]:
         """The chat-formatted prompt text (ending where the answer begins) and its soft tokens."""
-        soft = [SoftToken("user", user)] if self.use_cf_tokens else []
+        index = GUEST if isinstance(user, GuestUser) else user
+        soft = [SoftToken("user", index)] if self.use_cf_tokens else []
         lines = [self._user_line(user)]
         history = [(int(item), int(label)) for item, label in zip(hist_items, hist_labels) if item != PAD]
         history = history[-self.config.history_len:] if self.config.history_len else []
@@ -96,13 +103,13 @@ class PromptBuilder:
             soft.append(SoftToken("item", item))
         if self.use_match:
             lines.append(f"Collaborative-filtering match: {MARKER}")
-            soft.append(SoftToken("match", item, user))
+            soft.append(SoftToken("match", item, index))
         lines.append(QUESTION)
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text, soft
 
-    def encode(self, user: int, item: int, hist_items, hist_labels) -> EncodedPrompt:
+    def encode(self, user: int | GuestUser, item: int, hist_items, hist_labels) -> EncodedPrompt:
         """Tokenise piece by piece so that every marker becomes exactly one placeholder token."""
         text, soft = self.render(user, item, hist_items, hist_labels)
         pieces = text.split(MARKER)
@@ -116,7 +123,8 @@ class PromptBuilder:
             if number < len(soft):
                 positions.append(len(ids))
                 ids.append(self.placeholder_id)
-        return EncodedPrompt(input_ids=ids, soft_positions=positions, soft_tokens=soft, text=text)
+        guest = user.folded[self.config.cf_encoder] if isinstance(user, GuestUser) and self.use_cf_tokens else None
+        return EncodedPrompt(input_ids=ids, soft_positions=positions, soft_tokens=soft, text=text, guest=guest)
 
     def encode_row(self, row) -> EncodedPrompt:
         """Encode one row of ``PreparedData.rows``."""
@@ -127,7 +135,9 @@ class PromptBuilder:
         """The prompt as the UI shows it: markers named after the embedding they stand for."""
         text = prompt.text
         for token in prompt.soft_tokens:
-            name = {"user": "user", "item": f"item:{self._titles[token.index]}",
-                    "match": f"match user×{self._titles[token.index]}"}[token.kind]
+            if token.kind == "user":
+                name = "guest user" if token.index == GUEST else "user"
+            else:
+                name = f"{'item:' if token.kind == 'item' else 'match user×'}{self._titles[token.index]}"
             text = text.replace(MARKER, f"⟨CF {name}⟩", 1)
         return text
