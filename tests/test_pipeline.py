@@ -83,6 +83,16 @@ def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_c
     assert route.decision in ("single", "fused", "global") and len(route.weights) == 2
     stream = bank.stream("fused", *args, GenerationSettings(max_new_tokens=4))
     assert "".join(stream) is not None and 1 <= stream.new_tokens <= 4
+    # The expert ablation: global, each expert alone and the gate's mixture, scored in one mixed batch.
+    variants = bank.ablation(args[0])
+    assert [v.label for v in variants] == ["Global adapter", "Expert 1", "Expert 2", "Gate's choice (fused)"]
+    together = bank.p_yes_under("thinkrec", *args, [v.weights for v in variants])
+    alone = [bank.p_yes_under("thinkrec", *args, [v.weights])[0] for v in variants]
+    assert together == pytest.approx(alone, abs=1e-5)
+    assert together[0] == pytest.approx(bank.p_yes("thinkrec", *args), abs=1e-5)
+    assert together[-1] == pytest.approx(bank.p_yes("fused", *args), abs=1e-5)
+    hot = bank.ablation(args[0], tau=0.001)[-1].weights  # a cold gate hands the case to one expert
+    assert sorted(hot[1:3].round(6).tolist()) == [0.0, 1.0]
 
 
 def test_report_recomputes_from_stored_predictions(tiny_prepared, tiny_pipeline_config, tmp_path):
