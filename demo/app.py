@@ -7,7 +7,7 @@ from functools import partial
 import gradio as gr
 import pandas as pd
 
-from demo import about, analysis, handlers
+from demo import ablation, about, analysis, build, handlers, links
 from demo.charts import results_chart
 from thinkrec.explorer import Explorer
 from thinkrec.predictions import NAMES
@@ -28,16 +28,24 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
                     "without thinking.")
         notice = gr.Markdown(elem_id="notice")
         wanted_item = gr.State(None)
+        linked_tab = gr.State(None)
         with gr.Tabs() as tabs:
             with gr.Tab("Explore", id="explore"):
                 explore = _explore_tab(explorer)
+            with gr.Tab("Build a profile", id="build"):
+                built = _build_tab(explorer)
+            with gr.Tab("Expert ablation", id="ablation") as ablation_tab:
+                ablate = _ablation_tab(explorer)
             with gr.Tab("Analyse", id="analyse"):
                 analyse = _analyse_tab(explorer)
                 _results(explorer)
             with gr.Tab("About", id="about"):
                 gr.Markdown(about.ABOUT)
                 gr.HTML(about.architecture_html())
-        _wire(explorer, demo, explore, analyse, tabs, wanted_item, notice)
+        _wire(explorer, demo, explore, analyse, tabs, wanted_item)
+        _wire_build(explorer, built)
+        _wire_ablation(explorer, ablate, explore, ablation_tab)
+        _wire_links(explorer, demo, explore, built, ablate, tabs, wanted_item, notice, linked_tab)
     return demo
 
 
@@ -81,6 +89,71 @@ def _explore_tab(explorer: Explorer) -> dict:
     return w
 
 
+def _build_tab(explorer: Explorer) -> dict:
+    systems = handlers.system_choices(explorer)
+    movies = build.catalogue_choices(explorer)
+    w: dict = {}
+    gr.Markdown("Rate a few movies yourself. ThinkRec folds your ratings into its collaborative-filtering space "
+                "(the trained models stay fixed), places you on the cluster map, routes you through the gate and "
+                "reasons about any movie for you. Type in a box to search the titles.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            w["liked"] = gr.Dropdown(movies, multiselect=True, label="Movies you liked", elem_id="guest-liked",
+                                     max_choices=explorer.config.guest.max_picks)
+            w["disliked"] = gr.Dropdown(movies, multiselect=True, label="Movies you disliked",
+                                        elem_id="guest-disliked", max_choices=explorer.config.guest.max_picks)
+            w["item"] = gr.Dropdown(movies, label="Movie to ask about", elem_id="guest-target", value=None)
+            with gr.Row():
+                w["system"] = gr.Radio(systems, value=systems[0][1] if systems else None, label="Who thinks",
+                                       elem_id="guest-system")
+                w["length"] = gr.Slider(16, 256, value=120, step=8, label="Max new tokens")
+            w["go"] = gr.Button("Build my profile and think", variant="primary", elem_id="guest-think")
+            w["summary"] = gr.Markdown(build.START.format(n=explorer.config.guest.min_picks), elem_id="guest-summary")
+            w["map"] = gr.Plot(label="You on the cluster map", elem_id="guest-map")
+            w["gate"] = gr.Plot(label="Gate", elem_id="guest-gate")
+            w["gate_reason"] = gr.Markdown(elem_id="guest-gate-reason")
+        with gr.Column(scale=1):
+            w["verdict"] = gr.Markdown(elem_id="guest-verdict")
+            w["reasoning"] = gr.HTML(elem_id="guest-reasoning")
+            with gr.Accordion("Show the exact prompt", open=False):
+                w["prompt"] = gr.Code(label="Prompt", language=None, elem_id="guest-prompt")
+            w["scores"] = gr.Dataframe(pd.DataFrame(columns=handlers.SCORE_COLUMNS), label="Every system's prediction",
+                                       elem_id="guest-scores", interactive=False)
+            w["share"] = gr.Markdown(elem_id="guest-share")
+    return w
+
+
+def _ablation_tab(explorer: Explorer) -> dict:
+    labels = ablation.variant_labels(explorer)
+    w: dict = {"columns": [], "tau": gr.State(None)}  # the State stands in for the slider a link may set
+    if not labels:
+        gr.Markdown("No cluster experts are trained yet, so there is nothing to ablate.")
+        return w
+    gr.Markdown("The case open in the Explore tab, answered by ThinkRec's global adapter, by each cluster expert "
+                "alone and by the gate's choice. The scores come from one batch in which every row carries its own "
+                "adapter mixture; the answers then stream one after another. Move the temperature to see how the "
+                "gate's weights and the fused verdict move.")
+    w["case"] = gr.Markdown(ablation.NO_CASE, elem_id="ablation-case")
+    with gr.Row():
+        w["tau"] = gr.Slider(0.01, 2.0, value=explorer.config.fusion.tau, step=0.01, label="Gate temperature τ",
+                             elem_id="ablation-tau")
+        w["length"] = gr.Slider(16, 256, value=64, step=8, label="Max new tokens per answer")
+        w["go"] = gr.Button("Run the ablation", variant="primary", elem_id="ablation-run")
+    with gr.Row():
+        w["gate"] = gr.Plot(label="Gate at this temperature", elem_id="ablation-gate")
+        with gr.Column():
+            w["gate_reason"] = gr.Markdown(elem_id="ablation-gate-reason")
+            w["scores"] = gr.Dataframe(pd.DataFrame(columns=ablation.COLUMNS), label="P(Yes) of each variant",
+                                       elem_id="ablation-scores", interactive=False)
+    with gr.Row():
+        for number, label in enumerate(labels):
+            with gr.Column(min_width=220):
+                gr.Markdown(f"#### {label}")
+                w["columns"] += [gr.Markdown(elem_id=f"ablation-verdict-{number}"),
+                                 gr.HTML(elem_id=f"ablation-reasoning-{number}")]
+    return w
+
+
 def _analyse_tab(explorer: Explorer) -> dict:
     table = explorer.case_table()
     systems = [(NAMES[s], s) for s in analysis.scored_systems(table)]
@@ -114,19 +187,68 @@ def _results(explorer: Explorer) -> None:
         gr.Dataframe(clusters, label="Per cluster (test subset)", interactive=False, elem_id="cluster-results")
 
 
-def _wire(explorer: Explorer, demo: gr.Blocks, w: dict, a: dict, tabs, wanted_item, notice) -> None:
+def _wire_links(explorer: Explorer, demo: gr.Blocks, w: dict, b: dict, a: dict, tabs, wanted_item, notice,
+                linked_tab) -> None:
+    """A page load reads the shared link (``demo.links``) and opens what it names: the Explore case,
+    the built profile, the ablation at its temperature."""
+
+    def open_shared_link(request: gr.Request):  # gradio injects the request only into a plain signature
+        return links.open_link(explorer, request)
+
+    opened = demo.load(open_shared_link, None, [w["user"], wanted_item, notice, tabs, a["tau"], linked_tab,
+                                                 b["liked"], b["disliked"], b["item"]])
+    opened = opened.then(partial(handlers.select_user, explorer), [w["user"], wanted_item], _user_outputs(w))
+    opened = opened.then(partial(build.build_guest, explorer), _picks(b), _guest_outputs(b))
+    if a["columns"]:
+        opened.then(partial(ablation.scores_if_linked, explorer), [linked_tab, w["user"], w["item"], a["tau"]],
+                    _ablation_outputs(a))
+
+
+def _user_outputs(w: dict) -> list:
+    return [w["profile"], w["genres"], w["item"], w["gate"], w["gate_reason"], w["map"]]
+
+
+def _picks(b: dict) -> list:
+    return [b["liked"], b["disliked"], b["item"]]
+
+
+def _guest_outputs(b: dict) -> list:
+    return [b["summary"], b["map"], b["gate"], b["gate_reason"], b["scores"], b["share"]]
+
+
+def _ablation_outputs(a: dict) -> list:
+    return [a["case"], a["gate"], a["gate_reason"], a["scores"]]
+
+
+def _wire_build(explorer: Explorer, b: dict) -> None:
+    """The build tab: picks -> guest (map, gate, System-1 scores) -> streamed answer -> LLM scores."""
+    thought = [b["verdict"], b["reasoning"], b["prompt"]]
+    b["go"].click(partial(build.build_guest, explorer), _picks(b), _guest_outputs(b)).then(
+        partial(build.think_guest, explorer), [*_picks(b), b["system"], b["length"]], thought).then(
+        partial(build.build_guest, explorer, with_llm=True), _picks(b), _guest_outputs(b), api_name="build_profile")
+
+
+def _wire_ablation(explorer: Explorer, a: dict, w: dict, tab) -> None:
+    """The ablation tab reads the Explore tab's case whenever it is opened, run or re-tempered."""
+    if not a["columns"]:
+        return
+    case = [w["user"], w["item"], a["tau"]]
+    scores = partial(ablation.ablation_scores, explorer)
+    tab.select(scores, case, _ablation_outputs(a))
+    a["tau"].release(scores, case, _ablation_outputs(a), trigger_mode="always_last")
+    a["go"].click(scores, case, _ablation_outputs(a)).then(partial(ablation.ablation_streams, explorer),
+                                                           [*case, a["length"]], a["columns"], api_name="ablation")
+
+
+def _wire(explorer: Explorer, demo: gr.Blocks, w: dict, a: dict, tabs, wanted_item) -> None:
     """Events. Programmatic user changes (random, link, case, row click) call ``select_user`` explicitly;
     the picker's own ``input`` event covers a person choosing."""
     select = partial(handlers.select_user, explorer)
-    shown = [w["profile"], w["genres"], w["item"], w["gate"], w["gate_reason"], w["map"]]
+    shown = _user_outputs(w)
     think = partial(handlers.think, explorer)
     thought = [w["verdict"], w["reasoning"], w["prompt"]]
     asked = [w["user"], w["item"], w["system"], w["length"]]
 
-    def open_shared_link(request: gr.Request):  # gradio injects the request only into a plain signature
-        return handlers.from_url(explorer, request)
-
-    demo.load(open_shared_link, None, [w["user"], wanted_item, notice]).then(select, [w["user"], wanted_item], shown)
     w["user"].input(select, [w["user"]], shown, api_name="select_user")
     w["lucky"].click(partial(handlers.random_user, explorer), None, w["user"]).then(select, [w["user"]], shown)
     w["case"].input(handlers.pick_case, w["case"], [w["user"], wanted_item]).then(

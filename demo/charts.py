@@ -37,8 +37,10 @@ def gate_chart(route) -> go.Figure:
 CLUSTER_COLOURS = ["#457b9d", "#e9a23b", "#2a9d8f", "#b5179e", "#6a994e", "#8d99ae"]
 
 
-def user_map_chart(table: pd.DataFrame, centroids, selected: str | None) -> go.Figure:
-    """Every user on the UMAP map, coloured by cluster, centroids marked, the selected user starred."""
+def user_map_chart(table: pd.DataFrame, centroids, selected: str | None,
+                   guest: tuple[float, float] | None = None) -> go.Figure:
+    """Every user on the UMAP map, coloured by cluster, centroids marked, the selected user (or a
+    guest placed on the map at ``guest``) starred."""
     figure = go.Figure()
     hover = ("User %{customdata[0]} · %{customdata[1]} · %{customdata[2]} · %{customdata[3]}<br>"
              "%{customdata[4]} rater · cluster %{customdata[5]}<extra></extra>")
@@ -54,14 +56,19 @@ def user_map_chart(table: pd.DataFrame, centroids, selected: str | None) -> go.F
                                     marker={"symbol": "x", "size": 12, "color": "#222"}, hoverinfo="skip"))
     chosen = table[table["user_id"] == selected]
     if len(chosen):
-        row = chosen.iloc[0]
-        figure.add_trace(go.Scatter(x=[row["x"]], y=[row["y"]], mode="markers", name=f"User {selected}",
-                                    marker={"symbol": "star", "size": 18, "color": "#e63946",
-                                            "line": {"width": 1, "color": "#222"}}, hoverinfo="skip"))
-        figure.add_annotation(x=row["x"], y=row["y"], text=f"User {selected}", showarrow=True, arrowhead=2, ay=-30)
+        _star(figure, chosen.iloc[0]["x"], chosen.iloc[0]["y"], f"User {selected}")
+    if guest is not None:
+        _star(figure, guest[0], guest[1], "You")
     figure.update_layout(height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Users on the cluster map",
                          xaxis={"visible": False}, yaxis={"visible": False}, legend={"orientation": "h", "y": -0.05})
     return figure
+
+
+def _star(figure: go.Figure, x: float, y: float, label: str) -> None:
+    figure.add_trace(go.Scatter(x=[x], y=[y], mode="markers", name=label, hoverinfo="skip",
+                                marker={"symbol": "star", "size": 18, "color": "#e63946",
+                                        "line": {"width": 1, "color": "#222"}}))
+    figure.add_annotation(x=x, y=y, text=label, showarrow=True, arrowhead=2, ay=-30)
 
 
 def results_chart(results: pd.DataFrame) -> go.Figure:

@@ -8,13 +8,14 @@ import logging
 import random
 import re
 import time
+from collections.abc import Iterator
 
 import gradio as gr
 import pandas as pd
 
 from demo import analysis
 from demo.charts import gate_chart, genre_chart, user_map_chart
-from thinkrec.explorer import Explorer, UnknownIdError
+from thinkrec.explorer import Explanation, Explorer, UnknownIdError
 from thinkrec.llm.bank import LABELS
 from thinkrec.llm.generate import GenerationSettings
 
@@ -62,24 +63,6 @@ def gate_markdown(route) -> str:
     if route is None:
         return "_No cluster experts are trained yet: ThinkRec answers with its global expert._"
     return f"**Routing: {DECISIONS[route.decision]}.** {html.escape(route.reason)}"
-
-
-def from_url(explorer: Explorer, request: gr.Request):
-    """Read ``?user=...&item=...`` from a shared link; bad values give a friendly notice."""
-    params = dict(request.query_params) if request is not None else {}
-    wanted = {"user": str(params.get("user", ""))[:40], "item": str(params.get("item", ""))[:40]}
-    checks = {"user": explorer.user_index, "item": explorer.item_index}
-    notices = []
-    for key, value in wanted.items():
-        try:
-            if value:
-                checks[key](value)
-        except UnknownIdError as err:
-            log.warning("from_url: %s", err)
-            notices.append(f"The shared link names {html.escape(str(err))}.")
-            wanted[key] = ""
-    user_id, item_id = wanted["user"], wanted["item"]
-    return gr.update(value=user_id or None), item_id or None, " ".join(notices)
 
 
 def share_markdown(user_id: str | None, item_id: str | None) -> str:
@@ -173,22 +156,29 @@ def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: 
         log.warning("think: %s", err)
         yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
         return
-    text, verdict, started = "", "", time.perf_counter()
     yield "_Thinking…_", "", run.prompt
+    for verdict, reasoning in stream_explanation(explorer, run):
+        yield verdict, reasoning, run.prompt
+
+
+def stream_explanation(explorer: Explorer, run: Explanation) -> Iterator[tuple[str, str]]:
+    """(verdict line, reasoning HTML) as an answer streams in; the last pair marks the cited titles
+    and says how long the answer took."""
+    text, verdict, started = "", "", time.perf_counter()
     try:
         for piece in run.stream:
             text += piece
             verdict = verdict or verdict_line(run.p_yes, run.truth)
-            yield verdict, html.escape(text), run.prompt
+            yield verdict, html.escape(text)
     except RuntimeError as err:
-        log.warning("think: generation failed: %s", err)
-        yield verdict, html.escape(text) + "<br><em>(generation stopped: the model failed)</em>", run.prompt
+        log.warning("generation failed: %s", err)
+        yield verdict, html.escape(text) + "<br><em>(generation stopped: the model failed)</em>"
         return
     grounded, ungrounded = explorer.grounding(text, run.allowed)
     seconds = time.perf_counter() - started
     note = (f"<br><small>{run.stream.new_tokens} tokens in {seconds:.1f} s · cited titles: {len(grounded)} found in "
             f"the history, {len(ungrounded)} not</small>")
-    yield verdict or verdict_line(run.p_yes, run.truth), highlight(text, grounded, ungrounded) + note, run.prompt
+    yield verdict or verdict_line(run.p_yes, run.truth), highlight(text, grounded, ungrounded) + note
 
 
 def verdict_line(p_yes: float | None, truth: bool | None) -> str:

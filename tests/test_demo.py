@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo import build_demo, handlers
+from demo import ablation, build, build_demo, handlers, links
 
 
 def test_ui_builds_without_launching(tiny_explorer):
@@ -125,17 +125,65 @@ class FakeRequest:
 
 
 def test_shared_link_selects_user_and_item(tiny_explorer):
-    user, item, notice = handlers.from_url(tiny_explorer, FakeRequest(user="2", item="5"))
-    assert user["value"] == "2" and item == "5" and notice == ""
+    user, item, notice, tab, *_ = links.open_link(tiny_explorer, FakeRequest(user="2", item="5"))
+    assert user["value"] == "2" and item == "5" and notice == "" and tab == {"__type__": "update"}
     _, _, items, *_ = handlers.select_user(tiny_explorer, "2", item)
     assert items["value"] == "5" and "5" in [v for _, v in items["choices"]]
 
 
 def test_bad_shared_link_gives_a_notice(tiny_explorer):
-    user, item, notice = handlers.from_url(tiny_explorer, FakeRequest(user="99999", item="<script>"))
+    user, item, notice, *_ = links.open_link(tiny_explorer, FakeRequest(user="99999", item="<script>", tab="x",
+                                                                        tau="nan", liked="1,zzz"))
     assert user["value"] is None and item is None
-    assert "unknown user id" in notice and "unknown item id" in notice and "<script>" not in notice
-    assert handlers.from_url(tiny_explorer, None)[2] == ""
+    for problem in ("unknown user id", "unknown item id", "unknown tab", "temperature", "zzz"):
+        assert problem in notice
+    assert "<script>" not in notice
+    assert links.open_link(tiny_explorer, None)[2] == ""
+
+
+def test_build_link_fills_the_picks_not_the_explore_case(tiny_explorer):
+    user, item, notice, tab, tau, opened, liked, disliked, target = links.open_link(
+        tiny_explorer, FakeRequest(tab="build", liked="1, 2", disliked="5", item="4", tau="0.5"))
+    assert user["value"] is None and item is None and notice == "" and opened == "build"
+    assert liked["value"] == ["1", "2"] and disliked["value"] == ["5"] and target["value"] == "4"
+    assert tau["value"] == 0.5
+
+
+def test_build_guest_shows_map_gate_scores_and_a_link(tiny_explorer):
+    summary, figure, gate, reason, scores, share = build.build_guest(tiny_explorer, ["1", "2"], ["5"], "4")
+    assert "2 liked, 1 disliked" in summary and len(scores) == 4 and scores["p_like"].between(0, 1).all()
+    assert "tab=build&liked=1%2C2&disliked=5&item=4" in share
+    assert build.build_guest(tiny_explorer, [], [], None)[0].startswith("Pick at least 3")
+    refused = build.build_guest(tiny_explorer, ["1", "2"], ["2"], "4")
+    assert "both liked and disliked" in refused[0] and refused[4].empty
+
+
+def test_a_guest_map_stars_the_guest(tiny_llm_explorer):
+    _, figure, gate, reason, _, _ = build.build_guest(tiny_llm_explorer, ["1", "2"], ["5"], "4")
+    assert figure is not None and "You" in [trace.name for trace in figure.data]
+    assert gate is not None and "Routing:" in reason
+
+
+def test_think_guest_streams_an_answer(tiny_llm_explorer):
+    steps = list(build.think_guest(tiny_llm_explorer, ["1", "2"], ["5"], "4", "fused", 8))
+    verdict, reasoning, prompt = steps[-1]
+    assert "P(Yes)" in verdict and "guest user" in prompt and "tokens in" in reasoning
+    assert "Cannot explain" in next(build.think_guest(tiny_llm_explorer, ["1"], [], "4", "fused", 8))[0]
+
+
+def test_ablation_scores_every_variant_and_streams_each_column(tiny_llm_explorer):
+    labels = ablation.variant_labels(tiny_llm_explorer)
+    assert labels[0] == "Global adapter" and labels[-1] == "Gate's choice (fused)"
+    item_id = tiny_llm_explorer.test_items("2")["item_id"].iloc[0]
+    header, gate, reason, table = ablation.ablation_scores(tiny_llm_explorer, "2", item_id, 0.1)
+    assert table["answered by"].tolist() == labels and table["p_like"].between(0, 1).all()
+    assert "tab=ablation&user=2" in header and "tau=0.1" in header
+    cold = ablation.ablation_scores(tiny_llm_explorer, "2", item_id, 0.001)[3]
+    assert cold["p_like"].iloc[-1] in cold["p_like"].iloc[1:-1].tolist()  # a cold gate picks one expert
+    steps = list(ablation.ablation_streams(tiny_llm_explorer, "2", item_id, 0.1, 8))
+    assert len(steps[-1]) == 2 * len(labels) and all("P(Yes)" in steps[-1][2 * n] for n in range(len(labels)))
+    assert ablation.ablation_scores(tiny_llm_explorer, None, None, 0.1)[0] == ablation.NO_CASE
+    assert "Cannot run" in ablation.ablation_scores(tiny_llm_explorer, "2", item_id, -1)[0]
 
 
 def test_share_markdown():

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from demo import handlers
-from tests.test_demo import FakeRequest
+from demo import build, handlers, links
 from thinkrec.explorer import UnknownIdError
 from thinkrec.llm.generate import GenerationSettings
 
@@ -49,8 +48,12 @@ def test_handlers_answer_any_user_and_item(tiny_explorer, user, item):
     assert isinstance(card, str) and "<script>" not in card
     table, text = handlers.compare_systems(tiny_explorer, user, item)
     assert isinstance(table, pd.DataFrame) and isinstance(text, str) and "<script>" not in text
-    shared_user, shared_item, notice = handlers.from_url(tiny_explorer, FakeRequest(user=user, item=item))
-    assert "<script>" not in notice and (shared_item is None or tiny_explorer.item_index(shared_item) >= 0)
+    link = links.parse_link(tiny_explorer, {"user": user, "item": item, "tab": user, "tau": item, "liked": item})
+    assert "<script>" not in " ".join(link.notices)
+    assert link.item is None or tiny_explorer.item_index(link.item) >= 0
+    assert link.tab in (None, *links.TABS) and (link.tau is None or 0.01 <= link.tau <= 2)
+    summary, *_ = build.build_guest(tiny_explorer, [user], [item], item)
+    assert isinstance(summary, str) and "<script>" not in summary
 
 
 @FAST

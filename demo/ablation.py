@@ -1,0 +1,84 @@
+"""The "Expert ablation" tab's handlers: the Explore tab's case through ThinkRec's global adapter,
+each cluster expert alone and the gate's mixture, side by side, with the gate temperature free."""
+
+from __future__ import annotations
+
+import html
+import logging
+from urllib.parse import urlencode
+
+import gradio as gr
+import pandas as pd
+
+from demo.charts import gate_chart
+from demo.handlers import gate_markdown, stream_explanation
+from thinkrec.explorer import Explorer, UnknownIdError
+from thinkrec.llm.generate import GenerationSettings
+
+log = logging.getLogger(__name__)
+COLUMNS = ["answered by", "p_like", "verdict"]
+NO_CASE = "Open a case in the Explore tab (a user and a movie) first."
+
+
+def variant_labels(explorer: Explorer) -> list[str]:
+    """The side-by-side columns: global adapter, each expert, the gate's choice (empty without experts)."""
+    return [v.label for v in explorer.bank.ablation(0)] if explorer.bank else []
+
+
+def case_markdown(explorer: Explorer, user_id: str, item_id: str, tau: float) -> str:
+    case = explorer.case(user_id, item_id)
+    truth = "" if case.truth is None else f" · truth: {'liked' if case.truth else 'not liked'}"
+    # urlencode percent-encodes every character markdown or HTML could act on
+    query = urlencode({"tab": "ablation", "user": user_id, "item": item_id, "tau": f"{tau:g}"})
+    return (f"**Case:** user {html.escape(user_id)} · {html.escape(explorer.item_label(case.item))}{truth}\n\n"
+            f"🔗 Share this ablation: append `?{query}` to the page address.")
+
+
+def ablation_scores(explorer: Explorer, user_id: str | None, item_id: str | None, tau: float):
+    """Case line, gate chart and reason at ``tau``, and every variant's P(Yes) (one batched pass)."""
+    empty = pd.DataFrame(columns=COLUMNS)
+    if not user_id or not item_id:
+        return NO_CASE, None, "", empty
+    try:
+        route = explorer.gate(user_id, float(tau))
+        variants, p_yes = explorer.ablation(explorer.case(user_id, item_id), float(tau))
+        header = case_markdown(explorer, user_id, item_id, float(tau))
+    except (UnknownIdError, ValueError, TypeError) as err:
+        log.warning("ablation_scores: %s", err)
+        return f"**Cannot run the ablation:** {html.escape(str(err))}", None, "", empty
+    table = pd.DataFrame({"answered by": [v.label for v in variants], "p_like": [round(p, 4) for p in p_yes],
+                          "verdict": ["Yes" if p > 0.5 else "No" for p in p_yes]})
+    return header, gate_chart(route) if route else None, gate_markdown(route), table
+
+
+def scores_if_linked(explorer: Explorer, linked_tab: str | None, user_id: str | None, item_id: str | None,
+                     tau: float):
+    """``ablation_scores`` when the page was opened by an ablation link; otherwise leave the tab as it is."""
+    if linked_tab != "ablation":
+        return gr.update(), gr.update(), gr.update(), gr.update()
+    return ablation_scores(explorer, user_id, item_id, tau)
+
+
+def ablation_streams(explorer: Explorer, user_id: str | None, item_id: str | None, tau: float,
+                     max_new_tokens: float):
+    """Each variant's answer in turn, streamed into its own column: yields (verdict, reasoning) for
+    every column, flattened."""
+    shown = [""] * (2 * len(variant_labels(explorer)))
+    if not user_id or not item_id:
+        yield tuple([NO_CASE, ""] * (len(shown) // 2))
+        return
+    try:
+        case = explorer.case(user_id, item_id)
+        settings = GenerationSettings.from_config(explorer.config.llm, max_new_tokens=int(max_new_tokens))
+        variants = explorer.bank.ablation(case.user, float(tau))
+    except (UnknownIdError, ValueError, TypeError) as err:
+        log.warning("ablation_streams: %s", err)
+        yield tuple([f"**Cannot run the ablation:** {html.escape(str(err))}", ""] * (len(shown) // 2))
+        return
+    for column, variant in enumerate(variants):
+        shown[2 * column] = "_Thinking…_"
+        yield tuple(shown)
+        run = explorer.explain(case, "thinkrec", settings, variant=variant)
+        for verdict, reasoning in stream_explanation(explorer, run):
+            shown[2 * column], shown[2 * column + 1] = verdict, reasoning
+            yield tuple(shown)

@@ -1,0 +1,88 @@
+"""The "Build a profile" tab's handlers: a visitor's own likes and dislikes become a guest user.
+
+Nothing is kept between events: every handler rebuilds the guest from the picks (fold-in takes
+milliseconds), so the picks in the widgets, or in a shared link, are the whole state.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from urllib.parse import urlencode
+
+import pandas as pd
+
+from demo.charts import gate_chart, user_map_chart
+from demo.handlers import SCORE_COLUMNS, gate_markdown, stream_explanation
+from thinkrec.explorer import Explorer, UnknownIdError
+from thinkrec.guest import GuestError
+from thinkrec.llm.generate import GenerationSettings
+
+log = logging.getLogger(__name__)
+START = "Pick at least {n} movies you liked or disliked, and a movie to ask about."
+
+
+def catalogue_choices(explorer: Explorer) -> list[tuple[str, str]]:
+    """Every catalogue movie as a dropdown entry (typing in the dropdown searches the titles)."""
+    return [(explorer.item_label(i), item_id) for i, item_id in enumerate(explorer.data.items["item_id"])]
+
+
+def _picks(values) -> list[str]:
+    return [str(v) for v in (values or [])]
+
+
+def _guest_case(explorer: Explorer, liked, disliked, item_id: str | None):
+    """The guest and the case "will they like item_id?"; raises GuestError / UnknownIdError."""
+    if not item_id:
+        raise GuestError("pick a movie to ask about")
+    guest = explorer.guest(_picks(liked), _picks(disliked))
+    return guest, explorer.case(guest, item_id)
+
+
+def share_markdown(liked, disliked, item_id: str | None) -> str:
+    # urlencode percent-encodes every character markdown or HTML could act on
+    query = urlencode({"tab": "build", "liked": ",".join(_picks(liked)), "disliked": ",".join(_picks(disliked)),
+                       "item": item_id or ""})
+    return f"🔗 Share this profile: append `?{query}` to the page address."
+
+
+def build_guest(explorer: Explorer, liked, disliked, item_id: str | None, with_llm: bool = False):
+    """Summary, map with the guest starred, gate chart and reason, every system's scores and a share link.
+    ``with_llm`` adds the LLM systems' P(Yes) (the UI asks for them after the reasoning has streamed).
+    Untouched widgets (no picks, no target) just show how to start."""
+    empty = pd.DataFrame(columns=SCORE_COLUMNS)
+    if not liked and not disliked and not item_id:
+        return START.format(n=explorer.config.guest.min_picks), None, None, "", empty, ""
+    try:
+        guest, case = _guest_case(explorer, liked, disliked, item_id)
+        route = explorer.gate(guest)
+        parts = [explorer.system1_scores(case)] + ([explorer.llm_scores(case)] if with_llm else [])
+    except (GuestError, UnknownIdError) as err:
+        log.warning("build_guest: %s", err)
+        return f"**Cannot build this profile:** {html.escape(str(err))}", None, None, "", empty, ""
+    summary = (f"### Your profile\n{int(guest.labels.sum())} liked, {int((1 - guest.labels).sum())} disliked. "
+               f"Asking about **{html.escape(explorer.item_label(case.item))}**"
+               + ("" if case.truth is None else f" (you {'liked' if case.truth else 'disliked'} it yourself)") + ".")
+    table = explorer.map_table()
+    figure = None if table is None else user_map_chart(table, explorer.centroid_coords(), None, explorer.place(guest))
+    return (summary, figure, gate_chart(route) if route else None, gate_markdown(route),
+            pd.concat(parts, ignore_index=True), share_markdown(liked, disliked, item_id))
+
+
+def think_guest(explorer: Explorer, liked, disliked, item_id: str | None, system: str | None,
+                max_new_tokens: float):
+    """Stream the chosen system's answer for the guest: verdict first, then the reasoning."""
+    if not system:
+        yield "Pick a system.", "", ""
+        return
+    try:
+        _, case = _guest_case(explorer, liked, disliked, item_id)
+        settings = GenerationSettings.from_config(explorer.config.llm, max_new_tokens=int(max_new_tokens))
+        run = explorer.explain(case, system, settings)
+    except (GuestError, UnknownIdError, ValueError, TypeError) as err:
+        log.warning("think_guest: %s", err)
+        yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
+        return
+    yield "_Thinking…_", "", run.prompt
+    for verdict, reasoning in stream_explanation(explorer, run):
+        yield verdict, reasoning, run.prompt
