@@ -17,7 +17,7 @@ from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
 COLUMNS = ["answered by", "p_like", "verdict"]
-NO_CASE = "Open a case in the Explore tab (a user and a movie) first."
+NO_CASE = "Open a case in the Explore tab (a user and a movie), then come back to this tab."
 
 
 def variant_labels(explorer: Explorer) -> list[str]:
@@ -32,6 +32,11 @@ def case_markdown(explorer: Explorer, user_id: str, item_id: str, tau: float) ->
     query = urlencode({"tab": "ablation", "user": user_id, "item": item_id, "tau": f"{tau:g}"})
     return (f"**Case:** user {html.escape(user_id)} · {html.escape(explorer.item_label(case.item))}{truth}\n\n"
             f"🔗 Share this ablation: append `?{query}` to the page address.")
+
+
+def take_case(explore_user: str | None, explore_item: str | None, user: str | None, item: str | None):
+    """The case the tab shows when opened: the Explore tab's, if it has one; else the tab's own (from a link)."""
+    return (explore_user, explore_item) if explore_user and explore_item else (user, item)
 
 
 def ablation_scores(explorer: Explorer, user_id: str | None, item_id: str | None, tau: float):

@@ -125,7 +125,8 @@ def _build_tab(explorer: Explorer) -> dict:
 
 def _ablation_tab(explorer: Explorer) -> dict:
     labels = ablation.variant_labels(explorer)
-    w: dict = {"columns": [], "tau": gr.State(None)}  # the State stands in for the slider a link may set
+    # The case (user and item ids) is the tab's own, so a link can open it without running the Explore tab.
+    w: dict = {"columns": [], "tau": gr.State(None), "user": gr.State(None), "item": gr.State(None)}
     if not labels:
         gr.Markdown("No cluster experts are trained yet, so there is nothing to ablate.")
         return w
@@ -195,12 +196,12 @@ def _wire_links(explorer: Explorer, demo: gr.Blocks, w: dict, b: dict, a: dict, 
     def open_shared_link(request: gr.Request):  # gradio injects the request only into a plain signature
         return links.open_link(explorer, request)
 
-    opened = demo.load(open_shared_link, None, [w["user"], wanted_item, notice, tabs, a["tau"], linked_tab,
-                                                 b["liked"], b["disliked"], b["item"]])
+    opened = demo.load(open_shared_link, None, [w["user"], wanted_item, notice, tabs, a["tau"], a["user"], a["item"],
+                                                 linked_tab, b["liked"], b["disliked"], b["item"]])
     opened = opened.then(partial(handlers.select_user, explorer), [w["user"], wanted_item], _user_outputs(w))
     opened = opened.then(partial(build.build_guest, explorer), _picks(b), _guest_outputs(b))
     if a["columns"]:
-        opened.then(partial(ablation.scores_if_linked, explorer), [linked_tab, w["user"], w["item"], a["tau"]],
+        opened.then(partial(ablation.scores_if_linked, explorer), [linked_tab, a["user"], a["item"], a["tau"]],
                     _ablation_outputs(a))
 
 
@@ -229,12 +230,14 @@ def _wire_build(explorer: Explorer, b: dict) -> None:
 
 
 def _wire_ablation(explorer: Explorer, a: dict, w: dict, tab) -> None:
-    """The ablation tab reads the Explore tab's case whenever it is opened, run or re-tempered."""
+    """Opening the ablation tab takes over the Explore tab's case (if any); it is scored when opened, run or
+    re-tempered."""
     if not a["columns"]:
         return
-    case = [w["user"], w["item"], a["tau"]]
+    case = [a["user"], a["item"], a["tau"]]
     scores = partial(ablation.ablation_scores, explorer)
-    tab.select(scores, case, _ablation_outputs(a))
+    tab.select(ablation.take_case, [w["user"], w["item"], a["user"], a["item"]], [a["user"], a["item"]],
+               queue=False).then(scores, case, _ablation_outputs(a))
     a["tau"].release(scores, case, _ablation_outputs(a), trigger_mode="always_last")
     a["go"].click(scores, case, _ablation_outputs(a)).then(partial(ablation.ablation_streams, explorer),
                                                            [*case, a["length"]], a["columns"], api_name="ablation")

@@ -42,7 +42,7 @@ def _guest_case(explorer: Explorer, liked, disliked, item_id: str | None):
 def share_markdown(liked, disliked, item_id: str | None) -> str:
     # urlencode percent-encodes every character markdown or HTML could act on
     query = urlencode({"tab": "build", "liked": ",".join(_picks(liked)), "disliked": ",".join(_picks(disliked)),
-                       "item": item_id or ""})
+                       "item": item_id or ""}, safe=",")
     return f"🔗 Share this profile: append `?{query}` to the page address."
 
 

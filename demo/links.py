@@ -85,12 +85,15 @@ def _tau(text: str, notices: list[str]) -> float | None:
 
 def open_link(explorer: Explorer, request: gr.Request | None):
     """Widget updates for a page address: the Explore user and wanted item, the notice, the tab, the
-    ablation temperature, which tab the link opened, and the build tab's picks and target."""
+    ablation's temperature, user and item, which tab the link opened, and the build tab's picks and
+    target. A case goes to the tab the link names, so opening one tab runs nothing in another."""
     link = parse_link(explorer, dict(request.query_params) if request is not None else {})
-    building = link.tab == "build"
-    return (gr.update(value=None if building else link.user), None if building else link.item,
+    building, ablating = link.tab == "build", link.tab == "ablation"
+    exploring = not (building or ablating)
+    return (gr.update(value=link.user if exploring else None), link.item if exploring else None,
             " ".join(link.notices), gr.Tabs(selected=link.tab) if link.tab else gr.update(),
-            gr.update(value=link.tau) if link.tau is not None else gr.update(), link.tab,
+            gr.update(value=link.tau) if link.tau is not None else gr.update(),
+            link.user if ablating else None, link.item if ablating else None, link.tab,
             gr.update(value=link.liked) if building else gr.update(),
             gr.update(value=link.disliked) if building else gr.update(),
             gr.update(value=link.item) if building else gr.update())

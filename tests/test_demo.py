@@ -142,17 +142,26 @@ def test_bad_shared_link_gives_a_notice(tiny_explorer):
 
 
 def test_build_link_fills_the_picks_not_the_explore_case(tiny_explorer):
-    user, item, notice, tab, tau, opened, liked, disliked, target = links.open_link(
+    user, item, notice, tab, tau, _, _, opened, liked, disliked, target = links.open_link(
         tiny_explorer, FakeRequest(tab="build", liked="1, 2", disliked="5", item="4", tau="0.5"))
     assert user["value"] is None and item is None and notice == "" and opened == "build"
     assert liked["value"] == ["1", "2"] and disliked["value"] == ["5"] and target["value"] == "4"
     assert tau["value"] == 0.5
 
 
+def test_ablation_link_gives_the_case_to_the_ablation_tab_only(tiny_explorer):
+    user, item, notice, tab, tau, ablation_user, ablation_item, opened, *_ = links.open_link(
+        tiny_explorer, FakeRequest(tab="ablation", user="2", item="5", tau="0.3"))
+    assert user["value"] is None and item is None and notice == "" and opened == "ablation"
+    assert (ablation_user, ablation_item, tau["value"]) == ("2", "5", 0.3)
+    assert ablation.take_case(None, None, "2", "5") == ("2", "5")  # the linked case survives the tab opening
+    assert ablation.take_case("3", "1", "2", "5") == ("3", "1")  # a case opened in Explore is taken over
+
+
 def test_build_guest_shows_map_gate_scores_and_a_link(tiny_explorer):
     summary, figure, gate, reason, scores, share = build.build_guest(tiny_explorer, ["1", "2"], ["5"], "4")
     assert "2 liked, 1 disliked" in summary and len(scores) == 4 and scores["p_like"].between(0, 1).all()
-    assert "tab=build&liked=1%2C2&disliked=5&item=4" in share
+    assert "tab=build&liked=1,2&disliked=5&item=4" in share
     assert build.build_guest(tiny_explorer, [], [], None)[0].startswith("Pick at least 3")
     refused = build.build_guest(tiny_explorer, ["1", "2"], ["2"], "4")
     assert "both liked and disliked" in refused[0] and refused[4].empty

@@ -111,6 +111,73 @@ def test_shared_link_opens_the_case(server):
         browser.close()
 
 
+def test_build_a_profile_by_title_search_then_watch_map_gate_scores_and_reasoning(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = open_browser(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(server, timeout=120_000)
+        page.get_by_role("tab", name="Build a profile").click()
+        for title in ("Star Wars", "Toy Story", "Fargo"):
+            choose(page, "#guest-liked", title)
+            page.keyboard.press("Escape")
+        choose(page, "#guest-disliked", "Scream")
+        page.keyboard.press("Escape")
+        choose(page, "#guest-target", "Titanic")
+        page.click("#guest-think")
+        wait_for_text(page, "#guest-summary", "3 liked, 1 disliked")
+        page.wait_for_selector("#guest-map .js-plotly-plot", timeout=60_000)
+        assert "You" in page.inner_text("#guest-map")  # the guest is starred on the map
+        assert "Routing:" in page.inner_text("#guest-gate-reason")
+        wait_for_text(page, "#guest-scores", "LightGCN")
+        wait_for_text(page, "#guest-verdict", "P(Yes)")
+        wait_for_text(page, "#guest-reasoning", "tokens in", timeout=180_000)
+        wait_for_text(page, "#guest-scores", "ThinkRec (fused experts)")
+        assert "tab=build&liked=" in page.inner_text("#guest-share")
+        page.screenshot(path=str(tmp_path / "build.png"), full_page=True)
+        browser.close()
+
+
+def test_build_link_opens_the_profile(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = open_browser(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1700})
+        page.goto(server + "?tab=build&liked=50,172,181&disliked=288&item=100", timeout=120_000)
+        wait_for_text(page, "#guest-summary", "3 liked, 1 disliked")
+        assert "Fargo" in page.inner_text("#guest-summary")
+        wait_for_text(page, "#guest-scores", "SASRec")
+        assert "Star Wars" in page.inner_text("#guest-liked")
+        browser.close()
+
+
+def test_ablation_link_runs_every_expert_side_by_side_and_the_temperature_moves_the_gate(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = open_browser(playwright)
+        page = browser.new_page(viewport={"width": 1400, "height": 1800})
+        page.goto(server + "?tab=ablation&user=7&item=8&tau=0.3", timeout=120_000)
+        wait_for_text(page, "#ablation-case", "user 7")
+        wait_for_text(page, "#ablation-scores", "Gate's choice (fused)")
+        assert "Expert 1" in page.inner_text("#ablation-scores")
+        page.click("#ablation-run")
+        columns = page.locator("[id^=ablation-reasoning-]").count()
+        assert columns >= 4  # global, at least two experts, the gate's choice
+        wait_for_text(page, f"#ablation-reasoning-{columns - 1}", "tokens in", timeout=240_000)
+        for column in range(columns):
+            assert "P(Yes)" in page.inner_text(f"#ablation-verdict-{column}")
+        page.screenshot(path=str(tmp_path / "ablation.png"), full_page=True)
+        tau = page.locator("#ablation-tau input[type=number]")
+        tau.fill("2")
+        tau.blur()  # the slider reports a typed value when its box loses focus
+        wait_for_text(page, "#ablation-gate-reason", "global model answers", timeout=60_000)
+        assert "tau=2" in page.inner_text("#ablation-case")
+        browser.close()
+
+
 def test_bad_link_gives_a_notice_not_a_trace(server):
     from playwright.sync_api import sync_playwright
 
