@@ -125,8 +125,10 @@ def _build_tab(explorer: Explorer) -> dict:
 
 def _ablation_tab(explorer: Explorer) -> dict:
     labels = ablation.variant_labels(explorer)
-    # The case (user and item ids) is the tab's own, so a link can open it without running the Explore tab.
-    w: dict = {"columns": [], "tau": gr.State(None), "user": gr.State(None), "item": gr.State(None)}
+    # The case (user and item ids) is the tab's own, so a link can open it without running the Explore tab;
+    # hidden textboxes rather than State, so the API takes them too.
+    w: dict = {"columns": [], "tau": gr.State(None), "user": gr.Textbox(visible=False),
+               "item": gr.Textbox(visible=False)}
     if not labels:
         gr.Markdown("No cluster experts are trained yet, so there is nothing to ablate.")
         return w
@@ -224,8 +226,9 @@ def _ablation_outputs(a: dict) -> list:
 def _wire_build(explorer: Explorer, b: dict) -> None:
     """The build tab: picks -> guest (map, gate, System-1 scores) -> streamed answer -> LLM scores."""
     thought = [b["verdict"], b["reasoning"], b["prompt"]]
-    b["go"].click(partial(build.build_guest, explorer), _picks(b), _guest_outputs(b)).then(
-        partial(build.think_guest, explorer), [*_picks(b), b["system"], b["length"]], thought).then(
+    b["go"].click(partial(build.build_guest, explorer), _picks(b), _guest_outputs(b), api_name="place_guest").then(
+        partial(build.think_guest, explorer), [*_picks(b), b["system"], b["length"]], thought,
+        api_name="think_guest").then(
         partial(build.build_guest, explorer, with_llm=True), _picks(b), _guest_outputs(b), api_name="build_profile")
 
 
@@ -239,8 +242,8 @@ def _wire_ablation(explorer: Explorer, a: dict, w: dict, tab) -> None:
     tab.select(ablation.take_case, [w["user"], w["item"], a["user"], a["item"]], [a["user"], a["item"]],
                queue=False).then(scores, case, _ablation_outputs(a))
     a["tau"].release(scores, case, _ablation_outputs(a), trigger_mode="always_last")
-    a["go"].click(scores, case, _ablation_outputs(a)).then(partial(ablation.ablation_streams, explorer),
-                                                           [*case, a["length"]], a["columns"], api_name="ablation")
+    a["go"].click(scores, case, _ablation_outputs(a), api_name="ablation_scores").then(
+        partial(ablation.ablation_streams, explorer), [*case, a["length"]], a["columns"], api_name="ablation")
 
 
 def _wire(explorer: Explorer, demo: gr.Blocks, w: dict, a: dict, tabs, wanted_item) -> None:

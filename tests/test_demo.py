@@ -189,6 +189,11 @@ def test_ablation_scores_every_variant_and_streams_each_column(tiny_llm_explorer
     assert "tab=ablation&user=2" in header and "tau=0.1" in header
     cold = ablation.ablation_scores(tiny_llm_explorer, "2", item_id, 0.001)[3]
     assert cold["p_like"].iloc[-1] in cold["p_like"].iloc[1:-1].tolist()  # a cold gate picks one expert
+    assert cold["p_like"].iloc[:-1].tolist() == table["p_like"].iloc[:-1].tolist()  # memoised, not re-scored
+    case = tiny_llm_explorer.case("2", item_id)
+    fresh = tiny_llm_explorer.bank.p_yes_under("thinkrec", case.user, case.item, case.hist_items, case.hist_labels,
+                                              [v.weights for v in tiny_llm_explorer.ablation(case, 0.001)[0]])
+    assert cold["p_like"].tolist() == [round(p, 4) for p in fresh]
     steps = list(ablation.ablation_streams(tiny_llm_explorer, "2", item_id, 0.1, 8))
     assert len(steps[-1]) == 2 * len(labels) and all("P(Yes)" in steps[-1][2 * n] for n in range(len(labels)))
     assert ablation.ablation_scores(tiny_llm_explorer, None, None, 0.1)[0] == ablation.NO_CASE

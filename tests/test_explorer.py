@@ -61,3 +61,12 @@ def test_missing_manifest_stops_loading(tiny_explorer, tiny_config):
     (tiny_config.paths.checkpoints / "manifest.json").unlink()
     with pytest.raises(CheckpointError, match="manifest.json: missing"):
         Explorer.load(tiny_config, with_llm=False)
+
+
+def test_memo_keeps_the_latest_entries():
+    from thinkrec.explorer import Memo
+
+    memo = Memo(2)
+    memo.put_all({"a": 1, "b": 2})
+    memo.put_all({"c": 3})
+    assert (memo.get("a"), memo.get("b"), memo.get("c")) == (None, 2, 3)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -41,10 +43,30 @@ from thinkrec.text_metrics import grounding_of
 log = logging.getLogger(__name__)
 SYSTEM_LABELS = {"item_prior": "Item like-rate (floor)", "mf": "MF", "lightgcn": "LightGCN", "sasrec": "SASRec"}
 MAX_QUERY_CHARS = 200
+ABLATION_MEMO_SIZE = 4096
 
 
 class UnknownIdError(ValueError):
     """A user or item id that the dataset does not hold."""
+
+
+class Memo:
+    """A bounded, thread-safe memo: the least recently stored entries go first."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            return self._entries.get(key)
+
+    def put_all(self, entries: dict) -> None:
+        with self._lock:
+            self._entries.update(entries)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,6 +115,7 @@ class Explorer:
         self._user_index = {uid: i for i, uid in enumerate(prepared.users["user_id"])}
         self._item_index = {iid: i for i, iid in enumerate(prepared.items["item_id"])}
         rows = prepared.rows
+        self._ablation_memo = Memo(ABLATION_MEMO_SIZE)  # P(Yes) by (user, item, mixture): a new τ re-scores one row
         self._row_of = {(u, i): n for n, (u, i, s) in enumerate(zip(rows["user"], rows["item"], rows["split"]))
                         if s != "train"}
 
@@ -324,9 +347,18 @@ class Explorer:
         variants = self.bank.ablation(case.user, tau) if self.bank else []
         if not variants:
             return [], []
-        p_yes = self.bank.p_yes_under("thinkrec", case.user, case.item, case.hist_items, case.hist_labels,
-                                      [v.weights for v in variants])
-        return variants, p_yes
+        memo = isinstance(case.user, int)  # a dataset user's case always has the same prompt; a guest's may not
+        keys = [(case.user, case.item, v.weights.tobytes()) for v in variants]
+        known = {key: self._ablation_memo.get(key) for key in keys} if memo else {}
+        missing = [v for v, key in zip(variants, keys) if known.get(key) is None]
+        if missing:
+            scored = self.bank.p_yes_under("thinkrec", case.user, case.item, case.hist_items, case.hist_labels,
+                                           [v.weights for v in missing])
+            fresh = dict(zip([(case.user, case.item, v.weights.tobytes()) for v in missing], scored))
+            known.update(fresh)
+            if memo:
+                self._ablation_memo.put_all(fresh)
+        return variants, [known[key] for key in keys]
 
     def explain(self, case: Case, system: str, settings: GenerationSettings, tau: float | None = None,
                 variant: Variant | None = None) -> Explanation:
