@@ -84,13 +84,14 @@ def test_shipped_cf_models_rescore_their_stored_predictions(config, prepared):
 @pytest.mark.parametrize("name, median_at_least", [("mf", 0.9), ("lightgcn", 0.97)])
 def test_folding_users_back_in_lands_near_their_trained_embeddings(config, prepared, name, median_at_least):
     """Fold every fifth user back in from their own train ratings (measured medians: MF 0.94, LightGCN 0.99;
-    ``python benchmarks/fold_in.py`` prints the whole distribution)."""
-    from thinkrec.cf.fold_in import refold_cosines
+    RESULTS.md shows the whole distribution)."""
+    from thinkrec.cf.fold_in import cosines_to_trained, refold_users
     from thinkrec.cf.store import cf_dir, load_cf_model
 
     model, _ = load_cf_model(cf_dir(config) / name, prepared, config)
-    cosines = refold_cosines(model, prepared, prepared.summary["history_len"], config.guest.fold_in_l2,
-                             users=range(0, prepared.n_users, 5))
+    folded = refold_users(model, prepared, prepared.summary["history_len"], config.guest.fold_in_l2,
+                          users=range(0, prepared.n_users, 5))
+    cosines = cosines_to_trained(model, prepared, folded)
     assert np.median(cosines) >= median_at_least and np.percentile(cosines, 10) > 0.75
 
 

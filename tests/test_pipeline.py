@@ -108,6 +108,8 @@ def test_report_recomputes_from_stored_predictions(tiny_prepared, tiny_pipeline_
     assert "Not trained or scored yet: Zero-shot LLM, TALLRec-style, CoLLM-style, ThinkRec-fused" in text
     assert "| LightGCN |" in text and "ML-1M" in text and "No cluster experts trained yet" in text
     assert (tmp_path / "assets" / "results_auc.svg").read_text().startswith("<svg")
+    fold_in = text.split("## Fold-in of new users")[1].split("##")[0]
+    assert "| MF |" in fold_in and "| LightGCN |" in fold_in
 
     pipeline.stage_experts(tiny_prepared, config)
     fused = pipeline.stage_eval_fused(tiny_prepared, config)

@@ -112,17 +112,28 @@ def _solve(design: np.ndarray, offset: np.ndarray, labels: np.ndarray, penalty: 
     return z
 
 
-def refold_cosines(model: CFModel, prepared, history_len: int, l2: float, users=None) -> np.ndarray:
-    """Fold each user back in from their own train ratings; cosine of the result with their trained vector."""
-    from thinkrec.cf.store import user_table  # the trained vectors, as the later stages read them
-
-    trained = user_table(model, prepared).double().numpy()
+def refold_users(model: CFModel, prepared, history_len: int, l2: float, users=None) -> dict[int, FoldedUser]:
+    """Fold users back in from their own train ratings (oldest first), as if the encoder had never seen them."""
     train = prepared.split("train").sort_values(["user", "timestamp"], kind="stable")
     by_user = dict(tuple(train.groupby("user")))
     users = range(prepared.n_users) if users is None else users
-    cosines = []
-    for user in users:
-        rows = by_user[user]
-        folded = fold_in(model, rows["item"].to_numpy(), rows["label"].to_numpy(), history_len, l2).vector
-        cosines.append(folded @ trained[user] / (np.linalg.norm(folded) * np.linalg.norm(trained[user]) + 1e-12))
-    return np.asarray(cosines)
+    return {user: fold_in(model, by_user[user]["item"].to_numpy(), by_user[user]["label"].to_numpy(), history_len, l2)
+            for user in users}
+
+
+def cosines_to_trained(model: CFModel, prepared, folded: dict[int, FoldedUser]) -> np.ndarray:
+    """Cosine similarity of each refolded user's vector with the vector the encoder trained for them."""
+    from thinkrec.cf.store import user_table  # the trained vectors, as the later stages read them
+
+    trained = user_table(model, prepared).double().numpy()
+    return np.array([f.vector @ trained[u] / (np.linalg.norm(f.vector) * np.linalg.norm(trained[u]) + 1e-12)
+                     for u, f in folded.items()])
+
+
+@torch.no_grad()
+def folded_scores(model: CFModel, folded: dict[int, FoldedUser], users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """P(like) of (user, item) rows with each user replaced by their folded self (MF and LightGCN scoring)."""
+    item_vectors = model.item_vectors().double().numpy()
+    item_bias = model.item_bias.weight[:, 0].double().numpy()
+    logits = [folded[u].vector @ item_vectors[i] + folded[u].bias + item_bias[i] for u, i in zip(users, items)]
+    return 1 / (1 + np.exp(-(np.asarray(logits) + float(model.global_bias))))
