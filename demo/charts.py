@@ -27,7 +27,7 @@ def gate_chart(route) -> go.Figure:
     used = [route.mixture[k + 1] > 0 for k in range(len(route.weights))]
     colours = [LIKE_COLOUR if u else "#c9d6df" for u in used]
     figure = go.Figure(go.Bar(x=names, y=list(route.weights), marker_color=colours,
-                              text=[f"{w:.0%}" for w in route.weights], textposition="outside"))
+                              text=[f"{w:.0%}" for w in route.weights], textposition="outside", cliponaxis=False))
     figure.update_layout(height=240, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                          yaxis={"range": [0, 1.1], "title": "weight"},
                          title="Gate weights")
