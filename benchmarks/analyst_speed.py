@@ -14,11 +14,10 @@ token < 1 s, ~120 tokens < 8 s.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 
-from server import free_port, resident_gb, start_server, test_cases
+from server import free_port, resident_gb, start_server, stream_timing, test_cases, tokens_in
 
 ABLATION_TOKENS = 64  # the ablation tab's default per answer
 
@@ -44,22 +43,6 @@ def timed(call) -> tuple[float, object]:
     started = time.perf_counter()
     result = call()
     return time.perf_counter() - started, result
-
-
-def stream(job, text_of) -> tuple[float, float, str]:
-    """(seconds to the first reasoning text, seconds to the end, the final text) of a streaming job."""
-    started, first, final = time.perf_counter(), None, ""
-    for update in job:
-        text = text_of(update)
-        if text and first is None:
-            first = time.perf_counter() - started
-        final = text or final
-    return first or float("nan"), time.perf_counter() - started, final
-
-
-def tokens_in(text: str) -> int:
-    found = re.search(r"(\d+) tokens in", text or "")
-    return int(found.group(1)) if found else 0
 
 
 def main() -> None:
@@ -91,7 +74,7 @@ def measure_guests(client, cases, picks, args) -> None:
         seconds, _ = timed(lambda: client.predict(liked, disliked, item, api_name="/place_guest"))  # noqa: B023
         place.append(seconds)
         job = client.submit(liked, disliked, item, args.system, args.max_new_tokens, api_name="/think_guest")
-        ttft, total, final = stream(job, lambda update: update[1])
+        ttft, total, final = stream_timing(job, lambda update: update[1])
         first.append(ttft)
         full.append(total)
         tokens.append(tokens_in(final))

@@ -13,25 +13,17 @@ map and gate < 300 ms, memory < 3 GB.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import time
 
-from server import free_port, resident_gb, start_server, test_cases
+from server import free_port, resident_gb, start_server, stream_timing, test_cases, tokens_in
 
 
 def stream_reasoning(client, user: str, item: str, system: str, max_new_tokens: int) -> tuple[float, float, int]:
     """(seconds to the first reasoning text, seconds to the full answer, tokens generated)."""
-    started = time.perf_counter()
-    first, final = None, ""
     job = client.submit(user, item, system, max_new_tokens, api_name="/think")
-    for _, reasoning, _ in job:
-        if reasoning and first is None:
-            first = time.perf_counter() - started
-        final = reasoning
-    total = time.perf_counter() - started
-    found = re.search(r"(\d+) tokens in", final or "")
-    return first or float("nan"), total, int(found.group(1)) if found else 0
+    first, total, final = stream_timing(job, lambda update: update[1])
+    return first, total, tokens_in(final)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -56,3 +57,21 @@ def test_cases(count: int) -> list[tuple[str, str]]:
     rows = test_subset(prepared, config).drop_duplicates("user").head(count)
     return [(str(prepared.users["user_id"].iloc[r.user]), str(prepared.items["item_id"].iloc[r.item]))
             for r in rows.itertuples()]
+
+
+def stream_timing(job, text_of) -> tuple[float, float, str]:
+    """(seconds to the first reasoning text, seconds to the end, the final text) of a streaming gradio_client
+    job; ``text_of`` picks the reasoning out of one update."""
+    started, first, final = time.perf_counter(), None, ""
+    for update in job:
+        text = text_of(update)
+        if text and first is None:
+            first = time.perf_counter() - started
+        final = text or final
+    return first or float("nan"), time.perf_counter() - started, final
+
+
+def tokens_in(text: str) -> int:
+    """The token count the UI prints under a finished answer ("N tokens in S s"), 0 if absent."""
+    found = re.search(r"(\d+) tokens in", text or "")
+    return int(found.group(1)) if found else 0

@@ -13,10 +13,9 @@ from urllib.parse import urlencode
 import pandas as pd
 
 from demo.charts import gate_chart, user_map_chart
-from demo.handlers import SCORE_COLUMNS, gate_markdown, stream_explanation
+from demo.handlers import SCORE_COLUMNS, gate_markdown, stream_answer
 from thinkrec.explorer import Explorer, UnknownIdError
 from thinkrec.guest import GuestError
-from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
 START = "Pick at least {n} movies you liked or disliked, and a movie to ask about."
@@ -75,14 +74,5 @@ def think_guest(explorer: Explorer, liked, disliked, item_id: str | None, system
     if not system:
         yield "Pick a system.", "", ""
         return
-    try:
-        _, case = _guest_case(explorer, liked, disliked, item_id)
-        settings = GenerationSettings.from_config(explorer.config.llm, max_new_tokens=int(max_new_tokens))
-        run = explorer.explain(case, system, settings)
-    except (GuestError, UnknownIdError, ValueError, TypeError) as err:
-        log.warning("think_guest: %s", err)
-        yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
-        return
-    yield "_Thinking…_", "", run.prompt
-    for verdict, reasoning in stream_explanation(explorer, run):
-        yield verdict, reasoning, run.prompt
+    yield from stream_answer(explorer, lambda: _guest_case(explorer, liked, disliked, item_id)[1], system,
+                             max_new_tokens)

@@ -8,14 +8,14 @@ import logging
 import random
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import gradio as gr
 import pandas as pd
 
 from demo import analysis
 from demo.charts import gate_chart, genre_chart, user_map_chart
-from thinkrec.explorer import Explanation, Explorer, UnknownIdError
+from thinkrec.explorer import Case, Explanation, Explorer, UnknownIdError
 from thinkrec.llm.bank import LABELS
 from thinkrec.llm.generate import GenerationSettings
 
@@ -149,11 +149,17 @@ def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: 
     if not user_id or not item_id or not system:
         yield "Pick a user, a movie and a system.", "", ""
         return
+    yield from stream_answer(explorer, lambda: explorer.case(user_id, item_id), system, max_new_tokens)
+
+
+def stream_answer(explorer: Explorer, make_case: Callable[[], Case], system: str, max_new_tokens: float):
+    """(verdict, reasoning HTML, prompt) as the answer to ``make_case()`` streams in; a case or a setting
+    that cannot be answered gives a message instead."""
     try:
         settings = GenerationSettings.from_config(explorer.config.llm, max_new_tokens=int(max_new_tokens))
-        run = explorer.explain(explorer.case(user_id, item_id), system, settings)
-    except (UnknownIdError, ValueError, TypeError) as err:
-        log.warning("think: %s", err)
+        run = explorer.explain(make_case(), system, settings)
+    except (UnknownIdError, ValueError, TypeError) as err:  # GuestError is a ValueError
+        log.warning("cannot explain: %s", err)
         yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
         return
     yield "_Thinking…_", "", run.prompt

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,21 @@ def open_browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
 
 
+@contextmanager
+def opened_page(url: str):
+    """A page of a headless Chromium at ``url``, closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = open_browser(playwright)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(url, timeout=120_000)
+            yield page
+        finally:
+            browser.close()
+
+
 def choose(page, picker: str, text: str | None = None, position: int = 0) -> None:
     """Open a Gradio dropdown and click the option containing ``text`` (or the one at ``position``)."""
     page.click(f"{picker} input")
@@ -73,12 +89,7 @@ def wait_for_text(page, selector: str, text: str, timeout: int = 120_000) -> Non
 
 
 def test_pick_a_user_and_an_item_then_watch_map_gate_scores_and_reasoning(server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = open_browser(playwright)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(server, timeout=120_000)
+    with opened_page(server) as page:
         choose(page, "#user-picker", "User 7 ·")
         wait_for_text(page, "#profile-card", "User 7")
         page.wait_for_selector("#user-map .js-plotly-plot", timeout=60_000)
@@ -92,32 +103,20 @@ def test_pick_a_user_and_an_item_then_watch_map_gate_scores_and_reasoning(server
         assert "User 7" in page.inner_text("#user-map")  # the selected user is labelled on the map
         shot = tmp_path / "explorer.png"
         page.screenshot(path=str(shot), full_page=True)
-        browser.close()
     assert shot.stat().st_size > 10_000
     print(f"screenshot: {shot}")
 
 
 def test_shared_link_opens_the_case(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = open_browser(playwright)
-        page = browser.new_page(viewport={"width": 1400, "height": 1700})
-        page.goto(server + "?user=7&item=8", timeout=120_000)
+    with opened_page(server + "?user=7&item=8") as page:
         wait_for_text(page, "#profile-card", "User 7")
         wait_for_text(page, "#system1-table", "LightGCN")
         wait_for_text(page, "#reasoning", "tokens in", timeout=180_000)
         assert "?user=7&item=8" in page.inner_text("#share")
-        browser.close()
 
 
 def test_build_a_profile_by_title_search_then_watch_map_gate_scores_and_reasoning(server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = open_browser(playwright)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(server, timeout=120_000)
+    with opened_page(server) as page:
         page.get_by_role("tab", name="Build a profile").click()
         for title in ("Star Wars", "Toy Story", "Fargo"):
             choose(page, "#guest-liked", title)
@@ -136,30 +135,18 @@ def test_build_a_profile_by_title_search_then_watch_map_gate_scores_and_reasonin
         wait_for_text(page, "#guest-scores", "ThinkRec (fused experts)")
         assert "tab=build&liked=" in page.inner_text("#guest-share")
         page.screenshot(path=str(tmp_path / "build.png"), full_page=True)
-        browser.close()
 
 
 def test_build_link_opens_the_profile(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = open_browser(playwright)
-        page = browser.new_page(viewport={"width": 1400, "height": 1700})
-        page.goto(server + "?tab=build&liked=50,172,181&disliked=288&item=100", timeout=120_000)
+    with opened_page(server + "?tab=build&liked=50,172,181&disliked=288&item=100") as page:
         wait_for_text(page, "#guest-summary", "3 liked, 1 disliked")
         assert "Fargo" in page.inner_text("#guest-summary")
         wait_for_text(page, "#guest-scores", "SASRec")
         assert "Star Wars" in page.inner_text("#guest-liked")
-        browser.close()
 
 
 def test_ablation_link_runs_every_expert_side_by_side_and_the_temperature_moves_the_gate(server, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = open_browser(playwright)
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.goto(server + "?tab=ablation&user=7&item=8&tau=0.3", timeout=120_000)
+    with opened_page(server + "?tab=ablation&user=7&item=8&tau=0.3") as page:
         wait_for_text(page, "#ablation-case", "user 7")
         wait_for_text(page, "#ablation-scores", "Gate's choice (fused)")
         assert "Expert 1" in page.inner_text("#ablation-scores")
@@ -175,19 +162,12 @@ def test_ablation_link_runs_every_expert_side_by_side_and_the_temperature_moves_
         tau.blur()  # the slider reports a typed value when its box loses focus
         wait_for_text(page, "#ablation-gate-reason", "global model answers", timeout=60_000)
         assert "tau=2" in page.inner_text("#ablation-case")
-        browser.close()
 
 
 def test_bad_link_gives_a_notice_not_a_trace(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = open_browser(playwright)
-        page = browser.new_page()
-        page.goto(server + "?user=abc&item=999999", timeout=120_000)
+    with opened_page(server + "?user=abc&item=999999") as page:
         wait_for_text(page, "#notice", "unknown user id")
         assert "Traceback" not in page.content()
-        browser.close()
 
 
 @pytest.mark.parametrize("path", ["file=README.md", "gradio_api/file=README.md", "file=/etc/passwd",
