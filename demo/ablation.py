@@ -8,15 +8,17 @@ import logging
 from urllib.parse import urlencode
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 
-from demo.charts import gate_chart
+from demo.charts import gate_chart, gate_sweep_chart
 from demo.handlers import gate_markdown, stream_explanation
 from thinkrec.explorer import Explorer, UnknownIdError
 from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
 COLUMNS = ["answered by", "p_like", "verdict"]
+SWEEP_TAUS = np.geomspace(0.01, 2.0, 60).tolist()  # the slider's range, for the weights-across-τ chart
 NO_CASE = "Open a case in the Explore tab (a user and a movie), then come back to this tab."
 
 
@@ -40,27 +42,30 @@ def take_case(explore_user: str | None, explore_item: str | None, user: str | No
 
 
 def ablation_scores(explorer: Explorer, user_id: str | None, item_id: str | None, tau: float):
-    """Case line, gate chart and reason at ``tau``, and every variant's P(Yes) (one batched pass)."""
+    """Case line, gate chart at ``tau`` and across temperatures, the gate's reason, and every variant's
+    P(Yes) (one batched pass)."""
     empty = pd.DataFrame(columns=COLUMNS)
     if not user_id or not item_id:
-        return NO_CASE, None, "", empty
+        return NO_CASE, None, None, "", empty
     try:
         route = explorer.gate(user_id, float(tau))
         variants, p_yes = explorer.ablation(explorer.case(user_id, item_id), float(tau))
         header = case_markdown(explorer, user_id, item_id, float(tau))
+        sweep = [explorer.gate(user_id, t) for t in SWEEP_TAUS]
     except (UnknownIdError, ValueError, TypeError) as err:
         log.warning("ablation_scores: %s", err)
-        return f"**Cannot run the ablation:** {html.escape(str(err))}", None, "", empty
+        return f"**Cannot run the ablation:** {html.escape(str(err))}", None, None, "", empty
     table = pd.DataFrame({"answered by": [v.label for v in variants], "p_like": [round(p, 4) for p in p_yes],
                           "verdict": ["Yes" if p > 0.5 else "No" for p in p_yes]})
-    return header, gate_chart(route) if route else None, gate_markdown(route), table
+    return (header, gate_chart(route), gate_sweep_chart(SWEEP_TAUS, sweep, float(tau)), gate_markdown(route),
+            table)
 
 
 def scores_if_linked(explorer: Explorer, linked_tab: str | None, user_id: str | None, item_id: str | None,
                      tau: float):
     """``ablation_scores`` when the page was opened by an ablation link; otherwise leave the tab as it is."""
     if linked_tab != "ablation":
-        return gr.update(), gr.update(), gr.update(), gr.update()
+        return tuple(gr.update() for _ in range(5))
     return ablation_scores(explorer, user_id, item_id, tau)
 
 

@@ -144,6 +144,7 @@ def _ablation_tab(explorer: Explorer) -> dict:
         w["go"] = gr.Button("Run the ablation", variant="primary", elem_id="ablation-run")
     with gr.Row():
         w["gate"] = gr.Plot(label="Gate at this temperature", elem_id="ablation-gate")
+        w["sweep"] = gr.Plot(label="Gate across temperatures", elem_id="ablation-sweep")
         with gr.Column():
             w["gate_reason"] = gr.Markdown(elem_id="ablation-gate-reason")
             w["scores"] = gr.Dataframe(pd.DataFrame(columns=ablation.COLUMNS), label="P(Yes) of each variant",
@@ -220,7 +221,7 @@ def _guest_outputs(b: dict) -> list:
 
 
 def _ablation_outputs(a: dict) -> list:
-    return [a["case"], a["gate"], a["gate_reason"], a["scores"]]
+    return [a["case"], a["gate"], a["sweep"], a["gate_reason"], a["scores"]]
 
 
 def _wire_build(explorer: Explorer, b: dict) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 import plotly.graph_objects as go
 
 LIKE_COLOUR, DISLIKE_COLOUR = "#2a9d8f", "#e76f51"
+CLUSTER_COLOURS = ["#457b9d", "#e9a23b", "#2a9d8f", "#b5179e", "#6a994e", "#8d99ae"]
 
 
 def genre_chart(genre_counts: pd.DataFrame) -> go.Figure:
@@ -34,7 +37,34 @@ def gate_chart(route) -> go.Figure:
     return figure
 
 
-CLUSTER_COLOURS = ["#457b9d", "#e9a23b", "#2a9d8f", "#b5179e", "#6a994e", "#8d99ae"]
+DECISION_COLOURS = {"single": "#e8f1f8", "fused": "#fdf0d5", "global": "#eeeeee"}
+
+
+def gate_sweep_chart(taus: list[float], routes: list, current_tau: float) -> go.Figure:
+    """Each expert's gate weight across temperatures (log scale), the background shaded by the rule that
+    fires there (one expert, a blend, the global model), a dashed line at the current temperature."""
+    figure = go.Figure()
+    start = 0
+    for end in range(1, len(routes) + 1):  # one shaded band per run of the same decision
+        if end == len(routes) or routes[end].decision != routes[start].decision:
+            low, high = taus[start], taus[end - 1]
+            figure.add_vrect(x0=low, x1=high, fillcolor=DECISION_COLOURS[routes[start].decision], line_width=0,
+                             layer="below")
+            # annotations on a log axis take log10 coordinates, shapes take data coordinates
+            figure.add_annotation(x=math.log10(low * high) / 2, y=1.0, yanchor="bottom", showarrow=False,
+                                  text=routes[start].decision, font={"size": 11})
+            start = end
+    for expert in range(len(routes[0].weights)):
+        figure.add_trace(go.Scatter(x=taus, y=[r.weights[expert] for r in routes], mode="lines",
+                                    name=f"Expert {expert + 1}",
+                                    line={"color": CLUSTER_COLOURS[expert % len(CLUSTER_COLOURS)], "width": 2}))
+    figure.add_vline(x=current_tau, line_dash="dash", line_color="#222")
+    log_range = [math.log10(taus[0]), math.log10(taus[-1])]  # a log axis's range is given in log10 units
+    figure.update_layout(height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Gate weights across τ",
+                         xaxis={"type": "log", "title": "temperature τ", "range": log_range},
+                         yaxis={"range": [0, 1.12], "title": "weight"}, legend={"orientation": "h", "y": -0.5})
+    return figure
+
 
 
 def user_map_chart(table: pd.DataFrame, centroids, selected: str | None,

@@ -184,10 +184,12 @@ def test_ablation_scores_every_variant_and_streams_each_column(tiny_llm_explorer
     labels = ablation.variant_labels(tiny_llm_explorer)
     assert labels[0] == "Global adapter" and labels[-1] == "Gate's choice (fused)"
     item_id = tiny_llm_explorer.test_items("2")["item_id"].iloc[0]
-    header, gate, reason, table = ablation.ablation_scores(tiny_llm_explorer, "2", item_id, 0.1)
+    header, gate, sweep, reason, table = ablation.ablation_scores(tiny_llm_explorer, "2", item_id, 0.1)
     assert table["answered by"].tolist() == labels and table["p_like"].between(0, 1).all()
+    assert [trace.name for trace in sweep.data] == ["Expert 1", "Expert 2"]
+    assert all(abs(sum(t.y[n] for t in sweep.data) - 1) < 1e-9 for n in range(len(ablation.SWEEP_TAUS)))
     assert "tab=ablation&user=2" in header and "tau=0.1" in header
-    cold = ablation.ablation_scores(tiny_llm_explorer, "2", item_id, 0.001)[3]
+    cold = ablation.ablation_scores(tiny_llm_explorer, "2", item_id, 0.001)[4]
     assert cold["p_like"].iloc[-1] in cold["p_like"].iloc[1:-1].tolist()  # a cold gate picks one expert
     assert cold["p_like"].iloc[:-1].tolist() == table["p_like"].iloc[:-1].tolist()  # memoised, not re-scored
     case = tiny_llm_explorer.case("2", item_id)
