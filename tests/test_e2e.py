@@ -150,6 +150,7 @@ def test_ablation_link_runs_every_expert_side_by_side_and_the_temperature_moves_
         wait_for_text(page, "#ablation-case", "user 7")
         wait_for_text(page, "#ablation-scores", "Gate's choice (fused)")
         assert "Expert 1" in page.inner_text("#ablation-scores")
+        page.wait_for_selector("#ablation-sweep .js-plotly-plot", timeout=60_000)  # weights across temperatures
         page.click("#ablation-run")
         columns = page.locator("[id^=ablation-reasoning-]").count()
         assert columns >= 4  # global, at least two experts, the gate's choice
