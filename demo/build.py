@@ -46,26 +46,35 @@ def share_markdown(liked, disliked, item_id: str | None) -> str:
 
 
 def build_guest(explorer: Explorer, liked, disliked, item_id: str | None, with_llm: bool = False):
-    """Summary, map with the guest starred, gate chart and reason, every system's scores and a share link.
-    ``with_llm`` adds the LLM systems' P(Yes) (the UI asks for them after the reasoning has streamed).
-    Untouched widgets (no picks, no target) just show how to start."""
+    """Summary, map with the guest starred, gate chart and reason, every system's scores for the target
+    (once one is picked) and a share link. ``with_llm`` adds the LLM systems' P(Yes) (the UI asks for them
+    after the reasoning has streamed). Untouched widgets (no picks, no target) just show how to start."""
     empty = pd.DataFrame(columns=SCORE_COLUMNS)
     if not liked and not disliked and not item_id:
         return START.format(n=explorer.config.guest.min_picks), None, None, "", empty, ""
     try:
-        guest, case = _guest_case(explorer, liked, disliked, item_id)
+        guest = explorer.guest(_picks(liked), _picks(disliked))
         route = explorer.gate(guest)
-        parts = [explorer.system1_scores(case)] + ([explorer.llm_scores(case)] if with_llm else [])
+        case = explorer.case(guest, item_id) if item_id else None
+        parts = []
+        if case is not None:
+            parts.append(explorer.system1_scores(case))
+            if with_llm:
+                parts.append(explorer.llm_scores(case))
     except (GuestError, UnknownIdError) as err:
         log.warning("build_guest: %s", err)
         return f"**Cannot build this profile:** {html.escape(str(err))}", None, None, "", empty, ""
-    summary = (f"### Your profile\n{int(guest.labels.sum())} liked, {int((1 - guest.labels).sum())} disliked. "
-               f"Asking about **{html.escape(explorer.item_label(case.item))}**"
-               + ("" if case.truth is None else f" (you {'liked' if case.truth else 'disliked'} it yourself)") + ".")
+    summary = f"### Your profile\n{int(guest.labels.sum())} liked, {int((1 - guest.labels).sum())} disliked. "
+    if case is None:
+        summary += "Now pick a movie to ask about."
+    else:
+        own = "" if case.truth is None else f" (you {'liked' if case.truth else 'disliked'} it yourself)"
+        summary += f"Asking about **{html.escape(explorer.item_label(case.item))}**{own}."
     table = explorer.map_table()
     figure = None if table is None else user_map_chart(table, explorer.centroid_coords(), None, explorer.place(guest))
-    return (summary, figure, gate_chart(route) if route else None, gate_markdown(route),
-            pd.concat(parts, ignore_index=True), share_markdown(liked, disliked, item_id))
+    scores = pd.concat(parts, ignore_index=True) if parts else empty
+    return (summary, figure, gate_chart(route) if route else None, gate_markdown(route), scores,
+            share_markdown(liked, disliked, item_id))
 
 
 def think_guest(explorer: Explorer, liked, disliked, item_id: str | None, system: str | None,

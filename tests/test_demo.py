@@ -165,6 +165,8 @@ def test_build_guest_shows_map_gate_scores_and_a_link(tiny_explorer):
     assert build.build_guest(tiny_explorer, [], [], None)[0].startswith("Pick at least 3")
     refused = build.build_guest(tiny_explorer, ["1", "2"], ["2"], "4")
     assert "both liked and disliked" in refused[0] and refused[4].empty
+    untargeted = build.build_guest(tiny_explorer, ["1", "2"], ["5"], None)
+    assert "pick a movie to ask about" in untargeted[0] and untargeted[4].empty  # the profile shows already
 
 
 def test_a_guest_map_stars_the_guest(tiny_llm_explorer):
