@@ -9,6 +9,7 @@ figures are shown beside them as context only.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,8 @@ CHART = Path("assets") / "results_auc.svg"
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
     def cell(value) -> str:
+        if isinstance(value, float) and math.isnan(value):
+            return "n/a"
         if isinstance(value, float):
             return f"{value:.4f}" if abs(value) < 10 else f"{value:.0f}"
         return str(value)
