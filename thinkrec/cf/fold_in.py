@@ -22,8 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.special import expit
 
 from thinkrec.cf.models import MF, CFModel, LightGCN, SASRec, make_batch
+from thinkrec.cf.store import user_table
 from thinkrec.data.split import PAD
 
 NEWTON_STEPS = 50
@@ -97,7 +99,7 @@ def _solve(design: np.ndarray, offset: np.ndarray, labels: np.ndarray, penalty: 
     z = np.zeros(design.shape[1])
     current = loss(z)
     for _ in range(NEWTON_STEPS):
-        p = 1.0 / (1.0 + np.exp(-(design @ z + offset)))
+        p = expit(design @ z + offset)
         gradient = design.T @ (p - labels) + 2 * penalty * z
         hessian = (design.T * (p * (1 - p))) @ design + 2 * np.diag(penalty)
         step = np.linalg.solve(hessian, gradient)
@@ -123,8 +125,6 @@ def refold_users(model: CFModel, prepared, history_len: int, l2: float, users=No
 
 def cosines_to_trained(model: CFModel, prepared, folded: dict[int, FoldedUser]) -> np.ndarray:
     """Cosine similarity of each refolded user's vector with the vector the encoder trained for them."""
-    from thinkrec.cf.store import user_table  # the trained vectors, as the later stages read them
-
     trained = user_table(model, prepared).double().numpy()
     return np.array([f.vector @ trained[u] / (np.linalg.norm(f.vector) * np.linalg.norm(trained[u]) + 1e-12)
                      for u, f in folded.items()])
@@ -136,4 +136,4 @@ def folded_scores(model: CFModel, folded: dict[int, FoldedUser], users: np.ndarr
     item_vectors = model.item_vectors().double().numpy()
     item_bias = model.item_bias.weight[:, 0].double().numpy()
     logits = [folded[u].vector @ item_vectors[i] + folded[u].bias + item_bias[i] for u, i in zip(users, items)]
-    return 1 / (1 + np.exp(-(np.asarray(logits) + float(model.global_bias))))
+    return expit(np.asarray(logits) + float(model.global_bias))
