@@ -47,8 +47,9 @@ def share_markdown(liked, disliked, item_id: str | None) -> str:
 
 def build_guest(explorer: Explorer, liked, disliked, item_id: str | None, with_llm: bool = False):
     """Summary, map with the guest starred, gate chart and reason, every system's scores for the target
-    (once one is picked) and a share link. ``with_llm`` adds the LLM systems' P(Yes) (the UI asks for them
-    after the reasoning has streamed). Untouched widgets (no picks, no target) just show how to start."""
+    (once one is picked) and a share link. ``with_llm`` adds the LLM systems' P(Yes) and each cluster
+    expert's alone (the UI asks for them after the reasoning has streamed). Untouched widgets (no picks,
+    no target) just show how to start."""
     empty = pd.DataFrame(columns=SCORE_COLUMNS)
     if not liked and not disliked and not item_id:
         return START.format(n=explorer.config.guest.min_picks), None, None, "", empty, ""
@@ -60,7 +61,7 @@ def build_guest(explorer: Explorer, liked, disliked, item_id: str | None, with_l
         if case is not None:
             parts.append(explorer.system1_scores(case))
             if with_llm:
-                parts.append(explorer.llm_scores(case))
+                parts += [explorer.llm_scores(case), explorer.expert_scores(case)]
     except (GuestError, UnknownIdError) as err:
         log.warning("build_guest: %s", err)
         return f"**Cannot build this profile:** {html.escape(str(err))}", None, None, "", empty, ""

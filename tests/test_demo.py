@@ -175,6 +175,13 @@ def test_a_guest_map_stars_the_guest(tiny_llm_explorer):
     assert gate is not None and "Routing:" in reason
 
 
+def test_a_guest_sees_each_expert_alone_beside_the_other_systems(tiny_llm_explorer):
+    scores = build.build_guest(tiny_llm_explorer, ["1", "2"], ["5"], "4", with_llm=True)[4].set_index("system")
+    assert {"ThinkRec expert 1 alone", "ThinkRec expert 2 alone", "ThinkRec (fused experts)", "LightGCN"} <= set(
+        scores.index)
+    assert scores["p_like"].between(0, 1).all()
+
+
 def test_think_guest_streams_an_answer(tiny_llm_explorer):
     steps = list(build.think_guest(tiny_llm_explorer, ["1", "2"], ["5"], "4", "fused", 8))
     verdict, reasoning, prompt = steps[-1]

@@ -133,6 +133,7 @@ def test_build_a_profile_by_title_search_then_watch_map_gate_scores_and_reasonin
         wait_for_text(page, "#guest-verdict", "P(Yes)")
         wait_for_text(page, "#guest-reasoning", "tokens in", timeout=180_000)
         wait_for_text(page, "#guest-scores", "ThinkRec (fused experts)")
+        wait_for_text(page, "#guest-scores", "ThinkRec expert 1 alone")
         assert "tab=build&liked=" in page.inner_text("#guest-share")
         page.screenshot(path=str(tmp_path / "build.png"), full_page=True)
 

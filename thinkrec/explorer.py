@@ -360,6 +360,15 @@ class Explorer:
                 self._ablation_memo.put_all(fresh)
         return variants, [known[key] for key in keys]
 
+    def expert_scores(self, case: Case) -> pd.DataFrame:
+        """P(Yes) of each cluster expert alone for the case (one batch), as rows beside the other systems'."""
+        experts = self.bank.experts() if self.bank else []
+        p_yes = self.bank.p_yes_under("thinkrec", case.user, case.item, case.hist_items, case.hist_labels,
+                                      [v.weights for v in experts]) if experts else []
+        return pd.DataFrame({"system": [f"ThinkRec {v.label.lower()} alone" for v in experts],
+                             "p_like": [round(p, 4) for p in p_yes],
+                             "verdict": ["Yes" if p > 0.5 else "No" for p in p_yes]})
+
     def explain(self, case: Case, system: str, settings: GenerationSettings, tau: float | None = None,
                 variant: Variant | None = None) -> Explanation:
         """Start streaming a system's answer for the case (under an ablation ``variant``'s mixture, if

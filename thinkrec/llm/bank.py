@@ -74,14 +74,19 @@ class LLMBank:
         vector = user.folded[self.gate_encoder].vector if isinstance(user, GuestUser) else self.gate_vectors[user]
         return gate.route_user(vector)
 
+    def experts(self) -> list[Variant]:
+        """Each cluster expert alone (empty without experts)."""
+        if self.gate is None:
+            return []
+        one_hot = np.eye(self.n_adapters)
+        return [Variant(f"Expert {e}", one_hot[e]) for e in range(1, self.gate.k + 1)]
+
     def ablation(self, user: int | GuestUser, tau: float | None = None) -> list[Variant]:
         """ThinkRec's global adapter, each cluster expert alone, and the gate's choice (empty without experts)."""
         if self.gate is None:
             return []
-        one_hot = np.eye(self.n_adapters)
-        alone = [Variant("Global adapter", one_hot[0])]
-        alone += [Variant(f"Expert {e}", one_hot[e]) for e in range(1, self.gate.k + 1)]
-        return alone + [Variant("Gate's choice (fused)", self.weights("fused", user, tau))]
+        return [Variant("Global adapter", np.eye(self.n_adapters)[0]), *self.experts(),
+                Variant("Gate's choice (fused)", self.weights("fused", user, tau))]
 
     def weights(self, system: str, user: int | GuestUser, tau: float | None = None) -> np.ndarray:
         """The adapter mixture ``system`` uses for ``user``."""
