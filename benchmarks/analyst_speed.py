@@ -13,11 +13,10 @@ token < 1 s, ~120 tokens < 8 s.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
-from server import free_port, resident_gb, start_server, stream_timing, test_cases, tokens_in
+from server import case_arguments, free_port, resident_gb, start_server, stream_timing, test_cases, tokens_in
 
 ABLATION_TOKENS = 64  # the ablation tab's default per answer
 
@@ -46,11 +45,7 @@ def timed(call) -> tuple[float, object]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=5)
-    parser.add_argument("--system", default="fused")
-    parser.add_argument("--max-new-tokens", type=int, default=120)
-    args = parser.parse_args()
+    args = case_arguments(__doc__)
     from gradio_client import Client
 
     cases = test_cases(args.cases)

@@ -12,11 +12,10 @@ map and gate < 300 ms, memory < 3 GB.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
-from server import free_port, resident_gb, start_server, stream_timing, test_cases, tokens_in
+from server import case_arguments, free_port, resident_gb, start_server, stream_timing, test_cases, tokens_in
 
 
 def stream_reasoning(client, user: str, item: str, system: str, max_new_tokens: int) -> tuple[float, float, int]:
@@ -27,11 +26,7 @@ def stream_reasoning(client, user: str, item: str, system: str, max_new_tokens: 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=5)
-    parser.add_argument("--system", default="fused")
-    parser.add_argument("--max-new-tokens", type=int, default=120)
-    args = parser.parse_args()
+    args = case_arguments(__doc__)
     from gradio_client import Client
 
     cases = test_cases(args.cases)

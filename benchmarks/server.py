@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import socket
@@ -14,6 +15,15 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def case_arguments(doc: str) -> argparse.Namespace:
+    """The options both demo benchmarks take: how many test cases, which system reasons, how long."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=5)
+    parser.add_argument("--system", default="fused")
+    parser.add_argument("--max-new-tokens", type=int, default=120)
+    return parser.parse_args()
 
 
 def free_port() -> int:

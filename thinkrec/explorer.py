@@ -20,7 +20,9 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import expit
 
+from thinkrec.cf.fold_in import folded_logits
 from thinkrec.cf.models import CFModel, make_batch
 from thinkrec.cf.store import cf_dir, load_cf_model
 from thinkrec.cf.train import item_prior_scores
@@ -276,20 +278,16 @@ class Explorer:
         target = pd.DataFrame({"item": [case.item]})
         scores = {"item_prior": float(item_prior_scores(self.data, target)[0])}
         for name, model in self.models.items():
-            scores[name] = float(torch.sigmoid(self._cf_logit(model, name, case)))
+            scores[name] = float(expit(self._cf_logit(model, name, case)))
         return pd.DataFrame({"system": [SYSTEM_LABELS.get(n, n) for n in scores],
                              "p_like": [round(p, 4) for p in scores.values()],
                              "verdict": ["Yes" if p > 0.5 else "No" for p in scores.values()]})
 
-    def _cf_logit(self, model: CFModel, name: str, case: Case) -> torch.Tensor:
-        if not isinstance(case.user, GuestUser):
-            batch = make_batch([case.user], [case.item], case.hist_items[None], case.hist_labels[None],
-                               self.data.n_items)
-            return model(batch)[0]
-        folded = case.user.folded[name]
-        vector = torch.as_tensor(folded.vector, dtype=torch.float32)
-        return (vector @ model.item_vectors()[case.item] + folded.bias + model.item_bias.weight[case.item, 0]
-                + model.global_bias[0])
+    def _cf_logit(self, model: CFModel, name: str, case: Case) -> float:
+        if isinstance(case.user, GuestUser):
+            return float(folded_logits(model, case.user.folded[name], [case.item])[0])
+        batch = make_batch([case.user], [case.item], case.hist_items[None], case.hist_labels[None], self.data.n_items)
+        return float(model(batch)[0])
 
     @cached_property
     def _cases(self) -> pd.DataFrame:
@@ -350,11 +348,11 @@ class Explorer:
         memo = isinstance(case.user, int)  # a dataset user's case always has the same prompt; a guest's may not
         keys = [(case.user, case.item, v.weights.tobytes()) for v in variants]
         known = {key: self._ablation_memo.get(key) for key in keys} if memo else {}
-        missing = [v for v, key in zip(variants, keys) if known.get(key) is None]
+        missing = [(key, v.weights) for key, v in zip(keys, variants) if known.get(key) is None]
         if missing:
             scored = self.bank.p_yes_under("thinkrec", case.user, case.item, case.hist_items, case.hist_labels,
-                                           [v.weights for v in missing])
-            fresh = dict(zip([(case.user, case.item, v.weights.tobytes()) for v in missing], scored))
+                                           [weights for _, weights in missing])
+            fresh = {key: p for (key, _), p in zip(missing, scored)}
             known.update(fresh)
             if memo:
                 self._ablation_memo.put_all(fresh)

@@ -131,9 +131,19 @@ def cosines_to_trained(model: CFModel, prepared, folded: dict[int, FoldedUser]) 
 
 
 @torch.no_grad()
+def folded_logits(model: CFModel, folded: FoldedUser, items) -> np.ndarray:
+    """The encoder's logits for ``items`` with the user given by a folded vector and bias (``CFModel``'s rule)."""
+    items = torch.as_tensor(np.array(items, dtype=np.int64))
+    item_vectors = model.item_vectors()[items].double().numpy()
+    offset = (model.item_bias.weight[items, 0] + model.global_bias).double().numpy()
+    return item_vectors @ folded.vector + folded.bias + offset
+
+
 def folded_scores(model: CFModel, folded: dict[int, FoldedUser], users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """P(like) of (user, item) rows with each user replaced by their folded self (MF and LightGCN scoring)."""
-    item_vectors = model.item_vectors().double().numpy()
-    item_bias = model.item_bias.weight[:, 0].double().numpy()
-    logits = [folded[u].vector @ item_vectors[i] + folded[u].bias + item_bias[i] for u, i in zip(users, items)]
-    return expit(np.asarray(logits) + float(model.global_bias))
+    users, items = np.asarray(users), np.asarray(items)
+    logits = np.empty(len(users))
+    for user in np.unique(users):
+        rows = np.flatnonzero(users == user)
+        logits[rows] = folded_logits(model, folded[int(user)], items[rows])
+    return expit(logits)
