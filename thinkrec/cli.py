@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     for command, text in (("train-llm", "train LLM systems"), ("eval-llm", "score the test subset with LLM systems")):
         sub = commands.add_parser(command, help=text)
         sub.add_argument("systems", nargs="+", choices=list(LLM_SYSTEMS))
+    commands.choices["train-llm"].add_argument(
+        "--max-minutes", type=float, help="stop (with the state saved under training/) after this many minutes; "
+                                          "the same command continues")
     sub = commands.add_parser("eval-reasoning", help="generate reasoning for the reference rows and score it")
     sub.add_argument("systems", nargs="+", choices=[*LLM_SYSTEMS, "fused"])
     commands.add_parser("experts", help="cluster users, train one expert per cluster, choose K on valid")
@@ -102,8 +105,8 @@ def run(args: argparse.Namespace) -> None:
         from thinkrec.data.prepared import prepare_dataset
 
         prepared = prepare_dataset(config)
-        stage = {"train-llm": pipeline.stage_train_llm, "eval-llm": pipeline.stage_eval_llm,
-                 "eval-reasoning": pipeline.stage_reasoning}[args.command]
+        stage = {"train-llm": partial(pipeline.stage_train_llm, max_minutes=args.max_minutes),
+                 "eval-llm": pipeline.stage_eval_llm, "eval-reasoning": pipeline.stage_reasoning}[args.command]
         for name in args.systems:
             print(json.dumps({name: stage(name, prepared, config, force=args.force)}, indent=2))
     elif args.command in ("experts", "user-map", "eval-fused"):

@@ -57,7 +57,9 @@ def stage_traces(prepared: PreparedData, config: Config, force: bool = False) ->
     return traces
 
 
-def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
+def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bool = False,
+                    max_minutes: float | None = None) -> dict:
+    """Train (or continue training) one LLM system; a time-boxed run that ends early ships nothing yet."""
     from thinkrec.llm.systems import llm_dir, system_spec
     from thinkrec.llm.train import train_system
     from thinkrec.teacher.dataset import load_trace_dataset
@@ -71,7 +73,11 @@ def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bo
         return read_json(folder / "config.json")["train"]
     traces = load_trace_dataset(traces_path(config)) if spec.reasoning else None
     started = time.perf_counter()
-    report = train_system(spec, prepared, config, traces)
+    report = train_system(spec, prepared, config, traces, max_minutes=max_minutes)
+    if not report["finished"]:
+        log.info("%s: %d of %d tokens trained over all runs (%.0f s); continue with the same command",
+                 name, report["train_tokens"], report["planned_tokens"], report["seconds"] or 0.0)
+        return report
     write_manifest(config.paths.checkpoints)
     log.info("%s: trained in %.0f s", name, time.perf_counter() - started)
     return report
