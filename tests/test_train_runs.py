@@ -19,7 +19,15 @@ from thinkrec.config import PROJECT_ROOT
 from thinkrec.errors import CheckpointError
 from thinkrec.llm.prompt import EncodedPrompt
 from thinkrec.llm.systems import new_system, system_spec
-from thinkrec.llm.train import Example, build_examples, data_digest, make_batches, shard, train_system
+from thinkrec.llm.train import (
+    Example,
+    build_examples,
+    data_digest,
+    heldout_examples,
+    make_batches,
+    shard,
+    train_system,
+)
 
 
 @pytest.fixture
@@ -131,3 +139,18 @@ def test_two_processes_train_disjoint_shards_to_identical_weights(tiny_training,
     for name in weights[0]:
         assert torch.equal(weights[0][name], weights[1][name]), name
     assert any(not torch.equal(t, torch.zeros_like(t)) for n, t in weights[0].items() if "lora_B" in n)  # it trained
+
+
+def test_held_out_traces_are_never_trained_on_and_their_loss_is_logged(tiny_training, tiny_prepared, tiny_llama,
+                                                                      tiny_tokenizer):
+    config, traces = tiny_training
+    config.llm.heldout_traces, config.llm.reasoning_share = 2, 1.0
+    spec = system_spec("thinkrec")
+    _, builder = new_system(spec, tiny_prepared, config, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    heldout = heldout_examples(builder, tiny_prepared, traces, config.llm, None)
+    trained = build_examples(spec, builder, tiny_prepared, config, traces)
+    assert len(heldout) == 2
+    assert not {tuple(e.prompt.input_ids) for e in heldout} & {tuple(e.prompt.input_ids) for e in trained}
+    report = train_system(spec, tiny_prepared, config, traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    losses = [e["heldout_lm_loss"] for e in report["evaluations"]]
+    assert losses and all(np.isfinite(losses)) and all(loss > 0 for loss in losses)

@@ -39,7 +39,7 @@ from thinkrec.llm.model import SoftTokenLM, collate, weighted_loss
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import SystemSpec, llm_dir, new_system, save_system
-from thinkrec.metrics import auc, auc_report
+from thinkrec.metrics import auc_report
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,19 @@ def of_users(frame: pd.DataFrame, users: np.ndarray | None) -> pd.DataFrame:
     return frame if users is None else frame[frame["user"].isin(users)].reset_index(drop=True)
 
 
+def train_row_index(train: pd.DataFrame) -> dict[tuple, int]:
+    """Position of each (user, item, timestamp) in the train split: how a trace finds its row."""
+    return {key: n for n, key in enumerate(zip(train["user"], train["item"], train["timestamp"]))}
+
+
+def split_traces(traces: pd.DataFrame, settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(traces to train on, traces held out for the selection's LM loss): a seeded draw of
+    ``heldout_traces`` train traces is held out; reference traces (test rows) are never trained on."""
+    train = traces[traces["purpose"] != "reference"]
+    heldout = train.sample(n=min(settings.heldout_traces, len(train)), random_state=settings.seed + 1)
+    return train.drop(index=heldout.index), heldout
+
+
 def trace_epochs(traces: pd.DataFrame, seed: int) -> Iterator:
     """Every trace once in a seeded order, then again in a new order, for as long as the budget asks."""
     for epoch in itertools.count():
@@ -94,18 +107,23 @@ def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedD
     rng = np.random.default_rng(settings.seed)
     tokenizer = builder.tokenizer
     train = of_users(prepared.split("train"), users)
-    reasoning_rows = pd.DataFrame()
+    reasoning_rows, heldout = pd.DataFrame(), set()
     if spec.reasoning:
         if traces is None or traces.empty:
             raise ValueError(f"{spec.name} learns from reasoning traces, but none were given")
-        reasoning_rows = of_users(traces[traces["purpose"] != "reference"], users)
-    row_of = {key: n for n, key in enumerate(zip(train["user"], train["item"], train["timestamp"]))}
+        reasoning_rows, held = split_traces(traces, settings)
+        reasoning_rows = of_users(reasoning_rows, users)
+        heldout = set(zip(held["user"], held["item"], held["timestamp"]))
+    row_of = train_row_index(train)
+    keys = list(zip(train["user"], train["item"], train["timestamp"]))
     examples: list[Example] = []
     budget = settings.train_tokens if budget is None else budget
     trace_iter = trace_epochs(reasoning_rows, settings.seed)
     for index in rng.permutation(len(train)):
         if budget <= 0:
             break
+        if keys[index] in heldout:  # a held-out trace's row is not trained on in any form
+            continue
         use_trace = spec.reasoning and rng.random() < settings.reasoning_share
         trace = next(trace_iter, None) if use_trace else None
         if trace is not None:
@@ -303,6 +321,7 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     weights = (settings.bce_weight_reasoning, settings.lm_weight_reasoning, settings.bce_weight_rec,
                settings.lm_weight_rec)
     valid = valid_subset(prepared, config, scope.users)
+    heldout = heldout_examples(builder, prepared, traces, settings, scope.users)
     total_tokens = sum(e.tokens for chunk in batches for e in chunk)
     log.info("%s: %d examples (%d with reasoning), %d tokens, %d steps per process", scope.name, len(examples),
              sum(e.reasoning for e in examples), total_tokens, len(batches))
@@ -324,7 +343,7 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
             (progress.state["tokens"] - tokens) // settings.eval_every_tokens
         if crossed or step + 1 == len(batches):
             if scope.evaluate:
-                best = evaluate_and_keep(core, builder, valid, progress, best)
+                best = evaluate_and_keep(core, builder, valid, progress, best, heldout, settings)
             progress.save(core, optimiser, best)
             last_save = time.perf_counter()
         elif time.perf_counter() - last_save >= 60 * settings.save_every_minutes or \
@@ -352,16 +371,60 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     return report
 
 
+def heldout_examples(builder: PromptBuilder, prepared: PreparedData, traces: pd.DataFrame | None, settings,
+                     users: np.ndarray | None) -> list[Example]:
+    """The held-out traces as examples, for their LM loss at each evaluation."""
+    if traces is None or not settings.heldout_traces:
+        return []
+    heldout = of_users(split_traces(traces, settings)[1], users)
+    train = prepared.split("train")
+    row_of = train_row_index(train)
+    return [Example(builder.encode_row(train.iloc[row_of[(t.user, t.item, t.timestamp)]]),
+                    target_tokens(builder.tokenizer, t.trace), int(t.label), True)
+            for t in heldout.itertuples(index=False)]
+
+
+@torch.no_grad()
+def heldout_lm_loss(model: SoftTokenLM, examples: list[Example], pad_id: int, batch_size: int, bf16: bool) -> float:
+    """Mean per-token-averaged LM loss of the held-out traces (NaN without any)."""
+    if not examples:
+        return float("nan")
+    model.eval()
+    losses = []
+    ordered = sorted(examples, key=lambda e: e.tokens)
+    device = next(model.parameters()).device
+    for start in range(0, len(ordered), batch_size):
+        chunk = ordered[start:start + batch_size]
+        batch = collate([e.prompt for e in chunk], pad_id, [e.target for e in chunk]).to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            _, lm = model.losses(batch, torch.tensor([e.label for e in chunk], device=device))
+        losses.extend(lm.float().tolist())
+    return float(np.mean(losses))
+
+
 def evaluate_and_keep(model: SoftTokenLM, builder: PromptBuilder, valid: pd.DataFrame, progress: Progress,
-                      best: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
-    """Score the valid subset; keep the trainable weights if they are the best so far."""
+                      best: dict[str, torch.Tensor] | None, heldout: list[Example] | None = None,
+                      settings=None) -> dict[str, torch.Tensor] | None:
+    """Score the valid subset (and the held-out traces' LM loss); keep the weights the selection rule prefers.
+
+    The rule: the best valid AUC so far sets a bar ``select_auc_tolerance`` below it; the kept step must
+    clear the bar, and among the kept step and this one, the lower held-out LM loss wins (without
+    held-out traces: the higher AUC). So a later, better-reasoning step is not lost to a noisy AUC."""
     scores = score_rows(model, builder, valid, desc="valid")
-    valid_auc = auc(valid["label"].to_numpy(), scores)
     report = auc_report(valid["user"], valid["label"], scores)
-    progress.state["evaluations"].append({"step": progress.state["step"], "tokens": progress.state["tokens"], **report})
-    log.info("step %d, %d tokens: valid AUC %.4f UAUC %.4f", progress.state["step"], progress.state["tokens"],
-             report["auc"], report["uauc"])
-    if valid_auc > progress.state["best_auc"]:
-        progress.state["best_auc"], progress.state["best_step"] = valid_auc, progress.state["step"]
+    lm_loss = heldout_lm_loss(model, heldout or [], builder.tokenizer.pad_token_id, 8,
+                              bool(settings and settings.autocast_bf16))
+    step = progress.state["step"]
+    progress.state["evaluations"].append({"step": step, "tokens": progress.state["tokens"], **report,
+                                          "heldout_lm_loss": lm_loss})
+    log.info("step %d, %d tokens: valid AUC %.4f UAUC %.4f, held-out trace LM loss %.4f", step,
+             progress.state["tokens"], report["auc"], report["uauc"], lm_loss)
+    evaluations = {e["step"]: e for e in progress.state["evaluations"]}
+    bar = max(e["auc"] for e in evaluations.values()) - (settings.select_auc_tolerance if heldout else 0.0)
+    kept = evaluations.get(progress.state["best_step"]) if best is not None else None
+    if report["auc"] >= bar and (kept is None or kept["auc"] < bar or
+                                 (heldout and lm_loss < kept["heldout_lm_loss"]) or
+                                 (not heldout and report["auc"] > kept["auc"])):
+        progress.state["best_auc"], progress.state["best_step"] = report["auc"], step
         return trainable_state(model)
     return best
