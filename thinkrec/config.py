@@ -147,6 +147,7 @@ class LLMConfig:
     max_train_traces: int = 3000  # traces kept for training (the paper used about 4,000)
     reference_rows: int = 100  # fixed test rows with reference traces (METEOR etc.)
     valid_rows: int = 200  # valid subset for model selection
+    valid_sample: str = "rows"  # "rows": valid_rows random valid rows; "per_user": one valid row of every user
     heldout_traces: int = 0  # train traces kept out of training; their LM loss joins valid AUC in model selection
     select_auc_tolerance: float = 0.01  # a later step within this of the best valid AUC wins on held-out LM loss
     eval_rows: int = 500  # fixed test subset every LLM system is scored on
