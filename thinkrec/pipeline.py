@@ -25,16 +25,18 @@ log = logging.getLogger(__name__)
 
 
 def traces_path(config: Config) -> Path:
-    return config.paths.checkpoints / "teacher" / "traces.parquet"
+    """The trace file the teacher writes and the reasoning stages read (``llm.traces_file``, under checkpoints/)."""
+    return config.paths.checkpoints / config.llm.traces_file
 
 
 def stage_traces(prepared: PreparedData, config: Config, force: bool = False) -> pd.DataFrame:
-    """Grounded-teacher traces for System-1's training errors (plus a random share) and the reference rows."""
+    """Grounded-teacher traces for the train rows ``llm.trace_rows`` chooses and for the reference rows."""
     from thinkrec.teacher.dataset import (
-        build_trace_dataset,
         load_trace_dataset,
         save_trace_dataset,
         system1_train_scores,
+        trace_rows,
+        write_traces,
     )
     from thinkrec.teacher.grounded import GroundedTeacher
 
@@ -45,15 +47,12 @@ def stage_traces(prepared: PreparedData, config: Config, force: bool = False) ->
     started = time.perf_counter()
     settings = config.llm
     scores = system1_train_scores(prepared, config, settings.trace_system1)
-    traces = build_trace_dataset(prepared, config, GroundedTeacher(settings.seed), scores, settings.trace_random_share,
-                                 settings.reference_rows, settings.seed, cf_name=config.llm.cf_encoder)
-    train = traces[traces["purpose"] != "reference"]
-    kept = train.sample(n=min(settings.max_train_traces, len(train)), random_state=settings.seed).sort_index()
-    traces = pd.concat([kept, traces[traces["purpose"] == "reference"]], ignore_index=True)
+    rows = trace_rows(prepared, scores, settings)
+    traces = write_traces(prepared, config, GroundedTeacher(settings.seed), rows, cf_name=settings.cf_encoder)
     save_trace_dataset(traces, path)
     write_manifest(config.paths.checkpoints)
-    log.info("traces: %d kept of %d System-1 errors + random rows, %d reference rows (%.1f s)", len(kept), len(train),
-             int((traces["purpose"] == "reference").sum()), time.perf_counter() - started)
+    purposes = traces["purpose"].value_counts().to_dict()
+    log.info("traces (%s rule): %s in %s (%.1f s)", settings.trace_rows, purposes, path, time.perf_counter() - started)
     return traces
 
 

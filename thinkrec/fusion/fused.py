@@ -89,7 +89,7 @@ def build_fused(prepared: PreparedData, config: Config, clustering: Clustering, 
     install_mixture(backbone, [llm_dir(config, "thinkrec") / "adapter", *expert_adapters])
     spec = system_spec("thinkrec")
     model = load_projected_model(spec, backbone, tokenizer, config, llm_dir(config, "thinkrec"))
-    builder = prompt_builder(spec, prepared, tokenizer, config)
+    builder = prompt_builder(spec, prepared, tokenizer, config, llm_dir(config, "thinkrec"))
     vectors = load_embeddings(config, encoder)["user"].numpy()
     return FusedSystem(model, builder, Gate(clustering, settings), vectors)
 

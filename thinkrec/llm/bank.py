@@ -155,7 +155,8 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
     for name in trained:
         spec = system_spec(name)
         model = load_projected_model(spec, backbone, tokenizer, config, llm_dir(config, name))
-        served[name] = Served(name, model, prompt_builder(spec, prepared, tokenizer, config), slot)
+        builder = prompt_builder(spec, prepared, tokenizer, config, llm_dir(config, name))
+        served[name] = Served(name, model, builder, slot)
         slot += 1 + (expert_slots if name == "thinkrec" else 0)
     if gate is not None:
         served = {"fused": Served("fused", served["thinkrec"].model, served["thinkrec"].builder, None), **served}

@@ -20,9 +20,10 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 
 from thinkrec.cf.store import cf_dir, load_embeddings
-from thinkrec.config import Config
+from thinkrec.config import Config, trained_prompt
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
+from thinkrec.files import read_json
 from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.model import CFTables, SoftTokenLM
 from thinkrec.llm.prompt import PromptBuilder
@@ -99,9 +100,16 @@ def load_projected_model(spec: SystemSpec, backbone, tokenizer, config: Config, 
     return model.eval()
 
 
-def prompt_builder(spec: SystemSpec, prepared: PreparedData, tokenizer, config: Config) -> PromptBuilder:
-    return PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords,
-                         use_match=config.llm.cf_match)
+def prompt_builder(spec: SystemSpec, prepared: PreparedData, tokenizer, config: Config,
+                   folder: Path | None = None) -> PromptBuilder:
+    """The system's prompt; a trained system's ``folder`` supplies the prompt settings it was trained with."""
+    settings = config.llm
+    if folder is not None and (folder / "config.json").exists():
+        settings = trained_prompt(settings, read_json(folder / "config.json").get("llm_config", {}))
+    marks_close = settings.prompt_evidence and spec.cf_tokens
+    items = load_embeddings(config, settings.cf_encoder)["item"] if marks_close else None
+    return PromptBuilder(prepared, tokenizer, settings, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords,
+                         use_match=settings.cf_match, item_embeddings=items)
 
 
 def new_system(spec: SystemSpec, prepared: PreparedData, config: Config, backbone=None, tokenizer=None):
@@ -143,7 +151,7 @@ def load_system(name: str, prepared: PreparedData, config: Config, backbone=None
         except (OSError, ValueError) as err:
             raise CheckpointError(f"{folder / 'adapter'}: cannot load the LoRA adapter ({err})") from err
     model = load_projected_model(spec, backbone, tokenizer, config, folder)
-    return model, prompt_builder(spec, prepared, tokenizer, config)
+    return model, prompt_builder(spec, prepared, tokenizer, config, folder)
 
 
 def expert_start(prepared: PreparedData, config: Config, top_layers: int, backbone=None, tokenizer=None):

@@ -30,6 +30,7 @@ from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import SystemSpec, llm_dir, new_system, save_system
 from thinkrec.metrics import auc, auc_report
+from thinkrec.teacher.dataset import check_traces_match
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedD
     if spec.reasoning:
         if traces is None or traces.empty:
             raise ValueError(f"{spec.name} learns from reasoning traces, but none were given")
+        check_traces_match(traces, builder.config)
         reasoning_rows = of_users(traces[traces["purpose"] != "reference"], users)
         reasoning_rows = reasoning_rows.sample(frac=1.0, random_state=settings.seed)
     row_of = {key: n for n, key in enumerate(zip(train["user"], train["item"], train["timestamp"]))}
@@ -240,7 +242,9 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
               "evaluations": progress.state["evaluations"],
               "seconds_this_run": round(seconds, 1), "seconds": progress.seconds}
     if accelerator.is_main_process:
-        save_system(core, spec, scope.out_dir, {"llm_config": json.loads(json.dumps(vars(settings))), "train": report})
+        # The builder's settings: those of the run, with the prompt settings of the system it started from.
+        meta = {"llm_config": json.loads(json.dumps(vars(builder.config))), "train": report}
+        save_system(core, spec, scope.out_dir, meta)
     return report
 
 
