@@ -193,8 +193,8 @@ class EvidenceBuilder:
         profile_disliked = tuple(g for g in target_genres if g in self.disliked_genres[user])
         signals = [
             *similar_signals(similar),
-            *genre_signals(liked_overlap, liked_examples, LIKE),
-            *genre_signals(disliked_overlap, disliked_examples, DISLIKE),
+            *genre_signals(liked_overlap, liked_examples, LIKE, history),
+            *genre_signals(disliked_overlap, disliked_examples, DISLIKE, history),
             *(Signal("link", LIKE if link.liked else DISLIKE, WEIGHTS["link"], (link.title,), detail=link.relation)
               for link in links),
             *profile_genre_signals(profile_liked, profile_disliked),
@@ -265,12 +265,32 @@ def similar_signals(similar: tuple[SimilarItem, ...]) -> list[Signal]:
     return signals
 
 
-def genre_signals(genres: tuple[str, ...], examples: tuple[str, ...], direction: str) -> list[Signal]:
-    """History items sharing the target's genres; more of them argue more strongly."""
+def genre_signals(genres: tuple[str, ...], examples: tuple[str, ...], direction: str,
+                  history: tuple[HistoryItem, ...]) -> list[Signal]:
+    """History items sharing the target's genres; more of them argue more strongly. The signal names the
+    two genres shared most, the newest two films that have one of them, and of those genres only the
+    ones these films have (each cited film shows a named genre, each named genre a cited film)."""
     if not genres:
         return []
     weight = round(0.4 + 0.05 * min(len(examples), 4), 4)
-    return [Signal("genre", direction, weight, examples[:2], genres[:2])]
+    return [genre_signal(direction, weight, examples, genres[:2], title_genres(history))]
+
+
+def title_genres(history: tuple[HistoryItem, ...]) -> dict[str, set[str]]:
+    """The genres of each history title (a title held by two items has both items' genres)."""
+    genres: dict[str, set[str]] = {}
+    for entry in history:
+        genres.setdefault(entry.title, set()).update(entry.genres)
+    return genres
+
+
+def genre_signal(direction: str, weight: float, titles: tuple[str, ...], genres: tuple[str, ...],
+                 genres_of: dict[str, set[str]]) -> Signal:
+    """A genre argument citing at most two of ``titles`` that have one of ``genres``, naming only the
+    genres those films have (no title or no genre when none is left)."""
+    cited = tuple(t for t in titles if genres_of.get(t, set()) & set(genres))[:2]
+    named = tuple(g for g in genres if any(g in genres_of[t] for t in cited))
+    return Signal("genre", direction, weight, cited, named)
 
 
 def profile_genre_signals(liked: tuple[str, ...], disliked: tuple[str, ...]) -> list[Signal]:
