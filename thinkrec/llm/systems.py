@@ -19,6 +19,7 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 
+from thinkrec import registry
 from thinkrec.cf.store import cf_dir, load_embeddings
 from thinkrec.config import Config, trained_prompt
 from thinkrec.data.prepared import PreparedData
@@ -57,7 +58,12 @@ def system_spec(name: str) -> SystemSpec:
 
 
 def llm_dir(config: Config, name: str) -> Path:
-    return config.paths.checkpoints / "llm" / name
+    return registry.folder(config, name)
+
+
+def adapter_dir(config: Config, name: str) -> Path:
+    """The PEFT adapter folder of a trained LLM system."""
+    return llm_dir(config, name) / "adapter"
 
 
 def answer_ids(tokenizer) -> tuple[int, int]:
@@ -100,12 +106,23 @@ def load_projected_model(spec: SystemSpec, backbone, tokenizer, config: Config, 
     return model.eval()
 
 
+def recorded_prompt(folder: Path) -> dict | None:
+    """The prompt settings a system folder records: a trained system's ``config.json`` (its ``llm_config``),
+    else the ``metrics.json`` of its stored test predictions (its ``prompt``); ``None`` when it holds neither."""
+    for name, key in (("config.json", "llm_config"), ("metrics.json", "prompt")):
+        if (folder / name).exists():
+            return read_json(folder / name).get(key, {})
+    return None
+
+
 def prompt_builder(spec: SystemSpec, prepared: PreparedData, tokenizer, config: Config,
                    folder: Path | None = None) -> PromptBuilder:
-    """The system's prompt; a trained system's ``folder`` supplies the prompt settings it was trained with."""
+    """The system's prompt; ``folder``, where it records one (``recorded_prompt``), supplies the prompt
+    settings the system was trained or scored with (settings it does not record: the published prompt's)."""
     settings = config.llm
-    if folder is not None and (folder / "config.json").exists():
-        settings = trained_prompt(settings, read_json(folder / "config.json").get("llm_config", {}))
+    recorded = recorded_prompt(folder) if folder is not None else None
+    if recorded is not None:
+        settings = trained_prompt(settings, recorded)
     marks_close = settings.prompt_evidence and spec.cf_tokens
     items = load_embeddings(config, settings.cf_encoder)["item"] if marks_close else None
     return PromptBuilder(prepared, tokenizer, settings, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords,
@@ -151,7 +168,7 @@ def load_system(name: str, prepared: PreparedData, config: Config, backbone=None
         except (OSError, ValueError) as err:
             raise CheckpointError(f"{folder / 'adapter'}: cannot load the LoRA adapter ({err})") from err
     model = load_projected_model(spec, backbone, tokenizer, config, folder)
-    return model, prompt_builder(spec, prepared, tokenizer, config, folder)
+    return model, prompt_builder(spec, prepared, tokenizer, config, folder if spec.trained else None)
 
 
 def expert_start(prepared: PreparedData, config: Config, top_layers: int, backbone=None, tokenizer=None):

@@ -126,14 +126,13 @@ def write_traces(prepared: PreparedData, config: Config, teacher: Teacher, rows:
         item_embeddings = load_embeddings(config, cf_name)["item"]
     settings = config.llm
     builder = EvidenceBuilder(prepared, item_embeddings, settings.history_len, settings.era_rule)
-    traces, sources, evidence = [], [], []
+    traces, evidence = [], []
     values = zip(rows["user"], rows["item"], rows["label"], rows["hist_items"], rows["hist_labels"])
     for user, item, label, hist_items, hist_labels in tqdm(values, total=len(rows), desc=f"traces ({teacher.name})"):
         found = builder.build(user, item, label, hist_items, hist_labels)
         traces.append(teacher.explain(found, found.label))
-        sources.append(getattr(teacher, "last_source", teacher.name))  # a ChatTeacher may have fallen back
         evidence.append(json.dumps(found.to_dict()))
-    frame = rows.assign(trace=traces, teacher=sources, evidence=evidence)[COLUMNS]
+    frame = rows.assign(trace=traces, teacher=teacher.name, evidence=evidence)[COLUMNS]
     frame.attrs["prompt"] = written_for(settings)
     return frame
 
