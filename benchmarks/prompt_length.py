@@ -18,7 +18,7 @@ from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.systems import prompt_builder, system_spec
-from thinkrec.llm.train import test_subset
+from thinkrec.subsets import test_subset
 
 
 def main() -> None:

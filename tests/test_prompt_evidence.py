@@ -102,6 +102,24 @@ def test_a_trained_system_keeps_the_prompt_it_recorded(tiny_config):
     assert dataclasses.replace(shipped, **{k: getattr(settings, k) for k in LEGACY_PROMPT}) == settings
 
 
+def test_the_teacher_reads_only_the_history_the_prompt_shows(tiny_prepared, tiny_config, tiny_tokenizer):
+    from thinkrec.teacher.evidence import EvidenceBuilder
+    from thinkrec.teacher.grounded import GroundedTeacher
+
+    items = np.random.default_rng(0).normal(size=(tiny_prepared.n_items, 8))
+    settings = dataclasses.replace(tiny_config.llm, history_len=2)
+    builder = builder_for(tiny_prepared, tiny_tokenizer, settings, items=items)
+    evidence_builder = EvidenceBuilder(tiny_prepared, items, history_len=2)
+    titles = tiny_prepared.items["title"].tolist()
+    for _, row in tiny_prepared.rows.iterrows():
+        shown = {t for t in titles if f'"{t}"' in builder.encode_row(row).text.split("Target: ")[0]}
+        evidence = evidence_builder.gather(row)
+        assert {h.title for h in evidence.history} <= shown
+        trace = GroundedTeacher(0).explain(evidence, int(row["label"]))
+        assert set(grounded.cited_titles(trace)) <= shown | {titles[int(row["item"])]}
+    assert EvidenceBuilder(tiny_prepared, items, history_len=0).gather(tiny_prepared.rows.iloc[-1]).history == ()
+
+
 # --- the era rule --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("year, thirds, halves", [
@@ -372,7 +390,7 @@ def test_every_fact_of_200_new_traces_is_readable_from_the_prompt(real):
 @pytest.mark.integration
 def test_the_published_prompt_on_real_data_is_unchanged(real):
     """sha256 of the 500-row test subset's prompts, rendered by commit 434e0bd (before the evidence prompt)."""
-    from thinkrec.llm.train import test_subset
+    from thinkrec.subsets import test_subset
 
     config, prepared, tokenizer, _ = real
     expected = {"thinkrec": "9464caa979d63d2cc47959a2e58eef9ae10a73e227922cd9406773de439bd40c",
