@@ -125,6 +125,8 @@ class LLMConfig:
     cf_match: bool = True  # add a soft token carrying the user-item match (u*i and the CF logit)
     history_len: int = 10  # interactions shown in the prompt (at most data.history_len)
     history_keywords: int = 2  # keywords shown per history item; the target shows all of its own
+    prompt_evidence: bool = True  # show what the teacher argues from (profile line, all history genres, close films)
+    era_rule: str = "thirds"  # era keywords: "thirds" (early / mid / late decade) or "halves" (the shipped prompt's)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -142,10 +144,13 @@ class LLMConfig:
     lm_weight_reasoning: float = 0.9
     bce_weight_rec: float = 0.9
     lm_weight_rec: float = 0.1
+    traces_file: str = "teacher/traces_sample_v2.parquet"  # under checkpoints/ ("teacher/traces.parquet": the shipped)
+    trace_rows: str = "sample"  # "sample": random train rows, System-1 errors at most at their rate; "errors": paper
     trace_system1: str = "mf"  # the System-1 model whose training errors receive traces (CoLLM-style in the paper)
-    trace_random_share: float = 0.05  # train rows System-1 gets right that still receive a trace
-    max_train_traces: int = 3000  # traces kept for training (the paper used about 4,000)
-    reference_rows: int = 100  # fixed test rows with reference traces (METEOR etc.)
+    trace_random_share: float = 0.05  # "errors": train rows System-1 gets right that still receive a trace
+    max_train_traces: int = 6000  # traces kept for training (the paper used about 4,000; the shipped file 3,000)
+    reference_rows: int = 500  # fixed test rows with reference traces (METEOR etc.)
+    reference_core_rows: int = 100  # the first reference rows, drawn as before: the shipped file's 100
     valid_rows: int = 200  # valid subset for model selection
     valid_sample: str = "rows"  # "rows": valid_rows random valid rows; "per_user": one valid row of every user
     heldout_traces: int = 0  # train traces kept out of training; their LM loss joins valid AUC in model selection
@@ -228,6 +233,16 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+TRACE_ROWS = ("sample", "errors")
+LEGACY_PROMPT = {"prompt_evidence": False, "era_rule": "halves"}  # a system saved before these settings existed
+
+
+def trained_prompt(settings: LLMConfig, stored: dict[str, Any]) -> LLMConfig:
+    """``settings`` with the prompt settings a trained system recorded (``stored``: its saved ``llm_config``);
+    a setting it does not record takes the value that system was trained with (``LEGACY_PROMPT``)."""
+    return dataclasses.replace(settings, **{key: stored.get(key, legacy) for key, legacy in LEGACY_PROMPT.items()})
 
 
 def _coerce(value: Any, current: Any, key: str) -> Any:

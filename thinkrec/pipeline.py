@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from thinkrec import registry
 from thinkrec.cf.store import load_embeddings
-from thinkrec.config import Config
+from thinkrec.config import LEGACY_PROMPT, Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json, write_json
 from thinkrec.fusion.clusters import cluster_users, save_clustering
@@ -43,7 +43,13 @@ from thinkrec.llm.train import Scope, train_system
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc_report
 from thinkrec.subsets import test_subset, valid_subset
-from thinkrec.teacher.dataset import build_trace_dataset, load_trace_dataset, save_trace_dataset, system1_train_scores
+from thinkrec.teacher.dataset import (
+    load_trace_dataset,
+    save_trace_dataset,
+    system1_train_scores,
+    trace_rows,
+    write_traces,
+)
 from thinkrec.teacher.grounded import GroundedTeacher
 from thinkrec.text_metrics import explanation_report
 
@@ -51,11 +57,12 @@ log = logging.getLogger(__name__)
 
 
 def traces_path(config: Config) -> Path:
-    return config.paths.checkpoints / "teacher" / "traces.parquet"
+    """The trace file the teacher writes and the reasoning stages read (``llm.traces_file``, under checkpoints/)."""
+    return config.paths.checkpoints / config.llm.traces_file
 
 
 def stage_traces(prepared: PreparedData, config: Config, force: bool = False) -> pd.DataFrame:
-    """Grounded-teacher traces for System-1's training errors (plus a random share) and the reference rows."""
+    """Grounded-teacher traces for the train rows ``llm.trace_rows`` chooses and for the reference rows."""
     path = traces_path(config)
     if path.exists() and not force:
         log.info("traces: up to date in %s", path)
@@ -63,15 +70,12 @@ def stage_traces(prepared: PreparedData, config: Config, force: bool = False) ->
     started = time.perf_counter()
     settings = config.llm
     scores = system1_train_scores(prepared, config, settings.trace_system1)
-    traces = build_trace_dataset(prepared, config, GroundedTeacher(settings.seed), scores, settings.trace_random_share,
-                                 settings.reference_rows, settings.seed, cf_name=config.llm.cf_encoder)
-    train = traces[traces["purpose"] != "reference"]
-    kept = train.sample(n=min(settings.max_train_traces, len(train)), random_state=settings.seed).sort_index()
-    traces = pd.concat([kept, traces[traces["purpose"] == "reference"]], ignore_index=True)
+    rows = trace_rows(prepared, scores, settings)
+    traces = write_traces(prepared, config, GroundedTeacher(settings.seed), rows, cf_name=settings.cf_encoder)
     save_trace_dataset(traces, path)
     write_manifest(config.paths.checkpoints)
-    log.info("traces: %d kept of %d System-1 errors + random rows, %d reference rows (%.1f s)", len(kept), len(train),
-             int((traces["purpose"] == "reference").sum()), time.perf_counter() - started)
+    purposes = traces["purpose"].value_counts().to_dict()
+    log.info("traces (%s rule): %s in %s (%.1f s)", settings.trace_rows, purposes, path, time.perf_counter() - started)
     return traces
 
 
@@ -112,7 +116,8 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
     folder.mkdir(parents=True, exist_ok=True)
     rows[["user", "item", "label"]].assign(p_yes=scores).to_parquet(out, index=False)
     metrics = {"test_subset": auc_report(rows["user"], rows["label"], scores), "seconds": round(seconds, 1),
-               "rows_per_second": round(len(rows) / seconds, 2)}
+               "rows_per_second": round(len(rows) / seconds, 2),
+               "prompt": {key: getattr(builder.config, key) for key in LEGACY_PROMPT}}  # what serving renders
     write_json(folder / "metrics.json", metrics)
     write_manifest(config.paths.checkpoints)
     log.info("%s: test subset AUC %.4f UAUC %.4f (%d rows, %.0f s)", name, metrics["test_subset"]["auc"],

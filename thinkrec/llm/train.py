@@ -41,6 +41,7 @@ from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import SystemSpec, llm_dir, new_system, save_system
 from thinkrec.metrics import auc_report
 from thinkrec.subsets import of_users, valid_subset
+from thinkrec.teacher.dataset import check_traces_match
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedD
     if spec.reasoning:
         if traces is None or traces.empty:
             raise ValueError(f"{spec.name} learns from reasoning traces, but none were given")
+        check_traces_match(traces, builder.config)
         reasoning_rows, held = split_traces(traces, settings)
         reasoning_rows = of_users(reasoning_rows, users)
         heldout = set(zip(held["user"], held["item"], held["timestamp"]))
@@ -353,7 +355,9 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     if best is not None:
         core.load_state_dict(best, strict=False)
     if accelerator.is_main_process:
-        save_system(core, spec, scope.out_dir, {"llm_config": json.loads(json.dumps(vars(settings))), "train": report})
+        # The builder's settings: those of the run, with the prompt settings of the system it started from.
+        meta = {"llm_config": json.loads(json.dumps(vars(builder.config))), "train": report}
+        save_system(core, spec, scope.out_dir, meta)
     return report
 
 
