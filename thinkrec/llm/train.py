@@ -83,10 +83,14 @@ def train_row_index(train: pd.DataFrame) -> dict[tuple, int]:
 
 def split_traces(traces: pd.DataFrame, settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(traces to train on, traces held out for the selection's LM loss): a seeded draw of
-    ``heldout_traces`` train traces is held out; reference traces (test rows) are never trained on."""
+    ``heldout_traces`` train traces is held out, then at most ``max_train_traces`` of the rest are
+    trained on; reference traces (test rows) never are."""
     train = traces[traces["purpose"] != "reference"]
     heldout = train.sample(n=min(settings.heldout_traces, len(train)), random_state=settings.seed + 1)
-    return train.drop(index=heldout.index), heldout
+    rest = train.drop(index=heldout.index)
+    if len(rest) > settings.max_train_traces:
+        rest = rest.sample(n=settings.max_train_traces, random_state=settings.seed).sort_index()
+    return rest, heldout
 
 
 def trace_epochs(traces: pd.DataFrame, seed: int) -> Iterator:
