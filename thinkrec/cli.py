@@ -16,6 +16,7 @@ from thinkrec.errors import CheckpointError
 
 log = logging.getLogger("thinkrec")
 LLM_SYSTEMS = ("zeroshot", "tallrec", "collm", "thinkrec")
+REFERENCES = "references"  # the teacher's reference traces (thinkrec.reasoning_scores.REFERENCES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(command, help=text)
         sub.add_argument("systems", nargs="+", choices=list(LLM_SYSTEMS))
     sub = commands.add_parser("eval-reasoning", help="generate reasoning for the reference rows and score it")
-    sub.add_argument("systems", nargs="+", choices=[*LLM_SYSTEMS, "fused"])
+    sub.add_argument("systems", nargs="+", choices=[*LLM_SYSTEMS, "fused", REFERENCES],
+                     help=f"systems to evaluate; {REFERENCES!r} (the teacher's traces, with --rescore-only)")
+    sub.add_argument("--rescore-only", action="store_true",
+                     help="recompute every measure from the stored answers, generating nothing")
     commands.add_parser("experts", help="cluster users, train one expert per cluster, choose K on valid")
     commands.add_parser("user-map", help="fit the UMAP map of every user on the chosen clustering")
     commands.add_parser("eval-fused", help="score the test subset with fused ThinkRec and hard routing")
@@ -97,6 +101,13 @@ def run(args: argparse.Namespace) -> None:
         from thinkrec.pipeline import stage_traces
 
         stage_traces(prepare_dataset(config), config, force=args.force)
+    elif args.command == "eval-reasoning" and args.rescore_only:
+        from thinkrec.data.prepared import prepare_dataset
+        from thinkrec.reasoning_scores import rescore
+
+        print(json.dumps(rescore(prepare_dataset(config), config, args.systems), indent=2))
+    elif args.command == "eval-reasoning" and REFERENCES in args.systems:
+        raise ConfigError(f"{REFERENCES!r} are the teacher's stored traces: score them with --rescore-only")
     elif args.command in ("train-llm", "eval-llm", "eval-reasoning"):
         from thinkrec import pipeline
         from thinkrec.data.prepared import prepare_dataset

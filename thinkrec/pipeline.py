@@ -135,8 +135,8 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     from thinkrec.fusion.lora import mixture
     from thinkrec.llm.generate import GenerationSettings, stream_text
     from thinkrec.llm.systems import load_system
+    from thinkrec.reasoning_scores import answer_report
     from thinkrec.teacher.dataset import load_trace_dataset
-    from thinkrec.text_metrics import explanation_report
 
     folder = system_dir(config, name)
     out = folder / "reasoning.parquet"
@@ -156,7 +156,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
     settings = GenerationSettings.from_config(config.llm)
     titles = prepared.items["title"].tolist()
-    texts, p_yes, allowed = [], [], []
+    texts, p_yes, allowed, new_tokens = [], [], [], []
     started = time.perf_counter()
     for number, row in enumerate(tqdm(list(rows.itertuples()), desc=f"reasoning {name}")):
         prompt = builder.encode(row.user, row.item, row.hist_items, row.hist_labels)
@@ -165,15 +165,15 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
             stream = stream_text(model, builder.tokenizer, prompt, settings)
             texts.append("".join(stream))
             p_yes.append(stream.p_yes)
+            new_tokens.append(stream.new_tokens)
         allowed.append({titles[i] for i in row.hist_items if i >= 0} | {titles[row.item]})
     seconds = time.perf_counter() - started
-    report = explanation_report(references["trace"].tolist(), texts, allowed, titles, p_yes,
-                                cache_dir=config.paths.cache)
-    report["seconds"] = round(seconds, 1)
+    answers = references[["user", "item", "label"]].assign(
+        reference=references["trace"], generated=texts, p_yes=p_yes, allowed=[sorted(a) for a in allowed],
+        new_tokens=new_tokens)
+    report = answer_report(prepared, config, answers) | {"seconds": round(seconds, 1)}
     folder.mkdir(parents=True, exist_ok=True)
-    references[["user", "item", "label"]].assign(
-        reference=references["trace"], generated=texts, p_yes=p_yes, allowed=[sorted(a) for a in allowed]).to_parquet(
-        out, index=False)
+    answers.to_parquet(out, index=False)
     write_json(folder / "reasoning_metrics.json", report)
     write_manifest(config.paths.checkpoints)
     log.info("%s: reasoning on %d reference rows: %s", name, len(texts), report)
