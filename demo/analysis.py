@@ -2,7 +2,7 @@
 
 Everything here works on ``Explorer.case_table()``: one row per test-subset case with the ids, the
 title, the truth, the user's cluster and a P(like) column per system (keys as in
-``thinkrec.predictions.NAMES``).
+``thinkrec.registry``).
 """
 
 from __future__ import annotations
@@ -13,20 +13,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from thinkrec.predictions import CF_SYSTEMS, LLM_SYSTEMS, NAMES
+from thinkrec import registry
 
 SHOW = ("all cases", "errors", "correct", "disagreements")
 ID_COLUMNS = ["user_id", "item_id", "title", "liked", "cluster"]
 
 
 def scored_systems(table: pd.DataFrame) -> list[str]:
-    return [s for s in (*LLM_SYSTEMS[::-1], *CF_SYSTEMS) if s in table.columns]
+    llms = registry.keys(registry.LLM, registry.FUSED)[::-1]  # the most complete ThinkRec first
+    return [s for s in (*llms, *registry.keys(registry.SYSTEM_1)) if s in table.columns]
 
 
 def default_pair(table: pd.DataFrame) -> tuple[str | None, str | None]:
     """The system analysts look at first (the most complete ThinkRec there is) and its System-1 rival."""
     systems = scored_systems(table)
-    main = next((s for s in ("fused", "thinkrec", "collm", "tallrec", "zeroshot") if s in systems),
+    main = next((s for s in registry.keys(registry.LLM, registry.FUSED)[::-1] if s in systems),
                 systems[0] if systems else None)
     rival = next((s for s in ("lightgcn", "mf", "sasrec") if s in systems and s != main), None)
     return main, rival
@@ -57,7 +58,8 @@ def filter_cases(table: pd.DataFrame, system: str, rival: str | None, show: str,
     columns = ID_COLUMNS + [system] + ([rival] if rival and rival != system else [])
     shown = table.loc[keep, columns].copy()
     shown[f"{system} right"] = (shown[system] > 0.5) == shown["liked"]
-    return shown.rename(columns={s: f"P(like) {NAMES[s]}" for s in (system, rival) if s}).reset_index(drop=True)
+    labels = {s: f"P(like) {registry.label(s)}" for s in (system, rival) if s}
+    return shown.rename(columns=labels).reset_index(drop=True)
 
 
 def curated_cases(table: pd.DataFrame, per_kind: int = 2) -> list[tuple[str, str]]:
@@ -71,8 +73,8 @@ def curated_cases(table: pd.DataFrame, per_kind: int = 2) -> list[tuple[str, str
     kinds = [("Clear hit", right)]
     if rival is not None:
         rival_right = (table[rival] > 0.5) == table["liked"]
-        kinds += [(f"{NAMES[main]} right, {NAMES[rival]} wrong", right & ~rival_right),
-                  (f"{NAMES[rival]} right, {NAMES[main]} wrong", ~right & rival_right)]
+        kinds += [(f"{registry.label(main)} right, {registry.label(rival)} wrong", right & ~rival_right),
+                  (f"{registry.label(rival)} right, {registry.label(main)} wrong", ~right & rival_right)]
     kinds.append(("Instructive error", ~right))
     cases, seen = [], set()
     for kind, mask in kinds:

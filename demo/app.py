@@ -9,8 +9,9 @@ import pandas as pd
 
 from demo import ablation, about, analysis, build, handlers, links
 from demo.charts import results_chart
+from thinkrec import registry
+from thinkrec.config import GATE_TAU_RANGE
 from thinkrec.explorer import Explorer
-from thinkrec.predictions import NAMES
 
 TITLE = "ThinkRec Explorer"
 CSS = """
@@ -138,8 +139,8 @@ def _ablation_tab(explorer: Explorer) -> dict:
                 "gate's weights and the fused verdict move.")
     w["case"] = gr.Markdown(ablation.NO_CASE, elem_id="ablation-case")
     with gr.Row():
-        w["tau"] = gr.Slider(0.01, 2.0, value=explorer.config.fusion.tau, step=0.01, label="Gate temperature τ",
-                             elem_id="ablation-tau")
+        w["tau"] = gr.Slider(*GATE_TAU_RANGE, value=explorer.config.fusion.gate.tau, step=0.01,
+                             label="Gate temperature τ", elem_id="ablation-tau")
         w["length"] = gr.Slider(16, 256, value=64, step=8, label="Max new tokens per answer")
         w["go"] = gr.Button("Run the ablation", variant="primary", elem_id="ablation-run")
     with gr.Row():
@@ -160,7 +161,7 @@ def _ablation_tab(explorer: Explorer) -> dict:
 
 def _analyse_tab(explorer: Explorer) -> dict:
     table = explorer.case_table()
-    systems = [(NAMES[s], s) for s in analysis.scored_systems(table)]
+    systems = [(registry.label(s), s) for s in analysis.scored_systems(table)]
     main, rival = analysis.default_pair(table)
     clusters = ["all"] + [str(c) for c in sorted(table["cluster"].unique())] if "cluster" in table else ["all"]
     w: dict = {}

@@ -15,8 +15,8 @@ import pandas as pd
 
 from demo import analysis
 from demo.charts import gate_chart, genre_chart, user_map_chart
+from thinkrec import registry
 from thinkrec.explorer import Case, Explanation, Explorer, UnknownIdError
-from thinkrec.llm.bank import LABELS
 from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ def user_choices(explorer: Explorer) -> list[tuple[str, str]]:
 
 
 def system_choices(explorer: Explorer) -> list[tuple[str, str]]:
-    return [(LABELS[name], name) for name in explorer.llm_systems()]
+    return [(registry.label(name), name) for name in explorer.llm_systems()]
 
 
 def random_user(explorer: Explorer) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from thinkrec.config import load_config
-from thinkrec.pipeline import traces_path
+from thinkrec.pipeline import reference_traces
 from thinkrec.reasoning_scores import check_claims, references_report, with_history
-from thinkrec.teacher.dataset import load_trace_dataset
 
 pytestmark = pytest.mark.integration
 
@@ -26,15 +25,14 @@ def prepared(config):
 
 @pytest.fixture(scope="module")
 def reference_claims(prepared, config):
-    traces = load_trace_dataset(traces_path(config))
-    references = with_history(prepared, traces[traces["purpose"] == "reference"][["user", "item", "trace"]])
+    references = with_history(prepared, reference_traces(config)[["user", "item", "trace"]])
     return references, check_claims(prepared, config, references, "trace")
 
 
 @pytest.mark.xfail(strict=True, reason="the shipped traces use the old era keyword (1994 'early', 1995-96 'late "
                                        "nineties'; issue 15 item 4): 47 of 672 claims false")
 def test_references_state_only_true_facts(prepared, config):
-    report = references_report(prepared, config)
+    report = references_report(prepared, config, reference_traces(config))
     assert report["claims_checked"] >= 300 and report["claim_accuracy"] >= 0.99
 
 
@@ -49,6 +47,6 @@ def test_the_references_only_false_claims_are_mid_decade_eras(prepared, referenc
 
 
 def test_references_loop_and_complete_like_a_teacher(prepared, config):
-    report = references_report(prepared, config)
+    report = references_report(prepared, config, reference_traces(config))
     assert report["rows"] == 100 and report["completion_rate"] == 1.0 and report["loop_rate"] <= 0.05
     assert report["conclusion_agreement"] == 1.0 and report["conclusion_unclear_share"] == 0.0

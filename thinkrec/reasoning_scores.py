@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from thinkrec import registry
 from thinkrec.claims import Claim, ClaimChecker
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json, write_json
-from thinkrec.manifest import write_manifest
-from thinkrec.pipeline import system_dir, traces_path
-from thinkrec.teacher.dataset import load_trace_dataset
 from thinkrec.text_metrics import explanation_report, grounding_rate, text_measures
 
 REFERENCES = "references"  # the teacher's references, scored as if they were a system's answers
@@ -52,21 +50,20 @@ def answer_report(prepared: PreparedData, config: Config, answers: pd.DataFrame)
 
 def stored_report(prepared: PreparedData, config: Config, name: str) -> dict:
     """Rescore a system's stored answers and rewrite its ``reasoning_metrics.json`` (generation time kept)."""
-    path = system_dir(config, name) / "reasoning.parquet"
-    if not path.exists():
-        raise FileNotFoundError(f"{name}: no stored reasoning at {path}; run eval-reasoning {name} first")
-    report = answer_report(prepared, config, pd.read_parquet(path))
-    metrics = path.parent / "reasoning_metrics.json"
+    folder = registry.folder(config, name)
+    if not (folder / "reasoning.parquet").exists():
+        raise FileNotFoundError(f"{name}: no stored reasoning in {folder}; run eval-reasoning {name} first")
+    report = answer_report(prepared, config, pd.read_parquet(folder / "reasoning.parquet"))
+    metrics = folder / "reasoning_metrics.json"
     seconds = read_json(metrics).get("seconds") if metrics.exists() else None
     report = report | ({"seconds": seconds} if seconds is not None else {})
     write_json(metrics, report)
     return report
 
 
-def references_report(prepared: PreparedData, config: Config) -> dict:
-    """The teacher's reference traces measured as answers: the ceiling of every text measure."""
-    traces = load_trace_dataset(traces_path(config))
-    references = with_history(prepared, traces[traces["purpose"] == "reference"][["user", "item", "trace"]])
+def references_report(prepared: PreparedData, config: Config, references: pd.DataFrame) -> dict:
+    """The teacher's reference traces (columns user, item, trace) measured as answers: the ceiling."""
+    references = with_history(prepared, references[["user", "item", "trace"]])
     titles = prepared.items["title"].tolist()
     texts = references["trace"].tolist()
     allowed = [{titles[i] for i in hist if i >= 0} | {titles[item]}
@@ -74,17 +71,3 @@ def references_report(prepared: PreparedData, config: Config) -> dict:
     claims = check_claims(prepared, config, references, "trace")
     return ({"grounding_rate": round(grounding_rate(texts, allowed, titles), 4)} | text_measures(texts, claims)
             | {"rows": len(texts)})
-
-
-def rescore(prepared: PreparedData, config: Config, names: list[str]) -> dict[str, dict]:
-    """Every measure for each named system (or ``references``) from the stored files, nothing generated;
-    the references' report is written to ``teacher/reference_metrics.json``."""
-    reports = {}
-    for name in names:
-        if name == REFERENCES:
-            reports[name] = references_report(prepared, config)
-            write_json(traces_path(config).parent / "reference_metrics.json", reports[name])
-        else:
-            reports[name] = stored_report(prepared, config, name)
-    write_manifest(config.paths.checkpoints)
-    return reports

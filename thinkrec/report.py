@@ -15,13 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from thinkrec import registry
+from thinkrec.cf.fold_in import cosines_to_trained, folded_scores, refold_users
+from thinkrec.cf.store import cf_dir, load_cf_model, predictions_file
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json
-from thinkrec.fusion.clusters import load_clustering
+from thinkrec.fusion.experts import experts_dir, has_experts, load_shipped_clustering, read_selection
 from thinkrec.metrics import auc_report
-from thinkrec.pipeline import traces_path
-from thinkrec.predictions import CF_SYSTEMS, NAMES, metrics_by_cluster, metrics_by_system, test_predictions
+from thinkrec.pipeline import reference_traces, traces_path
+from thinkrec.predictions import metrics_by_cluster, metrics_by_system, systems_in, test_predictions
 from thinkrec.reasoning_scores import answer_report, references_report
 from thinkrec.svg_chart import grouped_bars
 
@@ -30,7 +33,7 @@ PAPER_ML1M = {  # as reported in arXiv 2505.15091 (ML-1M, Llama-3-8B-Instruct): 
     "TALLRec": (0.6872, 0.6553), "CoLLM": (0.7141, 0.6672), "ThinkRec": (0.7764, 0.6775),
 }
 PAPER_METEOR = {"TALLRec": 0.0275, "CoLLM": 0.0003, "ThinkRec": 0.0333}
-TEXT_SYSTEMS = ("fused", "thinkrec", "collm", "tallrec", "zeroshot")
+FOLDED_ENCODERS = ("mf", "lightgcn")  # the encoders a new user is folded into (SASRec reads the history itself)
 CHART = Path("assets") / "results_auc.svg"
 
 
@@ -48,19 +51,19 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 def match_note(config: Config) -> str:
     """Whether the shipped CoLLM-style model was trained with the match token, in words."""
-    path = config.paths.checkpoints / "llm" / "collm" / "config.json"
+    path = registry.folder(config, "collm") / "config.json"
     trained_with_match = path.exists() and read_json(path)["llm_config"].get("cf_match", False)
     return " (including the user-item match token)" if trained_with_match else ""
 
 
 def systems_section(prepared: PreparedData, config: Config, predictions: pd.DataFrame) -> list[str]:
-    stored = pd.read_parquet(config.paths.checkpoints / "cf" / "predictions.parquet")
+    stored = pd.read_parquet(predictions_file(config))
     test = stored[stored["split"] == "test"]
-    full = {s: auc_report(test["user"], test["label"], test[s]) for s in CF_SYSTEMS if s in test}
+    full = {s: auc_report(test["user"], test["label"], test[s]) for s in registry.keys(registry.SYSTEM_1) if s in test}
     subset = metrics_by_system(predictions)
     rows = [[r.system, r.auc, r.uauc, full[r.key]["auc"] if r.key in full else "", full[r.key]["uauc"]
              if r.key in full else ""] for r in subset.itertuples()]
-    missing = [NAMES[s] for s in ("zeroshot", "tallrec", "collm", "thinkrec", "fused") if s not in predictions]
+    missing = [registry.label(s) for s in registry.keys(registry.LLM, registry.FUSED) if s not in predictions]
     mixed = predictions.groupby("user")["label"].agg(lambda labels: 0 < labels.sum() < len(labels))
     lines = ["## Every system on the same test rows", "",
              (f"The fixed test subset: {len(predictions)} rows drawn at random (seed {config.llm.seed}) from the "
@@ -82,7 +85,7 @@ def systems_section(prepared: PreparedData, config: Config, predictions: pd.Data
 
 def target_verdict(subset: pd.DataFrame) -> list[str]:
     """Whether ThinkRec-fused beats every System-1 encoder and LLM baseline on subset AUC, in one sentence."""
-    baselines = subset[subset["key"].isin(["mf", "lightgcn", "sasrec", "tallrec", "collm"])]
+    baselines = subset[subset["key"].isin([s.key for s in registry.SYSTEMS if s.baseline])]
     fused = subset[subset["key"] == "fused"]
     if fused.empty or baselines.empty:
         return []
@@ -94,11 +97,10 @@ def target_verdict(subset: pd.DataFrame) -> list[str]:
 
 
 def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
-    root = config.paths.checkpoints / "llm" / "experts"
-    if not (root / "selection.json").exists():
+    if not has_experts(config):
         return ["## Expert fusion", "", "No cluster experts trained yet (`python -m thinkrec experts`)."]
-    selection = read_json(root / "selection.json")
-    clustering = load_clustering(root / "clusters")
+    selection = read_selection(config)
+    clustering = load_shipped_clustering(config)
     candidates = [[c.get("method", selection["method"]), c["k"], c["valid"]["auc"], c["valid"]["uauc"],
                    round(c["silhouette"], 4), round(c["cohens_d"], 3) if c.get("cohens_d") is not None else "",
                    " / ".join(map(str, c["sizes"]))]
@@ -112,7 +114,7 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
               f"{gate['entropy_ratio']} ln K."), "",
              *_table(["clustering", "K", "valid AUC", "valid UAUC", "silhouette", "Cohen's d (activity)",
                       "cluster sizes"], candidates)]
-    fused_file = root / "test_predictions.parquet"
+    fused_file = experts_dir(config) / "test_predictions.parquet"
     if fused_file.exists():
         table = pd.read_parquet(fused_file)
         modes = [[label, *auc_report(table["user"], table["label"], table[column]).values()]
@@ -124,7 +126,7 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
                   "Routing branches on the test rows: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()) + "."]
     per_cluster = metrics_by_cluster(predictions, clustering.labels)
     wide = per_cluster.pivot(index="system", columns="cluster", values="auc")
-    order = [NAMES[s] for s in predictions.columns if s in NAMES and NAMES[s] in wide.index]
+    order = [registry.label(s) for s in systems_in(predictions) if registry.label(s) in wide.index]
     lines += ["", "Test-subset AUC within each cluster:", "",
               *_table(["system", *[f"cluster {c}" for c in wide.columns]],
                       [[name, *wide.loc[name].tolist()] for name in order])]
@@ -133,10 +135,11 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
 
 def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
     reports = {}
-    for system in TEXT_SYSTEMS:
-        folder = config.paths.checkpoints / "llm" / ("experts" if system == "fused" else system)
-        if (folder / "reasoning.parquet").exists():
-            reports[NAMES[system]] = answer_report(prepared, config, pd.read_parquet(folder / "reasoning.parquet"))
+    for system in reversed(registry.keys()):  # ThinkRec-fused first
+        folder = registry.folder(config, system)
+        if registry.system(system).writes_text and (folder / "reasoning.parquet").exists():
+            reports[registry.label(system)] = answer_report(prepared, config,
+                                                            pd.read_parquet(folder / "reasoning.parquet"))
     if not reports:
         return ["## Reasoning", "", "Not generated yet (`python -m thinkrec eval-reasoning fused thinkrec`)."]
     rows = [[name, *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate", "verdict_agreement",
@@ -155,7 +158,8 @@ def reasoning_measures_table(prepared: PreparedData, config: Config, reports: di
     """Loops, completion, claim accuracy and conclusion agreement of each system, the teacher's references
     (when the traces are stored) as the ceiling."""
     if traces_path(config).exists():
-        reports = {"teacher's references (ceiling)": references_report(prepared, config), **reports}
+        reports = {"teacher's references (ceiling)": references_report(prepared, config, reference_traces(config)),
+                   **reports}
     rows = [[name, report["loop_rate"], report["completion_rate"],
              f"{report['claim_accuracy']:.4f} ({report['claims_checked']})" if report["claims_checked"] else "n/a",
              conclusion_cell(report), *[report.get(k, math.nan) for k in ("meteor", "bleu4", "rouge_l")],
@@ -165,10 +169,9 @@ def reasoning_measures_table(prepared: PreparedData, config: Config, reports: di
              "(`thinkrec/claims.py`: the films' genres, eras and years, the reactions the text gives the user to "
              "their history films, audience and profile-genre claims; eras in thirds of a decade), claims checked in "
              "brackets. Conclusion agreement: the stance of the last sentence matches the opening verdict, over the "
-             "answers whose last sentence takes a clear stance."), "",
+             "answers whose last sentence takes a clear stance (in brackets the share that takes none)."), "",
             *_table(["system", "loop rate", "completion", "claim accuracy (claims)",
-                     "conclusion agreement (unclear share)", "METEOR",
-                     "BLEU-4", "ROUGE-L", "grounding"], rows)]
+                     "conclusion agreement (unclear share)", "METEOR", "BLEU-4", "ROUGE-L", "grounding"], rows)]
 
 
 def conclusion_cell(report: dict) -> str:
@@ -185,12 +188,12 @@ def training_seconds(train: dict) -> str:
 
 def cost_section(config: Config) -> list[str]:
     rows = []
-    for system in ("thinkrec", "collm", "tallrec"):
-        path = config.paths.checkpoints / "llm" / system / "config.json"
+    for system in reversed(registry.keys(registry.LLM)):  # the trained ones: ThinkRec first
+        path = registry.folder(config, system) / "config.json"
         if path.exists():
             train = read_json(path)["train"]
-            rows.append([NAMES[system], train["train_tokens"], train["train_examples"], train["reasoning_examples"],
-                         train["best_valid_auc"], training_seconds(train)])
+            rows.append([registry.label(system), train["train_tokens"], train["train_examples"],
+                         train["reasoning_examples"], train["best_valid_auc"], training_seconds(train)])
     if not rows:
         return []
     return ["## Training cost", "",
@@ -203,11 +206,8 @@ def cost_section(config: Config) -> list[str]:
 def fold_in_section(prepared: PreparedData, config: Config) -> list[str]:
     """How faithfully the Build-a-profile tab places a new user: every user folded back in from their own
     train ratings with the trained weights fixed, compared with their trained vector and scored on test."""
-    from thinkrec.cf.fold_in import cosines_to_trained, folded_scores, refold_users
-    from thinkrec.cf.store import cf_dir, load_cf_model
-
     test, rows = prepared.split("test"), []
-    for name in ("mf", "lightgcn"):
+    for name in FOLDED_ENCODERS:
         if not (cf_dir(config) / name / "config.json").exists():
             continue
         model, _ = load_cf_model(cf_dir(config) / name, prepared, config)
@@ -215,7 +215,7 @@ def fold_in_section(prepared: PreparedData, config: Config) -> list[str]:
         cosines = np.percentile(cosines_to_trained(model, prepared, folded), [0, 10, 25, 50, 75])
         refolded = auc_report(test["user"], test["label"], folded_scores(model, folded, test["user"], test["item"]))
         trained = read_json(cf_dir(config) / name / "config.json")["report"]["test"]
-        rows.append([NAMES[name], *[round(c, 3) for c in cosines], trained["auc"], refolded["auc"]])
+        rows.append([registry.label(name), *[round(c, 3) for c in cosines], trained["auc"], refolded["auc"]])
     if not rows:
         return []
     return ["## Fold-in of new users (Build a profile)", "",
