@@ -15,6 +15,7 @@ from thinkrec.config import PROJECT_ROOT, ConfigError, load_config
 from thinkrec.data.atomic import DataFileError
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.errors import CheckpointError
+from thinkrec.reasoning_scores import REFERENCES
 
 # The stages' modules load torch, transformers and peft: `import thinkrec.pipeline` took 65 s against 6 s for
 # `import thinkrec.data.prepared` on the shared 2-core machine (`/usr/bin/time python -c "import ..."`), so
@@ -43,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-minutes", type=float, help="stop (with the state saved under training/) after this many minutes; "
                                           "the same command continues")
     sub = commands.add_parser("eval-reasoning", help="generate reasoning for the reference rows and score it")
-    sub.add_argument("systems", nargs="+", choices=list(TEXT_SYSTEMS))
+    sub.add_argument("systems", nargs="+", choices=[*TEXT_SYSTEMS, REFERENCES],
+                     help=f"systems to evaluate; {REFERENCES!r} (the teacher's traces, with --rescore-only)")
+    sub.add_argument("--rescore-only", action="store_true",
+                     help="recompute every measure from the stored answers, generating nothing")
     commands.add_parser("experts", help="cluster users, train one expert per cluster, choose K on valid")
     commands.add_parser("user-map", help="fit the UMAP map of every user on the chosen clustering")
     commands.add_parser("eval-fused", help="score the test subset with fused ThinkRec and hard routing")
@@ -107,6 +111,10 @@ def run_stage(args: argparse.Namespace, config) -> None:
         print(write_report(prepare_dataset(config), config, PROJECT_ROOT / "RESULTS.md"))
     elif args.command == "traces":
         pipeline.stage_traces(prepare_dataset(config), config, force=args.force)
+    elif args.command == "eval-reasoning" and args.rescore_only:
+        print(json.dumps(pipeline.stage_rescore_reasoning(prepare_dataset(config), config, args.systems), indent=2))
+    elif args.command == "eval-reasoning" and REFERENCES in args.systems:
+        raise ConfigError(f"{REFERENCES!r} are the teacher's stored traces: score them with --rescore-only")
     elif args.command in ("train-llm", "eval-llm", "eval-reasoning"):
         prepared = prepare_dataset(config)
         stage = {"train-llm": partial(pipeline.stage_train_llm, max_minutes=args.max_minutes),

@@ -42,6 +42,7 @@ from thinkrec.llm.systems import expert_start, llm_dir, load_system, system_spec
 from thinkrec.llm.train import Scope, train_system
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc_report
+from thinkrec.reasoning_scores import REFERENCES, answer_report, references_report, stored_report
 from thinkrec.subsets import test_subset, valid_subset
 from thinkrec.teacher.dataset import (
     load_trace_dataset,
@@ -51,7 +52,6 @@ from thinkrec.teacher.dataset import (
     write_traces,
 )
 from thinkrec.teacher.grounded import GroundedTeacher
-from thinkrec.text_metrics import explanation_report
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
 
 
 def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
-    """Generate reasoning for the reference test rows and score it against the teacher's traces.
+    """Generate reasoning for the reference test rows and score it (``reasoning_scores.answer_report``).
 
     ``name`` is an LLM system or ``fused`` (ThinkRec with the gate mixing its experts per user)."""
     folder = registry.folder(config, name)
@@ -147,7 +147,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
     settings = GenerationSettings.from_config(config.llm)
     titles = prepared.items["title"].tolist()
-    texts, p_yes, allowed = [], [], []
+    texts, p_yes, allowed, new_tokens = [], [], [], []
     started = time.perf_counter()
     for number, row in enumerate(tqdm(list(rows.itertuples()), desc=f"reasoning {name}")):
         prompt = builder.encode(row.user, row.item, row.hist_items, row.hist_labels)
@@ -156,19 +156,40 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
             stream = stream_text(model, builder.tokenizer, prompt, settings)
             texts.append("".join(stream))
             p_yes.append(stream.p_yes)
+            new_tokens.append(stream.new_tokens)
         allowed.append({titles[i] for i in row.hist_items if i >= 0} | {titles[row.item]})
     seconds = time.perf_counter() - started
-    report = explanation_report(references["trace"].tolist(), texts, allowed, titles, p_yes,
-                                cache_dir=config.paths.cache)
-    report["seconds"] = round(seconds, 1)
+    answers = references[["user", "item", "label"]].assign(
+        reference=references["trace"], generated=texts, p_yes=p_yes, allowed=[sorted(a) for a in allowed],
+        new_tokens=new_tokens)
+    report = answer_report(prepared, config, answers) | {"seconds": round(seconds, 1)}
     folder.mkdir(parents=True, exist_ok=True)
-    references[["user", "item", "label"]].assign(
-        reference=references["trace"], generated=texts, p_yes=p_yes, allowed=[sorted(a) for a in allowed]).to_parquet(
-        out, index=False)
+    answers.to_parquet(out, index=False)
     write_json(folder / "reasoning_metrics.json", report)
     write_manifest(config.paths.checkpoints)
     log.info("%s: reasoning on %d reference rows: %s", name, len(texts), report)
     return report
+
+
+def stage_rescore_reasoning(prepared: PreparedData, config: Config, names: list[str]) -> dict[str, dict]:
+    """Every reasoning measure of each named system from its stored answers, nothing generated (each
+    ``reasoning_metrics.json`` rewritten); ``references`` scores the teacher's reference traces, the ceiling,
+    into ``teacher/reference_metrics.json``."""
+    reports = {}
+    for name in names:
+        if name == REFERENCES:
+            reports[name] = references_report(prepared, config, reference_traces(config))
+            write_json(traces_path(config).parent / "reference_metrics.json", reports[name])
+        else:
+            reports[name] = stored_report(prepared, config, name)
+    write_manifest(config.paths.checkpoints)
+    return reports
+
+
+def reference_traces(config: Config) -> pd.DataFrame:
+    """The teacher's traces for the held-out reference test rows."""
+    traces = load_trace_dataset(traces_path(config))
+    return traces[traces["purpose"] == "reference"].reset_index(drop=True)
 
 
 def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -> dict:

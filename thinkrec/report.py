@@ -23,9 +23,10 @@ from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json
 from thinkrec.fusion.experts import experts_dir, has_experts, load_shipped_clustering, read_selection
 from thinkrec.metrics import auc_report
+from thinkrec.pipeline import reference_traces, traces_path
 from thinkrec.predictions import metrics_by_cluster, metrics_by_system, systems_in, test_predictions
+from thinkrec.reasoning_scores import answer_report, references_report
 from thinkrec.svg_chart import grouped_bars
-from thinkrec.text_metrics import explanation_report
 
 PAPER_ML1M = {  # as reported in arXiv 2505.15091 (ML-1M, Llama-3-8B-Instruct): AUC, UAUC
     "MF": (0.6401, 0.6079), "LightGCN": (0.6140, 0.6230), "SASRec": (0.6956, 0.6687),
@@ -133,22 +134,16 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
 
 
 def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
-    titles = prepared.items["title"].tolist()
-    rows = []
+    reports = {}
     for system in reversed(registry.keys()):  # ThinkRec-fused first
-        if not registry.system(system).writes_text:
-            continue
         folder = registry.folder(config, system)
-        if not (folder / "reasoning.parquet").exists():
-            continue
-        frame = pd.read_parquet(folder / "reasoning.parquet")
-        report = explanation_report(frame["reference"].tolist(), frame["generated"].tolist(),
-                                    [set(a) for a in frame["allowed"]], titles, frame["p_yes"].tolist(),
-                                    cache_dir=config.paths.cache)
-        rows.append([registry.label(system), *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate",
-                                                          "verdict_agreement", "stated_share", "rows")]])
-    if not rows:
+        if registry.system(system).writes_text and (folder / "reasoning.parquet").exists():
+            reports[registry.label(system)] = answer_report(prepared, config,
+                                                            pd.read_parquet(folder / "reasoning.parquet"))
+    if not reports:
         return ["## Reasoning", "", "Not generated yet (`python -m thinkrec eval-reasoning fused thinkrec`)."]
+    rows = [[name, *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate", "verdict_agreement",
+                                         "stated_share", "rows")]] for name, report in reports.items()]
     return ["## Reasoning on the reference test rows", "",
             (f"Generated greedily ({config.llm.min_new_tokens} to {config.llm.max_new_tokens} new tokens, no "
              f"{config.llm.no_repeat_ngram}-gram of the answer repeated) for the held-out reference rows and "
@@ -156,7 +151,33 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
              "the prompt shows or are the target. Verdict agreement: the verdict the text states vs. P(Yes) > 0.5, "
              "over the texts that state one (stated share)."), "",
             *_table(["system", "METEOR", "BLEU-4", "ROUGE-L", "grounding", "verdict agreement", "stated share",
-                     "rows"], rows)]
+                     "rows"], rows), "", *reasoning_measures_table(prepared, config, reports)]
+
+
+def reasoning_measures_table(prepared: PreparedData, config: Config, reports: dict[str, dict]) -> list[str]:
+    """Loops, completion, claim accuracy and conclusion agreement of each system, the teacher's references
+    (when the traces are stored) as the ceiling."""
+    if traces_path(config).exists():
+        reports = {"teacher's references (ceiling)": references_report(prepared, config, reference_traces(config)),
+                   **reports}
+    rows = [[name, report["loop_rate"], report["completion_rate"],
+             f"{report['claim_accuracy']:.4f} ({report['claims_checked']})" if report["claims_checked"] else "n/a",
+             conclusion_cell(report), *[report.get(k, math.nan) for k in ("meteor", "bleu4", "rouge_l")],
+             report["grounding_rate"]] for name, report in reports.items()]
+    return [("Loop rate: answers in which a word 3-gram occurs three times or more. Completion: answers that end a "
+             "sentence and were not cut at the token cap. Claim accuracy: the share of checked claims that are true "
+             "(`thinkrec/claims.py`: the films' genres, eras and years, the reactions the text gives the user to "
+             "their history films, audience and profile-genre claims; eras in thirds of a decade), claims checked in "
+             "brackets. Conclusion agreement: the stance of the last sentence matches the opening verdict, over the "
+             "answers whose last sentence takes a clear stance (in brackets the share that takes none)."), "",
+            *_table(["system", "loop rate", "completion", "claim accuracy (claims)",
+                     "conclusion agreement (unclear share)", "METEOR", "BLEU-4", "ROUGE-L", "grounding"], rows)]
+
+
+def conclusion_cell(report: dict) -> str:
+    agreement = report["conclusion_agreement"]
+    shown = "n/a" if math.isnan(agreement) else f"{agreement:.4f}"
+    return f"{shown} ({report['conclusion_unclear_share']:.2f})"
 
 
 def training_seconds(train: dict) -> str:
