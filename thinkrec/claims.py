@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from thinkrec.config import Config
-from thinkrec.data.keywords import audience_keywords
+from thinkrec.data.keywords import THIRDS as ERA_THIRDS
+from thinkrec.data.keywords import audience_keywords, era_keyword
 from thinkrec.data.prepared import PreparedData
 from thinkrec.data.split import PAD
 from thinkrec.text_metrics import QUOTES, title_key, title_mentions
@@ -49,7 +50,8 @@ GENRE_RE = re.compile(rf"(?<![\w-])(?:{GENRE})(?![\w-])", re.IGNORECASE)
 GENRE_LIST = rf"(?:{GENRE})(?:(?:\s*,\s*|\s+and\s+|\s+or\s+)(?:{GENRE}))*"
 DECADES = {"twenties": 1920, "thirties": 1930, "forties": 1940, "fifties": 1950, "sixties": 1960,
            "seventies": 1970, "eighties": 1980, "nineties": 1990}
-THIRDS = {"early": range(0, 4), "mid": range(4, 7), "late": range(7, 10)}
+THIRDS = {word: range(previous + 1, last + 1)  # the era keyword's thirds, as digit ranges for parsing
+          for (previous, _), (last, word) in zip(((-1, ""), *ERA_THIRDS), ERA_THIRDS)}
 ERA_RE = re.compile(
     r"(?<![\w-])(?:(?P<golden>golden[- ]age(?:\s+classic)?)|(?:(?P<third>early|mid|late)[- ]?)?"
     r"(?:(?P<word>" + "|".join(DECADES) + r")|(?:19)?(?P<digits>[2-9]0)['’]?s))(?![\w-])", re.IGNORECASE)
@@ -139,12 +141,8 @@ class Mention:
 
 
 def era_of(year: int) -> str:
-    """The worded era of a year with thirds of a decade: ``1992`` -> ``early nineties``."""
-    if year < GOLDEN_AGE_END:
-        return "golden-age classic"
-    third = next(name for name, digits in THIRDS.items() if year % 10 in digits)
-    decade = next((word for word, start in DECADES.items() if start == year // 10 * 10), f"{year // 10 * 10}s")
-    return f"{third} {decade}"
+    """The worded era of a year, as the era keyword words it: ``1992`` -> ``early nineties``."""
+    return (era_keyword(year) or f"{year // 10 * 10}s").removesuffix(" film")
 
 
 def era_matches(match: re.Match, year: int) -> bool:
