@@ -20,6 +20,7 @@ from thinkrec.text_metrics import (
     explanation_report,
     grounding_of,
     grounding_rate,
+    last_sentence,
     loop_rate,
     loops,
     meteor,
@@ -240,3 +241,9 @@ def test_text_measures_together():
     report = text_measures([LOOPING, TWICE], [[], []], [30, 160], 160)
     assert report["loop_rate"] == 0.5 and report["completion_rate"] == 0.5 and report["claims_checked"] == 0
     assert math.isnan(report["claim_accuracy"])
+
+
+def test_a_full_stop_inside_a_title_ends_no_sentence():
+    text = 'Yes. It is close to "Judge Dredd". So I expect they will enjoy "The Island of Dr. Moreau".'
+    assert last_sentence(text) == 'So I expect they will enjoy "The Island of Dr. Moreau".'
+    assert conclusion_report([text]) == {"agreement": 1.0, "unclear_share": 0.0}

@@ -23,6 +23,7 @@ _WORD = re.compile(r"\w+(?:['’]\w+)*")
 _LEADING_VERDICT = re.compile(r"\A\s*[*\"']*(yes|no)\b[*\"']*\s*(?:[.!,:;]|\Z)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*\s*\Z")
 _SENTENCES = re.compile(r"[^.!?\n]*(?:[.!?]+[\"'”’)\]]*|\n|\Z)")
+_QUOTED = re.compile(r'"[^"\n]*"|“[^”\n]*”')
 _YES_WORDS = r"(?:enjoy|like|love|appreciate)"
 _STANCES = (  # (pattern, stance) on one sentence
     (re.compile(r"\bpoints?\s+to\s+a\s+yes\b|^\W*(?:so|overall|thus|therefore|in\s+short)?\W*yes\b", re.I), 1),
@@ -227,11 +228,18 @@ def sentence_stance(sentence: str) -> int | None:
     return stances.pop() if len(stances) == 1 else None
 
 
+def _mask_quoted(text: str) -> str:
+    """``text`` with the full stops, "!" and "?" inside double-quoted titles ("Dr. Moreau") masked, same length."""
+    return _QUOTED.sub(lambda match: re.sub(r"[.!?]", "·", match.group()), text)
+
+
 def last_sentence(text: str) -> str | None:
-    """The last complete sentence after the opening verdict; None when there is none."""
+    """The last complete sentence after the opening verdict; None when there is none. A full stop
+    inside a quoted title ends no sentence."""
     opening = _LEADING_VERDICT.match(text)
     body = text[opening.end():] if opening else text
-    sentences = [s.strip() for s in _SENTENCES.findall(body) if _SENTENCE_END.search(s) and _tokens(s)]
+    spans = [m.span() for m in _SENTENCES.finditer(_mask_quoted(body))]
+    sentences = [body[a:b].strip() for a, b in spans if _SENTENCE_END.search(body[a:b]) and _tokens(body[a:b])]
     return sentences[-1] if sentences else None
 
 
