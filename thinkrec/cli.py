@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("prepare", help="split the data, build histories, keywords and profiles")
     commands.add_parser("train-cf", help="train MF, LightGCN and SASRec; write checkpoints/cf/")
     commands.add_parser("traces", help="write the grounded teacher's reasoning traces")
-    commands.add_parser("report", help="write RESULTS.md from the stored predictions")
+    commands.add_parser("report", help="write RESULTS.md and the analysts' workbench from the stored predictions")
     for command, text in (("train-llm", "train LLM systems"), ("eval-llm", "score the test subset with LLM systems")):
         sub = commands.add_parser(command, help=text)
         sub.add_argument("systems", nargs="+", choices=list(LLM_SYSTEMS))
@@ -42,13 +42,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_results(prepared, config) -> str:
+    """The report stage: RESULTS.md and the analysts' workbench under checkpoints/analysis/; returns the report."""
+    from thinkrec.config import PROJECT_ROOT
+    from thinkrec.report import write_report
+    from thinkrec.workbench import write_workbench
+
+    text = write_report(prepared, config, PROJECT_ROOT / "RESULTS.md")
+    write_workbench(prepared, config)
+    return text
+
+
 def run_all(config, force: bool) -> None:
     """The whole pipeline from the raw atomic files to checkpoints/ and RESULTS.md."""
     from thinkrec import pipeline
     from thinkrec.cf.store import train_all_cf
-    from thinkrec.config import PROJECT_ROOT
     from thinkrec.data.prepared import prepare_dataset
-    from thinkrec.report import write_report
 
     prepared = prepare_dataset(config, force=force)
     stages = [("train-cf", lambda: train_all_cf(prepared, config, force=force)),
@@ -67,7 +76,7 @@ def run_all(config, force: bool) -> None:
         log.info("[%d/%d] %s", number, len(stages), name)
         stage()
         log.info("[%d/%d] %s done in %.1f s", number, len(stages), name, time.perf_counter() - started)
-    print(write_report(prepared, config, PROJECT_ROOT / "RESULTS.md"))
+    print(write_results(prepared, config))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -87,11 +96,9 @@ def run(args: argparse.Namespace) -> None:
         metrics = train_all_cf(prepare_dataset(config), config, force=args.force)
         print(json.dumps(metrics, indent=2))
     elif args.command == "report":
-        from thinkrec.config import PROJECT_ROOT
         from thinkrec.data.prepared import prepare_dataset
-        from thinkrec.report import write_report
 
-        print(write_report(prepare_dataset(config), config, PROJECT_ROOT / "RESULTS.md"))
+        print(write_results(prepare_dataset(config), config))
     elif args.command == "traces":
         from thinkrec.data.prepared import prepare_dataset
         from thinkrec.pipeline import stage_traces

@@ -17,6 +17,7 @@ from thinkrec.llm.train import test_subset
 from thinkrec.metrics import auc_report
 
 CF_SYSTEMS = ("item_prior", "mf", "lightgcn", "sasrec")
+SYSTEM1_MODELS = ("mf", "lightgcn", "sasrec")  # the System-1 encoders; the item like-rate is a floor, not a model
 LLM_SYSTEMS = ("zeroshot", "tallrec", "collm", "thinkrec", "fused")
 NAMES = {"item_prior": "Item like-rate (floor)", "mf": "MF", "lightgcn": "LightGCN", "sasrec": "SASRec",
          "zeroshot": "Zero-shot LLM", "tallrec": "TALLRec-style", "collm": "CoLLM-style",
