@@ -166,6 +166,43 @@ def test_ablation_link_runs_every_expert_side_by_side_and_the_temperature_moves_
         assert "tau=2" in page.inner_text("#ablation-case")
 
 
+def test_analyse_a_slice_then_calibration_export_and_open_a_row(server, tmp_path):
+    import pandas as pd
+
+    with opened_page(server) as page:
+        console = []
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+        page.get_by_role("tab", name="Analyse").click()
+        choose(page, "#analyse-slice", "item popularity")
+        wait_for_text(page, "#slice-note", "values of item popularity")
+        page.wait_for_selector("#slice-chart .js-plotly-plot", timeout=60_000)
+        chart = page.inner_text("#slice-chart")
+        assert "200+" in chart and "ThinkRec-fused" in chart  # the bins on the axis, the systems in the legend
+        page.get_by_role("tab", name="Calibration").click()
+        page.wait_for_selector("#calibration-chart .js-plotly-plot", timeout=60_000)
+        assert "ECE" in page.inner_text("#calibration-chart")
+        wait_for_text(page, "#ece-table", "ThinkRec-fused")
+        total = int(page.inner_text("#analyse-note").split(" of ")[1].split()[0])
+        choose(page, "#analyse-slice-value", "200+")
+        page.wait_for_function("!document.querySelector('#analyse-note').innerText.startsWith("
+                               f"'{total} of {total}')", timeout=60_000)
+        kept = int(page.inner_text("#analyse-note").split(" of ")[0])
+        assert 0 < kept < total
+        with page.expect_download(timeout=60_000) as download:
+            page.click("#analyse-csv")
+        path = tmp_path / "cases.csv"
+        download.value.save_as(path)
+        exported = pd.read_csv(path, dtype=str)
+        assert len(exported) == kept and set(exported["popularity"]) == {"200+"}
+        assert "P(like) ThinkRec-fused" in exported.columns
+        assert all(len(p.split(".")[-1]) <= 3 for p in exported["P(like) ThinkRec-fused"])  # three decimals
+        page.locator("#analyse-table tbody tr").first.locator("td").first.click()
+        wait_for_text(page, "#profile-card", f"User {exported['user_id'].iloc[0]}")
+        page.screenshot(path=str(tmp_path / "analyse.png"), full_page=True)
+    translation = [line for line in console if "translat" in line.lower() or "i18n" in line.lower()]
+    assert not translation, translation
+
+
 def test_bad_link_gives_a_notice_not_a_trace(server):
     with opened_page(server + "?user=abc&item=999999") as page:
         wait_for_text(page, "#notice", "unknown user id")
