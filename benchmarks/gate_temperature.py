@@ -17,8 +17,8 @@ from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.fusion.fused import load_fused
 from thinkrec.llm.score import score_rows
-from thinkrec.llm.train import valid_subset
 from thinkrec.metrics import auc_report
+from thinkrec.subsets import valid_subset
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
         mixtures = fused.mixtures(users, "fused", tau)
         scores = score_rows(fused.model, fused.builder, valid, desc=f"tau {tau}", mixtures=mixtures)
         report = auc_report(valid["user"], valid["label"], scores)
-        routes = Counter(fused.routing(int(user), tau).decision for user in users)
+        routes = Counter(fused.experts.routing(int(user), tau).decision for user in users)
         print(f"tau {tau:g}: valid AUC {report['auc']:.4f}, UAUC {report['uauc']:.4f} on {report['rows']} rows; "
               f"routing of the rows: {dict(routes)}", flush=True)
 

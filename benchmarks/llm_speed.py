@@ -19,6 +19,7 @@ import torch
 
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
+from thinkrec.fusion.fused import load_fused
 from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import load_system
@@ -65,8 +66,6 @@ def main() -> None:
 
 
 def fusion_cost(prepared, config, n_rows: int) -> None:
-    from thinkrec.fusion.fused import load_fused
-
     fused = load_fused(prepared, config)
     rows = prepared.split("test").sample(n=n_rows, random_state=0)
     fused.score(rows.head(16), "global", desc="warm-up")

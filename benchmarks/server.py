@@ -60,7 +60,7 @@ def test_cases(count: int) -> list[tuple[str, str]]:
     """(user_id, item_id) of the first ``count`` rows of the fixed test subset, one per user."""
     from thinkrec.config import load_config
     from thinkrec.data.prepared import prepare_dataset
-    from thinkrec.llm.train import test_subset
+    from thinkrec.subsets import test_subset
 
     config = load_config(os.environ.get("THINKREC_CONFIG"))
     prepared = prepare_dataset(config)

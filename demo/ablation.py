@@ -13,12 +13,13 @@ import pandas as pd
 
 from demo.charts import gate_chart, gate_sweep_chart
 from demo.handlers import gate_markdown, stream_explanation
+from thinkrec.config import GATE_TAU_RANGE
 from thinkrec.explorer import Explorer, UnknownIdError
 from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
 COLUMNS = ["answered by", "p_like", "verdict"]
-SWEEP_TAUS = np.geomspace(0.01, 2.0, 60).tolist()  # the slider's range, for the weights-across-τ chart
+SWEEP_TAUS = np.geomspace(*GATE_TAU_RANGE, 60).tolist()  # the slider's range, for the weights-across-τ chart
 NO_CASE = "Open a case in the Explore tab (a user and a movie), then come back to this tab."
 
 

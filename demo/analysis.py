@@ -1,7 +1,7 @@
 """The "Analyse" tab's handlers: AUC per slice with intervals, calibration, disagreements and confusion,
 and the table of every stored prediction (filters, CSV export), over the backend's workbench
 (``thinkrec.workbench``: one row per prediction with ids, title, truth, slice attributes and a P(like)
-column per system, keys as in ``thinkrec.predictions.NAMES``). The curated Explore cases come from
+column per system, keys as in ``thinkrec.registry``). The curated Explore cases come from
 the same predictions (``Explorer.case_table()``).
 """
 
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from demo.charts import reliability_chart, slice_auc_chart
+from thinkrec import registry
 from thinkrec.explorer import Explorer
-from thinkrec.predictions import CF_SYSTEMS, LLM_SYSTEMS, NAMES, SYSTEM1_MODELS
 from thinkrec.workbench import (
     SLICES,
     Workbench,
@@ -27,6 +27,7 @@ from thinkrec.workbench import (
     confusion,
     disagreements,
     in_slice,
+    system1_models,
 )
 
 log = logging.getLogger(__name__)
@@ -43,13 +44,14 @@ CONFUSION_COLUMNS = ["system", "said yes, liked", "said yes, not liked", "said n
 
 
 def scored_systems(table: pd.DataFrame) -> list[str]:
-    return [s for s in (*LLM_SYSTEMS[::-1], *CF_SYSTEMS) if s in table.columns]
+    llms = registry.keys(registry.LLM, registry.FUSED)[::-1]  # the most complete ThinkRec first
+    return [s for s in (*llms, *registry.keys(registry.SYSTEM_1)) if s in table.columns]
 
 
 def default_pair(table: pd.DataFrame) -> tuple[str | None, str | None]:
     """The system analysts look at first (the most complete ThinkRec there is) and its System-1 rival."""
     systems = scored_systems(table)
-    main = next((s for s in ("fused", "thinkrec", "collm", "tallrec", "zeroshot") if s in systems),
+    main = next((s for s in registry.keys(registry.LLM, registry.FUSED)[::-1] if s in systems),
                 systems[0] if systems else None)
     rival = next((s for s in ("lightgcn", "mf", "sasrec") if s in systems and s != main), None)
     return main, rival
@@ -111,7 +113,7 @@ def filter_cases(table: pd.DataFrame, system: str, rival: str | None, show: str,
     columns = ids + extra + [system] + ([rival] if rival and rival != system else [])
     shown = shown_text(table.loc[keep, columns])
     shown[f"{system} right"] = (shown[system] > 0.5) == shown["liked"]
-    shown = shown.rename(columns={s: f"P(like) {NAMES[s]}" for s in (system, rival) if s})
+    shown = shown.rename(columns={s: f"P(like) {registry.label(s)}" for s in (system, rival) if s})
     return rounded(shown).reset_index(drop=True)
 
 
@@ -137,8 +139,8 @@ def slice_table(workbench: Workbench, key: str, systems: list[str]) -> pd.DataFr
     """The slice's metrics for the chosen systems, one row per value and system, as the table shows them."""
     frame = workbench.slices[(workbench.slices["slice"] == key) & workbench.slices["system"].isin(systems)]
     frame = frame.assign(rank=frame["system"].map(systems.index)).sort_values(["order", "rank"])
-    shown = pd.DataFrame({"slice value": frame["value"], "system": frame["system"].map(NAMES), "rows": frame["rows"],
-                          "users": frame["users"], "AUC": frame["auc"], "low": frame["auc_low"],
+    shown = pd.DataFrame({"slice value": frame["value"], "system": frame["system"].map(registry.label),
+                          "rows": frame["rows"], "users": frame["users"], "AUC": frame["auc"], "low": frame["auc_low"],
                           "high": frame["auc_high"], "like-rate": frame["like_rate"], "mean P(like)": frame["mean_p"]})
     return rounded(shown).reset_index(drop=True)
 
@@ -159,7 +161,7 @@ def show_slice(explorer: Explorer, key: str | None, systems: list[str] | None):
     metrics = workbench.slices[(workbench.slices["slice"] == key) & workbench.slices["system"].isin(systems)]
     note = (f"{len(workbench.slice_values(key))} values of {SLICES[key]} · each interval resamples that value's "
             f"users {workbench.summary['settings']['resamples']} times")
-    return slice_auc_chart(metrics, systems, NAMES, SLICES[key]), slice_table(workbench, key, systems), note
+    return slice_auc_chart(metrics, systems, registry.label, SLICES[key]), slice_table(workbench, key, systems), note
 
 
 # ---- calibration ----------------------------------------------------------------------------------
@@ -180,9 +182,9 @@ def show_calibration(explorer: Explorer, systems: list[str] | None, key: str | N
         errors = {s: workbench.summary["ece"][s] for s in systems}
     else:
         bins_table, errors = calibration_table(rows, systems, bins), calibration_errors(rows, systems, bins)
-    table = pd.DataFrame({"system": [NAMES[s] for s in systems], "ECE": [errors[s] for s in systems],
+    table = pd.DataFrame({"system": [registry.label(s) for s in systems], "ECE": [errors[s] for s in systems],
                           "rows": len(rows)})
-    return reliability_chart(bins_table, systems, errors, NAMES), rounded(table)
+    return reliability_chart(bins_table, systems, errors, registry.label), rounded(table)
 
 
 # ---- disagreements and confusion -----------------------------------------------------------------
@@ -200,21 +202,24 @@ def show_disagreements(explorer: Explorer, system: str | None, rival: str | None
     except (TypeError, ValueError) as err:
         log.warning("show_disagreements: %s", err)
         return (*empty, f"**Cannot compare:** {html.escape(str(err))}")
-    matrix = pd.DataFrame([[NAMES[s], c["tp"], c["fp"], c["fn"], c["tn"], c["accuracy"], c["precision"], c["recall"]]
-                           for s, c in zip((system, rival), counts)], columns=CONFUSION_COLUMNS)
-    who = {system: NAMES[system], rival: NAMES[rival], "both": "both", "neither": "neither"}
+    name, rival_name = registry.label(system), registry.label(rival)
+    matrix = pd.DataFrame([[registry.label(s), c["tp"], c["fp"], c["fn"], c["tn"], c["accuracy"], c["precision"],
+                            c["recall"]] for s, c in zip((system, rival), counts)], columns=CONFUSION_COLUMNS)
+    who = {system: name, rival: rival_name, "both": "both", "neither": "neither"}
     table = table.assign(right=table["right"].map(who)).rename(
-        columns={system: f"P(like) {NAMES[system]}", rival: f"P(like) {NAMES[rival]}", "right": "who was right"})
-    wins = (table["who was right"] == NAMES[system]).sum(), (table["who was right"] == NAMES[rival]).sum()
-    note = (f"The {len(table)} of {len(rows)} rows where they differ most: {NAMES[system]} right alone on {wins[0]}, "
-            f"{NAMES[rival]} alone on {wins[1]} (verdict: P(like) > 0.5). Click a row to open it in Explore.")
+        columns={system: f"P(like) {name}", rival: f"P(like) {rival_name}", "right": "who was right"})
+    wins = (table["who was right"] == name).sum(), (table["who was right"] == rival_name).sum()
+    note = (f"The {len(table)} of {len(rows)} rows where they differ most: {name} right alone on {wins[0]}, "
+            f"{rival_name} alone on {wins[1]} (verdict: P(like) > 0.5). Click a row to open it in Explore.")
     return rounded(matrix), rounded(table), note
 
 
 def llm_and_system1(workbench: Workbench) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """Dropdown entries of the LLM systems and the System-1 models the workbench holds."""
-    llms = [(NAMES[s], s) for s in LLM_SYSTEMS[::-1] if s in workbench.systems]
-    system1 = [(NAMES[s], s) for s in (*SYSTEM1_MODELS, "item_prior") if s in workbench.systems]
+    llms = [(registry.label(s), s) for s in registry.keys(registry.LLM, registry.FUSED)[::-1] if s in workbench.systems]
+    system1 = [(registry.label(s), s) for s in (*system1_models(), *registry.keys(registry.SYSTEM_1))
+               if s in workbench.systems]
+    system1 = list(dict.fromkeys(system1))  # the models first, then the floor
     return llms, system1
 
 
@@ -222,13 +227,14 @@ def llm_and_system1(workbench: Workbench) -> tuple[list[tuple[str, str]], list[t
 def overall_table(workbench: Workbench) -> pd.DataFrame:
     """AUC / UAUC of every system with intervals and the paired AUC difference to the best System-1 model."""
     overall, reference = workbench.overall, workbench.summary["reference"]
-    shown = pd.DataFrame({"system": overall["key"].map(NAMES), "AUC": overall["auc"], "AUC low": overall["auc_low"],
-                          "AUC high": overall["auc_high"], "UAUC": overall["uauc"], "UAUC low": overall["uauc_low"],
-                          "UAUC high": overall["uauc_high"]})
+    shown = pd.DataFrame({"system": overall["key"].map(registry.label), "AUC": overall["auc"],
+                          "AUC low": overall["auc_low"], "AUC high": overall["auc_high"], "UAUC": overall["uauc"],
+                          "UAUC low": overall["uauc_low"], "UAUC high": overall["uauc_high"]})
     if reference:
-        shown[f"AUC − {NAMES[reference]}"] = overall["auc_diff"]
+        name = registry.label(reference)
+        shown[f"AUC − {name}"] = overall["auc_diff"]
         shown["difference low"], shown["difference high"] = overall["auc_diff_low"], overall["auc_diff_high"]
-        shown[f"vs {NAMES[reference]}"] = np.where(overall["key"] == reference, "reference", overall["verdict"])
+        shown[f"vs {name}"] = np.where(overall["key"] == reference, "reference", overall["verdict"])
     return rounded(shown)
 
 
@@ -244,8 +250,8 @@ def curated_cases(table: pd.DataFrame, per_kind: int = 2) -> list[tuple[str, str
     kinds = [("Clear hit", right)]
     if rival is not None:
         rival_right = (table[rival] > 0.5) == table["liked"]
-        kinds += [(f"{NAMES[main]} right, {NAMES[rival]} wrong", right & ~rival_right),
-                  (f"{NAMES[rival]} right, {NAMES[main]} wrong", ~right & rival_right)]
+        kinds += [(f"{registry.label(main)} right, {registry.label(rival)} wrong", right & ~rival_right),
+                  (f"{registry.label(rival)} right, {registry.label(main)} wrong", ~right & rival_right)]
     kinds.append(("Instructive error", ~right))
     cases, seen = [], set()
     for kind, mask in kinds:

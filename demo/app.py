@@ -9,8 +9,9 @@ import pandas as pd
 
 from demo import ablation, about, analysis, build, handlers, links
 from demo.charts import results_chart
+from thinkrec import registry
+from thinkrec.config import GATE_TAU_RANGE
 from thinkrec.explorer import Explorer
-from thinkrec.predictions import NAMES
 
 TITLE = "ThinkRec Explorer"
 CSS = """
@@ -138,8 +139,8 @@ def _ablation_tab(explorer: Explorer) -> dict:
                 "gate's weights and the fused verdict move.")
     w["case"] = gr.Markdown(ablation.NO_CASE, elem_id="ablation-case")
     with gr.Row():
-        w["tau"] = gr.Slider(0.01, 2.0, value=explorer.config.fusion.tau, step=0.01, label="Gate temperature τ",
-                             elem_id="ablation-tau")
+        w["tau"] = gr.Slider(*GATE_TAU_RANGE, value=explorer.config.fusion.gate.tau, step=0.01,
+                             label="Gate temperature τ", elem_id="ablation-tau")
         w["length"] = gr.Slider(16, 256, value=64, step=8, label="Max new tokens per answer")
         w["go"] = gr.Button("Run the ablation", variant="primary", elem_id="ablation-run")
     with gr.Row():
@@ -164,7 +165,7 @@ def _analyse_tab(explorer: Explorer) -> dict:
         gr.Markdown("No stored test predictions to analyse yet (`python -m thinkrec eval-llm ...`, then `report`).")
         return {}
     table = workbench.rows
-    systems = [(NAMES[s], s) for s in analysis.scored_systems(table)]
+    systems = [(registry.label(s), s) for s in analysis.scored_systems(table)]
     main, rival = analysis.default_pair(table)
     chosen = analysis.default_systems(table)
     key = analysis.DEFAULT_SLICE if analysis.DEFAULT_SLICE in workbench.slice_keys else workbench.slice_keys[0]
@@ -231,12 +232,12 @@ def _results(explorer: Explorer) -> None:
     gr.Markdown("### Results\nAUC / UAUC recomputed from the stored predictions of every system on the same "
                 f"{workbench.summary['rows']} test rows, with {workbench.summary['settings']['confidence']:.0%} "
                 "intervals that resample users"
-                + (f", and each system's AUC minus {NAMES[reference]}'s on the same resampled users (the best "
+                + (f", and each system's AUC minus {registry.label(reference)}'s on the same resampled users (the best "
                    "System-1 model here)" if reference else "")
                 + ". The full report, with the paper's ML-1M figures for context, is RESULTS.md in the repository.")
     gr.Dataframe(analysis.overall_table(workbench), label="Test AUC / UAUC with intervals", interactive=False,
                  elem_id="results-table")
-    gr.Plot(results_chart(workbench.overall, NAMES), label="AUC by system", elem_id="results-chart")
+    gr.Plot(results_chart(workbench.overall, registry.label), label="AUC by system", elem_id="results-chart")
 
 
 def _wire_links(explorer: Explorer, demo: gr.Blocks, w: dict, b: dict, a: dict, tabs, wanted_item, notice,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -101,10 +102,10 @@ def _star(figure: go.Figure, x: float, y: float, label: str) -> None:
     figure.add_annotation(x=x, y=y, text=label, showarrow=True, arrowhead=2, ay=-30)
 
 
-def results_chart(overall: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
+def results_chart(overall: pd.DataFrame, label: Callable[[str], str]) -> go.Figure:
     """AUC and UAUC of every system as grouped bars, with their user-bootstrap intervals as error bars;
     ``overall`` holds key, auc, auc_low, auc_high, uauc, uauc_low, uauc_high."""
-    names = overall["key"].map(labels)
+    names = overall["key"].map(label)
     figure = go.Figure([
         go.Bar(x=names, y=overall[metric], name=metric.upper(), marker_color=colour,
                error_y={"type": "data", "symmetric": False, "array": overall[f"{metric}_high"] - overall[metric],
@@ -116,7 +117,8 @@ def results_chart(overall: pd.DataFrame, labels: dict[str, str]) -> go.Figure:
     return figure
 
 
-def slice_auc_chart(metrics: pd.DataFrame, systems: list[str], labels: dict[str, str], slice_label: str) -> go.Figure:
+def slice_auc_chart(metrics: pd.DataFrame, systems: list[str], label: Callable[[str], str],
+                    slice_label: str) -> go.Figure:
     """AUC per slice value (x, in the slice's order) for each of ``systems`` (in that order), with its
     user-bootstrap interval as error bars; ``metrics`` holds value, order, system, rows, users, auc, auc_low,
     auc_high."""
@@ -126,7 +128,7 @@ def slice_auc_chart(metrics: pd.DataFrame, systems: list[str], labels: dict[str,
     for number, system in enumerate(systems):
         part = metrics[metrics["system"] == system].sort_values("order")
         figure.add_trace(go.Scatter(
-            x=part["value"], y=part["auc"], mode="markers", name=labels.get(system, system),
+            x=part["value"], y=part["auc"], mode="markers", name=label(system),
             marker={"size": 9, "color": CLUSTER_COLOURS[number % len(CLUSTER_COLOURS)]}, offsetgroup=system,
             error_y={"type": "data", "symmetric": False, "array": part["auc_high"] - part["auc"],
                      "arrayminus": part["auc"] - part["auc_low"], "thickness": 1.5},
@@ -140,7 +142,7 @@ def slice_auc_chart(metrics: pd.DataFrame, systems: list[str], labels: dict[str,
 
 
 def reliability_chart(calibration: pd.DataFrame, systems: list[str], errors: dict[str, float],
-                      labels: dict[str, str]) -> go.Figure:
+                      label: Callable[[str], str]) -> go.Figure:
     """Reliability diagram: the like-rate against the mean P(like) of every non-empty bin, for each of
     ``systems`` (ECE in the legend), over the diagonal a calibrated model would follow."""
     figure = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated", hoverinfo="skip",
@@ -151,7 +153,7 @@ def reliability_chart(calibration: pd.DataFrame, systems: list[str], errors: dic
         filled = calibration[(calibration["system"] == system) & (calibration["rows"] > 0)]
         figure.add_trace(go.Scatter(
             x=filled["mean_p"], y=filled["like_rate"], mode="lines+markers",
-            name=f"{labels.get(system, system)} (ECE {errors.get(system, math.nan):.3f})",
+            name=f"{label(system)} (ECE {errors.get(system, math.nan):.3f})",
             line={"color": CLUSTER_COLOURS[number % len(CLUSTER_COLOURS)]},
             marker={"size": 5 + 12 * (filled["rows"] / max(filled["rows"].max(), 1)) ** 0.5},
             customdata=filled[["low", "high", "rows"]].to_numpy(), hovertemplate=hover))

@@ -14,8 +14,8 @@ import gradio as gr
 import pandas as pd
 
 from demo.charts import gate_chart, genre_chart, user_map_chart
+from thinkrec import registry
 from thinkrec.explorer import Case, Explanation, Explorer, UnknownIdError
-from thinkrec.llm.bank import LABELS
 from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def user_choices(explorer: Explorer) -> list[tuple[str, str]]:
 
 
 def system_choices(explorer: Explorer) -> list[tuple[str, str]]:
-    return [(LABELS[name], name) for name in explorer.llm_systems()]
+    return [(registry.label(name), name) for name in explorer.llm_systems()]
 
 
 def random_user(explorer: Explorer) -> str:

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from thinkrec.config import GATE_TAU_RANGE
 from thinkrec.explorer import Explorer, UnknownIdError
 
 log = logging.getLogger(__name__)
 TABS = ("explore", "build", "ablation", "analyse")
-TAU_RANGE = (0.01, 2.0)  # the ablation slider's range
 MAX_VALUE_CHARS = 2000
 
 
@@ -71,7 +71,7 @@ def _known(check, value: str, notices: list[str]) -> str | None:
 
 
 def _tau(text: str, notices: list[str]) -> float | None:
-    low, high = TAU_RANGE
+    low, high = GATE_TAU_RANGE
     try:
         tau = float(text)
     except ValueError:

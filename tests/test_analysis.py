@@ -82,12 +82,12 @@ def test_slice_chart_draws_each_interval_as_error_bars():
                             "system": ["mf", "mf", "fused", "fused"], "rows": [10, 20, 10, 20], "users": [5, 9, 5, 9],
                             "auc": [0.7, 0.8, 0.6, 0.9], "auc_low": [0.6, 0.75, 0.5, 0.85],
                             "auc_high": [0.75, 0.9, 0.7, 0.95]})
-    chart = slice_auc_chart(metrics, ["fused", "mf"], {"fused": "ThinkRec-fused", "mf": "MF"}, "activity")
+    chart = slice_auc_chart(metrics, ["fused", "mf"], {"fused": "ThinkRec-fused", "mf": "MF"}.get, "activity")
     fused = chart.data[0]
     assert fused.name == "ThinkRec-fused" and list(fused.x) == ["< 25", "25+"]
     assert list(fused.error_y.array) == pytest.approx([0.1, 0.05]) and list(fused.error_y.arrayminus) == \
         pytest.approx([0.1, 0.05])
     bins = pd.DataFrame({"system": ["mf"] * 2, "bin": [0, 1], "low": [0, 0.5], "high": [0.5, 1], "rows": [0, 4],
                          "mean_p": [float("nan"), 0.8], "like_rate": [float("nan"), 0.75]})
-    diagram = reliability_chart(bins, ["mf"], {"mf": 0.05}, {"mf": "MF"})
+    diagram = reliability_chart(bins, ["mf"], {"mf": 0.05}, {"mf": "MF"}.get)
     assert diagram.data[1].name == "MF (ECE 0.050)" and list(diagram.data[1].x) == [0.8]  # empty bins left out

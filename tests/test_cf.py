@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from thinkrec.cf.item_prior import item_prior_scores
 from thinkrec.cf.models import make_batch
 from thinkrec.cf.store import load_cf_model, save_trained, train_all_cf, user_table
-from thinkrec.cf.train import MODEL_NAMES, build_model, item_prior_scores, rows_to_batch, train_cf_model
+from thinkrec.cf.train import MODEL_NAMES, build_model, rows_to_batch, train_cf_model
 from thinkrec.errors import CheckpointError
 
 

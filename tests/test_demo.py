@@ -80,13 +80,13 @@ def test_think_streams_verdict_then_reasoning_then_grounding(tiny_llm_explorer):
     assert verdict.startswith("**P(Yes) = ") and updates[1][1] != ""
     assert "tokens in" in updates[-1][1]
     scored = tiny_llm_explorer.llm_scores(tiny_llm_explorer.case("2", item_id)).set_index("system")["p_like"]
-    assert f"{scored['ThinkRec (fused experts)']:.3f}" in verdict  # the stream's P(Yes) is the scored one
+    assert f"{scored['ThinkRec-fused']:.3f}" in verdict  # the stream's P(Yes) is the scored one
 
 
 def test_compare_without_llm_rows_is_system1_only(tiny_llm_explorer):
     item_id = tiny_llm_explorer.test_items("1")["item_id"].iloc[0]
     table, _ = handlers.compare_systems(tiny_llm_explorer, "1", item_id, with_llm=False)
-    assert len(table) == 4 and "ThinkRec (fused experts)" not in table["system"].tolist()
+    assert len(table) == 4 and "ThinkRec-fused" not in table["system"].tolist()
 
 
 def test_think_with_bad_input_gives_a_message(tiny_llm_explorer):
@@ -102,7 +102,7 @@ def test_think_with_bad_input_gives_a_message(tiny_llm_explorer):
 def test_compare_includes_llm_systems(tiny_llm_explorer):
     item_id = tiny_llm_explorer.test_items("1")["item_id"].iloc[0]
     table, _ = handlers.compare_systems(tiny_llm_explorer, "1", item_id)
-    assert "ThinkRec (fused experts)" in table["system"].tolist() and len(table) == 7
+    assert "ThinkRec-fused" in table["system"].tolist() and len(table) == 7
 
 
 def test_highlight_marks_found_and_missing_titles_safely():
@@ -177,7 +177,7 @@ def test_a_guest_map_stars_the_guest(tiny_llm_explorer):
 
 def test_a_guest_sees_each_expert_alone_beside_the_other_systems(tiny_llm_explorer):
     scores = build.build_guest(tiny_llm_explorer, ["1", "2"], ["5"], "4", with_llm=True)[4].set_index("system")
-    assert {"ThinkRec expert 1 alone", "ThinkRec expert 2 alone", "ThinkRec (fused experts)", "LightGCN"} <= set(
+    assert {"ThinkRec expert 1 alone", "ThinkRec expert 2 alone", "ThinkRec-fused", "LightGCN"} <= set(
         scores.index)
     assert scores["p_like"].between(0, 1).all()
 
@@ -202,7 +202,7 @@ def test_ablation_scores_every_variant_and_streams_each_column(tiny_llm_explorer
     assert cold["p_like"].iloc[-1] in cold["p_like"].iloc[1:-1].tolist()  # a cold gate picks one expert
     assert cold["p_like"].iloc[:-1].tolist() == table["p_like"].iloc[:-1].tolist()  # memoised, not re-scored
     case = tiny_llm_explorer.case("2", item_id)
-    fresh = tiny_llm_explorer.bank.p_yes_under("thinkrec", case.user, case.item, case.hist_items, case.hist_labels,
+    fresh = tiny_llm_explorer.bank.p_yes_under("thinkrec", case,
                                               [v.weights for v in tiny_llm_explorer.ablation(case, 0.001)[0]])
     assert cold["p_like"].tolist() == [round(p, 4) for p in fresh]
     steps = list(ablation.ablation_streams(tiny_llm_explorer, "2", item_id, 0.1, 8))

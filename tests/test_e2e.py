@@ -97,7 +97,7 @@ def test_pick_a_user_and_an_item_then_watch_map_gate_scores_and_reasoning(server
         assert "Routing:" in page.inner_text("#gate-reason")
         choose(page, "#item-picker", position=1)
         wait_for_text(page, "#system1-table", "LightGCN")
-        wait_for_text(page, "#system1-table", "ThinkRec (fused experts)")
+        wait_for_text(page, "#system1-table", "ThinkRec-fused")
         wait_for_text(page, "#verdict", "P(Yes)")
         wait_for_text(page, "#reasoning", "tokens in", timeout=180_000)
         assert "User 7" in page.inner_text("#user-map")  # the selected user is labelled on the map
@@ -132,7 +132,7 @@ def test_build_a_profile_by_title_search_then_watch_map_gate_scores_and_reasonin
         wait_for_text(page, "#guest-scores", "LightGCN")
         wait_for_text(page, "#guest-verdict", "P(Yes)")
         wait_for_text(page, "#guest-reasoning", "tokens in", timeout=180_000)
-        wait_for_text(page, "#guest-scores", "ThinkRec (fused experts)")
+        wait_for_text(page, "#guest-scores", "ThinkRec-fused")
         wait_for_text(page, "#guest-scores", "ThinkRec expert 1 alone")
         assert "tab=build&liked=" in page.inner_text("#guest-share")
         page.screenshot(path=str(tmp_path / "build.png"), full_page=True)

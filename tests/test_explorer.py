@@ -64,7 +64,7 @@ def test_missing_manifest_stops_loading(tiny_explorer, tiny_config):
 
 
 def test_memo_keeps_the_latest_entries():
-    from thinkrec.explorer import Memo
+    from thinkrec.serving.bank import Memo
 
     memo = Memo(2)
     memo.put_all({"a": 1, "b": 2})

@@ -123,7 +123,7 @@ SHIPPED_LLMS = {"thinkrec": "ThinkRec-global", "collm": "CoLLM-style", "tallrec"
 def test_shipped_llm_rescores_its_stored_test_predictions(config, prepared, name):
     from thinkrec.llm.score import score_rows
     from thinkrec.llm.systems import llm_dir, load_system
-    from thinkrec.llm.train import test_subset
+    from thinkrec.subsets import test_subset
 
     stored = pd.read_parquet(llm_dir(config, name) / "test_predictions.parquet")
     rows = test_subset(prepared, config).reset_index(drop=True)
@@ -137,8 +137,9 @@ def test_shipped_llm_rescores_its_stored_test_predictions(config, prepared, name
 
 
 def test_shipped_fused_model_rescores_its_stored_test_predictions(config, prepared):
-    from thinkrec.fusion.fused import experts_dir, load_fused
-    from thinkrec.llm.train import test_subset
+    from thinkrec.fusion.experts import experts_dir
+    from thinkrec.fusion.fused import load_fused
+    from thinkrec.subsets import test_subset
 
     stored = pd.read_parquet(experts_dir(config) / "test_predictions.parquet")
     rows = test_subset(prepared, config).reset_index(drop=True)
@@ -154,15 +155,16 @@ def test_shipped_fused_model_rescores_its_stored_test_predictions(config, prepar
 
 def test_the_demo_regenerates_the_stored_fused_reasoning_word_for_word(config, prepared):
     """The bank the demo serves from, with the configured decoding, writes the very texts the report scored."""
-    from thinkrec.fusion.fused import experts_dir
-    from thinkrec.llm.bank import load_bank
+    from thinkrec.fusion.experts import experts_dir
     from thinkrec.llm.generate import GenerationSettings
+    from thinkrec.serving.bank import load_bank
+    from thinkrec.serving.case import Case
 
     stored = pd.read_parquet(experts_dir(config) / "reasoning.parquet")
     cases = stored.sample(n=2, random_state=3).merge(prepared.rows, on=["user", "item"], how="left")
     bank = load_bank(prepared, config)
     for case in cases.itertuples():
-        stream = bank.stream("fused", case.user, case.item, case.hist_items, case.hist_labels,
+        stream = bank.stream("fused", Case(case.user, case.item, case.hist_items, case.hist_labels),
                              GenerationSettings.from_config(config.llm))
         assert "".join(stream) == case.generated
         assert stream.p_yes == pytest.approx(case.p_yes, abs=1e-5)

@@ -12,8 +12,8 @@ import pytest
 def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     from thinkrec import pipeline
     from thinkrec.fusion.fused import load_fused
-    from thinkrec.llm.train import test_subset
     from thinkrec.manifest import verify_manifest
+    from thinkrec.subsets import test_subset
 
     config = tiny_pipeline_config
     traces = pipeline.stage_traces(tiny_prepared, config)
@@ -64,8 +64,9 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
 def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_config):
     from thinkrec import pipeline
     from thinkrec.fusion.fused import load_fused
-    from thinkrec.llm.bank import load_bank
     from thinkrec.llm.generate import GenerationSettings
+    from thinkrec.serving.bank import load_bank
+    from thinkrec.serving.case import Case
 
     config = tiny_pipeline_config
     pipeline.stage_traces(tiny_prepared, config)
@@ -75,23 +76,24 @@ def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_c
     assert bank.systems == ["fused", "thinkrec", "zeroshot"]
     fused = load_fused(tiny_prepared, config)
     row = tiny_prepared.split("test").iloc[0]
-    args = (int(row["user"]), int(row["item"]), row["hist_items"], row["hist_labels"])
+    case = Case(int(row["user"]), int(row["item"]), row["hist_items"], row["hist_labels"])
+    args = (case,)
     frame = tiny_prepared.split("test").head(1)
     assert bank.p_yes("fused", *args) == pytest.approx(fused.score(frame, "fused")[0], abs=1e-5)
     assert bank.p_yes("thinkrec", *args) == pytest.approx(fused.score(frame, "global")[0], abs=1e-5)
-    route = bank.routing(args[0])
+    route = bank.routing(case.user)
     assert route.decision in ("single", "fused", "global") and len(route.weights) == 2
     stream = bank.stream("fused", *args, GenerationSettings(max_new_tokens=4))
     assert "".join(stream) is not None and 1 <= stream.new_tokens <= 4
     # The expert ablation: global, each expert alone and the gate's mixture, scored in one mixed batch.
-    variants = bank.ablation(args[0])
+    variants = bank.ablation(case.user)
     assert [v.label for v in variants] == ["Global adapter", "Expert 1", "Expert 2", "Gate's choice (fused)"]
     together = bank.p_yes_under("thinkrec", *args, [v.weights for v in variants])
     alone = [bank.p_yes_under("thinkrec", *args, [v.weights])[0] for v in variants]
     assert together == pytest.approx(alone, abs=1e-5)
     assert together[0] == pytest.approx(bank.p_yes("thinkrec", *args), abs=1e-5)
     assert together[-1] == pytest.approx(bank.p_yes("fused", *args), abs=1e-5)
-    hot = bank.ablation(args[0], tau=0.001)[-1].weights  # a cold gate hands the case to one expert
+    hot = bank.ablation(case.user, tau=0.001)[-1].weights  # a cold gate hands the case to one expert
     assert sorted(hot[1:3].round(6).tolist()) == [0.0, 1.0]
 
 

@@ -1,11 +1,9 @@
-"""The teacher: evidence from the past only, grounded traces, the LLM teacher's fallback, the trace dataset."""
+"""The teacher: evidence from the past only, grounded traces, the trace dataset."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 
 import numpy as np
 import pytest
@@ -21,7 +19,6 @@ from thinkrec.teacher.dataset import (
 )
 from thinkrec.teacher.evidence import DISLIKE, LIKE, Evidence, EvidenceBuilder, Link, gather_evidence
 from thinkrec.teacher.grounded import GroundedTeacher, check_trace, cited_titles
-from thinkrec.teacher.llm import ChatTeacher, OpenAICompatibleClient, TeacherClientError, build_messages, clean_reply
 
 
 @pytest.fixture
@@ -170,96 +167,6 @@ def test_check_trace_rejects_wrong_verdicts_and_unknown_titles():
     assert "reasoning" in check_trace("Yes.", 1, allowed)
 
 
-# --- the LLM teacher --------------------------------------------------------------------------------------
-
-class FakeClient:
-    """Returns a fixed reply and keeps the messages it was sent."""
-
-    model = "fake"
-
-    def __init__(self, reply):
-        self.reply = reply
-        self.sent = []
-
-    def complete(self, messages, max_tokens, temperature):
-        self.sent.append(messages)
-        if isinstance(self.reply, Exception):
-            raise self.reply
-        return self.reply(self.sent) if callable(self.reply) else self.reply
-
-
-def with_history(evidence_rows) -> Evidence:
-    return next(e for _, e in evidence_rows if len(e.history) >= 2 and e.label == 1)
-
-
-def test_chat_teacher_keeps_a_valid_reply(evidence_rows):
-    evidence = with_history(evidence_rows)
-    reply = (f'<think>hmm</think>\nYes. It resembles "{evidence.history[0].title}", '
-             f'so they should enjoy "{evidence.title}".')
-    teacher = ChatTeacher(FakeClient(reply))
-    assert teacher.explain(evidence, 1) == clean_reply(reply)
-    assert teacher.last_source == "chat:fake" and teacher.fallbacks == []
-
-
-@pytest.mark.parametrize("reply, reason", [
-    ('Yes. Fans of "The Matrix" will enjoy it.', "not in the evidence"),
-    ("No. They would not enjoy it.", "does not start"),
-    (TeacherClientError("connection refused"), "client error"),
-])
-def test_chat_teacher_falls_back_to_the_grounded_teacher(evidence_rows, reply, reason):
-    evidence = with_history(evidence_rows)
-    teacher = ChatTeacher(FakeClient(reply), fallback=GroundedTeacher(5))
-    assert teacher.explain(evidence, 1) == GroundedTeacher(5).explain(evidence, 1)
-    assert teacher.last_source == "grounded"
-    assert len(teacher.fallbacks) == 1 and reason in teacher.fallbacks[0]["reason"]
-    assert teacher.fallbacks[0]["item"] == evidence.item
-
-
-def test_prompt_states_the_answer_and_the_allowed_titles(evidence_rows):
-    evidence = with_history(evidence_rows)
-    system, user = build_messages(evidence, 1)
-    assert system["role"] == "system" and user["role"] == "user"
-    assert "The true answer is Yes" in user["content"] and 'Begin with "Yes."' in user["content"]
-    assert set(cited_titles(user["content"])) - {"Yes."} == evidence.allowed_titles
-
-
-class ChatHandler(http.server.BaseHTTPRequestHandler):
-    """A local stand-in for an OpenAI-compatible server."""
-
-    seen: list = []
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        ChatHandler.seen.append((self.path, self.headers.get("Authorization"), body))
-        payload = json.dumps({"choices": [{"message": {"content": "Yes. Fine."}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_openai_compatible_client_posts_chat_completions(monkeypatch):
-    server = http.server.HTTPServer(("127.0.0.1", 0), ChatHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        monkeypatch.setenv("TEST_TEACHER_KEY", "secret")
-        client = OpenAICompatibleClient(f"http://127.0.0.1:{server.server_port}/v1/", "teacher-model",
-                                        api_key_env="TEST_TEACHER_KEY", timeout=5)
-        assert client.complete([{"role": "user", "content": "hi"}], 32, 0.0) == "Yes. Fine."
-    finally:
-        server.shutdown()
-        server.server_close()
-    path, auth, body = ChatHandler.seen[-1]
-    assert path == "/v1/chat/completions" and auth == "Bearer secret"
-    assert body["model"] == "teacher-model" and body["max_tokens"] == 32
-    with pytest.raises(TeacherClientError):
-        OpenAICompatibleClient(f"http://127.0.0.1:{server.server_port}", "m", timeout=2).complete([], 8, 0.0)
-
-
 # --- the trace dataset ------------------------------------------------------------------------------------
 
 def wrong_on_first(prepared, n_wrong: int) -> np.ndarray:
@@ -313,23 +220,6 @@ def test_build_save_and_load_the_trace_dataset(tiny_prepared, tiny_config, embed
     assert loaded.equals(frame.reset_index(drop=True))
     with pytest.raises(DataFileError, match="missing.parquet"):
         load_trace_dataset(tmp_path / "missing.parquet")
-
-
-def test_dataset_records_which_teacher_wrote_each_trace(tiny_prepared, tiny_config, embeddings):
-    def reply(sent):  # valid for every other call, a hallucinated title otherwise
-        return "Yes. They will like it." if len(sent) % 2 else 'Yes. Like "Casablanca".'
-
-    labels = tiny_prepared.split("train")["label"].to_numpy()
-    scores = np.where(labels == 1, 0.2, 0.8)  # every train row is an error
-    teacher = ChatTeacher(FakeClient(reply), fallback=GroundedTeacher(0))
-    frame = build_trace_dataset(tiny_prepared, tiny_config, teacher, scores, 0.0, 0, seed=0,
-                                item_embeddings=embeddings)
-    kept = frame[frame["teacher"] == "chat:fake"]
-    assert not kept.empty and (kept["label"] == 1).all()
-    assert len(frame[frame["teacher"] == "grounded"]) == len(teacher.fallbacks)
-    for row in frame.itertuples():
-        evidence = Evidence.from_dict(json.loads(row.evidence))
-        assert check_trace(row.trace, row.label, evidence.allowed_titles) is None
 
 
 # --- real data --------------------------------------------------------------------------------------------

@@ -9,13 +9,19 @@ import sys
 import time
 from functools import partial
 
+from thinkrec import registry
 from thinkrec.assets import AssetUnavailableError, fetch_all
-from thinkrec.config import ConfigError, load_config
+from thinkrec.config import PROJECT_ROOT, ConfigError, load_config
 from thinkrec.data.atomic import DataFileError
+from thinkrec.data.prepared import prepare_dataset
 from thinkrec.errors import CheckpointError
 
+# The stages' modules load torch, transformers and peft: `import thinkrec.pipeline` took 65 s against 6 s for
+# `import thinkrec.data.prepared` on the shared 2-core machine (`/usr/bin/time python -c "import ..."`), so
+# `--help`, `fetch-assets` and `prepare` go without them: ``run_all`` and ``run_stage`` import them.
 log = logging.getLogger("thinkrec")
-LLM_SYSTEMS = ("zeroshot", "tallrec", "collm", "thinkrec")
+LLM_SYSTEMS = registry.keys(registry.LLM)
+TEXT_SYSTEMS = registry.keys(registry.LLM, registry.FUSED)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(command, help=text)
         sub.add_argument("systems", nargs="+", choices=list(LLM_SYSTEMS))
     sub = commands.add_parser("eval-reasoning", help="generate reasoning for the reference rows and score it")
-    sub.add_argument("systems", nargs="+", choices=[*LLM_SYSTEMS, "fused"])
+    sub.add_argument("systems", nargs="+", choices=list(TEXT_SYSTEMS))
     commands.add_parser("experts", help="cluster users, train one expert per cluster, choose K on valid")
     commands.add_parser("user-map", help="fit the UMAP map of every user on the chosen clustering")
     commands.add_parser("eval-fused", help="score the test subset with fused ThinkRec and hard routing")
@@ -44,7 +50,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def write_results(prepared, config) -> str:
     """The report stage: RESULTS.md and the analysts' workbench under checkpoints/analysis/; returns the report."""
-    from thinkrec.config import PROJECT_ROOT
     from thinkrec.report import write_report
     from thinkrec.workbench import write_workbench
 
@@ -57,19 +62,20 @@ def run_all(config, force: bool) -> None:
     """The whole pipeline from the raw atomic files to checkpoints/ and RESULTS.md."""
     from thinkrec import pipeline
     from thinkrec.cf.store import train_all_cf
-    from thinkrec.data.prepared import prepare_dataset
+    from thinkrec.llm.systems import system_spec
 
+    trained = [name for name in reversed(LLM_SYSTEMS) if system_spec(name).trained]  # ThinkRec first
     prepared = prepare_dataset(config, force=force)
     stages = [("train-cf", lambda: train_all_cf(prepared, config, force=force)),
               ("traces", lambda: pipeline.stage_traces(prepared, config, force))]
-    for name in ("thinkrec", "collm", "tallrec"):
+    for name in trained:
         stages.append((f"train-llm {name}", partial(pipeline.stage_train_llm, name, prepared, config, force)))
     for name in LLM_SYSTEMS:
         stages.append((f"eval-llm {name}", partial(pipeline.stage_eval_llm, name, prepared, config, force)))
     stages += [("experts", lambda: pipeline.stage_experts(prepared, config, force)),
                ("user-map", lambda: pipeline.stage_user_map(prepared, config, force)),
                ("eval-fused", lambda: pipeline.stage_eval_fused(prepared, config, force))]
-    for name in ("fused", "thinkrec", "collm", "tallrec"):
+    for name in ("fused", *trained):
         stages.append((f"eval-reasoning {name}", partial(pipeline.stage_reasoning, name, prepared, config, force)))
     for number, (name, stage) in enumerate(stages, start=1):
         started = time.perf_counter()
@@ -86,43 +92,36 @@ def run(args: argparse.Namespace) -> None:
         for name, path in fetch_all(config.paths.cache).items():
             print(f"{name}: {path}")
     elif args.command == "prepare":
-        from thinkrec.data.prepared import prepare_dataset
-
         print(json.dumps(prepare_dataset(config, force=args.force).summary, indent=2))
-    elif args.command == "train-cf":
-        from thinkrec.cf.store import train_all_cf
-        from thinkrec.data.prepared import prepare_dataset
+    elif args.command == "all":
+        run_all(config, args.force)
+    else:
+        run_stage(args, config)
+    log.info("%s finished in %.1f s", args.command, time.perf_counter() - started)
 
+
+def run_stage(args: argparse.Namespace, config) -> None:
+    """One stage that needs the models (see the note on imports at the top)."""
+    from thinkrec import pipeline
+    from thinkrec.cf.store import train_all_cf
+
+    if args.command == "train-cf":
         metrics = train_all_cf(prepare_dataset(config), config, force=args.force)
         print(json.dumps(metrics, indent=2))
     elif args.command == "report":
-        from thinkrec.data.prepared import prepare_dataset
-
         print(write_results(prepare_dataset(config), config))
     elif args.command == "traces":
-        from thinkrec.data.prepared import prepare_dataset
-        from thinkrec.pipeline import stage_traces
-
-        stage_traces(prepare_dataset(config), config, force=args.force)
+        pipeline.stage_traces(prepare_dataset(config), config, force=args.force)
     elif args.command in ("train-llm", "eval-llm", "eval-reasoning"):
-        from thinkrec import pipeline
-        from thinkrec.data.prepared import prepare_dataset
-
         prepared = prepare_dataset(config)
         stage = {"train-llm": pipeline.stage_train_llm, "eval-llm": pipeline.stage_eval_llm,
                  "eval-reasoning": pipeline.stage_reasoning}[args.command]
         for name in args.systems:
             print(json.dumps({name: stage(name, prepared, config, force=args.force)}, indent=2))
     elif args.command in ("experts", "user-map", "eval-fused"):
-        from thinkrec import pipeline
-        from thinkrec.data.prepared import prepare_dataset
-
         stage = {"experts": pipeline.stage_experts, "user-map": pipeline.stage_user_map,
                  "eval-fused": pipeline.stage_eval_fused}[args.command]
         print(json.dumps(stage(prepare_dataset(config), config, force=args.force), indent=2))
-    elif args.command == "all":
-        run_all(config, args.force)
-    log.info("%s finished in %.1f s", args.command, time.perf_counter() - started)
 
 
 def main(argv: list[str] | None = None) -> int:

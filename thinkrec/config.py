@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,6 +150,36 @@ class LLMConfig:
     seed: int = 2025
 
 
+GATE_TAU_RANGE = (0.01, 2.0)  # the gate temperatures a visitor may try (the ablation slider and shared links)
+
+
+def check_number(name: str, value: object, low: float, high: float = math.inf, strict: bool = False) -> None:
+    """A ValueError naming ``name`` unless ``value`` is a finite number in [low, high] (low excluded if strict)."""
+    bound = f"greater than {low:g}" if strict else f"at least {low:g}"
+    if high < math.inf:
+        bound += f" and at most {high:g}"
+    valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not valid or value < low or (strict and value == low) or value > high:
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """The expert gate's softmax temperature and its two routing thresholds (``thinkrec.fusion.gate``)."""
+
+    tau: float = 0.1
+    single_margin: float = 0.6  # one expert if its weight > 0.5 + single_margin / K
+    entropy_ratio: float = 0.95  # the global adapter if entropy >= entropy_ratio * ln K
+
+    def __post_init__(self) -> None:
+        check_number("gate tau", self.tau, low=0.0, strict=True)
+        check_number("gate single_margin", self.single_margin, low=0.0)
+        check_number("gate entropy_ratio", self.entropy_ratio, low=0.0, high=1.0)
+
+    def single_threshold(self, k: int) -> float:
+        return 0.5 + self.single_margin / k
+
+
 @dataclass
 class FusionConfig:
     """Instance-wise expert fusion: clusters, experts, gate and the user map."""
@@ -158,9 +189,7 @@ class FusionConfig:
     methods: tuple[str, ...] = ("kmeans", "ward")  # clustering algorithms tried; chosen with K by fused valid AUC
     expert_tokens: int = 20_000  # training budget of each expert
     top_layers: int = 8  # only the LoRA of the top layers trains in an expert (0: all layers)
-    tau: float = 0.1  # gate temperature
-    single_margin: float = 0.6  # one expert when max w > 0.5 + single_margin / K
-    entropy_ratio: float = 0.95  # the global adapter when entropy(w) >= entropy_ratio * ln K
+    gate: GateSettings = field(default_factory=GateSettings)
     umap_neighbors: int = 15
     umap_min_dist: float = 0.1
     seed: int = 2025
@@ -225,8 +254,10 @@ def _coerce(value: Any, current: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected {type(current).__name__}, got {value!r}")
 
 
-def _apply(target: Any, updates: dict[str, Any], prefix: str = "") -> None:
+def _apply(target: Any, updates: dict[str, Any], prefix: str = "") -> Any:
+    """``target`` with ``updates`` applied; a frozen section (the gate's settings) is replaced, not changed."""
     known = {f.name for f in dataclasses.fields(target)}
+    changes = {}
     for name, value in updates.items():
         key = f"{prefix}{name}"
         if name not in known:
@@ -235,9 +266,17 @@ def _apply(target: Any, updates: dict[str, Any], prefix: str = "") -> None:
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise ConfigError(f"{key}: expected a section (object), got {value!r}")
-            _apply(current, value, prefix=f"{key}.")
+            changes[name] = _apply(current, value, prefix=f"{key}.")
         else:
-            setattr(target, name, _coerce(value, current, key))
+            changes[name] = _coerce(value, current, key)
+    if not target.__dataclass_params__.frozen:
+        for name, value in changes.items():
+            setattr(target, name, value)
+        return target
+    try:
+        return dataclasses.replace(target, **changes)
+    except ValueError as err:
+        raise ConfigError(f"{prefix.rstrip('.')}: {err}") from err
 
 
 def parse_override(text: str) -> dict[str, Any]:
@@ -271,7 +310,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: list[str] | No
             raise ConfigError(f"configuration file {file}: invalid JSON at line {err.lineno}: {err.msg}") from err
         if not isinstance(updates, dict):
             raise ConfigError(f"configuration file {file}: the top level must be an object")
-        _apply(config, updates)
+        config = _apply(config, updates)
     for text in overrides or []:
-        _apply(config, parse_override(text))
+        config = _apply(config, parse_override(text))
     return config

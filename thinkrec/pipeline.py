@@ -13,13 +13,39 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
+from thinkrec import registry
+from thinkrec.cf.store import load_embeddings
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json, write_json
+from thinkrec.fusion.clusters import cluster_users, save_clustering
+from thinkrec.fusion.experts import (
+    adapter_folders,
+    experts_dir,
+    has_experts,
+    load_shipped_clustering,
+    make_experts,
+    read_selection,
+    ship,
+    user_map_dir,
+    write_selection,
+)
+from thinkrec.fusion.fused import build_fused, load_fused
+from thinkrec.fusion.user_map import JSON_FILE, fit_user_map, save_user_map
+from thinkrec.llm.generate import GenerationSettings, stream_text
+from thinkrec.llm.lora_mixture import mixture
+from thinkrec.llm.score import score_rows
+from thinkrec.llm.systems import expert_start, llm_dir, load_system, system_spec
+from thinkrec.llm.train import Scope, train_system
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc_report
+from thinkrec.subsets import test_subset, valid_subset
+from thinkrec.teacher.dataset import build_trace_dataset, load_trace_dataset, save_trace_dataset, system1_train_scores
+from thinkrec.teacher.grounded import GroundedTeacher
+from thinkrec.text_metrics import explanation_report
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +56,6 @@ def traces_path(config: Config) -> Path:
 
 def stage_traces(prepared: PreparedData, config: Config, force: bool = False) -> pd.DataFrame:
     """Grounded-teacher traces for System-1's training errors (plus a random share) and the reference rows."""
-    from thinkrec.teacher.dataset import (
-        build_trace_dataset,
-        load_trace_dataset,
-        save_trace_dataset,
-        system1_train_scores,
-    )
-    from thinkrec.teacher.grounded import GroundedTeacher
-
     path = traces_path(config)
     if path.exists() and not force:
         log.info("traces: up to date in %s", path)
@@ -58,10 +76,6 @@ def stage_traces(prepared: PreparedData, config: Config, force: bool = False) ->
 
 
 def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
-    from thinkrec.llm.systems import llm_dir, system_spec
-    from thinkrec.llm.train import train_system
-    from thinkrec.teacher.dataset import load_trace_dataset
-
     spec = system_spec(name)
     folder = llm_dir(config, name)
     if not spec.trained:
@@ -79,10 +93,6 @@ def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bo
 
 def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
     """Score the fixed test subset; store the predictions and their AUC / UAUC."""
-    from thinkrec.llm.score import score_rows
-    from thinkrec.llm.systems import llm_dir, load_system
-    from thinkrec.llm.train import test_subset
-
     folder = llm_dir(config, name)
     out = folder / "test_predictions.parquet"
     if out.exists() and not force:
@@ -104,41 +114,11 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
     return metrics
 
 
-def cf_on_subset(prepared: PreparedData, config: Config) -> dict:
-    """AUC / UAUC of the System-1 models on the same test subset the LLMs are scored on."""
-    from thinkrec.cf.store import cf_dir
-    from thinkrec.llm.train import test_subset
-
-    rows = test_subset(prepared, config)[["user", "item"]]
-    predictions = pd.read_parquet(cf_dir(config) / "predictions.parquet")
-    joined = rows.merge(predictions[predictions["split"] == "test"], on=["user", "item"], how="left")
-    systems = [c for c in predictions.columns if c not in ("user", "item", "label", "split")]
-    if joined[systems].isna().any().any():
-        raise ValueError("the CF predictions do not cover the LLM test subset")
-    return {name: auc_report(joined["user"], joined["label"], np.asarray(joined[name])) for name in systems}
-
-
-def system_dir(config: Config, name: str) -> Path:
-    """Where a system's outputs live: ``llm/<name>/``, or ``llm/experts/`` for fused ThinkRec."""
-    from thinkrec.llm.systems import llm_dir
-
-    return llm_dir(config, "experts" if name == "fused" else name)
-
-
 def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
     """Generate reasoning for the reference test rows and score it against the teacher's traces.
 
     ``name`` is an LLM system or ``fused`` (ThinkRec with the gate mixing its experts per user)."""
-    import torch
-
-    from thinkrec.fusion.fused import load_fused
-    from thinkrec.fusion.lora import mixture
-    from thinkrec.llm.generate import GenerationSettings, stream_text
-    from thinkrec.llm.systems import load_system
-    from thinkrec.teacher.dataset import load_trace_dataset
-    from thinkrec.text_metrics import explanation_report
-
-    folder = system_dir(config, name)
+    folder = registry.folder(config, name)
     out = folder / "reasoning.parquet"
     if out.exists() and not force:
         log.info("%s: reasoning in %s", name, out)
@@ -185,34 +165,23 @@ def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -
     the global adapter and score the fused model on valid. Ship the (method, K) with the best valid AUC
     (when that is the shipped choice already, only the list of candidates is updated). Each candidate's
     experts and valid report are kept in the work folder, so a rerun resumes."""
-    import shutil
-
-    from thinkrec.cf.store import load_embeddings
-    from thinkrec.fusion.fused import experts_dir, write_selection
-
-    root = experts_dir(config)
-    if (root / "selection.json").exists() and not force:
-        log.info("experts: selection in %s", root)
-        return read_json(root / "selection.json")
+    if has_experts(config) and not force:
+        log.info("experts: selection in %s", experts_dir(config))
+        return read_selection(config)
     fusion = config.fusion
     started = time.perf_counter()
     vectors = load_embeddings(config, fusion.encoder)["user"].numpy()
     candidates = [expert_candidate(prepared, config, vectors, method, k)
                   for method in fusion.methods for k in fusion.ks]
     best = max(candidates, key=lambda c: c["valid"]["auc"])
-    shipped = read_json(root / "selection.json") if (root / "selection.json").exists() else {}
+    shipped = read_selection(config) if has_experts(config) else {}
     if (shipped.get("method"), shipped.get("k")) != (best["method"], best["k"]):
         # A new choice: its experts replace the old ones with everything scored on them.
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        work = candidate_dir(config, best["method"], best["k"])
-        shutil.copytree(work / "clusters", root / "clusters")
-        for expert in range(best["k"]):
-            shutil.copytree(work / f"expert_{expert}", root / f"expert_{expert}")
-    write_selection(root, best["method"], best["k"], config, candidates)
+        ship(config, candidate_dir(config, best["method"], best["k"]), best["k"])
+    write_selection(config, best["method"], best["k"], candidates)
     write_manifest(config.paths.checkpoints)
     log.info("experts: chose %s K=%d (%.0f s)", best["method"], best["k"], time.perf_counter() - started)
-    return read_json(root / "selection.json")
+    return read_selection(config)
 
 
 def candidate_dir(config: Config, method: str, k: int) -> Path:
@@ -221,12 +190,6 @@ def candidate_dir(config: Config, method: str, k: int) -> Path:
 
 def expert_candidate(prepared: PreparedData, config: Config, vectors: np.ndarray, method: str, k: int) -> dict:
     """Cluster, train the K experts and score the fused model on valid (each step skipped when done)."""
-    from thinkrec.fusion.clusters import cluster_users, save_clustering
-    from thinkrec.fusion.fused import build_fused, gate_settings
-    from thinkrec.llm.systems import expert_start, system_spec
-    from thinkrec.llm.train import Scope, train_system, valid_subset
-    from thinkrec.teacher.dataset import load_trace_dataset
-
     fusion, work = config.fusion, candidate_dir(config, method, k)
     if (work / "candidate.json").exists():
         return read_json(work / "candidate.json")
@@ -241,8 +204,8 @@ def expert_candidate(prepared: PreparedData, config: Config, vectors: np.ndarray
                       members, evaluate=False)
         train_system(system_spec("thinkrec"), prepared, config, traces,
                      start=expert_start(prepared, config, fusion.top_layers), scope=scope)
-    adapters = [work / f"expert_{e}" / "adapter" for e in range(k)]
-    fused = build_fused(prepared, config, clustering, adapters, gate_settings(config), fusion.encoder)
+    experts = make_experts(config, clustering, adapter_folders(work, k), fusion.gate, fusion.encoder)
+    fused = build_fused(prepared, config, experts)
     valid = valid_subset(prepared, config)
     report = auc_report(valid["user"], valid["label"], fused.score(valid, "fused", desc=f"valid {method} k={k}"))
     candidate = {"method": method, "k": k, "valid": report, "silhouette": clustering.silhouette,
@@ -254,16 +217,11 @@ def expert_candidate(prepared: PreparedData, config: Config, vectors: np.ndarray
 
 def stage_user_map(prepared: PreparedData, config: Config, force: bool = False) -> dict:
     """Fit the 2-D UMAP map of every user in the chosen clustering's space, centroids projected on it."""
-    from thinkrec.cf.store import load_embeddings
-    from thinkrec.fusion.clusters import load_clustering
-    from thinkrec.fusion.fused import experts_dir
-    from thinkrec.fusion.user_map import JSON_FILE, fit_user_map, save_user_map
-
-    folder = experts_dir(config) / "user_map"
+    folder = user_map_dir(config)
     if (folder / JSON_FILE).exists() and not force:
         log.info("user map: up to date in %s", folder)
         return read_json(folder / JSON_FILE)
-    clustering = load_clustering(experts_dir(config) / "clusters")
+    clustering = load_shipped_clustering(config)
     vectors = load_embeddings(config, clustering.encoder)["user"].numpy()
     fusion = config.fusion
     user_map = fit_user_map(clustering.points(vectors), clustering.labels, clustering.centroids, fusion.seed,
@@ -277,10 +235,6 @@ def stage_user_map(prepared: PreparedData, config: Config, force: bool = False) 
 def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False) -> dict:
     """Score the test subset with fused ThinkRec and with hard routing (the top expert alone), beside the
     global adapter's stored scores; metrics overall and per cluster, and how often each routing branch fires."""
-    from thinkrec.fusion.fused import experts_dir, load_fused
-    from thinkrec.llm.systems import llm_dir
-    from thinkrec.llm.train import test_subset
-
     folder = experts_dir(config)
     out = folder / "test_predictions.parquet"
     if out.exists() and not force:
@@ -298,11 +252,11 @@ def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False
         scores[mode] = fused.score(rows, mode, desc=f"test {mode}")
         seconds[mode] = time.perf_counter() - started
     users = rows["user"].to_numpy()
-    routes = [fused.routing(int(user)) for user in users]
+    routes = [fused.experts.routing(int(user)) for user in users]
     table = rows[["user", "item", "label"]].assign(
         p_yes=scores["fused"], p_hard=scores["hard"], p_global=stored["p_yes"].to_numpy(),
-        cluster=fused.gate.clustering.labels[users], decision=[r.decision for r in routes])
-    every_user = [fused.routing(user).decision for user in range(prepared.n_users)]
+        cluster=fused.experts.clustering.labels[users], decision=[r.decision for r in routes])
+    every_user = [fused.experts.routing(user).decision for user in range(prepared.n_users)]
     metrics = {"test_subset": auc_report(table["user"], table["label"], table["p_yes"].to_numpy()),
                "modes": {mode: auc_report(table["user"], table["label"], table[column].to_numpy())
                          for mode, column in (("fused", "p_yes"), ("global", "p_global"), ("hard", "p_hard"))},

@@ -7,44 +7,41 @@ scored (System-1 from ``cf/predictions.parquet``, each LLM from its ``test_predi
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
+from thinkrec import registry
+from thinkrec.cf.store import predictions_file
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
-from thinkrec.llm.train import test_subset
 from thinkrec.metrics import auc_report
-
-CF_SYSTEMS = ("item_prior", "mf", "lightgcn", "sasrec")
-SYSTEM1_MODELS = ("mf", "lightgcn", "sasrec")  # the System-1 encoders; the item like-rate is a floor, not a model
-LLM_SYSTEMS = ("zeroshot", "tallrec", "collm", "thinkrec", "fused")
-NAMES = {"item_prior": "Item like-rate (floor)", "mf": "MF", "lightgcn": "LightGCN", "sasrec": "SASRec",
-         "zeroshot": "Zero-shot LLM", "tallrec": "TALLRec-style", "collm": "CoLLM-style",
-         "thinkrec": "ThinkRec-global", "fused": "ThinkRec-fused"}
+from thinkrec.subsets import test_subset
 
 
-def prediction_file(config: Config, system: str):
-    folder = config.paths.checkpoints / "llm" / ("experts" if system == "fused" else system)
-    return folder / "test_predictions.parquet"
+def prediction_file(config: Config, system: str) -> Path:
+    return registry.folder(config, system) / "test_predictions.parquet"
 
 
 def test_predictions(prepared: PreparedData, config: Config) -> pd.DataFrame:
-    """user, item, label, then one P(like) column per scored system, in ``CF_SYSTEMS + LLM_SYSTEMS`` order."""
+    """user, item, label, then one P(like) column per scored system, in the registry's order."""
     rows = test_subset(prepared, config)[["user", "item", "label"]].reset_index(drop=True)
-    stored = pd.read_parquet(config.paths.checkpoints / "cf" / "predictions.parquet")
+    stored = pd.read_parquet(predictions_file(config))
     stored = stored[stored["split"] == "test"]
-    table = rows.merge(stored[["user", "item", *[c for c in CF_SYSTEMS if c in stored]]], on=["user", "item"],
-                       how="left", validate="one_to_one")
-    for system in LLM_SYSTEMS:
+    system_1 = [c for c in registry.keys(registry.SYSTEM_1) if c in stored]
+    table = rows.merge(stored[["user", "item", *system_1]], on=["user", "item"], how="left", validate="one_to_one")
+    for system in registry.keys(registry.LLM, registry.FUSED):
         path = prediction_file(config, system)
         if not path.exists():
             continue
         frame = pd.read_parquet(path)
         if len(frame) != len(rows) or not np.array_equal(frame["user"], rows["user"]) \
                 or not np.array_equal(frame["item"], rows["item"]):
+            stage = "eval-fused" if registry.system(system).kind == registry.FUSED else "eval-llm"
             raise CheckpointError(f"{path}: covers other rows than the test subset; rescore with "
-                                  f"`python -m thinkrec --force eval-{'fused' if system == 'fused' else 'llm'}`")
+                                  f"`python -m thinkrec --force {stage}`")
         table[system] = frame["p_yes"].to_numpy()
     missing = [c for c in table.columns if table[c].isna().any()]
     if missing:
@@ -53,13 +50,13 @@ def test_predictions(prepared: PreparedData, config: Config) -> pd.DataFrame:
 
 
 def systems_in(table: pd.DataFrame) -> list[str]:
-    return [c for c in (*CF_SYSTEMS, *LLM_SYSTEMS) if c in table.columns]
+    return [c for c in registry.keys() if c in table.columns]
 
 
 def metrics_by_system(table: pd.DataFrame) -> pd.DataFrame:
     """AUC / UAUC of every system column of ``table``."""
-    reports = [{"system": NAMES[s], "key": s, **auc_report(table["user"], table["label"], table[s].to_numpy())}
-               for s in systems_in(table)]
+    reports = [{"system": registry.label(s), "key": s,
+                **auc_report(table["user"], table["label"], table[s].to_numpy())} for s in systems_in(table)]
     return pd.DataFrame(reports, columns=["system", "key", "auc", "uauc", "rows"])
 
 
@@ -70,5 +67,5 @@ def metrics_by_cluster(table: pd.DataFrame, clusters: np.ndarray) -> pd.DataFram
     for cluster, part in labelled.groupby("cluster"):
         for system in systems_in(table):
             report = auc_report(part["user"], part["label"], part[system].to_numpy())
-            rows.append({"cluster": int(cluster) + 1, "system": NAMES[system], **report})
+            rows.append({"cluster": int(cluster) + 1, "system": registry.label(system), **report})
     return pd.DataFrame(rows, columns=["cluster", "system", "auc", "uauc", "rows"])

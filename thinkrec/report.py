@@ -15,21 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from thinkrec import registry
+from thinkrec.cf.fold_in import cosines_to_trained, folded_scores, refold_users
+from thinkrec.cf.store import cf_dir, load_cf_model, predictions_file
 from thinkrec.config import AnalysisConfig, Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json
-from thinkrec.fusion.clusters import load_clustering
+from thinkrec.fusion.experts import experts_dir, has_experts, load_shipped_clustering, read_selection
 from thinkrec.intervals import paired_difference, system_intervals, verdict
 from thinkrec.metrics import auc_report
-from thinkrec.predictions import (
-    CF_SYSTEMS,
-    LLM_SYSTEMS,
-    NAMES,
-    metrics_by_cluster,
-    metrics_by_system,
-    systems_in,
-    test_predictions,
-)
+from thinkrec.predictions import metrics_by_cluster, metrics_by_system, systems_in, test_predictions
 from thinkrec.svg_chart import grouped_bars
 from thinkrec.text_metrics import explanation_report
 from thinkrec.workbench import reference_system
@@ -39,8 +34,7 @@ PAPER_ML1M = {  # as reported in arXiv 2505.15091 (ML-1M, Llama-3-8B-Instruct): 
     "TALLRec": (0.6872, 0.6553), "CoLLM": (0.7141, 0.6672), "ThinkRec": (0.7764, 0.6775),
 }
 PAPER_METEOR = {"TALLRec": 0.0275, "CoLLM": 0.0003, "ThinkRec": 0.0333}
-LLM_BASELINES = ("tallrec", "collm")  # the published LLM recommenders ThinkRec is compared with
-TEXT_SYSTEMS = ("fused", "thinkrec", "collm", "tallrec", "zeroshot")
+FOLDED_ENCODERS = ("mf", "lightgcn")  # the encoders a new user is folded into (SASRec reads the history itself)
 CHART = Path("assets") / "results_auc.svg"
 
 
@@ -58,7 +52,7 @@ def _table(header: list[str], rows: list[list]) -> list[str]:
 
 def match_note(config: Config) -> str:
     """Whether the shipped CoLLM-style model was trained with the match token, in words."""
-    path = config.paths.checkpoints / "llm" / "collm" / "config.json"
+    path = registry.folder(config, "collm") / "config.json"
     trained_with_match = path.exists() and read_json(path)["llm_config"].get("cf_match", False)
     return " (including the user-item match token)" if trained_with_match else ""
 
@@ -81,7 +75,7 @@ def interval_rows(overall: pd.DataFrame, reference: str | None) -> list[list]:
     """One row per system: AUC and UAUC with their intervals, then the paired AUC difference to the reference."""
     rows = []
     for r in overall.itertuples():
-        row = [NAMES[r.key], r.auc, interval_text(r.auc_low, r.auc_high), r.uauc,
+        row = [registry.label(r.key), r.auc, interval_text(r.auc_low, r.auc_high), r.uauc,
                interval_text(r.uauc_low, r.uauc_high)]
         if reference:
             is_reference = r.key == reference
@@ -94,12 +88,12 @@ def interval_rows(overall: pd.DataFrame, reference: str | None) -> list[list]:
 
 def systems_section(prepared: PreparedData, config: Config, predictions: pd.DataFrame) -> list[str]:
     settings = config.analysis
-    stored = pd.read_parquet(config.paths.checkpoints / "cf" / "predictions.parquet")
+    stored = pd.read_parquet(predictions_file(config))
     test = stored[stored["split"] == "test"].reset_index(drop=True)
     systems = systems_in(predictions)
     reference = reference_system(predictions)
     overall = system_intervals(predictions, systems, reference, settings.resamples, settings.seed, settings.confidence)
-    missing = [NAMES[s] for s in LLM_SYSTEMS if s not in predictions]
+    missing = [registry.label(s) for s in registry.keys(registry.LLM, registry.FUSED) if s not in predictions]
     eligible = int(predictions.groupby("user")["label"].agg(lambda labels: 0 < labels.sum() < len(labels)).sum())
     users = predictions["user"].nunique()
     whole = len(predictions) == len(test)
@@ -108,13 +102,14 @@ def systems_section(prepared: PreparedData, config: Config, predictions: pd.Data
                  "the per-user chronological split")
     header = ["system", "AUC", f"{settings.confidence:.0%} interval", "UAUC", f"{settings.confidence:.0%} interval"]
     if reference:
-        header += [f"AUC − {NAMES[reference]}", f"{settings.confidence:.0%} interval", f"vs {NAMES[reference]}"]
+        name = registry.label(reference)
+        header += [f"AUC − {name}", f"{settings.confidence:.0%} interval", f"vs {name}"]
     lines = ["## Every system on the same test rows", "",
              (f"Every system is scored on the same rows: {rows_text}, from {users} users. Intervals come from "
               f"{settings.resamples} bootstrap resamples of the users (not of the rows: a user's rows move together; "
               f"seed {settings.seed}). UAUC averages over the {eligible} users with both a like and a dislike among "
               "these rows, so its intervals are wide. The last columns are each system's AUC minus that of the best "
-              f"System-1 model here, {NAMES[reference] if reference else 'none'}, resampled on the same users "
+              f"System-1 model here, {registry.label(reference) if reference else 'none'}, resampled on the same users "
               "(paired): *beats* when the whole interval is above 0, *below* when it is under 0, else *level with*."),
              "", *_table(header, interval_rows(overall, reference)), "",
              f"![AUC and UAUC by system]({CHART.as_posix()})", "",
@@ -125,8 +120,8 @@ def systems_section(prepared: PreparedData, config: Config, predictions: pd.Data
               "by the gate.")]
     lines += target_verdict(predictions, overall, reference, settings)
     if not whole:
-        full = system_intervals(test, [s for s in CF_SYSTEMS if s in test], None, settings.resamples, settings.seed,
-                                settings.confidence)
+        full = system_intervals(test, [s for s in registry.keys(registry.SYSTEM_1) if s in test], None,
+                                settings.resamples, settings.seed, settings.confidence)
         lines += ["", f"The System-1 encoders on the whole test split ({len(test)} rows, {test['user'].nunique()} "
                       "users), intervals resampling users as above:", "",
                   *_table(header[:5], [row[:5] for row in interval_rows(full, None)])]
@@ -142,15 +137,15 @@ def target_verdict(predictions: pd.DataFrame, overall: pd.DataFrame, reference: 
     if "fused" not in predictions or reference is None:
         return []
     fused = overall.set_index("key").loc["fused"]
-    claims = [f"{PHRASES[fused['verdict']]} the best System-1 model, {NAMES[reference]} (AUC difference "
+    claims = [f"{PHRASES[fused['verdict']]} the best System-1 model, {registry.label(reference)} (AUC difference "
               f"{signed(fused['auc_diff'])}, {settings.confidence:.0%} interval "
               f"{interval_text(fused['auc_diff_low'], fused['auc_diff_high'], sign=True)})"]
-    baselines = [s for s in LLM_BASELINES if s in predictions]
+    baselines = [s.key for s in registry.SYSTEMS if s.kind == registry.LLM and s.baseline and s.key in predictions]
     if baselines:
         rival = max(baselines, key=lambda s: overall.set_index("key").loc[s, "auc"])
         difference = paired_difference(predictions, "fused", rival, settings.resamples, settings.seed,
                                        settings.confidence)
-        claims.append(f"{PHRASES[verdict(difference)]} the best LLM baseline, {NAMES[rival]} "
+        claims.append(f"{PHRASES[verdict(difference)]} the best LLM baseline, {registry.label(rival)} "
                       f"({signed(difference.estimate)}, "
                       f"{interval_text(difference.low, difference.high, sign=True)})")
     return ["", (f"**The paper's claim on this data:** ThinkRec-fused (AUC {fused['auc']:.4f}) "
@@ -158,11 +153,10 @@ def target_verdict(predictions: pd.DataFrame, overall: pd.DataFrame, reference: 
 
 
 def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
-    root = config.paths.checkpoints / "llm" / "experts"
-    if not (root / "selection.json").exists():
+    if not has_experts(config):
         return ["## Expert fusion", "", "No cluster experts trained yet (`python -m thinkrec experts`)."]
-    selection = read_json(root / "selection.json")
-    clustering = load_clustering(root / "clusters")
+    selection = read_selection(config)
+    clustering = load_shipped_clustering(config)
     candidates = [[c.get("method", selection["method"]), c["k"], c["valid"]["auc"], c["valid"]["uauc"],
                    round(c["silhouette"], 4), round(c["cohens_d"], 3) if c.get("cohens_d") is not None else "",
                    " / ".join(map(str, c["sizes"]))]
@@ -176,7 +170,7 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
               f"{gate['entropy_ratio']} ln K."), "",
              *_table(["clustering", "K", "valid AUC", "valid UAUC", "silhouette", "Cohen's d (activity)",
                       "cluster sizes"], candidates)]
-    fused_file = root / "test_predictions.parquet"
+    fused_file = experts_dir(config) / "test_predictions.parquet"
     if fused_file.exists():
         table = pd.read_parquet(fused_file)
         modes = [[label, *auc_report(table["user"], table["label"], table[column]).values()]
@@ -188,7 +182,7 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
                   "Routing branches on the test rows: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()) + "."]
     per_cluster = metrics_by_cluster(predictions, clustering.labels)
     wide = per_cluster.pivot(index="system", columns="cluster", values="auc")
-    order = [NAMES[s] for s in predictions.columns if s in NAMES and NAMES[s] in wide.index]
+    order = [registry.label(s) for s in systems_in(predictions) if registry.label(s) in wide.index]
     lines += ["", "Test-subset AUC within each cluster:", "",
               *_table(["system", *[f"cluster {c}" for c in wide.columns]],
                       [[name, *wide.loc[name].tolist()] for name in order])]
@@ -198,15 +192,17 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
 def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
     titles = prepared.items["title"].tolist()
     rows = []
-    for system in TEXT_SYSTEMS:
-        folder = config.paths.checkpoints / "llm" / ("experts" if system == "fused" else system)
+    for system in reversed(registry.keys()):  # ThinkRec-fused first
+        if not registry.system(system).writes_text:
+            continue
+        folder = registry.folder(config, system)
         if not (folder / "reasoning.parquet").exists():
             continue
         frame = pd.read_parquet(folder / "reasoning.parquet")
         report = explanation_report(frame["reference"].tolist(), frame["generated"].tolist(),
                                     [set(a) for a in frame["allowed"]], titles, frame["p_yes"].tolist(),
                                     cache_dir=config.paths.cache)
-        rows.append([NAMES[system], *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate",
+        rows.append([registry.label(system), *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate",
                                                           "verdict_agreement", "stated_share", "rows")]])
     if not rows:
         return ["## Reasoning", "", "Not generated yet (`python -m thinkrec eval-reasoning fused thinkrec`)."]
@@ -228,12 +224,12 @@ def training_seconds(train: dict) -> str:
 
 def cost_section(config: Config) -> list[str]:
     rows = []
-    for system in ("thinkrec", "collm", "tallrec"):
-        path = config.paths.checkpoints / "llm" / system / "config.json"
+    for system in reversed(registry.keys(registry.LLM)):  # the trained ones: ThinkRec first
+        path = registry.folder(config, system) / "config.json"
         if path.exists():
             train = read_json(path)["train"]
-            rows.append([NAMES[system], train["train_tokens"], train["train_examples"], train["reasoning_examples"],
-                         train["best_valid_auc"], training_seconds(train)])
+            rows.append([registry.label(system), train["train_tokens"], train["train_examples"],
+                         train["reasoning_examples"], train["best_valid_auc"], training_seconds(train)])
     if not rows:
         return []
     return ["## Training cost", "",
@@ -246,11 +242,8 @@ def cost_section(config: Config) -> list[str]:
 def fold_in_section(prepared: PreparedData, config: Config) -> list[str]:
     """How faithfully the Build-a-profile tab places a new user: every user folded back in from their own
     train ratings with the trained weights fixed, compared with their trained vector and scored on test."""
-    from thinkrec.cf.fold_in import cosines_to_trained, folded_scores, refold_users
-    from thinkrec.cf.store import cf_dir, load_cf_model
-
     test, rows = prepared.split("test"), []
-    for name in ("mf", "lightgcn"):
+    for name in FOLDED_ENCODERS:
         if not (cf_dir(config) / name / "config.json").exists():
             continue
         model, _ = load_cf_model(cf_dir(config) / name, prepared, config)
@@ -258,7 +251,7 @@ def fold_in_section(prepared: PreparedData, config: Config) -> list[str]:
         cosines = np.percentile(cosines_to_trained(model, prepared, folded), [0, 10, 25, 50, 75])
         refolded = auc_report(test["user"], test["label"], folded_scores(model, folded, test["user"], test["item"]))
         trained = read_json(cf_dir(config) / name / "config.json")["report"]["test"]
-        rows.append([NAMES[name], *[round(c, 3) for c in cosines], trained["auc"], refolded["auc"]])
+        rows.append([registry.label(name), *[round(c, 3) for c in cosines], trained["auc"], refolded["auc"]])
     if not rows:
         return []
     return ["## Fold-in of new users (Build a profile)", "",

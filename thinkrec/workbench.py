@@ -25,18 +25,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from thinkrec.cf.store import load_embeddings
+from thinkrec import registry
 from thinkrec.config import AnalysisConfig, Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
 from thinkrec.files import read_json, write_json
-from thinkrec.fusion.clusters import Clustering, load_clustering
-from thinkrec.fusion.fused import gate_settings
-from thinkrec.fusion.gate import Gate
+from thinkrec.fusion.experts import Experts, has_experts, load_experts
 from thinkrec.intervals import UserBootstrap, system_intervals
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc
-from thinkrec.predictions import SYSTEM1_MODELS, systems_in, test_predictions
+from thinkrec.predictions import systems_in, test_predictions
 
 log = logging.getLogger(__name__)
 FOLDER = "analysis"
@@ -112,10 +110,9 @@ def age_bands(ages: pd.Series, edges: tuple[int, ...]) -> pd.Categorical:
     return pd.Categorical.from_codes(codes, categories=labels, ordered=True)
 
 
-def routing_branches(config: Config, clustering: Clustering) -> np.ndarray:
+def routing_branches(experts: Experts) -> np.ndarray:
     """The gate's decision (single / fused / global) for every user, from their CF vector."""
-    vectors = load_embeddings(config, clustering.encoder)["user"].numpy()
-    return np.array([r.decision for r in Gate(clustering, gate_settings(config)).route_users(vectors)])
+    return np.array([experts.routing(user).decision for user in range(len(experts.user_vectors))])
 
 
 def row_table(predictions: pd.DataFrame, prepared: PreparedData, settings: AnalysisConfig,
@@ -255,9 +252,14 @@ def confusion(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[
 
 
 # ---- the whole workbench --------------------------------------------------------------------------
+def system1_models() -> list[str]:
+    """The System-1 models the paper's claim is held against (the item like-rate floor is not one)."""
+    return [s.key for s in registry.SYSTEMS if s.kind == registry.SYSTEM_1 and s.baseline]
+
+
 def reference_system(predictions: pd.DataFrame) -> str | None:
     """The best System-1 model (the floor excluded) by AUC on the prediction rows; None when none was scored."""
-    scored = [s for s in SYSTEM1_MODELS if s in predictions.columns]
+    scored = [s for s in system1_models() if s in predictions.columns]
     if not scored:
         return None
     return max(scored, key=lambda s: auc(predictions["label"].to_numpy(), predictions[s].to_numpy()))
@@ -294,11 +296,11 @@ def build_workbench(predictions: pd.DataFrame, prepared: PreparedData, settings:
 
 def workbench_for(predictions: pd.DataFrame, prepared: PreparedData, config: Config) -> Workbench:
     """The workbench of the stored predictions with the shipped clustering and gate, when there are experts."""
-    clusters_dir = config.paths.checkpoints / "llm" / "experts" / "clusters"
-    clustering = load_clustering(clusters_dir) if (clusters_dir / "clusters.json").exists() else None
-    routes = routing_branches(config, clustering) if clustering is not None else None
-    return build_workbench(predictions, prepared, config.analysis,
-                           None if clustering is None else clustering.labels, routes)
+    if not has_experts(config):
+        return build_workbench(predictions, prepared, config.analysis)
+    experts = load_experts(config)
+    return build_workbench(predictions, prepared, config.analysis, experts.clustering.labels,
+                           routing_branches(experts))
 
 
 def save_workbench(workbench: Workbench, folder: Path) -> None:

@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
+from thinkrec.cf.item_prior import item_prior_scores
 from thinkrec.cf.models import CFModel, make_batch
-from thinkrec.cf.train import TrainedCF, build_model, item_prior_scores, predict, rows_to_batch, train_cf_model
+from thinkrec.cf.train import TrainedCF, build_model, predict, rows_to_batch, train_cf_model
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
@@ -35,6 +36,11 @@ log = logging.getLogger(__name__)
 
 def cf_dir(config: Config) -> Path:
     return config.paths.checkpoints / "cf"
+
+
+def predictions_file(config: Config) -> Path:
+    """Every System-1 system's valid and test scores, one row per interaction."""
+    return cf_dir(config) / "predictions.parquet"
 
 
 @torch.no_grad()
@@ -127,7 +133,7 @@ def train_all_cf(prepared: PreparedData, config: Config, force: bool = False) ->
         model, meta = load_cf_model(folder, prepared, config)
         predictions[name] = np.concatenate([predict(model, rows_to_batch(prepared, f)) for f in frames.values()])
         metrics[name] = {**meta["report"], "hparams": meta["hparams"]}
-    predictions.to_parquet(root / "predictions.parquet", index=False)
+    predictions.to_parquet(predictions_file(config), index=False)
     (root / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     write_manifest(config.paths.checkpoints)
     return metrics

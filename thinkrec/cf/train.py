@@ -121,11 +121,3 @@ def train_cf_model(name: str, prepared: PreparedData, config: CFConfig) -> Train
              report["test"]["uauc"], report["seconds"])
     return TrainedCF(name=name, model=model, hparams=hparams, report=report)
 
-
-def item_prior_scores(prepared: PreparedData, frame: pd.DataFrame, smoothing: float = 5.0) -> np.ndarray:
-    """The sanity floor: each item's smoothed like-rate on train."""
-    train = prepared.split("train")
-    counts = np.bincount(train["item"], minlength=prepared.n_items)
-    likes = np.bincount(train["item"], weights=train["label"], minlength=prepared.n_items)
-    prior = (likes + smoothing * train["label"].mean()) / (counts + smoothing)
-    return prior[frame["item"].to_numpy()]

@@ -1,1 +1,1 @@
-"""Stage 3 of ThinkRec: user clusters, the expert gate, the user map and exact LoRA mixing."""
+"""Stage 3 of ThinkRec: user clusters, the expert gate and the experts that own them, the UMAP user map."""

@@ -21,35 +21,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from thinkrec.config import GateSettings, check_number
 from thinkrec.fusion.clusters import Clustering
 
 SUM_TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class GateSettings:
-    """Temperature of the softmax and the two routing thresholds."""
-
-    tau: float = 0.1
-    single_margin: float = 0.6  # one expert if its weight > 0.5 + single_margin / K
-    entropy_ratio: float = 0.95  # the global adapter if entropy >= entropy_ratio * ln K
-
-    def __post_init__(self) -> None:
-        _check_number("gate tau", self.tau, low=0.0, strict=True)
-        _check_number("gate single_margin", self.single_margin, low=0.0)
-        _check_number("gate entropy_ratio", self.entropy_ratio, low=0.0, high=1.0)
-
-    def single_threshold(self, k: int) -> float:
-        return 0.5 + self.single_margin / k
-
-
-def _check_number(name: str, value: object, low: float, high: float = math.inf, strict: bool = False) -> None:
-    bound = f"greater than {low:g}" if strict else f"at least {low:g}"
-    if high < math.inf:
-        bound += f" and at most {high:g}"
-    valid = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not valid or value < low or (strict and value == low) or value > high:
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+PUBLISHED = GateSettings()  # the paper's temperature and thresholds
 
 
 @dataclass(frozen=True)
@@ -74,7 +50,7 @@ def gate_weights(user_vectors_std: np.ndarray, centroids: np.ndarray, tau: float
 
     A zero vector (or centroid) has cosine 0 with everything, so a zero user gets uniform weights.
     """
-    _check_number("gate tau", tau, low=0.0, strict=True)
+    check_number("gate tau", tau, low=0.0, strict=True)
     vectors = np.asarray(user_vectors_std, dtype=np.float64)
     centroids = np.asarray(centroids, dtype=np.float64)
     if centroids.ndim != 2 or vectors.ndim not in (1, 2) or vectors.shape[-1] != centroids.shape[1]:
@@ -99,7 +75,7 @@ def entropy(weights: np.ndarray) -> float:
     return float(-(positive * np.log(positive)).sum())
 
 
-def route(weights_row: np.ndarray, settings: GateSettings = GateSettings()) -> Routing:
+def route(weights_row: np.ndarray, settings: GateSettings = PUBLISHED) -> Routing:
     """Apply the published rules (single first, then global, else fuse) to one row of gate weights."""
     w = _checked_weights(weights_row)
     k, h = len(w), entropy(w)

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from thinkrec.fusion.lora import mixture
+from thinkrec.llm.lora_mixture import mixture
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import PromptBuilder
 

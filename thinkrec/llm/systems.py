@@ -19,6 +19,7 @@ from pathlib import Path
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
 
+from thinkrec import registry
 from thinkrec.cf.store import cf_dir, load_embeddings
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
@@ -56,7 +57,12 @@ def system_spec(name: str) -> SystemSpec:
 
 
 def llm_dir(config: Config, name: str) -> Path:
-    return config.paths.checkpoints / "llm" / name
+    return registry.folder(config, name)
+
+
+def adapter_dir(config: Config, name: str) -> Path:
+    """The PEFT adapter folder of a trained LLM system."""
+    return llm_dir(config, name) / "adapter"
 
 
 def answer_ids(tokenizer) -> tuple[int, int]:

@@ -30,6 +30,7 @@ from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import SystemSpec, llm_dir, new_system, save_system
 from thinkrec.metrics import auc, auc_report
+from thinkrec.subsets import of_users, valid_subset
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +63,6 @@ class Example:
 def target_tokens(tokenizer, text: str, end: bool = True) -> list[int]:
     """The tokens to learn after the prompt, closed by end-of-sequence when ``end``."""
     return tokenizer.encode(text, add_special_tokens=False) + ([tokenizer.eos_token_id] if end else [])
-
-
-def of_users(frame: pd.DataFrame, users: np.ndarray | None) -> pd.DataFrame:
-    return frame if users is None else frame[frame["user"].isin(users)].reset_index(drop=True)
 
 
 def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedData, config: Config,
@@ -162,17 +159,6 @@ def load_optimiser_state(model: SoftTokenLM, optimiser: torch.optim.Optimizer, t
         state = {key.split("::", 1)[1]: value for key, value in tensors.items() if key.split("::", 1)[0] == name}
         if state:
             optimiser.state[param] = {k: v.to(param.device) for k, v in state.items()}
-
-
-def valid_subset(prepared: PreparedData, config: Config, users: np.ndarray | None = None) -> pd.DataFrame:
-    valid = of_users(prepared.split("valid"), users)
-    return valid.sample(n=min(config.llm.valid_rows, len(valid)), random_state=config.llm.seed)
-
-
-def test_subset(prepared: PreparedData, config: Config) -> pd.DataFrame:
-    """The fixed test rows every LLM system is scored on (same seed, same rows)."""
-    test = prepared.split("test")
-    return test.sample(n=min(config.llm.eval_rows, len(test)), random_state=config.llm.seed)
 
 
 def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, traces: pd.DataFrame | None = None,

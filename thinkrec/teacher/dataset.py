@@ -61,14 +61,13 @@ def build_trace_dataset(prepared: PreparedData, config: Config, teacher: Teacher
     if item_embeddings is None:
         item_embeddings = load_embeddings(config, cf_name)["item"]
     builder = EvidenceBuilder(prepared, item_embeddings)
-    traces, sources, evidence = [], [], []
+    traces, evidence = [], []
     values = zip(rows["user"], rows["item"], rows["label"], rows["hist_items"], rows["hist_labels"])
     for user, item, label, hist_items, hist_labels in tqdm(values, total=len(rows), desc=f"traces ({teacher.name})"):
         found = builder.build(user, item, label, hist_items, hist_labels)
         traces.append(teacher.explain(found, found.label))
-        sources.append(getattr(teacher, "last_source", teacher.name))  # a ChatTeacher may have fallen back
         evidence.append(json.dumps(found.to_dict()))
-    return rows.assign(trace=traces, teacher=sources, evidence=evidence)[COLUMNS]
+    return rows.assign(trace=traces, teacher=teacher.name, evidence=evidence)[COLUMNS]
 
 
 def save_trace_dataset(frame: pd.DataFrame, path: str | Path) -> None:

@@ -10,7 +10,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from thinkrec.errors import CheckpointError
-from thinkrec.fusion.lora import MixtureLoRALinear, install_mixture, mixture, read_adapter
+from thinkrec.llm.lora_mixture import MixtureLoRALinear, install_mixture, mixture, read_adapter
 
 TARGETS = ("q_proj", "v_proj")
 

@@ -1,0 +1,1 @@
+"""Serving: answering a visitor's questions over the trained models (never imports training code)."""
