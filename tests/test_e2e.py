@@ -78,6 +78,7 @@ def choose(page, picker: str, text: str | None = None, position: int = 0) -> Non
     """Open a Gradio dropdown and click the option containing ``text`` (or the one at ``position``)."""
     page.click(f"{picker} input")
     if text:
+        page.keyboard.press("Control+A")  # typing replaces a value already chosen
         page.keyboard.type(text)
     options = page.locator("[role=listbox] [role=option]")
     options.first.wait_for(timeout=30_000)
@@ -182,11 +183,12 @@ def test_analyse_a_slice_then_calibration_export_and_open_a_row(server, tmp_path
         page.wait_for_selector("#calibration-chart .js-plotly-plot", timeout=60_000)
         assert "ECE" in page.inner_text("#calibration-chart")
         wait_for_text(page, "#ece-table", "ThinkRec-fused")
-        total = int(page.inner_text("#analyse-note").split(" of ")[1].split()[0])
+        counted = "document.querySelector('#analyse-note').innerText.trim().match(/^(\\d+) of (\\d+) cases/)"
+        kept, total = map(int, page.wait_for_function(counted, timeout=60_000).json_value()[1:])
+        assert kept == total  # every row before a slice value is chosen
         choose(page, "#analyse-slice-value", "200+")
-        page.wait_for_function("!document.querySelector('#analyse-note').innerText.startsWith("
-                               f"'{total} of {total}')", timeout=60_000)
-        kept = int(page.inner_text("#analyse-note").split(" of ")[0])
+        narrowed = f"(m => m && m[1] !== m[2] ? [m[1], m[2]] : null)({counted})"
+        kept = int(page.wait_for_function(narrowed, timeout=60_000).json_value()[0])
         assert 0 < kept < total
         with page.expect_download(timeout=60_000) as download:
             page.click("#analyse-csv")
@@ -196,8 +198,11 @@ def test_analyse_a_slice_then_calibration_export_and_open_a_row(server, tmp_path
         assert len(exported) == kept and set(exported["popularity"]) == {"200+"}
         assert "P(like) ThinkRec-fused" in exported.columns
         assert all(len(p.split(".")[-1]) <= 3 for p in exported["P(like) ThinkRec-fused"])  # three decimals
-        page.locator("#analyse-table tbody tr").first.locator("td").first.click()
-        wait_for_text(page, "#profile-card", f"User {exported['user_id'].iloc[0]}")
+        cell = page.locator("#analyse-table [data-testid='cell-0-0']")  # the first row's user id
+        user = cell.inner_text().strip()
+        assert user in set(exported["user_id"])
+        cell.click()
+        wait_for_text(page, "#profile-card", f"User {user}")
         page.screenshot(path=str(tmp_path / "analyse.png"), full_page=True)
     translation = [line for line in console if "translat" in line.lower() or "i18n" in line.lower()]
     assert not translation, translation
