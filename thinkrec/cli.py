@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("prepare", help="split the data, build histories, keywords and profiles")
     commands.add_parser("train-cf", help="train MF, LightGCN and SASRec; write checkpoints/cf/")
     commands.add_parser("traces", help="write the grounded teacher's reasoning traces")
-    commands.add_parser("report", help="write RESULTS.md from the stored predictions")
+    commands.add_parser("report", help="write RESULTS.md and the analysts' workbench from the stored predictions")
     for command, text in (("train-llm", "train LLM systems"), ("eval-llm", "score the test subset with LLM systems")):
         sub = commands.add_parser(command, help=text)
         sub.add_argument("systems", nargs="+", choices=list(LLM_SYSTEMS))
@@ -55,12 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_results(prepared, config) -> str:
+    """The report stage: RESULTS.md and the analysts' workbench under checkpoints/analysis/; returns the report."""
+    from thinkrec.report import write_report
+    from thinkrec.workbench import write_workbench
+
+    text = write_report(prepared, config, PROJECT_ROOT / "RESULTS.md")
+    write_workbench(prepared, config)
+    return text
+
+
 def run_all(config, force: bool) -> None:
     """The whole pipeline from the raw atomic files to checkpoints/ and RESULTS.md."""
     from thinkrec import pipeline
     from thinkrec.cf.store import train_all_cf
     from thinkrec.llm.systems import system_spec
-    from thinkrec.report import write_report
 
     trained = [name for name in reversed(LLM_SYSTEMS) if system_spec(name).trained]  # ThinkRec first
     prepared = prepare_dataset(config, force=force)
@@ -80,7 +89,7 @@ def run_all(config, force: bool) -> None:
         log.info("[%d/%d] %s", number, len(stages), name)
         stage()
         log.info("[%d/%d] %s done in %.1f s", number, len(stages), name, time.perf_counter() - started)
-    print(write_report(prepared, config, PROJECT_ROOT / "RESULTS.md"))
+    print(write_results(prepared, config))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -102,13 +111,12 @@ def run_stage(args: argparse.Namespace, config) -> None:
     """One stage that needs the models (see the note on imports at the top)."""
     from thinkrec import pipeline
     from thinkrec.cf.store import train_all_cf
-    from thinkrec.report import write_report
 
     if args.command == "train-cf":
         metrics = train_all_cf(prepare_dataset(config), config, force=args.force)
         print(json.dumps(metrics, indent=2))
     elif args.command == "report":
-        print(write_report(prepare_dataset(config), config, PROJECT_ROOT / "RESULTS.md"))
+        print(write_results(prepare_dataset(config), config))
     elif args.command == "traces":
         pipeline.stage_traces(prepare_dataset(config), config, force=args.force)
     elif args.command == "eval-reasoning" and args.rescore_only:

@@ -221,6 +221,20 @@ class GuestConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    """Honest intervals (a bootstrap over users) and the analysts' workbench slices and calibration bins."""
+
+    resamples: int = 1000  # bootstrap resamples of the users
+    confidence: float = 0.95  # coverage of every interval
+    seed: int = 2025
+    activity_edges: tuple[int, ...] = (25, 50, 100, 200)  # a user's train ratings: fewer than 25, 25-49, ...
+    popularity_edges: tuple[int, ...] = (25, 50, 100, 200)  # an item's train ratings, binned the same way
+    age_edges: tuple[int, ...] = (18, 25, 35, 45, 50, 56)  # MovieLens-1M's age bands: under 18, 18-24, ..., 56+
+    calibration_bins: int = 10  # equal-width P(like) bins of the reliability diagram and the ECE
+    disagreements: int = 200  # rows the disagreements table keeps
+
+
+@dataclass
 class Config:
     """Everything the pipeline and the demo need to know."""
 
@@ -230,6 +244,7 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     guest: GuestConfig = field(default_factory=GuestConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
