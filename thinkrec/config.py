@@ -205,6 +205,15 @@ class GuestConfig:
 
 
 @dataclass
+class DemoConfig:
+    """How the demo spends the CPU: a pick shows the cheap panels at once; the reasoning streams on Think,
+    or by itself once the case has stayed the same for ``settle_seconds`` (with ``auto_think``)."""
+
+    auto_think: bool = True
+    settle_seconds: float = 1.5
+
+
+@dataclass
 class Config:
     """Everything the pipeline and the demo need to know."""
 
@@ -214,6 +223,7 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     guest: GuestConfig = field(default_factory=GuestConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -49,6 +49,12 @@ class EncodedPrompt:
         return len(self.input_ids)
 
 
+def shown_history(hist_items, hist_labels, history_len: int) -> list[tuple[int, int]]:
+    """The (item, liked) pairs a prompt shows: the last ``history_len`` non-padding ones, oldest first."""
+    history = [(int(item), int(label)) for item, label in zip(hist_items, hist_labels) if item != PAD]
+    return history[-history_len:] if history_len else []
+
+
 class PromptBuilder:
     """Renders and tokenises prompts for (user, target item, history) triples."""
 
@@ -87,8 +93,7 @@ class PromptBuilder:
         index = GUEST if isinstance(user, GuestUser) else user
         soft = [SoftToken("user", index)] if self.use_cf_tokens else []
         lines = [self._user_line(user)]
-        history = [(int(item), int(label)) for item, label in zip(hist_items, hist_labels) if item != PAD]
-        history = history[-self.config.history_len:] if self.config.history_len else []
+        history = shown_history(hist_items, hist_labels, self.config.history_len)
         if history:
             lines.append("Rated, oldest first:")
             for number, (hist_item, liked) in enumerate(history, start=1):
