@@ -9,8 +9,9 @@ FIGURE = PROJECT_ROOT / "assets" / "architecture.svg"
 ABOUT = """
 ## What you are looking at
 
-**System-1 recommenders** (MF, LightGCN, SASRec) answer instantly from patterns in the 100,000
-ratings of MovieLens-100K (943 users, 1,682 movies): users who rated like you liked this movie. They are accurate on average but cannot say *why*.
+**System-1 recommenders** (MF, LightGCN, SASRec) answer instantly from patterns in the 100,000 ratings of
+MovieLens-100K (943 users, 1,682 movies): users who rated like you liked this movie. They are accurate on
+average but cannot say *why*.
 
 **ThinkRec** ([arXiv 2505.15091](https://arxiv.org/abs/2505.15091)) is a language model taught to *think*
 before it recommends. It reads the user's recent ratings as text and the System-1 embeddings as extra
@@ -33,9 +34,9 @@ visitors never share one another's weights.
 * **Reasoning**: a pick shows every score at once; the model starts writing when you press **Think**, or by
   itself once the case has stayed the same for a moment. Cited titles are marked ✓ when they are in the
   history the prompt showed, 🎯 when they are the target itself (naming it is no evidence), ✗ when they
-  are neither; the footer counts each apart. The verdict and P(Yes) come first, from the same pass that scores the
-  case; the text that follows is written greedily, at least 32 tokens long and never repeating a run of six
-  tokens of its own, as a small model otherwise does. Expect fluent but shallow arguments.
+  are neither; the footer counts each apart. The verdict and P(Yes) come first, from the same pass that
+  scores the case; the text that follows is written greedily, at least 32 tokens long and never repeating a
+  run of six tokens of its own, as a small model otherwise does. Expect fluent but shallow arguments.
 * **Every system's prediction**: P(like) from each recommender beside the truth, when the case is held out.
 
 ## Beyond the paper

@@ -9,6 +9,7 @@ MIN_GENRE_RATINGS = 3  # ratings in a genre before it can count as liked or disl
 TOP_GENRES = 3
 LEANING_MARGIN = 0.1  # how far a genre's like share must sit from the user's like-rate to count
 FAVOURED, AVOIDED = "favoured", "avoided"
+RATE_MIN_TRAIN = 5  # train ratings before a user's like-rate is shown and argued from
 
 
 def build_profiles(users: pd.DataFrame, items: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:
