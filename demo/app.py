@@ -55,9 +55,15 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
 
         def stream_counts() -> dict:
             """How many answers this server started, finished, and stopped because their case was left."""
-            return dict(views.counts)
+            return views.report()
+
+        def compare(user_id: str, item_id: str) -> dict:
+            """Every system's P(like) for a case (what the scores table shows once the LLM rows are in)."""
+            table, outcome = handlers.compare_systems(explorer, user_id, item_id)
+            return {"scores": table.to_dict("records"), "outcome": outcome}
 
         gr.api(stream_counts, api_name="stream_counts")
+        gr.api(compare, api_name="compare")
     demo.views = views
     return demo
 

@@ -17,9 +17,10 @@ LEANING_NAMES = {"favoured": "favoured", "avoided": "avoided", "": "neither (or 
 
 
 def genre_chart(genre_counts: pd.DataFrame, base_rate: float) -> go.Figure:
-    """Each genre's like share among the user's train ratings, most liked first, coloured by the rule the
+    """Each genre's like share among the user's train ratings, highest first, coloured by the rule the
     profile card uses (favoured / avoided / neither), with the user's own like-rate as a line."""
-    frame = genre_counts.sort_values(["liked", "genre"], ascending=[True, False])
+    frame = genre_counts.assign(rated=genre_counts["liked"] + genre_counts["disliked"]).sort_values(
+        ["share", "rated", "genre"], ascending=[True, True, False])
     figure = go.Figure()
     for leaning, name in LEANING_NAMES.items():
         part = frame[frame["leaning"] == leaning]

@@ -65,8 +65,8 @@ def profile_markdown(explorer: Explorer, user_id: str, case: Case | None = None)
         f"### User {html.escape(profile.user_id)}" + (f" · cluster {cluster}" if cluster else ""),
         (f"{features} · **{profile.activity}** rater · {profile.n_train} train ratings, "
          f"{profile.like_rate:.0%} liked"),
-        f"**Train ratings, summarised** (what the recommenders learnt from; genres as in the Taste chart): "
-        f"**favours** {genres(profile.liked_genres) or 'no clear favourite'} · "
+        f"**Train ratings, summarised** (what the recommenders learnt from; the strongest of the genres the Taste "
+        f"chart marks): **favours** {genres(profile.liked_genres) or 'no clear favourite'} · "
         f"**avoids** {genres(profile.disliked_genres) or 'nothing in particular'}",
         f"Latest train likes: {', '.join(map(html.escape, liked)) or '—'}",
         f"Latest train dislikes: {', '.join(map(html.escape, disliked)) or '—'}",

@@ -14,13 +14,14 @@ import itertools
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 MAX_SESSIONS = 10_000  # sessions remembered; the oldest are forgotten first
 API = "api"  # the session of a caller without a browser session (its work is never superseded)
+STOPPED_KEPT = 50  # stopped answers remembered for ``Views.report``
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class Views:
         self._tickets = itertools.count(1)
         self._lock = threading.Lock()
         self.counts: Counter = Counter()  # picks; streams started, finished, superseded, cancelled
+        self.stopped: deque[str] = deque(maxlen=STOPPED_KEPT)  # "<outcome>: <case label>" of the latest stops
 
     def show(self, session: str, key: CaseKey) -> int:
         """The session's view now shows ``key``; streams of any other case in that view are superseded.
@@ -114,6 +116,13 @@ class Views:
                 log.info("answer for %s %s: stopped before the end", key.label or key, outcome)
             with self._lock:
                 self.counts[outcome] += 1
+                if outcome != "finished":
+                    self.stopped.append(f"{outcome}: {key.label or key}")
+
+    def report(self) -> dict:
+        """The counts and the latest stopped answers, for operators and tests."""
+        with self._lock:
+            return {**self.counts, "stopped": list(self.stopped)}
 
 
 def session_of(request) -> str:

@@ -68,6 +68,7 @@ def test_closing_a_stream_stops_the_model_and_counts_it():
     assert next(stream) == 0
     stream.close()  # what Gradio does when the page cancels the event
     assert stopped == [True] and views.counts["cancelled"] == 1
+    assert views.report()["stopped"] == ["cancelled: user 1 · Alpha"]
     assert list(views.stream(API, key, iter(range(3)), lambda: stopped.append(True))) == [0, 1, 2]
 
 
