@@ -73,11 +73,11 @@ def ablation_scores(explorer: Explorer, user_id: str | None, item_id: str | None
 
 
 def scores_if_linked(explorer: Explorer, linked_tab: str | None, user_id: str | None, item_id: str | None,
-                     tau: float):
+                     tau: float, views: Views | None = None, session: str = API, address: str = ""):
     """``ablation_scores`` when the page was opened by an ablation link; otherwise leave the tab as it is."""
     if linked_tab != "ablation":
         return tuple(gr.update() for _ in range(5))
-    return ablation_scores(explorer, user_id, item_id, tau)
+    return ablation_scores(explorer, user_id, item_id, tau, views, session, address)
 
 
 def ablation_streams(explorer: Explorer, user_id: str | None, item_id: str | None, tau: float,

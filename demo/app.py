@@ -283,9 +283,12 @@ def _wire_links(explorer: Explorer, views: Views, demo: gr.Blocks, w: dict, b: d
     opened.then(linked_case, [w["user"], wanted_item, w["system"], w["length"]], _explore_outputs(w))
     built = opened.then(linked_profile, _picks(b), _guest_outputs(b))
     _build_reasoning(explorer, views, built, b, linked_tab)
+    def linked_ablation(tab, user, item, tau, request: gr.Request):
+        return ablation.scores_if_linked(explorer, tab, user, item, tau, views, session_of(request),
+                                         links.page_address(request))
+
     if a["columns"]:
-        opened.then(partial(ablation.scores_if_linked, explorer), [linked_tab, a["user"], a["item"], a["tau"]],
-                    _ablation_outputs(a))
+        opened.then(linked_ablation, [linked_tab, a["user"], a["item"], a["tau"]], _ablation_outputs(a))
 
 
 def _explore_outputs(w: dict) -> list:

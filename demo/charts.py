@@ -66,21 +66,20 @@ def gate_sweep_chart(taus: list[float], routes: list, current_tau: float) -> go.
             start = end
     for number, (low, high, decision) in enumerate(bands):
         figure.add_vrect(x0=low, x1=high, fillcolor=DECISION_COLOURS[decision], line_width=0, layer="below")
-        # annotations on a log axis take log10 coordinates, shapes take data coordinates; the outer bands'
-        # labels are anchored at the plot's edges so that they are never cut off, and they alternate in
-        # height so that narrow neighbours do not overlap
+        # annotations on a log axis take log10 coordinates, shapes take data coordinates; the labels sit
+        # above the plot, the outer bands' anchored at its edges so that they are never cut off, and they
+        # alternate in height so that narrow neighbours do not overlap
         edge = "left" if number == 0 else "right" if number == len(bands) - 1 else "center"
         x = {"left": low, "right": high, "center": math.sqrt(low * high)}[edge]
-        figure.add_annotation(x=math.log10(x), y=1.0 if number % 2 == 0 else 0.9, yanchor="bottom",
-                              xanchor=edge, showarrow=False, text=decision, font={"size": 11},
-                              bgcolor="rgba(255,255,255,0.6)")
+        figure.add_annotation(x=math.log10(x), y=1.0 if number % 2 == 0 else 1.1, yref="paper", yanchor="bottom",
+                              xanchor=edge, showarrow=False, text=decision, font={"size": 11})
     for expert in range(len(routes[0].weights)):
         figure.add_trace(go.Scatter(x=taus, y=[r.weights[expert] for r in routes], mode="lines",
                                     name=f"Expert {expert + 1}",
                                     line={"color": CLUSTER_COLOURS[expert % len(CLUSTER_COLOURS)], "width": 2}))
     figure.add_vline(x=current_tau, line_dash="dash", line_color="#222")
     log_range = [math.log10(taus[0]), math.log10(taus[-1])]  # a log axis's range is given in log10 units
-    figure.update_layout(height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Gate weights across τ",
+    figure.update_layout(height=290, margin={"l": 10, "r": 10, "t": 70, "b": 10}, title="Gate weights across τ",
                          xaxis={"type": "log", "title": "temperature τ", "range": log_range},
                          yaxis={"range": [0, 1.12], "title": "weight"}, legend={"orientation": "h", "y": -0.5})
     return figure
