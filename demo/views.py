@@ -51,13 +51,17 @@ class Views:
         Returns a number that grows with every pick (so showing the same case again is a new pick)."""
         with self._lock:
             self.counts["picks"] += 1
-            current = self._shown.get((session, key.view))
-            if current is None or current[0] != key:
-                self._shown[(session, key.view)] = (key, time.monotonic(), 0)
-            self._shown.move_to_end((session, key.view))
-            while len(self._shown) > MAX_SESSIONS:
-                self._shown.popitem(last=False)
-            return self.counts["picks"]
+            return self._show(session, key)
+
+    def _show(self, session: str, key: CaseKey) -> int:
+        """``show`` without counting a pick; the caller holds the lock."""
+        current = self._shown.get((session, key.view))
+        if current is None or current[0] != key:
+            self._shown[(session, key.view)] = (key, time.monotonic(), 0)
+        self._shown.move_to_end((session, key.view))
+        while len(self._shown) > MAX_SESSIONS:
+            self._shown.popitem(last=False)
+        return self.counts["picks"]
 
     def shows(self, session: str, key: CaseKey) -> bool:
         """Whether the session's view still shows ``key`` (a caller without a session always does)."""
@@ -80,8 +84,7 @@ class Views:
             current = self._shown.get((session, key.view))
             if if_shown and session != API and (current is None or current[0] != key):
                 return None
-        self.show(session, key)
-        with self._lock:
+            self._show(session, key)
             ticket = next(self._tickets)
             shown, since, _ = self._shown[(session, key.view)]
             self._shown[(session, key.view)] = (shown, since, ticket)
