@@ -9,8 +9,9 @@ FIGURE = PROJECT_ROOT / "assets" / "architecture.svg"
 ABOUT = """
 ## What you are looking at
 
-**System-1 recommenders** (MF, LightGCN, SASRec) answer instantly from patterns in millions of ratings:
-users who rated like you liked this movie. They are accurate on average but cannot say *why*.
+**System-1 recommenders** (MF, LightGCN, SASRec) answer instantly from patterns in the 100,000 ratings of
+MovieLens-100K (943 users, 1,682 movies): users who rated like you liked this movie. They are accurate on
+average but cannot say *why*.
 
 **ThinkRec** ([arXiv 2505.15091](https://arxiv.org/abs/2505.15091)) is a language model taught to *think*
 before it recommends. It reads the user's recent ratings as text and the System-1 embeddings as extra
@@ -27,10 +28,15 @@ visitors never share one another's weights.
 * **Map**: every MovieLens user, placed by UMAP so that similar tastes sit together; colours are clusters,
   crosses their centres, the star the user you picked.
 * **Gate**: how much each expert contributes to this user's answer and which rule decided it.
-* **Reasoning**: cited titles are marked ✓ when they really are in the user's history (or the target),
-  ✗ when the model invented the link. The verdict and P(Yes) come first, from the same pass that scores the
-  case; the text that follows is written greedily, at least 32 tokens long and never repeating a run of six
-  tokens of its own, as a small model otherwise does. Expect fluent but shallow arguments.
+* **Profile card**: the train-only summary the recommenders learnt from (favoured and avoided genres follow
+  the Taste chart's rule: at least 3 ratings in the genre and a like share 10 points above or below the
+  user's own), and, once a movie is picked, the history the model's prompt shows for it.
+* **Reasoning**: a pick shows every score at once; the model starts writing when you press **Think**, or by
+  itself once the case has stayed the same for a moment. Cited titles are marked ✓ when they are in the
+  history the prompt showed, 🎯 when they are the target itself (naming it is no evidence), ✗ when they
+  are neither; the footer counts each apart. The verdict and P(Yes) come first, from the same pass that
+  scores the case; the text that follows is written greedily, at least 32 tokens long and never repeating a
+  run of six tokens of its own, as a small model otherwise does. Expect fluent but shallow arguments.
 * **Every system's prediction**: P(like) from each recommender beside the truth, when the case is held out.
 
 ## Beyond the paper
@@ -45,7 +51,7 @@ visitors never share one another's weights.
   the fused verdict move (a low temperature hands the case to one expert, a high one to the global model).
 * Every view has a shareable link, shown under it.
 
-Numbers in the Results tab come from `python -m thinkrec report`, recomputed from the shipped checkpoints.
+The Results under the Analyse tab come from `python -m thinkrec report`, recomputed from the shipped checkpoints.
 This demo runs a 135M-parameter model on two CPU cores; the paper used an 8B model on GPUs.
 """
 

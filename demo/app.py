@@ -9,6 +9,7 @@ import pandas as pd
 
 from demo import ablation, about, analysis, build, handlers, links
 from demo.charts import results_chart
+from demo.views import Views, session_of
 from thinkrec import registry
 from thinkrec.config import GATE_TAU_RANGE
 from thinkrec.explorer import Explorer
@@ -17,12 +18,15 @@ TITLE = "ThinkRec Explorer"
 CSS = """
 mark.cited-ok { background: #d8f3dc; }
 mark.cited-missing { background: #ffd6d6; }
+mark.cited-target { background: #e2e2f6; }
 #architecture svg { max-width: 900px; width: 100%; height: auto; }
 """
 
 
 def build_demo(explorer: Explorer) -> gr.Blocks:
-    """The whole UI, wired to one backend facade."""
+    """The whole UI, wired to one backend facade. ``demo.views`` knows which case every session shows,
+    so work for a case that is no longer picked stops."""
+    views = Views()
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\nPick a MovieLens user, see where they sit among the user clusters, watch ThinkRec "
                     "reason about a movie they rated, and compare it with System-1 recommenders that answer "
@@ -43,10 +47,24 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
             with gr.Tab("About", id="about"):
                 gr.Markdown(about.ABOUT)
                 gr.HTML(about.architecture_html())
-        _wire(explorer, explore, analyse, tabs, wanted_item)
-        _wire_build(explorer, built)
-        _wire_ablation(explorer, ablate, explore, ablation_tab)
-        _wire_links(explorer, demo, explore, built, ablate, tabs, wanted_item, notice, linked_tab)
+        explore["notice"] = notice
+        _wire(explorer, views, explore, analyse, tabs, wanted_item)
+        _wire_build(explorer, views, built, notice)
+        _wire_ablation(explorer, views, ablate, explore, ablation_tab, notice)
+        _wire_links(explorer, views, demo, explore, built, ablate, tabs, wanted_item, notice, linked_tab)
+
+        def stream_counts() -> dict:
+            """How many answers this server started, finished, and stopped because their case was left."""
+            return views.report()
+
+        def compare(user_id: str, item_id: str) -> dict:
+            """Every system's P(like) for a case (what the scores table shows once the LLM rows are in)."""
+            table, outcome = handlers.compare_systems(explorer, user_id, item_id)
+            return {"scores": table.to_dict("records"), "outcome": outcome}
+
+        gr.api(stream_counts, api_name="stream_counts")
+        gr.api(compare, api_name="compare")
+    demo.views = views
     return demo
 
 
@@ -78,7 +96,10 @@ def _explore_tab(explorer: Explorer) -> dict:
                 w["system"] = gr.Radio(systems, value=systems[0][1] if systems else None, label="Who thinks",
                                        elem_id="system-picker")
                 w["length"] = gr.Slider(16, 256, value=120, step=8, label="Max new tokens")
-            w["go"] = gr.Button("Think", variant="primary", elem_id="think")
+            with gr.Row():
+                w["go"] = gr.Button("Think", variant="primary", elem_id="think", scale=2)
+                w["auto"] = gr.Checkbox(explorer.config.demo.auto_think, label="Think by itself once the case "
+                                        "stays put", elem_id="auto-think", scale=1)
             w["verdict"] = gr.Markdown(elem_id="verdict")
             w["reasoning"] = gr.HTML(elem_id="reasoning")
             with gr.Accordion("Show the exact prompt", open=False):
@@ -87,6 +108,7 @@ def _explore_tab(explorer: Explorer) -> dict:
             w["scores"] = gr.Dataframe(pd.DataFrame(columns=handlers.SCORE_COLUMNS), label="Every system's prediction",
                                        elem_id="system1-table", interactive=False)
             w["share"] = gr.Markdown(elem_id="share")
+    w["view"] = gr.State(None)  # the case the panels show: {"session", "key", "pick"} (handlers.show_case)
     return w
 
 
@@ -240,25 +262,37 @@ def _results(explorer: Explorer) -> None:
     gr.Plot(results_chart(workbench.overall, registry.label), label="AUC by system", elem_id="results-chart")
 
 
-def _wire_links(explorer: Explorer, demo: gr.Blocks, w: dict, b: dict, a: dict, tabs, wanted_item, notice,
-                linked_tab) -> None:
-    """A page load reads the shared link (``demo.links``) and opens what it names: the Explore case,
-    the built profile, the ablation at its temperature."""
+def _wire_links(explorer: Explorer, views: Views, demo: gr.Blocks, w: dict, b: dict, a: dict, tabs, wanted_item,
+                notice, linked_tab) -> None:
+    """A page load reads the shared link (``demo.links``) and opens what it names, as a visitor's own pick
+    would: the Explore case (which then reasons once it settles), the built profile (which reasons at
+    once, as its button does), the ablation at its temperature."""
 
     def open_shared_link(request: gr.Request):  # gradio injects the request only into a plain signature
         return links.open_link(explorer, request)
 
+    def linked_case(user, item, system, length, request: gr.Request):
+        return handlers.show_case(explorer, views, session_of(request), user, item, system, length,
+                                  links.page_address(request), clear_notice=False)
+
+    def linked_profile(liked, disliked, item, request: gr.Request):
+        return build.build_guest(explorer, liked, disliked, item, address=links.page_address(request))
+
     opened = demo.load(open_shared_link, None, [w["user"], wanted_item, notice, tabs, a["tau"], a["user"], a["item"],
                                                  linked_tab, b["liked"], b["disliked"], b["item"]])
-    opened = opened.then(partial(handlers.select_user, explorer), [w["user"], wanted_item], _user_outputs(w))
-    opened = opened.then(partial(build.build_guest, explorer), _picks(b), _guest_outputs(b))
+    opened.then(linked_case, [w["user"], wanted_item, w["system"], w["length"]], _explore_outputs(w))
+    built = opened.then(linked_profile, _picks(b), _guest_outputs(b))
+    _build_reasoning(explorer, views, built, b, linked_tab)
+    def linked_ablation(tab, user, item, tau, request: gr.Request):
+        return ablation.scores_if_linked(explorer, tab, user, item, tau, views, session_of(request),
+                                         links.page_address(request))
+
     if a["columns"]:
-        opened.then(partial(ablation.scores_if_linked, explorer), [linked_tab, a["user"], a["item"], a["tau"]],
-                    _ablation_outputs(a))
+        opened.then(linked_ablation, [linked_tab, a["user"], a["item"], a["tau"]], _ablation_outputs(a))
 
 
-def _user_outputs(w: dict) -> list:
-    return [w["profile"], w["genres"], w["item"], w["gate"], w["gate_reason"], w["map"]]
+def _explore_outputs(w: dict) -> list:
+    return [w[name] for name in handlers.EXPLORE_OUTPUTS]
 
 
 def _picks(b: dict) -> list:
@@ -273,56 +307,131 @@ def _ablation_outputs(a: dict) -> list:
     return [a["case"], a["gate"], a["sweep"], a["gate_reason"], a["scores"]]
 
 
-def _wire_build(explorer: Explorer, b: dict) -> None:
-    """The build tab: picks -> guest (map, gate, System-1 scores) -> streamed answer -> LLM scores."""
-    thought = [b["verdict"], b["reasoning"], b["prompt"]]
-    b["go"].click(partial(build.build_guest, explorer), _picks(b), _guest_outputs(b), api_name="place_guest").then(
-        partial(build.think_guest, explorer), [*_picks(b), b["system"], b["length"]], thought,
-        api_name="think_guest").then(
-        partial(build.build_guest, explorer, with_llm=True), _picks(b), _guest_outputs(b), api_name="build_profile")
+def _build_reasoning(explorer: Explorer, views: Views, placed, b: dict, linked_tab=None) -> None:
+    """After the guest is placed: the streamed answer, then the LLM scores. With ``linked_tab``, only
+    when the page was opened by a build link (the button's own chain is the API's)."""
+    linked = [] if linked_tab is None else [linked_tab]
+
+    def think_guest(tab, liked, disliked, item, system, length, request: gr.Request):
+        if tab == "build":
+            yield from build.think_guest(explorer, liked, disliked, item, system, length, views, session_of(request))
+
+    def with_llm(tab, liked, disliked, item, request: gr.Request):
+        if tab != "build":
+            return tuple(gr.update() for _ in _guest_outputs(b))
+        return build.build_guest(explorer, liked, disliked, item, with_llm=True, address=links.page_address(request))
+
+    if linked_tab is None:
+        def think(liked, disliked, item, system, length, request: gr.Request):
+            yield from think_guest("build", liked, disliked, item, system, length, request)
+
+        def scores(liked, disliked, item, request: gr.Request):
+            return with_llm("build", liked, disliked, item, request)
+
+        placed.then(think, [*_picks(b), b["system"], b["length"]], [b["verdict"], b["reasoning"], b["prompt"]],
+                    api_name="think_guest").then(scores, _picks(b), _guest_outputs(b), api_name="build_profile")
+        return
+    placed.then(think_guest, [*linked, *_picks(b), b["system"], b["length"]],
+                [b["verdict"], b["reasoning"], b["prompt"]]).then(with_llm, [*linked, *_picks(b)], _guest_outputs(b))
 
 
-def _wire_ablation(explorer: Explorer, a: dict, w: dict, tab) -> None:
+def _wire_build(explorer: Explorer, views: Views, b: dict, notice) -> None:
+    """The build tab: picks -> guest (map, gate, System-1 scores) -> streamed answer -> LLM scores. A new
+    press supersedes the answer still streaming for the previous picks."""
+
+    def place(liked, disliked, item, request: gr.Request):
+        return build.build_guest(explorer, liked, disliked, item, address=links.page_address(request))
+
+    b["go"].click(None, None, notice, js="() => ''")  # a pick in any tab clears the link's notice
+    placed = b["go"].click(place, _picks(b), _guest_outputs(b), api_name="place_guest")
+    _build_reasoning(explorer, views, placed, b)
+
+
+def _wire_ablation(explorer: Explorer, views: Views, a: dict, w: dict, tab, notice) -> None:
     """Opening the ablation tab takes over the Explore tab's case (if any); it is scored when opened, run or
-    re-tempered."""
+    re-tempered. A new run, temperature or case supersedes the answers still streaming."""
     if not a["columns"]:
         return
     case = [a["user"], a["item"], a["tau"]]
-    scores = partial(ablation.ablation_scores, explorer)
+
+    def scores(user, item, tau, request: gr.Request):
+        return ablation.ablation_scores(explorer, user, item, tau, views, session_of(request),
+                                        links.page_address(request))
+
+    def streams(user, item, tau, length, request: gr.Request):
+        yield from ablation.ablation_streams(explorer, user, item, tau, length, views, session_of(request))
+
     tab.select(ablation.take_case, [w["user"], w["item"], a["user"], a["item"]], [a["user"], a["item"]],
                queue=False).then(scores, case, _ablation_outputs(a))
     a["tau"].release(scores, case, _ablation_outputs(a), trigger_mode="always_last")
+    a["go"].click(None, None, notice, js="() => ''")
     a["go"].click(scores, case, _ablation_outputs(a), api_name="ablation_scores").then(
-        partial(ablation.ablation_streams, explorer), [*case, a["length"]], a["columns"], api_name="ablation")
+        streams, [*case, a["length"]], a["columns"], api_name="ablation")
 
 
-def _wire(explorer: Explorer, w: dict, a: dict, tabs, wanted_item) -> None:
-    """Events. Programmatic user changes (random, link, case, row click) call ``select_user`` explicitly;
-    the picker's own ``input`` event covers a person choosing."""
-    select = partial(handlers.select_user, explorer)
-    shown = _user_outputs(w)
-    think = partial(handlers.think, explorer)
+def _wire(explorer: Explorer, views: Views, w: dict, a: dict, tabs, wanted_item) -> None:
+    """Events of the Explore tab: one case per view.
+
+    Every pick (a person choosing a user or a movie, Random, a curated case, a row of the analysts' table,
+    a new system or length) runs ``show_case``, which returns every cheap panel of the new case at once
+    and the view's state; its change adds the LLMs' scores and, once the case has settled, streams the
+    reasoning. A pick first cancels the costly steps still running for the previous case (Gradio's
+    ``cancels``), and ``Views`` makes sure that nothing they still produce reaches the page."""
+    shown = _explore_outputs(w)
     thought = [w["verdict"], w["reasoning"], w["prompt"]]
-    asked = [w["user"], w["item"], w["system"], w["length"]]
+    settle = explorer.config.demo.settle_seconds
 
-    w["user"].input(select, [w["user"]], shown, api_name="select_user")
-    w["lucky"].click(partial(handlers.random_user, explorer), None, w["user"]).then(select, [w["user"]], shown)
-    w["case"].input(handlers.pick_case, w["case"], [w["user"], wanted_item]).then(
-        select, [w["user"], wanted_item], shown)
-    w["item"].change(handlers.share_markdown, [w["user"], w["item"]], w["share"])
-    compare = partial(handlers.compare_systems, explorer)
-    scored = [w["scores"], w["outcome"]]
-    w["item"].change(partial(compare, with_llm=False), [w["user"], w["item"]], scored).then(
-        think, asked, thought).then(compare, [w["user"], w["item"]], scored, api_name="compare")
-    w["query"].submit(partial(handlers.search_titles, explorer), w["query"], [w["item"], w["found"]])
-    w["go"].click(think, asked, thought, api_name="think")
+    def llm(view):
+        return handlers.llm_rows(explorer, views, view)
 
-    _wire_analyse(explorer, a, w, tabs, wanted_item)
+    def auto(view, automatic):
+        yield from handlers.auto_think(explorer, views, view, automatic, settle)
+
+    def think(user, item, system, length, request: gr.Request):
+        yield from handlers.think(explorer, user, item, system, length, views, session_of(request))
+
+    rows = w["view"].change(llm, w["view"], [w["scores"], w["outcome"]], show_progress="hidden")
+    costly = [rows, rows.success(auto, [w["view"], w["auto"]], thought),
+              w["go"].click(think, [w["user"], w["item"], w["system"], w["length"]], thought, api_name="think")]
+
+    def show(user, item, system, length, request: gr.Request):
+        return handlers.show_case(explorer, views, session_of(request), user, item, system, length,
+                                  links.page_address(request))
+
+    def pick_user(user, system, length, request: gr.Request):
+        return show(user, None, system, length, request)
+
+    def lucky(system, length, request: gr.Request):
+        return show(handlers.random_user(explorer), None, system, length, request)
+
+    def curated(value, system, length, request: gr.Request):
+        user, item = handlers.pick_case(value)
+        return show(user.get("value"), item, system, length, request)
+
+    def picked(trigger, fn, inputs, outputs=shown, **options):
+        trigger(None, None, None, cancels=costly, queue=False)  # stop the previous case's work first
+        return trigger(fn, inputs, outputs, trigger_mode="always_last", **options)
+
+    settings = [w["system"], w["length"]]
+    picked(w["user"].input, pick_user, [w["user"], *settings], api_name="select_user")
+    picked(w["lucky"].click, lucky, settings)
+    picked(w["case"].input, curated, [w["case"], *settings])
+    for control in (w["item"].input, w["system"].input, w["length"].release):
+        picked(control, show, [w["user"], w["item"], *settings])
+    found = picked(w["query"].submit, partial(handlers.search_titles, explorer), w["query"], [w["item"], w["found"]])
+    found.success(show, [w["user"], w["item"], *settings], shown)
+
+    def open_row(table) -> None:
+        opened = picked(table.select, handlers.open_case, None, [w["user"], wanted_item, tabs])
+        opened.success(show, [w["user"], wanted_item, *settings], shown)
+
+    _wire_analyse(explorer, a, open_row)
 
 
-def _wire_analyse(explorer: Explorer, a: dict, w: dict, tabs, wanted_item) -> None:
+def _wire_analyse(explorer: Explorer, a: dict, open_row) -> None:
     """The analysts' tab: a slice choice redraws the chart and resets the value filter; the value filter,
-    the systems and the pickers redraw what depends on them; a click on a case opens it in Explore."""
+    the systems and the pickers redraw what depends on them; a click on a case opens it in Explore
+    (``open_row``, as a pick there would)."""
     if not a:
         return
     chart = partial(analysis.show_slice, explorer)
@@ -349,5 +458,4 @@ def _wire_analyse(explorer: Explorer, a: dict, w: dict, tabs, wanted_item) -> No
     for control in (a["system"], a["rival"], a["show"], a["confidence"]):
         control.change(cases, filters, listed)
     for table in (a["table"], a["disagreements"]):
-        table.select(handlers.open_case, None, [w["user"], wanted_item, tabs]).then(
-            partial(handlers.select_user, explorer), [w["user"], wanted_item], _user_outputs(w))
+        open_row(table)

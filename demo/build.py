@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import html
 import logging
-from urllib.parse import urlencode
 
 import pandas as pd
 
 from demo.charts import gate_chart, user_map_chart
-from demo.handlers import SCORE_COLUMNS, gate_markdown, stream_answer
+from demo.handlers import SCORE_COLUMNS, gate_markdown, link_markdown, stream_answer
+from demo.views import API, CaseKey, Views
 from thinkrec.explorer import Explorer, UnknownIdError
 from thinkrec.guest import GuestError
 
@@ -38,14 +38,22 @@ def _guest_case(explorer: Explorer, liked, disliked, item_id: str | None):
     return guest, explorer.case(guest, item_id)
 
 
-def share_markdown(liked, disliked, item_id: str | None) -> str:
-    # urlencode percent-encodes every character markdown or HTML could act on
-    query = urlencode({"tab": "build", "liked": ",".join(_picks(liked)), "disliked": ",".join(_picks(disliked)),
-                       "item": item_id or ""}, safe=",")
-    return f"🔗 Share this profile: append `?{query}` to the page address."
+def share_markdown(liked, disliked, item_id: str | None, address: str = "") -> str:
+    return link_markdown("this profile", address, {"tab": "build", "liked": ",".join(_picks(liked)),
+                                                   "disliked": ",".join(_picks(disliked)), "item": item_id or ""},
+                         safe=",")
 
 
-def build_guest(explorer: Explorer, liked, disliked, item_id: str | None, with_llm: bool = False):
+def guest_key(explorer: Explorer, liked, disliked, item_id: str, system: str | None, max_new_tokens) -> CaseKey:
+    """The build view's case: the picks, the movie asked about and who thinks (raises UnknownIdError)."""
+    label = (f"your profile ({len(_picks(liked))} liked, {len(_picks(disliked))} disliked) · "
+             f"{explorer.item_label(explorer.item_index(item_id))}")
+    return CaseKey("build", f"guest:{','.join(_picks(liked))}/{','.join(_picks(disliked))}", str(item_id),
+                   (system, max_new_tokens), label)
+
+
+def build_guest(explorer: Explorer, liked, disliked, item_id: str | None, with_llm: bool = False,
+                address: str = ""):
     """Summary, map with the guest starred, gate chart and reason, every system's scores for the target
     (once one is picked) and a share link. ``with_llm`` adds the LLM systems' P(Yes) and each cluster
     expert's alone (the UI asks for them after the reasoning has streamed). Untouched widgets (no picks,
@@ -75,14 +83,19 @@ def build_guest(explorer: Explorer, liked, disliked, item_id: str | None, with_l
     figure = None if table is None else user_map_chart(table, explorer.centroid_coords(), None, explorer.place(guest))
     scores = pd.concat(parts, ignore_index=True) if parts else empty
     return (summary, figure, gate_chart(route) if route else None, gate_markdown(route), scores,
-            share_markdown(liked, disliked, item_id))
+            share_markdown(liked, disliked, item_id, address))
 
 
 def think_guest(explorer: Explorer, liked, disliked, item_id: str | None, system: str | None,
-                max_new_tokens: float):
-    """Stream the chosen system's answer for the guest: verdict first, then the reasoning."""
+                max_new_tokens: float, views: Views | None = None, session: str = API):
+    """Stream the chosen system's answer for the guest: verdict first, then the reasoning; with ``views``
+    a later press (other picks) supersedes it."""
     if not system:
         yield "Pick a system.", "", ""
         return
+    try:
+        key = guest_key(explorer, liked, disliked, item_id, system, max_new_tokens) if item_id else None
+    except UnknownIdError:
+        key = None  # stream_answer names the problem
     yield from stream_answer(explorer, lambda: _guest_case(explorer, liked, disliked, item_id)[1], system,
-                             max_new_tokens)
+                             max_new_tokens, views, session, key)

@@ -12,16 +12,29 @@ LIKE_COLOUR, DISLIKE_COLOUR = "#2a9d8f", "#e76f51"
 CLUSTER_COLOURS = ["#457b9d", "#e9a23b", "#2a9d8f", "#b5179e", "#6a994e", "#8d99ae"]
 
 
-def genre_chart(genre_counts: pd.DataFrame) -> go.Figure:
-    """Stacked horizontal bars: how many of the user's train ratings per genre were likes / dislikes."""
-    frame = genre_counts.sort_values("liked", ascending=True)
-    figure = go.Figure([
-        go.Bar(y=frame["genre"], x=frame["liked"], name="liked", orientation="h", marker_color=LIKE_COLOUR),
-        go.Bar(y=frame["genre"], x=frame["disliked"], name="disliked", orientation="h", marker_color=DISLIKE_COLOUR),
-    ])
-    figure.update_layout(barmode="stack", height=max(240, 22 * len(frame) + 80),
-                         margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                         title="Train ratings by genre", legend={"orientation": "h", "y": -0.1})
+LEANING_COLOURS = {"favoured": LIKE_COLOUR, "avoided": DISLIKE_COLOUR, "": "#c9d6df"}
+LEANING_NAMES = {"favoured": "favoured", "avoided": "avoided", "": "neither (or too few ratings)"}
+
+
+def genre_chart(genre_counts: pd.DataFrame, base_rate: float) -> go.Figure:
+    """Each genre's like share among the user's train ratings, highest first, coloured by the rule the
+    profile card uses (favoured / avoided / neither), with the user's own like-rate as a line."""
+    frame = genre_counts.assign(rated=genre_counts["liked"] + genre_counts["disliked"]).sort_values(
+        ["share", "rated", "genre"], ascending=[True, True, False])
+    figure = go.Figure()
+    for leaning, name in LEANING_NAMES.items():
+        part = frame[frame["leaning"] == leaning]
+        figure.add_trace(go.Bar(y=part["genre"], x=part["share"], name=name, orientation="h",
+                                marker_color=LEANING_COLOURS[leaning],
+                                text=[f"{liked}/{liked + disliked}" for liked, disliked in
+                                      zip(part["liked"], part["disliked"])], textposition="outside",
+                                cliponaxis=False, hovertemplate="%{y}: %{x:.0%} liked (%{text})<extra></extra>"))
+    figure.add_vline(x=base_rate, line_dash="dash", line_color="#222",
+                     annotation_text=f"all ratings: {base_rate:.0%}", annotation_position="top")
+    figure.update_layout(height=max(260, 22 * len(frame) + 110), margin={"l": 10, "r": 40, "t": 50, "b": 10},
+                         title="Like share by genre (train ratings, liked/rated)", barmode="overlay",
+                         yaxis={"categoryorder": "array", "categoryarray": frame["genre"].tolist()},
+                         xaxis={"range": [0, 1.15], "tickformat": ".0%"}, legend={"orientation": "h", "y": -0.12})
     return figure
 
 
@@ -46,22 +59,27 @@ def gate_sweep_chart(taus: list[float], routes: list, current_tau: float) -> go.
     fires there (one expert, a blend, the global model), a dashed line at the current temperature."""
     figure = go.Figure()
     start = 0
+    bands = []
     for end in range(1, len(routes) + 1):  # one shaded band per run of the same decision
         if end == len(routes) or routes[end].decision != routes[start].decision:
-            low, high = taus[start], taus[end - 1]
-            figure.add_vrect(x0=low, x1=high, fillcolor=DECISION_COLOURS[routes[start].decision], line_width=0,
-                             layer="below")
-            # annotations on a log axis take log10 coordinates, shapes take data coordinates
-            figure.add_annotation(x=math.log10(low * high) / 2, y=1.0, yanchor="bottom", showarrow=False,
-                                  text=routes[start].decision, font={"size": 11})
+            bands.append((taus[start], taus[end - 1], routes[start].decision))
             start = end
+    for number, (low, high, decision) in enumerate(bands):
+        figure.add_vrect(x0=low, x1=high, fillcolor=DECISION_COLOURS[decision], line_width=0, layer="below")
+        # annotations on a log axis take log10 coordinates, shapes take data coordinates; the labels sit
+        # above the plot, the outer bands' anchored at its edges so that they are never cut off, and they
+        # alternate in height so that narrow neighbours do not overlap
+        edge = "left" if number == 0 else "right" if number == len(bands) - 1 else "center"
+        x = {"left": low, "right": high, "center": math.sqrt(low * high)}[edge]
+        figure.add_annotation(x=math.log10(x), y=1.0 if number % 2 == 0 else 1.1, yref="paper", yanchor="bottom",
+                              xanchor=edge, showarrow=False, text=decision, font={"size": 11})
     for expert in range(len(routes[0].weights)):
         figure.add_trace(go.Scatter(x=taus, y=[r.weights[expert] for r in routes], mode="lines",
                                     name=f"Expert {expert + 1}",
                                     line={"color": CLUSTER_COLOURS[expert % len(CLUSTER_COLOURS)], "width": 2}))
     figure.add_vline(x=current_tau, line_dash="dash", line_color="#222")
     log_range = [math.log10(taus[0]), math.log10(taus[-1])]  # a log axis's range is given in log10 units
-    figure.update_layout(height=260, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Gate weights across τ",
+    figure.update_layout(height=290, margin={"l": 10, "r": 10, "t": 70, "b": 10}, title="Gate weights across τ",
                          xaxis={"type": "log", "title": "temperature τ", "range": log_range},
                          yaxis={"range": [0, 1.12], "title": "weight"}, legend={"orientation": "h", "y": -0.5})
     return figure

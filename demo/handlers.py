@@ -9,13 +9,15 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator
+from urllib.parse import urlencode
 
 import gradio as gr
 import pandas as pd
 
 from demo.charts import gate_chart, genre_chart, user_map_chart
+from demo.views import API, CaseKey, Views
 from thinkrec import registry
-from thinkrec.explorer import Case, Explanation, Explorer, UnknownIdError
+from thinkrec.explorer import Case, Citations, Explanation, Explorer, UnknownIdError
 from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -41,33 +43,70 @@ def random_user(explorer: Explorer) -> str:
     return random.choice(explorer.users_table()["user_id"].tolist())
 
 
-def profile_markdown(explorer: Explorer, user_id: str) -> str:
+def profile_markdown(explorer: Explorer, user_id: str, case: Case | None = None) -> str:
+    """The user's card: demographics, the train-only taste summary (the genres follow the Taste chart's
+    rule), and, once a movie is picked, the history that case's prompt shows."""
     profile = explorer.profile(user_id)
     features = ", ".join(f"{k}: {html.escape(v)}" for k, v in profile.features.items())
     liked = profile.history[profile.history["liked"]].head(8)["title"].tolist()
     disliked = profile.history[~profile.history["liked"]].head(8)["title"].tolist()
     cluster = explorer.cluster_of(user_id)
-    return "\n\n".join([
+    counts = profile.genre_counts.set_index("genre") if len(profile.genre_counts) else None
+
+    def genres(names: list[str]) -> str:
+        def one(g: str) -> str:
+            if counts is None or g not in counts.index:
+                return html.escape(g)
+            liked_here = int(counts.loc[g, "liked"])
+            return f"{html.escape(g)} ({liked_here}/{liked_here + int(counts.loc[g, 'disliked'])} liked)"
+        return ", ".join(map(one, names))
+
+    parts = [
         f"### User {html.escape(profile.user_id)}" + (f" · cluster {cluster}" if cluster else ""),
         (f"{features} · **{profile.activity}** rater · {profile.n_train} train ratings, "
          f"{profile.like_rate:.0%} liked"),
-        (f"**Favours:** {', '.join(profile.liked_genres) or 'no clear favourite'} · "
-         f"**Avoids:** {', '.join(profile.disliked_genres) or 'nothing in particular'}"),
-        f"**Recently liked:** {', '.join(map(html.escape, liked)) or '—'}",
-        f"**Recently disliked:** {', '.join(map(html.escape, disliked)) or '—'}",
-    ])
+        f"**Train ratings, summarised** (what the recommenders learnt from; the strongest of the genres the Taste "
+        f"chart marks): **favours** {genres(profile.liked_genres) or 'no clear favourite'} · "
+        f"**avoids** {genres(profile.disliked_genres) or 'nothing in particular'}",
+        f"Latest train likes: {', '.join(map(html.escape, liked)) or '—'}",
+        f"Latest train dislikes: {', '.join(map(html.escape, disliked)) or '—'}",
+    ]
+    if case is not None:
+        parts.append(prompt_history_markdown(explorer, case))
+    return "\n\n".join(parts)
 
 
-def gate_markdown(route) -> str:
+def prompt_history_markdown(explorer: Explorer, case: Case) -> str:
+    """The earlier ratings the case's prompt shows, marked as the model's view of the user."""
+    shown = explorer.prompt_history(case)
+    title = html.escape(explorer.item_label(case.item))
+    if shown.empty:
+        return f"**What the model saw for {title}:** no earlier ratings (the prompt says so)."
+    lines = [f"{n}. {'👍' if liked else '👎'} {html.escape(t)}"
+             for n, (t, liked) in enumerate(shown.itertuples(index=False), start=1)]
+    return (f"**What the model saw for {title}** (the history in its prompt, oldest first; for a held-out "
+            f"movie it holds the ratings just before it, held-out ones included):\n\n" + "\n".join(lines))
+
+
+def gate_markdown(route, whom: str = "") -> str:
     if route is None:
         return "_No cluster experts are trained yet: ThinkRec answers with its global expert._"
-    return f"**Routing: {DECISIONS[route.decision]}.** {html.escape(route.reason)}"
+    return f"**Routing{' for ' + html.escape(whom) if whom else ''}: {DECISIONS[route.decision]}.** " \
+           f"{html.escape(route.reason)}"
 
 
-def share_markdown(user_id: str | None, item_id: str | None) -> str:
+def share_markdown(user_id: str | None, item_id: str | None, address: str = "") -> str:
+    """A link to the case: absolute when the page's address is known."""
     if not user_id or not item_id:
         return ""
-    return f"🔗 Share this case: append `?user={html.escape(user_id)}&item={html.escape(item_id)}` to the page address."
+    return link_markdown("this case", address, {"user": user_id, "item": item_id})
+
+
+def link_markdown(what: str, address: str, params: dict, safe: str = "") -> str:
+    """'🔗 Link to <what>: <url>' as a clickable link; urlencode percent-encodes every character markdown
+    or HTML could act on."""
+    url = f"{address}?{urlencode(params, safe=safe)}"
+    return f"🔗 Link to {what}: [{html.escape(url)}]({url})"
 
 
 def map_figure(explorer: Explorer, user_id: str | None):
@@ -99,9 +138,10 @@ def select_user(explorer: Explorer, user_id: str | None, wanted_item: str | None
         if wanted_item not in [v for _, v in choices]:
             choices.append((explorer.item_label(explorer.item_index(wanted_item)), wanted_item))
         value = wanted_item
-    return (profile_markdown(explorer, user_id), genre_chart(profile.genre_counts),
+    return (profile_markdown(explorer, user_id), genre_chart(profile.genre_counts, profile.like_rate),
             gr.update(choices=choices, value=value, info=None if choices else NO_HELD_OUT),
-            gate_chart(route) if route else None, gate_markdown(route), map_figure(explorer, user_id))
+            gate_chart(route) if route else None, gate_markdown(route, f"user {user_id}"),
+            map_figure(explorer, user_id))
 
 
 def search_titles(explorer: Explorer, query: str):
@@ -130,30 +170,109 @@ def compare_systems(explorer: Explorer, user_id: str | None, item_id: str | None
         log.warning("compare_systems: %s", err)
         return pd.DataFrame(columns=SCORE_COLUMNS), f"**Cannot score:** {html.escape(str(err))}"
     outcome = "unknown (not a held-out interaction)" if truth is None else ("liked it" if truth else "did not like it")
-    return table, f"**{html.escape(title)}** · what really happened: {outcome}"
+    return table, f"**{html.escape(title)}** for user {html.escape(str(user_id))} · what really happened: {outcome}"
 
 
-def highlight(text: str, grounded: list[str], ungrounded: list[str]) -> str:
-    """The reasoning as safe HTML with cited titles marked found (✓) or not found (✗) in the history."""
+EXPLORE_OUTPUTS = ("user", "item", "profile", "genres", "gate", "gate_reason", "map", "scores", "outcome", "verdict",
+                   "reasoning", "prompt", "share", "notice", "view")
+PRESS_THINK = "Press **Think** to watch {system} reason about it"
+
+
+def explore_key(explorer: Explorer, user_id: str, item_id: str, system: str | None, max_new_tokens) -> CaseKey:
+    """The Explore view's case: user, item, who thinks and how long (raises UnknownIdError on a bad id)."""
+    label = f"user {user_id} · {explorer.item_label(explorer.item_index(item_id))}"
+    return CaseKey("explore", str(user_id), str(item_id), (system, max_new_tokens), label)
+
+
+def show_case(explorer: Explorer, views: Views, session: str, user_id: str | None, wanted_item: str | None,
+              system: str | None, max_new_tokens, address: str = "", clear_notice: bool = True) -> tuple:
+    """Every cheap panel of one case at once (``EXPLORE_OUTPUTS``): the pickers, the profile card with the
+    history the prompt shows, the Taste chart, gate, map, System-1 scores, the outcome, the exact prompt,
+    an empty verdict naming the case, its link, and the view's state for the costly steps that follow.
+    The user's first held-out movie is the case when no item is wanted. All of it names the same case."""
+    card, chart, items, gate, reason, user_map = select_user(explorer, user_id, wanted_item)
+    item_id = items.get("value")
+    notice = "" if clear_notice else gr.update()
+    empty = pd.DataFrame(columns=SCORE_COLUMNS)
+    if not user_id or not item_id or card.startswith("**Cannot"):
+        return (gr.update(value=user_id), items, card, chart, gate, reason, user_map, empty, "", "", "", "", "",
+                notice, None)
+    key = explore_key(explorer, user_id, item_id, system, max_new_tokens)
+    pick = views.show(session, key)
+    case = explorer.case(user_id, item_id)
+    scores, outcome = compare_systems(explorer, user_id, item_id, with_llm=False)
+    who = registry.label(system) if system else "a system"
+    prompt = explorer.prompt_text(case, system) if system else ""
+    return (gr.update(value=user_id), items, profile_markdown(explorer, user_id, case), chart, gate, reason,
+            user_map, gr.update(value=scores, label=f"Every system's prediction · {key.label}"), outcome,
+            f"_Case: {html.escape(key.label)}_ · " + PRESS_THINK.format(system=html.escape(who)), "",
+            gr.update(value=prompt, label=f"Prompt for {key.label} (⟨CF …⟩ marks a soft token)"),
+            share_markdown(user_id, item_id, address), notice, {"session": session, "key": key, "pick": pick})
+
+
+def llm_rows(explorer: Explorer, views: Views, view: dict | None):
+    """The scores table with every LLM system's P(Yes) added, for the view's case; nothing changes
+    when the view has moved on to another case by the time the scores are ready."""
+    if not view or not views.shows(view["session"], view["key"]):
+        return gr.update(), gr.update()
+    key = view["key"]
+    table, outcome = compare_systems(explorer, key.user, key.item)
+    if not views.shows(view["session"], key):
+        return gr.update(), gr.update()
+    return gr.update(value=table, label=f"Every system's prediction · {key.label}"), outcome
+
+
+def auto_think(explorer: Explorer, views: Views, view: dict | None, automatic: bool, settle_seconds: float):
+    """Stream the view's answer once its case has stayed the same for ``settle_seconds`` (when
+    ``automatic``); a case picked meanwhile ends the wait without any output."""
+    if not automatic or not view:
+        return
+    session, key = view["session"], view["key"]
+    while views.shown_for(session, key) < settle_seconds:
+        if not views.shows(session, key):
+            return
+        time.sleep(0.05)
+    system, max_new_tokens = key.settings
+    yield from think(explorer, key.user, key.item, system, max_new_tokens, views, session, if_shown=True)
+
+
+def highlight(text: str, grounded: list[str], ungrounded: list[str], target: list[str] = ()) -> str:
+    """The reasoning as safe HTML with cited titles marked: the target (🎯), found in the history the
+    prompt showed (✓), or not found there (✗)."""
     safe = html.escape(text)
-    for title, css, mark in [(t, "cited-ok", "✓") for t in grounded] + [(t, "cited-missing", "✗") for t in ungrounded]:
+    marks = ([(t, "cited-target", "🎯 target") for t in target] + [(t, "cited-ok", "✓") for t in grounded]
+             + [(t, "cited-missing", "✗") for t in ungrounded])
+    for title, css, mark in marks:
         pattern = re.compile(re.escape(html.escape(title)), re.IGNORECASE)
         safe = pattern.sub(lambda m, css=css, mark=mark: f'<mark class="{css}">{m.group(0)} {mark}</mark>', safe,
                            count=1)
     return safe
 
 
-def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: str | None, max_new_tokens: float):
-    """Stream the chosen system's answer: verdict and P(Yes) first, then the reasoning, token by token."""
+def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: str | None, max_new_tokens: float,
+          views: Views | None = None, session: str = API, if_shown: bool = False):
+    """Stream the chosen system's answer: verdict and P(Yes) first, then the reasoning, token by token;
+    with ``views``, the answer is the session's one live stream and stops when another case is picked
+    (``if_shown``: it does not even start unless the case is still the one shown)."""
     if not user_id or not item_id or not system:
         yield "Pick a user, a movie and a system.", "", ""
         return
-    yield from stream_answer(explorer, lambda: explorer.case(user_id, item_id), system, max_new_tokens)
+    try:
+        key = explore_key(explorer, user_id, item_id, system, max_new_tokens)
+    except UnknownIdError as err:
+        log.warning("cannot explain: %s", err)
+        yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
+        return
+    yield from stream_answer(explorer, lambda: explorer.case(user_id, item_id), system, max_new_tokens, views,
+                             session, key, if_shown)
 
 
-def stream_answer(explorer: Explorer, make_case: Callable[[], Case], system: str, max_new_tokens: float):
-    """(verdict, reasoning HTML, prompt) as the answer to ``make_case()`` streams in; a case or a setting
-    that cannot be answered gives a message instead."""
+def stream_answer(explorer: Explorer, make_case: Callable[[], Case], system: str, max_new_tokens: float,
+                  views: Views | None = None, session: str = API, key: CaseKey | None = None,
+                  if_shown: bool = False):
+    """(verdict, reasoning HTML, prompt) as the answer to ``make_case()`` streams in, each naming the case
+    (``key``); a case or a setting that cannot be answered gives a message instead. With ``views`` the
+    stream stops as soon as its view shows another case or starts another stream."""
     try:
         settings = GenerationSettings.from_config(explorer.config.llm, max_new_tokens=int(max_new_tokens))
         run = explorer.explain(make_case(), system, settings)
@@ -161,36 +280,50 @@ def stream_answer(explorer: Explorer, make_case: Callable[[], Case], system: str
         log.warning("cannot explain: %s", err)
         yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
         return
-    yield "_Thinking…_", "", run.prompt
-    for verdict, reasoning in stream_explanation(explorer, run):
+    label = f"{key.label} · {registry.label(system)}" if key else registry.label(system)
+    pieces = stream_explanation(explorer, run, label)
+    if views is not None and key is not None:
+        if if_shown and not views.shows(session, key):
+            return  # the page has moved on: it keeps what it shows
+        pieces = views.stream(session, key, pieces, run.stream.stop, if_shown)
+    yield f"_Case: {html.escape(label)}_ · _thinking…_", "", run.prompt
+    for verdict, reasoning in pieces:
         yield verdict, reasoning, run.prompt
 
 
-def stream_explanation(explorer: Explorer, run: Explanation) -> Iterator[tuple[str, str]]:
-    """(verdict line, reasoning HTML) as an answer streams in; the last pair marks the cited titles
-    and says how long the answer took."""
+def stream_explanation(explorer: Explorer, run: Explanation, label: str = "") -> Iterator[tuple[str, str]]:
+    """(verdict line, reasoning HTML) as an answer streams in, the verdict naming the case (``label``);
+    the last pair marks the cited titles and says how long the answer took."""
     text, verdict, started = "", "", time.perf_counter()
     try:
         for piece in run.stream:
             text += piece
-            verdict = verdict or verdict_line(run.p_yes, run.truth)
+            verdict = verdict or verdict_line(run.p_yes, run.truth, label)
             yield verdict, html.escape(text)
     except RuntimeError as err:
         log.warning("generation failed: %s", err)
         yield verdict, html.escape(text) + "<br><em>(generation stopped: the model failed)</em>"
         return
-    grounded, ungrounded = explorer.grounding(text, run.allowed)
+    cited = explorer.citations(text, run)
     seconds = time.perf_counter() - started
-    note = (f"<br><small>{run.stream.new_tokens} tokens in {seconds:.1f} s · cited titles: {len(grounded)} found in "
-            f"the history, {len(ungrounded)} not</small>")
-    yield verdict or verdict_line(run.p_yes, run.truth), highlight(text, grounded, ungrounded) + note
+    note = f"<br><small>{run.stream.new_tokens} tokens in {seconds:.1f} s · {citation_counts(cited)}</small>"
+    yield (verdict or verdict_line(run.p_yes, run.truth, label),
+           highlight(text, cited.found, cited.missing, cited.target) + note)
 
 
-def verdict_line(p_yes: float | None, truth: bool | None) -> str:
+def citation_counts(cited: Citations) -> str:
+    """The grounding footer: history titles found, titles not found, and the target counted apart."""
+    target = f" · the target named {'(not counted as evidence)' if cited.target else 'nowhere'}"
+    return (f"cited titles: {len(cited.found)} found in the history the prompt showed, {len(cited.missing)} "
+            f"not found{target}")
+
+
+def verdict_line(p_yes: float | None, truth: bool | None, label: str = "") -> str:
+    case = f"_Case: {html.escape(label)}_ · " if label else ""
     known = "" if truth is None else f" · truth: {'liked' if truth else 'not liked'}"
     if p_yes is None:
-        return "_No verdict: the model produced no answer._" + known
-    return f"**P(Yes) = {p_yes:.3f}** → {'Yes' if p_yes > 0.5 else 'No'}{known}"
+        return case + "_No verdict: the model produced no answer._" + known
+    return f"{case}**P(Yes) = {p_yes:.3f}** → {'Yes' if p_yes > 0.5 else 'No'}{known}"
 
 
 def pick_case(value: str | None):

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass, field
 
 import gradio as gr
+from gradio.route_utils import get_root_url
 
 from thinkrec.config import GATE_TAU_RANGE
 from thinkrec.explorer import Explorer, UnknownIdError
@@ -81,6 +82,19 @@ def _tau(text: str, notices: list[str]) -> float | None:
                        f"{high}; the default is used.")
         return None
     return tau
+
+
+def page_address(request: gr.Request | None) -> str:
+    """The page's public address (scheme, host, root path; behind a proxy, the forwarded ones), for links
+    a visitor can copy; "" when unknown (the links are then relative)."""
+    inner = getattr(request, "request", None) if request is not None else None
+    if inner is None:
+        return ""
+    try:
+        return get_root_url(inner, route_path=inner.url.path, root_path=inner.scope.get("root_path")) + "/"
+    except (AttributeError, KeyError, ValueError) as err:
+        log.warning("page address unknown: %s", err)
+        return ""
 
 
 def open_link(explorer: Explorer, request: gr.Request | None):

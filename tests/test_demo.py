@@ -23,7 +23,7 @@ def test_user_choices_label_every_user(tiny_explorer):
 def test_select_user_fills_profile_chart_and_items(tiny_explorer):
     card, chart, items, gate, reason, user_map = handlers.select_user(tiny_explorer, "2")
     assert "User 2" in card and "writer" in card
-    assert chart is not None and len(chart.data) == 2
+    assert chart is not None and [t.name for t in chart.data][:2] == ["favoured", "avoided"]
     assert len(items["choices"]) == 1 and items["value"] == items["choices"][0][1]
     assert gate is None and "No cluster experts" in reason  # a System-1-only explorer has no gate
     assert user_map is None  # ... and no map
@@ -53,7 +53,7 @@ def test_ui_builds_with_llm_systems(tiny_llm_explorer):
 def test_select_user_shows_the_gate_and_the_map(tiny_llm_explorer):
     card, _, _, chart, reason, user_map = handlers.select_user(tiny_llm_explorer, "1")
     assert chart is not None and len(chart.data[0].y) == 2
-    assert reason.startswith("**Routing:")
+    assert reason.startswith("**Routing for user 1:")
     cluster = tiny_llm_explorer.cluster_of("1")
     assert f"cluster {cluster}" in card
     names = [trace.name for trace in user_map.data]
@@ -74,10 +74,11 @@ def test_think_streams_verdict_then_reasoning_then_grounding(tiny_llm_explorer):
     item_id = tiny_llm_explorer.test_items("2")["item_id"].iloc[0]
     updates = list(handlers.think(tiny_llm_explorer, "2", item_id, "fused", 12))
     placeholder, first_text, prompt = updates[0]
-    assert placeholder == "_Thinking…_" and first_text == "" and "⟨CF user⟩" in prompt
+    assert "thinking…" in placeholder and first_text == "" and "⟨CF user⟩" in prompt
     assert len(updates) >= 3  # at least one streamed piece between the placeholder and the final, annotated text
     verdict = updates[1][0]
-    assert verdict.startswith("**P(Yes) = ") and updates[1][1] != ""
+    label = tiny_llm_explorer.item_label(tiny_llm_explorer.item_index(item_id))
+    assert verdict.startswith(f"_Case: user 2 · {label} · ThinkRec-fused_ · **P(Yes) = ") and updates[1][1] != ""
     assert "tokens in" in updates[-1][1]
     scored = tiny_llm_explorer.llm_scores(tiny_llm_explorer.case("2", item_id)).set_index("system")["p_like"]
     assert f"{scored['ThinkRec-fused']:.3f}" in verdict  # the stream's P(Yes) is the scored one

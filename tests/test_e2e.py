@@ -1,10 +1,12 @@
 """End to end in a real headless Chromium on the shipped checkpoints: a visitor picks a user and an
 item and sees the map, the gate, every system's scores and the streamed reasoning; shared links open
-a case, and a bad link gives a notice."""
+a case, and a bad link gives a notice. Changing one's mind (quick Random clicks, a new pick while the
+model writes) leaves every panel on the one case picked last, and the superseded answer stops."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -95,7 +97,7 @@ def test_pick_a_user_and_an_item_then_watch_map_gate_scores_and_reasoning(server
         wait_for_text(page, "#profile-card", "User 7")
         page.wait_for_selector("#user-map .js-plotly-plot", timeout=60_000)
         page.wait_for_selector("#gate-chart .js-plotly-plot", timeout=60_000)
-        assert "Routing:" in page.inner_text("#gate-reason")
+        assert "Routing for user 7:" in page.inner_text("#gate-reason")
         choose(page, "#item-picker", position=1)
         wait_for_text(page, "#system1-table", "LightGCN")
         wait_for_text(page, "#system1-table", "ThinkRec-fused")
@@ -139,12 +141,16 @@ def test_build_a_profile_by_title_search_then_watch_map_gate_scores_and_reasonin
         page.screenshot(path=str(tmp_path / "build.png"), full_page=True)
 
 
-def test_build_link_opens_the_profile(server):
+def test_build_link_opens_the_profile_and_reasons_as_the_button_does(server):
     with opened_page(server + "?tab=build&liked=50,172,181&disliked=288&item=100") as page:
         wait_for_text(page, "#guest-summary", "3 liked, 1 disliked")
         assert "Fargo" in page.inner_text("#guest-summary")
         wait_for_text(page, "#guest-scores", "SASRec")
         assert "Star Wars" in page.inner_text("#guest-liked")
+        wait_for_text(page, "#guest-reasoning", "tokens in", timeout=240_000)  # nobody pressed the button
+        assert "your profile (3 liked, 1 disliked) · Fargo" in page.inner_text("#guest-verdict")
+        wait_for_text(page, "#guest-scores", "ThinkRec-fused")
+        assert page.inner_text("#guest-share").startswith("🔗 Link to this profile: http://127.0.0.1:")
 
 
 def test_ablation_link_runs_every_expert_side_by_side_and_the_temperature_moves_the_gate(server, tmp_path):
@@ -208,10 +214,85 @@ def test_analyse_a_slice_then_calibration_export_and_open_a_row(server, tmp_path
     assert not translation, translation
 
 
-def test_bad_link_gives_a_notice_not_a_trace(server):
+def test_bad_link_gives_a_notice_that_clears_with_the_next_pick(server):
     with opened_page(server + "?user=abc&item=999999") as page:
         wait_for_text(page, "#notice", "unknown user id")
         assert "Traceback" not in page.content()
+        page.click("button:has-text('Random')")
+        page.wait_for_function("!document.querySelector('#notice')?.innerText.includes('unknown')", timeout=60_000)
+
+
+def panels_case(page) -> dict:
+    """The case each panel names: users (card, gate, verdict, outcome, scores label, prompt label, link,
+    map star, picker) and movies (verdict, outcome, scores label, prompt label, card's prompt history)."""
+    if not page.locator("#prompt").is_visible():
+        page.get_by_text("Show the exact prompt").first.click()
+    text = {name: page.inner_text(selector) for name, selector in [
+        ("card", "#profile-card"), ("gate", "#gate-reason"), ("verdict", "#verdict"), ("outcome", "#outcome"),
+        ("scores", "#system1-table"), ("prompt", "#prompt"), ("share", "#share"), ("map", "#user-map")]}
+    picker = page.input_value("#user-picker input")
+    verdict = re.search(r"Case: user (\d+) · (.+?) · ", text["verdict"])
+    return {
+        "users": {re.search(r"User (\d+)", text["card"]).group(1), re.search(r"for user (\d+)", text["gate"]).group(1),
+                  verdict.group(1), re.search(r"for user (\d+)", text["outcome"]).group(1),
+                  re.search(r"prediction · user (\d+)", text["scores"]).group(1),
+                  re.search(r"Prompt for user (\d+)", text["prompt"]).group(1),
+                  re.search(r"\?user=(\d+)&", text["share"]).group(1), re.search(r"User (\d+)", text["map"]).group(1),
+                  re.search(r"User (\d+) ·", picker).group(1)},
+        "movie": verdict.group(2),
+        "movie named everywhere": all(verdict.group(2) in text[name] for name in ("outcome", "scores", "prompt",
+                                                                                  "card")),
+    }
+
+
+def stream_counts(server) -> dict:
+    from gradio_client import Client
+
+    return Client(server, verbose=False).predict(api_name="/stream_counts")
+
+
+def test_quick_random_clicks_then_a_pick_leave_every_panel_on_one_case(server, tmp_path):
+    with opened_page(server) as page:
+        page.wait_for_selector("button:has-text('Random')")
+        for _ in range(5):
+            page.click("button:has-text('Random')")
+            time.sleep(0.2)
+        choose(page, "#user-picker", "User 42 ·")  # changes their mind once more
+        wait_for_text(page, "#reasoning", "tokens in", timeout=240_000)  # the answer starts by itself
+        seen = panels_case(page)
+        assert seen["users"] == {"42"} and seen["movie named everywhere"], seen
+        time.sleep(5)  # nothing for an older case arrives later
+        assert panels_case(page) == seen
+        assert "ThinkRec-fused" in page.inner_text("#system1-table")  # the LLMs' rows are the case's too
+        page.screenshot(path=str(tmp_path / "one-case.png"), full_page=True)
+
+
+def test_a_new_pick_stops_the_answer_still_streaming(server):
+    with opened_page(server) as page:
+        page.click("#auto-think input")  # off: only the button starts an answer
+        choose(page, "#user-picker", "User 21 ·")
+        wait_for_text(page, "#verdict", "Press Think")
+        page.click("#think")
+        page.wait_for_function("document.querySelector('#reasoning')?.innerText.length > 20", timeout=120_000)
+        choose(page, "#user-picker", "User 13 ·")
+        wait_for_text(page, "#verdict", "Case: user 13")
+        time.sleep(3)
+        assert page.inner_text("#reasoning") == ""  # the old answer went and did not come back
+        report = stream_counts(server)
+    assert any(line.split(": ", 1)[1].startswith("user 21 · ") for line in report["stopped"]), report
+
+
+def test_the_grounding_footer_counts_the_target_apart(server):
+    with opened_page(server + "?user=7&item=8") as page:
+        wait_for_text(page, "#reasoning", "tokens in", timeout=240_000)
+        footer = page.inner_text("#reasoning")
+        assert re.search(r"cited titles: \d+ found in the history the prompt showed, \d+ not found · the target "
+                         r"named", footer), footer
+        target = page.inner_text("#outcome").split(" (")[0]
+        marked_found = page.locator("#reasoning mark.cited-ok").all_inner_texts()
+        assert not any(target.lower() in mark.lower() for mark in marked_found)  # the target is never "found"
+        if "named (not counted" in footer:
+            assert page.locator("#reasoning mark.cited-target").count() >= 1
 
 
 @pytest.mark.parametrize("path", ["file=README.md", "gradio_api/file=README.md", "file=/etc/passwd",
@@ -240,5 +321,5 @@ def test_server_keeps_serving_after_a_request_fails(server):
     with urllib.request.urlopen(f"{server}gradio_api/call/think/{event}", timeout=60) as response:
         answer = response.read().decode()
     assert "event: error" in answer and "Traceback" not in answer  # one input instead of four
-    card, *_ = Client(server, verbose=False).predict("7", api_name="/select_user")
+    _, _, card, *_ = Client(server, verbose=False).predict("7", "fused", 120, api_name="/select_user")
     assert "User 7" in card

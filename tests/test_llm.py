@@ -203,6 +203,21 @@ def test_the_stream_reads_p_yes_from_its_first_step(trained_cf, tiny_prepared, t
         assert stream.p_yes == pytest.approx(expected, abs=1e-5)  # raw logits even when sampling
 
 
+@pytest.mark.parametrize("sample", [False, True])
+def test_a_stopped_stream_ends_at_its_next_step(trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer,
+                                               sample):
+    model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    prompt = builder.encode_row(tiny_prepared.split("test").iloc[0])
+    settings = GenerationSettings(max_new_tokens=500, min_new_tokens=500, do_sample=sample)
+    stream = stream_text(model, tiny_tokenizer, prompt, settings)
+    pieces = iter(stream)
+    next(pieces)
+    stream.stop()
+    list(pieces)  # what was already decoded when it stopped
+    # greedy decoding stops before its next step; a sampling thread at the step after it is told
+    assert stream.stopped and 1 <= stream.new_tokens < (100 if sample else 20)
+
+
 @pytest.mark.parametrize("settings", [GenerationSettings(max_new_tokens=0), GenerationSettings(max_new_tokens=10_000),
                                       GenerationSettings(do_sample=True, temperature=9.0)])
 def test_out_of_range_generation_settings_are_refused(settings):

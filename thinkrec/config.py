@@ -235,6 +235,15 @@ class AnalysisConfig:
 
 
 @dataclass
+class DemoConfig:
+    """How the demo spends the CPU: a pick shows the cheap panels at once; the reasoning streams on Think,
+    or by itself once the case has stayed the same for ``settle_seconds`` (with ``auto_think``)."""
+
+    auto_think: bool = True
+    settle_seconds: float = 1.5
+
+
+@dataclass
 class Config:
     """Everything the pipeline and the demo need to know."""
 
@@ -245,6 +254,7 @@ class Config:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     guest: GuestConfig = field(default_factory=GuestConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

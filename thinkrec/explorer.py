@@ -13,6 +13,7 @@ picks) and a target item, with the history the answer sees. Scores and reasoning
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -30,6 +31,7 @@ from thinkrec.fusion.gate import Routing
 from thinkrec.fusion.user_map import UserMap
 from thinkrec.guest import GuestUser, make_guest
 from thinkrec.llm.generate import GenerationSettings
+from thinkrec.llm.prompt import shown_history
 from thinkrec.manifest import verify_manifest
 from thinkrec.predictions import test_predictions
 from thinkrec.serving.bank import Explanation, LLMBank, Variant, load_bank
@@ -42,7 +44,17 @@ from thinkrec.workbench import SUMMARY as WORKBENCH_SUMMARY
 from thinkrec.workbench import Workbench, fingerprint, load_workbench, workbench_for
 
 log = logging.getLogger(__name__)
-__all__ = ["Case", "Explanation", "Explorer", "Profile", "UnknownIdError"]
+__all__ = ["Case", "Citations", "Explanation", "Explorer", "Profile", "UnknownIdError"]
+
+
+@dataclass(frozen=True)
+class Citations:
+    """The catalogue titles an answer names: the target itself, titles from the history its prompt showed
+    (found), and titles that are neither (not found)."""
+
+    target: list[str]
+    found: list[str]
+    missing: list[str]
 
 
 class Explorer:
@@ -217,3 +229,20 @@ class Explorer:
     def grounding(self, text: str, allowed: set[str]) -> tuple[list[str], list[str]]:
         """Titles the text cites that are (and are not) in the user's history or the target."""
         return grounding_of(text, allowed, self.data.items["title"].tolist())
+
+    def citations(self, text: str, run: Explanation) -> Citations:
+        """The titles an answer cites, the target counted apart from the history it was shown."""
+        history = {title for title in run.allowed if title != run.target}
+        grounded, missing = self.grounding(text, history | {run.target})
+        target = [t for t in grounded if " ".join(t.lower().split()) == " ".join(run.target.lower().split())]
+        return Citations(target, [t for t in grounded if t not in target], missing)
+
+    def prompt_text(self, case: Case, system: str) -> str:
+        """The exact prompt ``system`` reads for the case ("" without LLM systems)."""
+        return self.bank.readable_prompt(system, case) if self.bank and system in self.llm_systems() else ""
+
+    def prompt_history(self, case: Case) -> pd.DataFrame:
+        """The earlier ratings the case's prompt shows (title, liked), oldest first, as the LLM systems see them."""
+        shown = shown_history(case.hist_items, case.hist_labels, self.config.llm.history_len)
+        return pd.DataFrame({"title": [self.item_label(item) for item, _ in shown],
+                             "liked": [bool(liked) for _, liked in shown]})

@@ -7,6 +7,8 @@ import pandas as pd
 
 MIN_GENRE_RATINGS = 3  # ratings in a genre before it can count as liked or disliked
 TOP_GENRES = 3
+LEANING_MARGIN = 0.1  # how far a genre's like share must sit from the user's like-rate to count
+FAVOURED, AVOIDED = "favoured", "avoided"
 RATE_MIN_TRAIN = 5  # train ratings before a user's like-rate is shown and argued from
 
 
@@ -36,7 +38,7 @@ def activity_tiers(counts: np.ndarray) -> list[str]:
 
 
 def genre_preferences(part: pd.DataFrame, genre_lists: list[list[str]]) -> tuple[list[str], list[str]]:
-    """Genres whose like-rate is clearly above / below the user's own like-rate."""
+    """Genres whose like-rate is clearly above / below the user's own like-rate (``genre_leaning``)."""
     if part.empty:
         return [], []
     base = part["label"].mean()
@@ -44,7 +46,19 @@ def genre_preferences(part: pd.DataFrame, genre_lists: list[list[str]]) -> tuple
     for item, label in zip(part["item"], part["label"]):
         for genre in genre_lists[item]:
             seen.setdefault(genre, []).append(label)
-    rates = {g: (np.mean(v), len(v)) for g, v in seen.items() if len(v) >= MIN_GENRE_RATINGS}
-    above = sorted((g for g, (r, _) in rates.items() if r >= base + 0.1), key=lambda g: (-rates[g][0], -rates[g][1], g))
-    below = sorted((g for g, (r, _) in rates.items() if r <= base - 0.1), key=lambda g: (rates[g][0], -rates[g][1], g))
+    rates = {g: (np.mean(v), len(v)) for g, v in seen.items()}
+    above = sorted((g for g, (r, n) in rates.items() if genre_leaning(r, n, base) == FAVOURED),
+                   key=lambda g: (-rates[g][0], -rates[g][1], g))
+    below = sorted((g for g, (r, n) in rates.items() if genre_leaning(r, n, base) == AVOIDED),
+                   key=lambda g: (rates[g][0], -rates[g][1], g))
     return above[:TOP_GENRES], below[:TOP_GENRES]
+
+
+def genre_leaning(like_share: float, ratings: int, base_rate: float) -> str:
+    """The one rule for a favoured or avoided genre: at least ``MIN_GENRE_RATINGS`` ratings in it, and a
+    like share ``LEANING_MARGIN`` or more above (below) the user's own like-rate; "" otherwise."""
+    if ratings < MIN_GENRE_RATINGS:
+        return ""
+    if like_share >= base_rate + LEANING_MARGIN:
+        return FAVOURED
+    return AVOIDED if like_share <= base_rate - LEANING_MARGIN else ""

@@ -7,7 +7,8 @@ fewer forward passes; sampling runs the backbone's ``generate`` in a worker thre
 text back through a ``TextIteratorStreamer``. Either way decoding runs in a copy of the context
 the stream was made in, so a per-request adapter mixture set by the caller applies to it.
 The first decoding step's logits sit at the answer position, so the stream also reads P(Yes)
-from them: one prompt pass serves both the score and the reasoning.
+from them: one prompt pass serves both the score and the reasoning. ``TextStream.stop()`` ends a
+stream that nobody needs any more at its next decoding step, so its CPU is free at once.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator
 from dataclasses import dataclass
-from threading import Thread
+from threading import Event, Thread
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, TextIteratorStreamer, TextStreamer
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+    TextIteratorStreamer,
+    TextStreamer,
+)
 
 from thinkrec.llm.lookup_decoding import AnswerRules, greedy_lookup_decode, repeated_ngram_bans
 from thinkrec.llm.model import SoftTokenLM, collate
@@ -127,9 +135,20 @@ class AnswerNgramBan(LogitsProcessor):
         return scores
 
 
+class StopWhenAsked(StoppingCriteria):
+    """Ends ``generate`` at the next step once ``event`` is set."""
+
+    def __init__(self, event: Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 class TextStream:
     """Iterate to receive pieces of the answer (verdict first, then the reasoning) as they arrive;
-    ``new_tokens`` counts the tokens generated so far and ``p_yes`` is known once the first piece arrived."""
+    ``new_tokens`` counts the tokens generated so far and ``p_yes`` is known once the first piece arrived.
+    ``stop()`` ends the stream at its next decoding step (``stopped`` then says so)."""
 
     def __init__(self, model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings,
                  timeout: float = 120.0):
@@ -148,11 +167,13 @@ class TextStream:
         self._greedy_tokens = 0
         self._prompt_ids = batch.input_ids[0]
         self._probe = VerdictProbe(model.yes_id, model.no_id)
+        self._stop = Event()
         self._kwargs = dict(inputs_embeds=embeds, attention_mask=batch.attention_mask,
                             max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
                             streamer=self.streamer,
                             logits_processor=LogitsProcessorList([self._probe,
                                                                   AnswerNgramBan(settings.no_repeat_ngram)]),
+                            stopping_criteria=StoppingCriteriaList([StopWhenAsked(self._stop)]),
                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
         self._errors: list[BaseException] = []
         self._context = contextvars.copy_context()  # carries the caller's adapter mixture, if any
@@ -166,6 +187,14 @@ class TextStream:
         """P(Yes) at the answer position, read from the first decoding step; None before it."""
         return self._probe.p_yes
 
+    def stop(self) -> None:
+        """End the stream at its next decoding step (thread-safe; a finished stream stays as it is)."""
+        self._stop.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
     def __iter__(self) -> Iterator[str]:
         return self._stream_greedy() if self._greedy else self._stream_sampled()
 
@@ -174,7 +203,7 @@ class TextStream:
         groups = greedy_lookup_decode(self._model.backbone, self._kwargs["inputs_embeds"], self._prompt_ids.tolist(),
                                       self._kwargs["max_new_tokens"], self._rules,
                                       on_first_logits=lambda logits: self._probe(self._prompt_ids[None], logits[None]))
-        while True:
+        while not self._stop.is_set():
             try:
                 group = self._context.run(next, groups, None)
             except Exception as err:
@@ -187,6 +216,7 @@ class TextStream:
             if first:
                 collector.flush()
             yield from collector.drain()
+        groups.close()  # frees the decoding cache now, also when stopped early
         collector.end()
         yield from collector.drain()
 

@@ -58,6 +58,12 @@ class EncodedPrompt:
         return len(self.input_ids)
 
 
+def shown_history(hist_items, hist_labels, history_len: int) -> list[tuple[int, int]]:
+    """The (item, liked) pairs a prompt shows: the last ``history_len`` non-padding ones, oldest first."""
+    history = [(int(item), int(label)) for item, label in zip(hist_items, hist_labels) if item != PAD]
+    return history[-history_len:] if history_len else []
+
+
 class PromptBuilder:
     """Renders and tokenises prompts for (user, target item, history) triples.
 
@@ -124,8 +130,7 @@ class PromptBuilder:
         profile = self._profile_line(user) if self.show_profile else None
         if profile:
             lines.append(profile)
-        history = [(int(item), int(label)) for item, label in zip(hist_items, hist_labels) if item != PAD]
-        history = history[-self.config.history_len:] if self.config.history_len else []
+        history = shown_history(hist_items, hist_labels, self.config.history_len)
         close = self.close_to_target(item, history) if self.mark_close else set()
         if history:
             lines.append("Rated, oldest first:")

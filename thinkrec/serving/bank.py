@@ -81,6 +81,7 @@ class Explanation:
     truth: bool | None
     allowed: set[str]  # titles it may cite: the history shown in the prompt and the target
     stream: TextStream
+    target: str = ""  # the target's title (citing it is not evidence from the history)
 
     @property
     def p_yes(self) -> float | None:
@@ -185,7 +186,12 @@ class LLMBank:
         prompt = self.prompt(system, case)
         allowed = {self.titles[i] for i in case.hist_items if i >= 0} | {self.titles[case.item]}
         return Explanation(system=system, prompt=self.served[system].builder.readable(prompt), truth=case.truth,
-                           allowed=allowed, stream=self.stream(system, case, settings, tau, weights))
+                           allowed=allowed, stream=self.stream(system, case, settings, tau, weights),
+                           target=self.titles[case.item])
+
+    def readable_prompt(self, system: str, case: Case) -> str:
+        """The exact prompt ``system`` reads for the case, soft tokens named (no model runs)."""
+        return self.served[system].builder.readable(self.prompt(system, case))
 
 
 def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=None,

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from thinkrec.data.prepared import PreparedData
+from thinkrec.data.profiles import genre_leaning
 
 MAX_QUERY_CHARS = 200
 
@@ -29,7 +30,7 @@ class Profile:
     liked_genres: list[str]
     disliked_genres: list[str]
     history: pd.DataFrame  # title, year, liked, timestamp of train interactions, newest first
-    genre_counts: pd.DataFrame = field(default_factory=pd.DataFrame)  # genre, liked, disliked
+    genre_counts: pd.DataFrame = field(default_factory=pd.DataFrame)  # genre, liked, disliked, share, leaning
 
 
 class Catalogue:
@@ -76,7 +77,8 @@ class Catalogue:
         return Profile(user_id=str(row["user_id"]), features=features, n_train=int(row["n_train"]),
                        like_rate=float(row["like_rate"]), activity=str(row["activity"]),
                        liked_genres=list(row["liked_genres"]), disliked_genres=list(row["disliked_genres"]),
-                       history=history, genre_counts=genre_counts(items["genres"], train["label"]))
+                       history=history, genre_counts=genre_counts(items["genres"], train["label"],
+                                                                  float(train["label"].mean())))
 
     def test_items(self, user_id: str) -> pd.DataFrame:
         """The user's held-out test interactions with their true outcome, oldest first."""
@@ -98,12 +100,17 @@ class Catalogue:
         return pd.DataFrame({"item_id": found["item_id"], "title": [self.item_label(i) for i in found["item"]]})
 
 
-def genre_counts(genres: pd.Series, labels: pd.Series) -> pd.DataFrame:
-    """Liked and disliked interactions per genre, most liked first."""
+def genre_counts(genres: pd.Series, labels: pd.Series, base_rate: float) -> pd.DataFrame:
+    """Liked and disliked interactions per genre with the like share and the genre's leaning for a user
+    whose like-rate is ``base_rate`` (the rule the profile's favoured and avoided genres follow), most
+    liked first."""
     counts: dict[str, list[int]] = {}
     for item_genres, label in zip(genres, labels):
         for genre in item_genres:
             counts.setdefault(genre, [0, 0])[0 if label else 1] += 1
     frame = pd.DataFrame([(genre, liked, disliked) for genre, (liked, disliked) in counts.items()],
                          columns=["genre", "liked", "disliked"])
+    frame["share"] = frame["liked"] / (frame["liked"] + frame["disliked"])
+    frame["leaning"] = [genre_leaning(share, n, base_rate)
+                        for share, n in zip(frame["share"], frame["liked"] + frame["disliked"])]
     return frame.sort_values(["liked", "genre"], ascending=[False, True]).reset_index(drop=True)

@@ -1,0 +1,133 @@
+"""One case per view: which case each browser session shows now, and which answer may still stream.
+
+Every pick registers the case it opens (``Views.show``); costly work for a case asks ``Views.shows``
+before it spends time and before it hands a result back, and a streamed answer holds a ticket that
+any later stream of the same view, or a pick of another case, supersedes. A superseded stream stops
+at its next piece (``Views.stream`` ends the model's decoding too), so no answer for a case that is
+no longer picked reaches the page and the CPU goes to the case that is. The counters let tests and
+operators see how many answers finished, were superseded, or were cancelled by the page.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import Counter, OrderedDict, deque
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+MAX_SESSIONS = 10_000  # sessions remembered; the oldest are forgotten first
+API = "api"  # the session of a caller without a browser session (its work is never superseded)
+STOPPED_KEPT = 50  # stopped answers remembered for ``Views.report``
+
+
+@dataclass(frozen=True)
+class CaseKey:
+    """What one view shows: ``view`` (explore, build, ablation), the user or guest, the item and the settings
+    that change its answer. ``label`` is how every panel names it."""
+
+    view: str
+    user: str
+    item: str
+    settings: tuple = ()
+    label: str = ""
+
+
+class Views:
+    """The case each (session, view) shows and its live stream; thread-safe."""
+
+    def __init__(self):
+        self._shown: OrderedDict[tuple[str, str], tuple[CaseKey, float, int]] = OrderedDict()
+        self._tickets = itertools.count(1)
+        self._lock = threading.Lock()
+        self.counts: Counter = Counter()  # picks; streams started, finished, superseded, cancelled
+        self.stopped: deque[str] = deque(maxlen=STOPPED_KEPT)  # "<outcome>: <case label>" of the latest stops
+
+    def show(self, session: str, key: CaseKey) -> int:
+        """The session's view now shows ``key``; streams of any other case in that view are superseded.
+        Returns a number that grows with every pick (so showing the same case again is a new pick)."""
+        with self._lock:
+            self.counts["picks"] += 1
+            return self._show(session, key)
+
+    def _show(self, session: str, key: CaseKey) -> int:
+        """``show`` without counting a pick; the caller holds the lock."""
+        current = self._shown.get((session, key.view))
+        if current is None or current[0] != key:
+            self._shown[(session, key.view)] = (key, time.monotonic(), 0)
+        self._shown.move_to_end((session, key.view))
+        while len(self._shown) > MAX_SESSIONS:
+            self._shown.popitem(last=False)
+        return self.counts["picks"]
+
+    def shows(self, session: str, key: CaseKey) -> bool:
+        """Whether the session's view still shows ``key`` (a caller without a session always does)."""
+        if session == API:
+            return True
+        with self._lock:
+            current = self._shown.get((session, key.view))
+            return current is not None and current[0] == key
+
+    def shown_for(self, session: str, key: CaseKey) -> float:
+        """Seconds the view has shown ``key`` (0 if it does not)."""
+        with self._lock:
+            current = self._shown.get((session, key.view))
+            return time.monotonic() - current[1] if current is not None and current[0] == key else 0.0
+
+    def start_stream(self, session: str, key: CaseKey, if_shown: bool = False) -> int | None:
+        """Show ``key`` and give it the view's one live stream; returns the stream's ticket. With ``if_shown``
+        (a stream nobody asked for by name) only if the view still shows ``key``; None otherwise."""
+        with self._lock:
+            current = self._shown.get((session, key.view))
+            if if_shown and session != API and (current is None or current[0] != key):
+                return None
+            self._show(session, key)
+            ticket = next(self._tickets)
+            shown, since, _ = self._shown[(session, key.view)]
+            self._shown[(session, key.view)] = (shown, since, ticket)
+            self.counts["started"] += 1
+            return ticket
+
+    def live(self, session: str, key: CaseKey, ticket: int) -> bool:
+        """Whether the stream with ``ticket`` is still its view's live one for the shown case."""
+        if session == API:
+            return True
+        with self._lock:
+            current = self._shown.get((session, key.view))
+            return current is not None and current[0] == key and current[2] == ticket
+
+    def stream(self, session: str, key: CaseKey, pieces: Iterable, stop, if_shown: bool = False) -> Iterator:
+        """Pass ``pieces`` on while this stream is live; when it is superseded (or the page closes the
+        generator) call ``stop()`` at once and count it. ``if_shown``: see ``start_stream``."""
+        ticket = self.start_stream(session, key, if_shown)
+        outcome = "cancelled" if ticket is not None else "superseded"
+        try:
+            if ticket is None:
+                return
+            for piece in pieces:
+                if not self.live(session, key, ticket):
+                    outcome = "superseded"
+                    return
+                yield piece
+            outcome = "finished"
+        finally:
+            if outcome != "finished":
+                stop()
+                log.info("answer for %s %s: stopped before the end", key.label or key, outcome)
+            with self._lock:
+                self.counts[outcome] += 1
+                if outcome != "finished":
+                    self.stopped.append(f"{outcome}: {key.label or key}")
+
+    def report(self) -> dict:
+        """The counts and the latest stopped answers, for operators and tests."""
+        with self._lock:
+            return {**self.counts, "stopped": list(self.stopped)}
+
+
+def session_of(request) -> str:
+    """The browser session a request comes from (``API`` for a call without one)."""
+    return getattr(request, "session_hash", None) or API
