@@ -7,7 +7,7 @@ from functools import partial
 import gradio as gr
 import pandas as pd
 
-from demo import ablation, about, analysis, build, handlers, links
+from demo import ablation, about, analysis, build, handlers, links, whatif
 from demo.charts import results_chart
 from thinkrec import registry
 from thinkrec.config import GATE_TAU_RANGE
@@ -47,6 +47,7 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
         _wire_build(explorer, built)
         _wire_ablation(explorer, ablate, explore, ablation_tab)
         _wire_links(explorer, demo, explore, built, ablate, tabs, wanted_item, notice, linked_tab)
+        whatif.wire(explorer, demo, explore, explore["whatif"])  # what if: the Explore case with edited ratings
     return demo
 
 
@@ -87,6 +88,7 @@ def _explore_tab(explorer: Explorer) -> dict:
             w["scores"] = gr.Dataframe(pd.DataFrame(columns=handlers.SCORE_COLUMNS), label="Every system's prediction",
                                        elem_id="system1-table", interactive=False)
             w["share"] = gr.Markdown(elem_id="share")
+    w["whatif"] = whatif.panel(explorer)
     return w
 
 
