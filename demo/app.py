@@ -43,7 +43,7 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
             with gr.Tab("About", id="about"):
                 gr.Markdown(about.ABOUT)
                 gr.HTML(about.architecture_html())
-        _wire(explorer, demo, explore, analyse, tabs, wanted_item)
+        _wire(explorer, explore, analyse, tabs, wanted_item)
         _wire_build(explorer, built)
         _wire_ablation(explorer, ablate, explore, ablation_tab)
         _wire_links(explorer, demo, explore, built, ablate, tabs, wanted_item, notice, linked_tab)
@@ -162,36 +162,84 @@ def _ablation_tab(explorer: Explorer) -> dict:
 
 
 def _analyse_tab(explorer: Explorer) -> dict:
-    table = explorer.case_table()
+    workbench = explorer.workbench
+    if workbench is None:
+        gr.Markdown("No stored test predictions to analyse yet (`python -m thinkrec eval-llm ...`, then `report`).")
+        return {}
+    table = workbench.rows
     systems = [(registry.label(s), s) for s in analysis.scored_systems(table)]
     main, rival = analysis.default_pair(table)
-    clusters = ["all"] + [str(c) for c in sorted(table["cluster"].unique())] if "cluster" in table else ["all"]
+    chosen = analysis.default_systems(table)
+    key = analysis.DEFAULT_SLICE if analysis.DEFAULT_SLICE in workbench.slice_keys else workbench.slice_keys[0]
+    llms, system1 = analysis.llm_and_system1(workbench)
+    llm = next((key for _, key in llms if key == main), llms[0][1] if llms else None)
+    system1_model = next((key for _, key in system1 if key == rival), system1[0][1] if system1 else None)
+    chart, metrics, slice_note = analysis.show_slice(explorer, key, chosen)
+    reliability, ece = analysis.show_calibration(explorer, chosen, key, analysis.ALL)
+    matrix, disagreements, disagree_note = analysis.show_disagreements(explorer, llm, system1_model, 0.5, key,
+                                                                      analysis.ALL)
+    cases, csv, note = analysis.refresh_cases(explorer, main, rival, analysis.SHOW[0], key, analysis.ALL, 0)
     w: dict = {}
-    gr.Markdown("Every stored test prediction on the fixed test subset. Filter, sort by a column header, download "
-                "the rows as CSV, or click a row to open the case in the Explore tab.")
+    gr.Markdown(f"Every stored test prediction ({workbench.summary['rows']} rows of {workbench.summary['users']} "
+                "users), every system side by side. Slice the rows, compare AUC per slice with intervals that "
+                "resample users, check calibration, find where an LLM and a System-1 model disagree, and read the "
+                "cases: sort by a column header, download them as CSV, or click a row to open it in Explore.")
+    with gr.Row():
+        w["slice"] = gr.Dropdown(analysis.slice_choices(workbench), value=key, label="Slice by",
+                                 elem_id="analyse-slice")
+        w["value"] = gr.Dropdown(analysis.slice_value_choices(workbench, key), value=analysis.ALL,
+                                 label="Keep one slice value (calibration, disagreements, cases)",
+                                 elem_id="analyse-slice-value")
+        w["systems"] = gr.Dropdown(systems, value=chosen, multiselect=True, label="Systems in the charts",
+                                   elem_id="analyse-systems")
+    with gr.Tabs():
+        with gr.Tab("AUC by slice", id="analyse-slices"):
+            w["slice_note"] = gr.Markdown(slice_note, elem_id="slice-note")
+            w["slice_chart"] = gr.Plot(chart, label="AUC by slice", elem_id="slice-chart")
+            w["slice_table"] = gr.Dataframe(metrics, label="Metrics by slice value", interactive=False,
+                                            elem_id="slice-table", max_height=360)
+        with gr.Tab("Calibration", id="analyse-calibration"):
+            w["calibration_chart"] = gr.Plot(reliability, label="Reliability diagram", elem_id="calibration-chart")
+            w["ece"] = gr.Dataframe(ece, label="Expected calibration error (ECE)", interactive=False,
+                                    elem_id="ece-table")
+        with gr.Tab("Disagreements", id="analyse-disagreements"):
+            with gr.Row():
+                w["llm"] = gr.Dropdown(llms, value=llm, label="LLM", elem_id="disagree-llm")
+                w["system1"] = gr.Dropdown(system1, value=system1_model, label="System-1 model",
+                                           elem_id="disagree-system1")
+                w["threshold"] = gr.Slider(0, 1, value=0.5, step=0.05, label="Verdict threshold of the confusion table",
+                                           elem_id="confusion-threshold")
+            w["confusion"] = gr.Dataframe(matrix, label="Confusion at the threshold", interactive=False,
+                                          elem_id="confusion-table")
+            w["disagree_note"] = gr.Markdown(disagree_note, elem_id="disagree-note")
+            w["disagreements"] = gr.Dataframe(disagreements, label="Largest disagreements", interactive=False,
+                                              elem_id="disagreement-table", max_height=420)
+    gr.Markdown("#### Every prediction")
     with gr.Row():
         w["system"] = gr.Dropdown(systems, value=main, label="System", elem_id="analyse-system")
         w["rival"] = gr.Dropdown(systems, value=rival, label="Compared with", elem_id="analyse-rival")
-        w["show"] = gr.Radio(list(analysis.SHOW), value="all cases", label="Show", elem_id="analyse-show")
-        w["cluster"] = gr.Dropdown(clusters, value="all", label="Cluster", elem_id="analyse-cluster")
+        w["show"] = gr.Radio(list(analysis.SHOW), value=analysis.SHOW[0], label="Show", elem_id="analyse-show")
         w["confidence"] = gr.Slider(0, 1, value=0, step=0.05, label="Minimum confidence |2p - 1|")
-    w["note"] = gr.Markdown(elem_id="analyse-note")
-    w["table"] = gr.Dataframe(label="Cases", interactive=False, elem_id="analyse-table", max_height=520)
-    w["csv"] = gr.DownloadButton("Download these rows (CSV)", elem_id="analyse-csv")
+    w["note"] = gr.Markdown(note, elem_id="analyse-note")
+    w["table"] = gr.Dataframe(cases, label="Cases", interactive=False, elem_id="analyse-table", max_height=520)
+    w["csv"] = gr.DownloadButton("Download these rows (CSV)", value=csv, elem_id="analyse-csv")
     return w
 
 
 def _results(explorer: Explorer) -> None:
-    results = explorer.results_table()
-    gr.Markdown("### Results\nAUC / UAUC recomputed from the stored predictions of every system on the same test "
-                "rows. The full report, with the paper's ML-1M figures for context, is RESULTS.md in the repository.")
-    with gr.Row():
-        gr.Dataframe(results, label="Test AUC / UAUC", interactive=False, elem_id="results-table")
-        if len(results):
-            gr.Plot(results_chart(results), label="AUC by system")
-    clusters = explorer.cluster_results()
-    if len(clusters):
-        gr.Dataframe(clusters, label="Per cluster (test subset)", interactive=False, elem_id="cluster-results")
+    workbench = explorer.workbench
+    if workbench is None:
+        return
+    reference = workbench.summary["reference"]
+    gr.Markdown("### Results\nAUC / UAUC recomputed from the stored predictions of every system on the same "
+                f"{workbench.summary['rows']} test rows, with {workbench.summary['settings']['confidence']:.0%} "
+                "intervals that resample users"
+                + (f", and each system's AUC minus {registry.label(reference)}'s on the same resampled users (the best "
+                   "System-1 model here)" if reference else "")
+                + ". The full report, with the paper's ML-1M figures for context, is RESULTS.md in the repository.")
+    gr.Dataframe(analysis.overall_table(workbench), label="Test AUC / UAUC with intervals", interactive=False,
+                 elem_id="results-table")
+    gr.Plot(results_chart(workbench.overall, registry.label), label="AUC by system", elem_id="results-chart")
 
 
 def _wire_links(explorer: Explorer, demo: gr.Blocks, w: dict, b: dict, a: dict, tabs, wanted_item, notice,
@@ -250,7 +298,7 @@ def _wire_ablation(explorer: Explorer, a: dict, w: dict, tab) -> None:
         partial(ablation.ablation_streams, explorer), [*case, a["length"]], a["columns"], api_name="ablation")
 
 
-def _wire(explorer: Explorer, demo: gr.Blocks, w: dict, a: dict, tabs, wanted_item) -> None:
+def _wire(explorer: Explorer, w: dict, a: dict, tabs, wanted_item) -> None:
     """Events. Programmatic user changes (random, link, case, row click) call ``select_user`` explicitly;
     the picker's own ``input`` event covers a person choosing."""
     select = partial(handlers.select_user, explorer)
@@ -271,10 +319,37 @@ def _wire(explorer: Explorer, demo: gr.Blocks, w: dict, a: dict, tabs, wanted_it
     w["query"].submit(partial(handlers.search_titles, explorer), w["query"], [w["item"], w["found"]])
     w["go"].click(think, asked, thought, api_name="think")
 
-    filters = [a["system"], a["rival"], a["show"], a["cluster"], a["confidence"]]
-    refresh = partial(handlers.refresh_cases, explorer)
-    for control in filters:
-        control.change(refresh, filters, [a["table"], a["csv"], a["note"]])
-    demo.load(refresh, filters, [a["table"], a["csv"], a["note"]])
-    a["table"].select(handlers.open_case, None, [w["user"], wanted_item, tabs]).then(
-        select, [w["user"], wanted_item], shown)
+    _wire_analyse(explorer, a, w, tabs, wanted_item)
+
+
+def _wire_analyse(explorer: Explorer, a: dict, w: dict, tabs, wanted_item) -> None:
+    """The analysts' tab: a slice choice redraws the chart and resets the value filter; the value filter,
+    the systems and the pickers redraw what depends on them; a click on a case opens it in Explore."""
+    if not a:
+        return
+    chart = partial(analysis.show_slice, explorer)
+    charted = [a["slice_chart"], a["slice_table"], a["slice_note"]]
+    calibration = partial(analysis.show_calibration, explorer)
+    calibrated = [a["calibration_chart"], a["ece"]]
+    compare = partial(analysis.show_disagreements, explorer)
+    compared = [a["confusion"], a["disagreements"], a["disagree_note"]]
+    cases = partial(analysis.refresh_cases, explorer)
+    listed = [a["table"], a["csv"], a["note"]]
+    filters = [a["system"], a["rival"], a["show"], a["slice"], a["value"], a["confidence"]]
+    pair = [a["llm"], a["system1"], a["threshold"], a["slice"], a["value"]]
+
+    a["slice"].input(partial(analysis.slice_values, explorer), a["slice"], a["value"]).then(
+        chart, [a["slice"], a["systems"]], charted).then(
+        calibration, [a["systems"], a["slice"], a["value"]], calibrated).then(
+        compare, pair, compared).then(cases, filters, listed)
+    a["value"].input(calibration, [a["systems"], a["slice"], a["value"]], calibrated).then(
+        compare, pair, compared).then(cases, filters, listed)
+    a["systems"].change(chart, [a["slice"], a["systems"]], charted).then(
+        calibration, [a["systems"], a["slice"], a["value"]], calibrated)
+    for control in (a["llm"], a["system1"], a["threshold"]):
+        control.change(compare, pair, compared)
+    for control in (a["system"], a["rival"], a["show"], a["confidence"]):
+        control.change(cases, filters, listed)
+    for table in (a["table"], a["disagreements"]):
+        table.select(handlers.open_case, None, [w["user"], wanted_item, tabs]).then(
+            partial(handlers.select_user, explorer), [w["user"], wanted_item], _user_outputs(w))

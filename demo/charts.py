@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -101,10 +102,64 @@ def _star(figure: go.Figure, x: float, y: float, label: str) -> None:
     figure.add_annotation(x=x, y=y, text=label, showarrow=True, arrowhead=2, ay=-30)
 
 
-def results_chart(results: pd.DataFrame) -> go.Figure:
-    """AUC and UAUC of every system on the fixed test subset, as grouped bars."""
-    figure = go.Figure([go.Bar(x=results["system"], y=results["subset AUC"], name="AUC", marker_color="#457b9d"),
-                        go.Bar(x=results["system"], y=results["subset UAUC"], name="UAUC", marker_color="#e9a23b")])
-    figure.update_layout(barmode="group", height=320, yaxis={"range": [0.4, 0.9], "title": "test subset"},
-                         margin={"l": 10, "r": 10, "t": 30, "b": 10}, title="Every system on the same test rows")
+def results_chart(overall: pd.DataFrame, label: Callable[[str], str]) -> go.Figure:
+    """AUC and UAUC of every system as grouped bars, with their user-bootstrap intervals as error bars;
+    ``overall`` holds key, auc, auc_low, auc_high, uauc, uauc_low, uauc_high."""
+    names = overall["key"].map(label)
+    figure = go.Figure([
+        go.Bar(x=names, y=overall[metric], name=metric.upper(), marker_color=colour,
+               error_y={"type": "data", "symmetric": False, "array": overall[f"{metric}_high"] - overall[metric],
+                        "arrayminus": overall[metric] - overall[f"{metric}_low"]})
+        for metric, colour in (("auc", "#457b9d"), ("uauc", "#e9a23b"))])
+    figure.update_layout(barmode="group", height=340, yaxis={"range": [0.3, 1.0], "title": "test rows"},
+                         margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                         title="Every system on the same test rows (bars: bootstrap interval, users resampled)")
+    return figure
+
+
+def slice_auc_chart(metrics: pd.DataFrame, systems: list[str], label: Callable[[str], str],
+                    slice_label: str) -> go.Figure:
+    """AUC per slice value (x, in the slice's order) for each of ``systems`` (in that order), with its
+    user-bootstrap interval as error bars; ``metrics`` holds value, order, system, rows, users, auc, auc_low,
+    auc_high."""
+    figure = go.Figure()
+    hover = ("%{x}: AUC %{y:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}]<br>%{customdata[2]} rows, "
+             "%{customdata[3]} users<extra>%{fullData.name}</extra>")
+    for number, system in enumerate(systems):
+        part = metrics[metrics["system"] == system].sort_values("order")
+        figure.add_trace(go.Scatter(
+            x=part["value"], y=part["auc"], mode="markers", name=label(system),
+            marker={"size": 9, "color": CLUSTER_COLOURS[number % len(CLUSTER_COLOURS)]}, offsetgroup=system,
+            error_y={"type": "data", "symmetric": False, "array": part["auc_high"] - part["auc"],
+                     "arrayminus": part["auc"] - part["auc_low"], "thickness": 1.5},
+            customdata=part[["auc_low", "auc_high", "rows", "users"]].to_numpy(), hovertemplate=hover))
+    figure.add_hline(y=0.5, line_dash="dot", line_color="#999", annotation_text="chance", annotation_position="right")
+    figure.update_layout(height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10}, scattermode="group",
+                         title=f"AUC by {slice_label} (bars: bootstrap interval, users resampled)",
+                         xaxis={"type": "category", "title": slice_label}, yaxis={"title": "AUC"},
+                         legend={"orientation": "h", "y": -0.25})
+    return figure
+
+
+def reliability_chart(calibration: pd.DataFrame, systems: list[str], errors: dict[str, float],
+                      label: Callable[[str], str]) -> go.Figure:
+    """Reliability diagram: the like-rate against the mean P(like) of every non-empty bin, for each of
+    ``systems`` (ECE in the legend), over the diagonal a calibrated model would follow."""
+    figure = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="calibrated", hoverinfo="skip",
+                                  line={"dash": "dash", "color": "#999"}))
+    hover = ("P(like) %{customdata[0]:.1f}-%{customdata[1]:.1f}: mean %{x:.3f}, like-rate %{y:.3f}, "
+             "%{customdata[2]} rows<extra>%{fullData.name}</extra>")
+    for number, system in enumerate(systems):
+        filled = calibration[(calibration["system"] == system) & (calibration["rows"] > 0)]
+        figure.add_trace(go.Scatter(
+            x=filled["mean_p"], y=filled["like_rate"], mode="lines+markers",
+            name=f"{label(system)} (ECE {errors.get(system, math.nan):.3f})",
+            line={"color": CLUSTER_COLOURS[number % len(CLUSTER_COLOURS)]},
+            marker={"size": 5 + 12 * (filled["rows"] / max(filled["rows"].max(), 1)) ** 0.5},
+            customdata=filled[["low", "high", "rows"]].to_numpy(), hovertemplate=hover))
+    figure.update_layout(height=420, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                         title="Reliability: how often a like follows each P(like) (marker size: rows)",
+                         xaxis={"range": [0, 1], "title": "mean P(like) in the bin"},
+                         yaxis={"range": [0, 1], "title": "like-rate in the bin"},
+                         legend={"orientation": "h", "y": -0.2})
     return figure

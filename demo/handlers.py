@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 import gradio as gr
 import pandas as pd
 
-from demo import analysis
 from demo.charts import gate_chart, genre_chart, user_map_chart
 from thinkrec import registry
 from thinkrec.explorer import Case, Explanation, Explorer, UnknownIdError
@@ -200,22 +199,6 @@ def pick_case(value: str | None):
         return gr.update(), None
     user_id, item_id = value.split("|", 1)
     return gr.update(value=user_id), item_id
-
-
-def refresh_cases(explorer: Explorer, system: str | None, rival: str | None, show: str, cluster: str | None,
-                  min_confidence: float):
-    """The analysts' table for the current filters, its CSV file and a one-line summary."""
-    table = explorer.case_table()
-    if table.empty or not system:
-        return pd.DataFrame(columns=analysis.ID_COLUMNS), None, "No stored test predictions to analyse yet."
-    try:
-        shown = analysis.filter_cases(table, system, rival or None, show, cluster, float(min_confidence))
-    except ValueError as err:
-        log.warning("refresh_cases: %s", err)
-        return pd.DataFrame(columns=analysis.ID_COLUMNS), None, f"**Cannot filter:** {html.escape(str(err))}"
-    right = shown.iloc[:, -1].mean() if len(shown) else float("nan")
-    note = f"{len(shown)} of {len(table)} cases" + (f" · {right:.0%} answered right" if len(shown) else "")
-    return shown, str(analysis.export_csv(shown)), note
 
 
 def open_case(evt: gr.SelectData):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from demo import ablation, build, build_demo, handlers, links
+from demo import ablation, analysis, build, build_demo, handlers, links
 
 
 def test_ui_builds_without_launching(tiny_explorer):
@@ -224,14 +224,35 @@ def test_pick_case_splits_the_value():
 def test_refresh_cases_filters_and_exports(tiny_llm_explorer):
     import pandas as pd
 
-    table, path, note = handlers.refresh_cases(tiny_llm_explorer, "fused", "mf", "all cases", "all", 0)
-    everything = tiny_llm_explorer.case_table()
+    table, path, note = analysis.refresh_cases(tiny_llm_explorer, "fused", "mf", "all cases", "cluster", "all", 0)
+    everything = tiny_llm_explorer.workbench.rows
     assert len(table) == len(everything) and note.startswith(f"{len(everything)} of {len(everything)} cases")
     assert pd.read_csv(path)["item_id"].astype(str).tolist() == table["item_id"].astype(str).tolist()
-    errors, _, _ = handlers.refresh_cases(tiny_llm_explorer, "fused", "mf", "errors", "all", 0)
-    assert not errors["fused right"].any()
-    table, path, note = handlers.refresh_cases(tiny_llm_explorer, "nope", "mf", "all cases", "all", 0)
+    wrong, _, _ = analysis.refresh_cases(tiny_llm_explorer, "fused", "mf", "wrong answers", None, None, 0)
+    assert not wrong["fused right"].any()
+    one, _, _ = analysis.refresh_cases(tiny_llm_explorer, "fused", "mf", "all cases", "cluster", "1", 0)
+    assert set(one["cluster"]) == {"1"} and len(one) == (everything["cluster"] == "1").sum()
+    table, path, note = analysis.refresh_cases(tiny_llm_explorer, "nope", "mf", "all cases", None, None, 0)
     assert table.empty and path is None and "Cannot filter" in note
+
+
+def test_the_analyse_tab_charts_slices_calibration_and_disagreements(tiny_llm_explorer):
+    workbench = tiny_llm_explorer.workbench
+    assert {"cluster", "activity", "popularity", "genre", "age", "gender", "occupation", "routing"} <= set(
+        workbench.slice_keys)
+    chart, table, note = analysis.show_slice(tiny_llm_explorer, "gender", ["fused", "mf"])
+    assert [trace.name for trace in chart.data] == ["ThinkRec-fused", "MF"]
+    assert set(table["slice value"]) == set(workbench.rows["gender"]) and "values of gender" in note
+    assert analysis.slice_values(tiny_llm_explorer, "gender")["choices"] == ["all", "F", "M"]
+    reliability, ece = analysis.show_calibration(tiny_llm_explorer, ["fused", "mf"], "gender", "F")
+    assert ece["system"].tolist() == ["ThinkRec-fused", "MF"] and (ece["rows"] == (workbench.rows["gender"] ==
+                                                                                  "F").sum()).all()
+    assert [trace.name for trace in reliability.data][0] == "calibrated"
+    matrix, rows, note = analysis.show_disagreements(tiny_llm_explorer, "fused", "mf", 0.5, None, "all")
+    assert matrix[["said yes, liked", "said yes, not liked", "said no, liked", "said no, not liked"]].sum(
+        axis=1).tolist() == [len(workbench.rows)] * 2
+    assert rows.columns[:2].tolist() == ["user_id", "item_id"] and "who was right" in rows.columns
+    assert analysis.show_slice(tiny_llm_explorer, "gender", [])[0] is None
 
 
 def test_open_case_reads_the_clicked_row():
@@ -246,7 +267,8 @@ def test_open_case_reads_the_clicked_row():
 def test_ui_builds_with_every_tab(tiny_llm_explorer):
     demo = build_demo(tiny_llm_explorer)
     ids = {getattr(block, "elem_id", None) for block in demo.blocks.values()}
-    assert {"user-map", "case-picker", "analyse-table", "analyse-csv", "results-table", "cluster-results"} <= ids
+    assert {"user-map", "case-picker", "analyse-table", "analyse-csv", "results-table", "slice-chart",
+            "calibration-chart", "disagreement-table", "confusion-table"} <= ids
 
 
 def test_a_user_without_held_out_movies_is_pointed_to_the_search(tiny_explorer, monkeypatch):

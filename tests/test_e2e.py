@@ -78,6 +78,7 @@ def choose(page, picker: str, text: str | None = None, position: int = 0) -> Non
     """Open a Gradio dropdown and click the option containing ``text`` (or the one at ``position``)."""
     page.click(f"{picker} input")
     if text:
+        page.keyboard.press("Control+A")  # typing replaces a value already chosen
         page.keyboard.type(text)
     options = page.locator("[role=listbox] [role=option]")
     options.first.wait_for(timeout=30_000)
@@ -164,6 +165,47 @@ def test_ablation_link_runs_every_expert_side_by_side_and_the_temperature_moves_
         tau.blur()  # the slider reports a typed value when its box loses focus
         wait_for_text(page, "#ablation-gate-reason", "global model answers", timeout=60_000)
         assert "tau=2" in page.inner_text("#ablation-case")
+
+
+def test_analyse_a_slice_then_calibration_export_and_open_a_row(server, tmp_path):
+    import pandas as pd
+
+    with opened_page(server) as page:
+        console = []
+        page.on("console", lambda message: console.append(f"{message.type}: {message.text}"))
+        page.get_by_role("tab", name="Analyse").click()
+        choose(page, "#analyse-slice", "item popularity")
+        wait_for_text(page, "#slice-note", "values of item popularity")
+        page.wait_for_selector("#slice-chart .js-plotly-plot", timeout=60_000)
+        chart = page.inner_text("#slice-chart")
+        assert "200+" in chart and "ThinkRec-fused" in chart  # the bins on the axis, the systems in the legend
+        page.get_by_role("tab", name="Calibration").click()
+        page.wait_for_selector("#calibration-chart .js-plotly-plot", timeout=60_000)
+        assert "ECE" in page.inner_text("#calibration-chart")
+        wait_for_text(page, "#ece-table", "ThinkRec-fused")
+        counted = "document.querySelector('#analyse-note').innerText.trim().match(/^(\\d+) of (\\d+) cases/)"
+        kept, total = map(int, page.wait_for_function(counted, timeout=60_000).json_value()[1:])
+        assert kept == total  # every row before a slice value is chosen
+        choose(page, "#analyse-slice-value", "200+")
+        narrowed = f"(m => m && m[1] !== m[2] ? [m[1], m[2]] : null)({counted})"
+        kept = int(page.wait_for_function(narrowed, timeout=60_000).json_value()[0])
+        assert 0 < kept < total
+        with page.expect_download(timeout=60_000) as download:
+            page.click("#analyse-csv")
+        path = tmp_path / "cases.csv"
+        download.value.save_as(path)
+        exported = pd.read_csv(path, dtype=str)
+        assert len(exported) == kept and set(exported["popularity"]) == {"200+"}
+        assert "P(like) ThinkRec-fused" in exported.columns
+        assert all(len(p.split(".")[-1]) <= 3 for p in exported["P(like) ThinkRec-fused"])  # three decimals
+        cell = page.locator("#analyse-table [data-testid='cell-0-0']")  # the first row's user id
+        user = cell.inner_text().strip()
+        assert user in set(exported["user_id"])
+        cell.click()
+        wait_for_text(page, "#profile-card", f"User {user}")
+        page.screenshot(path=str(tmp_path / "analyse.png"), full_page=True)
+    translation = [line for line in console if "translat" in line.lower() or "i18n" in line.lower()]
+    assert not translation, translation
 
 
 def test_bad_link_gives_a_notice_not_a_trace(server):

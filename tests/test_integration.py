@@ -50,7 +50,7 @@ def test_shipped_checkpoints_match_their_manifest(config):
     from thinkrec.manifest import verify_manifest
 
     needed = ("cf/", "teacher/", "llm/thinkrec/adapter/", "llm/experts/clusters/", "llm/experts/expert_0/adapter/",
-              "llm/experts/user_map/", "llm/experts/test_predictions.parquet")
+              "llm/experts/user_map/", "llm/experts/test_predictions.parquet", "analysis/")
     manifest = verify_manifest(config.paths.checkpoints, required_prefixes=needed)
     assert all(not name.endswith((".pt", ".bin", ".pkl", ".pickle")) for name in manifest["files"])
     total = sum(entry["size"] for entry in manifest["files"].values())
@@ -174,11 +174,18 @@ def test_report_figures_match_the_stages_metrics(config, prepared, tmp_path):
     from thinkrec.report import write_report
 
     text = write_report(prepared, config, tmp_path / "RESULTS.md")
+
+    def shown(label: str) -> tuple[str, str]:  # AUC and UAUC cells of the system's row (intervals between them)
+        row = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        return cells[1], cells[3]
+
     for name, label in SHIPPED_LLMS.items():
         subset = json.loads((config.paths.checkpoints / "llm" / name / "metrics.json").read_text())["test_subset"]
-        assert f"| {label} | {subset['auc']:.4f} | {subset['uauc']:.4f} |" in text
+        assert shown(label) == (f"{subset['auc']:.4f}", f"{subset['uauc']:.4f}")
     fused = json.loads((config.paths.checkpoints / "llm" / "experts" / "metrics.json").read_text())["test_subset"]
-    assert f"| ThinkRec-fused | {fused['auc']:.4f} | {fused['uauc']:.4f} |" in text
+    assert shown("ThinkRec-fused") == (f"{fused['auc']:.4f}", f"{fused['uauc']:.4f}")
+    assert "**The paper's claim on this data:** ThinkRec-fused" in text
     reasoning = json.loads((config.paths.checkpoints / "llm" / "experts" / "reasoning_metrics.json").read_text())
     assert f"| ThinkRec-fused | {reasoning['meteor']:.4f} | {reasoning['bleu4']:.4f} |" in text
 
@@ -196,3 +203,19 @@ def test_shipped_experts_are_standard_peft_adapters(config):
                                           adapter_name=f"expert_{expert}")
         assert any("lora_B" in name for name, _ in model.named_parameters())
         backbone = model.unload()
+
+
+def test_shipped_workbench_is_current_and_recomputes(config, prepared):
+    from thinkrec.metrics import auc
+    from thinkrec.predictions import test_predictions
+    from thinkrec.workbench import FOLDER, fingerprint, load_workbench
+
+    predictions = test_predictions(prepared, config)
+    workbench = load_workbench(config.paths.checkpoints / FOLDER)
+    assert workbench.summary["fingerprint"] == fingerprint(predictions)  # built from the shipped predictions
+    overall = workbench.overall.set_index("key")
+    for system in workbench.systems:
+        assert overall.loc[system, "auc"] == pytest.approx(auc(predictions["label"], predictions[system]))
+        assert overall.loc[system, "auc_low"] <= overall.loc[system, "auc"] <= overall.loc[system, "auc_high"]
+    fused = pd.read_parquet(config.paths.checkpoints / "llm" / "experts" / "test_predictions.parquet")
+    assert workbench.rows["routing"].astype(str).tolist() == fused["decision"].tolist()  # the gate the stage used

@@ -56,7 +56,7 @@ def test_audit_accepts_sequels_sharing_titles():
 
 
 def test_era_words_hold_no_numbers():
-    assert era_keyword(1994) == "early nineties film" and era_keyword(1998) == "late nineties film"
+    assert era_keyword(1994, "halves") == "early nineties film" and era_keyword(1998) == "late nineties film"
     assert era_keyword(None) is None
 
 

@@ -242,7 +242,7 @@ def test_training_mixes_reasoning_rows_resumes_and_ships_an_adapter(tiny_traces,
 
     report = train_system(spec, tiny_prepared, tiny_config, tiny_traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
     assert report["steps"] == len(examples) // 2 + len(examples) % 2 and report["reasoning_examples"] == len(reasoning)
-    progress = json.loads((tiny_config.paths.work / "llm" / "thinkrec" / "progress.json").read_text())
+    progress = json.loads((tiny_config.paths.training / "llm" / "thinkrec" / "progress.json").read_text())
     assert progress["step"] == report["steps"] and len(progress["evaluations"]) == 1
     folder = tiny_config.paths.checkpoints / "llm" / "thinkrec"
     assert (folder / "adapter" / "adapter_model.safetensors").exists() and (folder / "projector.safetensors").exists()
@@ -259,3 +259,17 @@ def test_reasoning_system_refuses_to_train_without_traces(trained_cf, tiny_prepa
     model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
     with pytest.raises(ValueError, match="reasoning traces"):
         build_examples(system_spec("thinkrec"), builder, tiny_prepared, tiny_config, None)
+
+
+def test_losses_from_the_answer_window_equal_the_full_lm_head(trained_cf, tiny_prepared, tiny_config, tiny_llama,
+                                                             tiny_tokenizer):
+    model, builder = build("collm", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    rows = tiny_prepared.split("train").head(3)
+    prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
+    targets = [tiny_tokenizer.encode(text, add_special_tokens=False) for text in ("Yes", "No. It is a drama.", "Yes.")]
+    batch = collate(prompts, tiny_tokenizer.pad_token_id, targets)
+    labels = torch.tensor([1, 0, 1])
+    window_bce, window_lm = model.losses(batch, labels)
+    full_bce, full_lm = model.losses(batch, labels, full_head=True)
+    assert torch.allclose(window_bce, full_bce, atol=1e-6) and torch.allclose(window_lm, full_lm, atol=1e-6)
+    assert (window_lm > 0).all()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 
@@ -23,6 +24,12 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     assert metrics["test_subset"]["rows"] == 4
     reasoning = pipeline.stage_reasoning("thinkrec", tiny_prepared, config)
     assert reasoning["rows"] == 2 and 0 <= reasoning["meteor"] <= 1
+    assert 0 <= reasoning["loop_rate"] <= 1 and 0 <= reasoning["completion_rate"] <= 1
+    stored = pd.read_parquet(config.paths.checkpoints / "llm" / "thinkrec" / "reasoning.parquet")
+    assert (stored["new_tokens"] <= config.llm.max_new_tokens).all()
+    rescored = pipeline.stage_rescore_reasoning(tiny_prepared, config, ["thinkrec", "references"])  # nothing generated
+    assert json.dumps(rescored["thinkrec"], sort_keys=True) == json.dumps(reasoning, sort_keys=True)  # NaN == NaN
+    assert rescored["references"]["completion_rate"] == 1.0 and rescored["references"]["rows"] == 2
 
     selection = pipeline.stage_experts(tiny_prepared, config)
     assert selection["k"] == 2 and {c["method"] for c in selection["candidates"]} == {"kmeans", "ward"}
@@ -35,7 +42,6 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     stored = json.loads((config.paths.checkpoints / "llm" / "thinkrec" / "metrics.json").read_text())
     assert stored["test_subset"]["rows"] == len(rows)
     # The global mode of the fused model is the global ThinkRec model itself.
-    import pandas as pd
 
     global_predictions = pd.read_parquet(config.paths.checkpoints / "llm" / "thinkrec" / "test_predictions.parquet")
     assert np.allclose(scores["global"], global_predictions["p_yes"].to_numpy(), atol=1e-5)
@@ -107,7 +113,9 @@ def test_report_recomputes_from_stored_predictions(tiny_prepared, tiny_pipeline_
     stored = pipeline.stage_eval_llm("thinkrec", tiny_prepared, config)["test_subset"]
     text = write_report(tiny_prepared, config, tmp_path / "RESULTS.md")
     shown = [("n/a" if np.isnan(stored[k]) else f"{stored[k]:.4f}") for k in ("auc", "uauc")]  # tiny data: no UAUC
-    assert f"| ThinkRec-global | {shown[0]} | {shown[1]} |  |  |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| ThinkRec-global |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]  # system, AUC, interval, UAUC, interval, ...
+    assert (cells[1], cells[3]) == tuple(shown)
     assert "Not trained or scored yet: Zero-shot LLM, TALLRec-style, CoLLM-style, ThinkRec-fused" in text
     assert "| LightGCN |" in text and "ML-1M" in text and "No cluster experts trained yet" in text
     assert (tmp_path / "assets" / "results_auc.svg").read_text().startswith("<svg")

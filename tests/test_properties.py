@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from demo import build, handlers, links
+from demo import analysis, build, handlers, links
 from thinkrec.explorer import UnknownIdError
 from thinkrec.llm.generate import GenerationSettings
 
@@ -71,10 +71,14 @@ def test_generation_settings_are_checked(tokens, temperature, sample):
 
 
 @FAST
-@given(show=HOSTILE, cluster=HOSTILE, confidence=st.floats(allow_nan=True, allow_infinity=True))
-def test_analysts_filters_refuse_bad_values_with_a_message(tiny_explorer, show, cluster, confidence):
-    table, path, note = handlers.refresh_cases(tiny_explorer, "lightgcn", "mf", show, cluster, confidence)
+@given(show=HOSTILE, key=st.one_of(HOSTILE, st.sampled_from(["cluster", "genre", "age"])), value=HOSTILE,
+       confidence=st.floats(allow_nan=True, allow_infinity=True))
+def test_analysts_filters_refuse_bad_values_with_a_message(tiny_explorer, show, key, value, confidence):
+    table, path, note = analysis.refresh_cases(tiny_explorer, "lightgcn", "mf", show, key, value, confidence)
     assert isinstance(table, pd.DataFrame) and isinstance(note, str)
+    _, _, note = analysis.show_disagreements(tiny_explorer, "lightgcn", "mf", confidence, key, value)
+    assert isinstance(note, str)
+    assert isinstance(analysis.show_calibration(tiny_explorer, ["mf"], key, value)[1], pd.DataFrame)
 
 
 @pytest.mark.parametrize("value", ["7|", "|", "a|b|c", "<b>|<i>"])

@@ -97,7 +97,7 @@ def test_genre_overlap_and_audience_keywords(tiny_prepared, embeddings):
     genre = next(s for s in evidence.counter if s.kind == "genre")  # the user liked Quiet Sea
     assert genre.titles == ("The Garden", "Old Reel") and genre.genres == ("Drama",)
     assert set(evidence.audience) == {"crowd favourite", "acclaimed"}
-    assert evidence.era == "late nineties film"
+    assert evidence.era == "mid nineties film"  # 1995 (years ending 4-6: mid decade)
 
 
 def test_knowledge_graph_link_to_a_history_item(tiny_prepared, embeddings):

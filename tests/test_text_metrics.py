@@ -1,4 +1,5 @@
-"""Reasoning-text metrics: overlap scores, cited-title grounding and stated verdicts."""
+"""Reasoning-text metrics: overlap scores, cited-title grounding, stated verdicts, loops, completion,
+claim accuracy and conclusion agreement."""
 
 from __future__ import annotations
 
@@ -8,15 +9,25 @@ import nltk
 import pytest
 
 from thinkrec.assets import resolve_asset
+from thinkrec.claims import Claim
 from thinkrec.text_metrics import (
     bleu4,
     cited_titles,
+    claim_accuracy,
+    complete,
+    completion_rate,
+    conclusion_report,
     explanation_report,
     grounding_of,
     grounding_rate,
+    last_sentence,
+    loop_rate,
+    loops,
     meteor,
     rouge_l,
+    sentence_stance,
     stated_verdict,
+    text_measures,
     verdict_agreement,
     verdict_report,
 )
@@ -166,3 +177,73 @@ def test_explanation_report():
 def test_one_word_titles_count_only_in_quotes():
     catalogue = ["Heat", "Target", "Toy Story"]
     assert cited_titles('the target audience liked "Heat" and toy story', catalogue) == ["Heat", "Toy Story"]
+
+
+LOOPING = "No. They did not enjoy it. They did not enjoy it. They did not enjoy it."  # "they did not" x3
+TWICE = "Yes. They liked it a lot. They liked it a lot."  # every 3-gram at most twice
+
+
+def test_loops_need_a_word_3gram_three_times():
+    assert loops(LOOPING) and not loops(TWICE) and not loops("")
+    assert loop_rate([LOOPING, TWICE, "Yes. Fine.", LOOPING]) == pytest.approx(2 / 4)
+
+
+@pytest.mark.parametrize(("text", "tokens", "expected"), [
+    ("Yes. It ends.", None, True),
+    ('Yes. They liked "Heat."', None, True),
+    ("No. A bracketed end (really!)", None, True),
+    ("No. So in short,", None, False),
+    ("Yes. It ends.", 160, False),  # stopped by the token cap
+    ("Yes. It ends.", 40, True),
+])
+def test_complete_ends_a_sentence_before_the_cap(text, tokens, expected):
+    assert complete(text, tokens, 160) is expected
+
+
+def test_completion_rate_hand_computed():
+    texts = ["Yes. Done.", "No. Cut off at", "Yes. Done too!"]
+    assert completion_rate(texts) == pytest.approx(2 / 3)
+    assert completion_rate(texts, [20, 20, 160], 160) == pytest.approx(1 / 3)
+
+
+def test_claim_accuracy_counts_only_checked_claims():
+    def claim(verdict):
+        return Claim(0, 1, "genre", verdict, "")
+    accuracy, checked = claim_accuracy([[claim("true"), claim("unchecked")], [], [claim("false"), claim("true")]])
+    assert (accuracy, checked) == (pytest.approx(2 / 3), 3)
+    assert math.isnan(claim_accuracy([[claim("unchecked")]])[0])
+
+
+@pytest.mark.parametrize(("sentence", "stance"), [
+    ("Overall, the evidence points to a no.", 0),
+    ("So I expect they will enjoy \"Heat\".", 1),
+    ("On balance, it is unlikely to win them over.", 0),
+    ("All told, they would probably pass on it.", 0),
+    ("All told, they are likely to enjoy it.", 1),
+    ("So, yes.", 1),
+    ("They did not enjoy anything.", None),  # the past is no prediction
+    ("They will like it, but they will not enjoy it.", None),  # both: no clear stance
+])
+def test_sentence_stance(sentence, stance):
+    assert sentence_stance(sentence) == stance
+
+
+def test_conclusion_report_hand_computed():
+    texts = ["Yes. A comedy. Overall, the evidence points to a no.",  # disagrees
+             "Yes. A comedy. So I expect they will enjoy it.",  # agrees
+             "No. A comedy. They would probably pass on it.",  # agrees
+             "No. A comedy. They did not enjoy it.",  # no clear stance
+             "No. They would not enjoy it. So in short,"]  # the last complete sentence agrees
+    assert conclusion_report(texts) == {"agreement": pytest.approx(3 / 4), "unclear_share": pytest.approx(1 / 5)}
+
+
+def test_text_measures_together():
+    report = text_measures([LOOPING, TWICE], [[], []], [30, 160], 160)
+    assert report["loop_rate"] == 0.5 and report["completion_rate"] == 0.5 and report["claims_checked"] == 0
+    assert math.isnan(report["claim_accuracy"])
+
+
+def test_a_full_stop_inside_a_title_ends_no_sentence():
+    text = 'Yes. It is close to "Judge Dredd". So I expect they will enjoy "The Island of Dr. Moreau".'
+    assert last_sentence(text) == 'So I expect they will enjoy "The Island of Dr. Moreau".'
+    assert conclusion_report([text]) == {"agreement": 1.0, "unclear_share": 0.0}

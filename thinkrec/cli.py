@@ -16,6 +16,7 @@ from thinkrec.config import PROJECT_ROOT, ConfigError, load_config
 from thinkrec.data.atomic import DataFileError
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.errors import CheckpointError
+from thinkrec.reasoning_scores import REFERENCES
 
 # The stages' modules load torch, transformers and peft: `import thinkrec.pipeline` took 65 s against 6 s for
 # `import thinkrec.data.prepared` on the shared 2-core machine (`/usr/bin/time python -c "import ..."`), so
@@ -36,12 +37,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("prepare", help="split the data, build histories, keywords and profiles")
     commands.add_parser("train-cf", help="train MF, LightGCN and SASRec; write checkpoints/cf/")
     commands.add_parser("traces", help="write the grounded teacher's reasoning traces")
-    commands.add_parser("report", help="write RESULTS.md from the stored predictions")
+    commands.add_parser("report", help="write RESULTS.md and the analysts' workbench from the stored predictions")
     for command, text in (("train-llm", "train LLM systems"), ("eval-llm", "score the test subset with LLM systems")):
         sub = commands.add_parser(command, help=text)
         sub.add_argument("systems", nargs="+", choices=list(LLM_SYSTEMS))
+    commands.choices["train-llm"].add_argument(
+        "--max-minutes", type=float, help="stop (with the state saved under training/) after this many minutes; "
+                                          "the same command continues")
     sub = commands.add_parser("eval-reasoning", help="generate reasoning for the reference rows and score it")
-    sub.add_argument("systems", nargs="+", choices=list(TEXT_SYSTEMS))
+    sub.add_argument("systems", nargs="+", choices=[*TEXT_SYSTEMS, REFERENCES],
+                     help=f"systems to evaluate; {REFERENCES!r} (the teacher's traces, with --rescore-only)")
+    sub.add_argument("--rescore-only", action="store_true",
+                     help="recompute every measure from the stored answers, generating nothing")
     sub = commands.add_parser("eval-faithfulness", help="do the films a stored answer cites move its verdict? "
                               "(necessity, control, sufficiency; no new text is generated)")
     sub.add_argument("systems", nargs="*", choices=list(TEXT_SYSTEMS),
@@ -56,12 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_results(prepared, config) -> str:
+    """The report stage: RESULTS.md and the analysts' workbench under checkpoints/analysis/; returns the report."""
+    from thinkrec.report import write_report
+    from thinkrec.workbench import write_workbench
+
+    text = write_report(prepared, config, PROJECT_ROOT / "RESULTS.md")
+    write_workbench(prepared, config)
+    return text
+
+
 def run_all(config, force: bool) -> None:
     """The whole pipeline from the raw atomic files to checkpoints/ and RESULTS.md."""
     from thinkrec import pipeline
     from thinkrec.cf.store import train_all_cf
     from thinkrec.llm.systems import system_spec
-    from thinkrec.report import write_report
 
     trained = [name for name in reversed(LLM_SYSTEMS) if system_spec(name).trained]  # ThinkRec first
     prepared = prepare_dataset(config, force=force)
@@ -81,7 +97,7 @@ def run_all(config, force: bool) -> None:
         log.info("[%d/%d] %s", number, len(stages), name)
         stage()
         log.info("[%d/%d] %s done in %.1f s", number, len(stages), name, time.perf_counter() - started)
-    print(write_report(prepared, config, PROJECT_ROOT / "RESULTS.md"))
+    print(write_results(prepared, config))
 
 
 def run(args: argparse.Namespace) -> None:
@@ -103,19 +119,22 @@ def run_stage(args: argparse.Namespace, config) -> None:
     """One stage that needs the models (see the note on imports at the top)."""
     from thinkrec import pipeline
     from thinkrec.cf.store import train_all_cf
-    from thinkrec.report import write_report
 
     if args.command == "train-cf":
         metrics = train_all_cf(prepare_dataset(config), config, force=args.force)
         print(json.dumps(metrics, indent=2))
     elif args.command == "report":
-        print(write_report(prepare_dataset(config), config, PROJECT_ROOT / "RESULTS.md"))
+        print(write_results(prepare_dataset(config), config))
     elif args.command == "traces":
         pipeline.stage_traces(prepare_dataset(config), config, force=args.force)
+    elif args.command == "eval-reasoning" and args.rescore_only:
+        print(json.dumps(pipeline.stage_rescore_reasoning(prepare_dataset(config), config, args.systems), indent=2))
+    elif args.command == "eval-reasoning" and REFERENCES in args.systems:
+        raise ConfigError(f"{REFERENCES!r} are the teacher's stored traces: score them with --rescore-only")
     elif args.command in ("train-llm", "eval-llm", "eval-reasoning"):
         prepared = prepare_dataset(config)
-        stage = {"train-llm": pipeline.stage_train_llm, "eval-llm": pipeline.stage_eval_llm,
-                 "eval-reasoning": pipeline.stage_reasoning}[args.command]
+        stage = {"train-llm": partial(pipeline.stage_train_llm, max_minutes=args.max_minutes),
+                 "eval-llm": pipeline.stage_eval_llm, "eval-reasoning": pipeline.stage_reasoning}[args.command]
         for name in args.systems:
             print(json.dumps({name: stage(name, prepared, config, force=args.force)}, indent=2))
     elif args.command == "eval-faithfulness":

@@ -28,6 +28,7 @@ class PathsConfig:
 
     work_dir: str = "work"  # prepared data and other rebuildable intermediates (git-ignored)
     checkpoints_dir: str = "checkpoints"  # shipped, trained artefacts
+    training_dir: str = "training"  # resumable state of unfinished training runs (committed, apart from checkpoints)
     cache_dir: str = ""  # downloaded registry packages; "" -> $THINKREC_CACHE_DIR or ~/.cache/thinkrec
 
     def resolve(self, value: str) -> Path:
@@ -41,6 +42,10 @@ class PathsConfig:
     @property
     def checkpoints(self) -> Path:
         return self.resolve(self.checkpoints_dir)
+
+    @property
+    def training(self) -> Path:
+        return self.resolve(self.training_dir)
 
     @property
     def cache(self) -> Path | None:
@@ -120,6 +125,8 @@ class LLMConfig:
     cf_match: bool = True  # add a soft token carrying the user-item match (u*i and the CF logit)
     history_len: int = 10  # interactions shown in the prompt (at most data.history_len)
     history_keywords: int = 2  # keywords shown per history item; the target shows all of its own
+    prompt_evidence: bool = True  # show what the teacher argues from (profile line, all history genres, close films)
+    era_rule: str = "thirds"  # era keywords: "thirds" (early / mid / late decade) or "halves" (the shipped prompt's)
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -128,17 +135,26 @@ class LLMConfig:
     lr_lora: float = 5e-4
     lr_projector: float = 1e-3
     batch_size: int = 8
+    autocast_bf16: bool = True  # forward and backward in bfloat16 autocast (fp32 master weights); see train_speed.py
+    length_buckets: int = 32  # batches drawn from windows of this many batches sorted by length (0: pad as drawn)
+    save_every_minutes: float = 10.0  # the resumable state is written at least this often
     train_tokens: int = 300_000  # training budget in tokens (about 220 tokens/s on 2 CPU cores: 23 min)
     reasoning_share: float = 0.2  # share of training rows that carry a reasoning trace
     bce_weight_reasoning: float = 0.1
     lm_weight_reasoning: float = 0.9
     bce_weight_rec: float = 0.9
     lm_weight_rec: float = 0.1
+    traces_file: str = "teacher/traces_sample_v2.parquet"  # under checkpoints/ ("teacher/traces.parquet": the shipped)
+    trace_rows: str = "sample"  # "sample": random train rows, System-1 errors at most at their rate; "errors": paper
     trace_system1: str = "mf"  # the System-1 model whose training errors receive traces (CoLLM-style in the paper)
-    trace_random_share: float = 0.05  # train rows System-1 gets right that still receive a trace
-    max_train_traces: int = 3000  # traces kept for training (the paper used about 4,000)
-    reference_rows: int = 100  # fixed test rows with reference traces (METEOR etc.)
+    trace_random_share: float = 0.05  # "errors": train rows System-1 gets right that still receive a trace
+    max_train_traces: int = 6000  # traces kept for training (the paper used about 4,000; the shipped file 3,000)
+    reference_rows: int = 500  # fixed test rows with reference traces (METEOR etc.)
+    reference_core_rows: int = 100  # the first reference rows, drawn as before: the shipped file's 100
     valid_rows: int = 200  # valid subset for model selection
+    valid_sample: str = "rows"  # "rows": valid_rows random valid rows; "per_user": one valid row of every user
+    heldout_traces: int = 0  # train traces kept out of training; their LM loss joins valid AUC in model selection
+    select_auc_tolerance: float = 0.01  # a later step within this of the best valid AUC wins on held-out LM loss
     eval_rows: int = 500  # fixed test subset every LLM system is scored on
     eval_every_tokens: int = 150_000
     max_new_tokens: int = 160
@@ -205,6 +221,20 @@ class GuestConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    """Honest intervals (a bootstrap over users) and the analysts' workbench slices and calibration bins."""
+
+    resamples: int = 1000  # bootstrap resamples of the users
+    confidence: float = 0.95  # coverage of every interval
+    seed: int = 2025
+    activity_edges: tuple[int, ...] = (25, 50, 100, 200)  # a user's train ratings: fewer than 25, 25-49, ...
+    popularity_edges: tuple[int, ...] = (25, 50, 100, 200)  # an item's train ratings, binned the same way
+    age_edges: tuple[int, ...] = (18, 25, 35, 45, 50, 56)  # MovieLens-1M's age bands: under 18, 18-24, ..., 56+
+    calibration_bins: int = 10  # equal-width P(like) bins of the reliability diagram and the ECE
+    disagreements: int = 200  # rows the disagreements table keeps
+
+
+@dataclass
 class WhatIfConfig:
     """Editing a user's ratings (remove or flip films) and measuring whether cited reasons are real ones."""
 
@@ -224,10 +254,21 @@ class Config:
     llm: LLMConfig = field(default_factory=LLMConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     guest: GuestConfig = field(default_factory=GuestConfig)
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     whatif: WhatIfConfig = field(default_factory=WhatIfConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+TRACE_ROWS = ("sample", "errors")
+LEGACY_PROMPT = {"prompt_evidence": False, "era_rule": "halves"}  # a system saved before these settings existed
+
+
+def trained_prompt(settings: LLMConfig, stored: dict[str, Any]) -> LLMConfig:
+    """``settings`` with the prompt settings a trained system recorded (``stored``: its saved ``llm_config``);
+    a setting it does not record takes the value that system was trained with (``LEGACY_PROMPT``)."""
+    return dataclasses.replace(settings, **{key: stored.get(key, legacy) for key, legacy in LEGACY_PROMPT.items()})
 
 
 def _coerce(value: Any, current: Any, key: str) -> Any:

@@ -31,13 +31,16 @@ from thinkrec.fusion.user_map import UserMap
 from thinkrec.guest import GuestUser, make_guest
 from thinkrec.llm.generate import GenerationSettings
 from thinkrec.manifest import verify_manifest
-from thinkrec.predictions import metrics_by_cluster, metrics_by_system, test_predictions
+from thinkrec.predictions import test_predictions
 from thinkrec.serving.bank import Explanation, LLMBank, Variant, load_bank
 from thinkrec.serving.case import Case, CaseMaker
 from thinkrec.serving.catalogue import Catalogue, Profile, UnknownIdError
 from thinkrec.serving.system1 import System1, score_table
 from thinkrec.serving.whatif import EditError, Editor, WhatIf, change_table
 from thinkrec.text_metrics import grounding_of
+from thinkrec.workbench import FOLDER as WORKBENCH_FOLDER
+from thinkrec.workbench import SUMMARY as WORKBENCH_SUMMARY
+from thinkrec.workbench import Workbench, fingerprint, load_workbench, workbench_for
 
 log = logging.getLogger(__name__)
 __all__ = ["Case", "EditError", "Explanation", "Explorer", "Profile", "UnknownIdError", "WhatIf"]
@@ -165,22 +168,20 @@ class Explorer:
         """The stored test-subset predictions for analysts: ids, title, truth, cluster, each system's P(like)."""
         return self._cases.copy()
 
-    def results_table(self) -> pd.DataFrame:
-        """AUC / UAUC of every scored system on the fixed test subset, recomputed from the stored
-        predictions, with the System-1 encoders' figures on the whole test split beside them."""
+    @cached_property
+    def workbench(self) -> Workbench | None:
+        """The analysts' workbench over the stored predictions: the one the report stage stored when it
+        matches them, else built now (slower); None without predictions."""
         if self.predictions.empty:
-            return pd.DataFrame(columns=["system", "subset AUC", "subset UAUC", "full-test AUC", "full-test UAUC"])
-        table = metrics_by_system(self.predictions)
-        full = {name: report["test"] for name, report in self.metrics.items()}
-        return pd.DataFrame({"system": table["system"], "subset AUC": table["auc"], "subset UAUC": table["uauc"],
-                             "full-test AUC": [full.get(k, {}).get("auc") for k in table["key"]],
-                             "full-test UAUC": [full.get(k, {}).get("uauc") for k in table["key"]]})
-
-    def cluster_results(self) -> pd.DataFrame:
-        """Subset AUC / UAUC of every system within each user cluster (empty without experts)."""
-        if self.predictions.empty or self.clusters is None:
-            return pd.DataFrame(columns=["cluster", "system", "auc", "uauc", "rows"])
-        return metrics_by_cluster(self.predictions, self.clusters)
+            return None
+        folder = self.config.paths.checkpoints / WORKBENCH_FOLDER
+        if (folder / WORKBENCH_SUMMARY).exists():
+            stored = load_workbench(folder)
+            if stored.summary["fingerprint"] == fingerprint(self.predictions):
+                return stored
+            log.warning("%s: built from other predictions than the stored ones; rebuilding it in memory "
+                        "(run `python -m thinkrec report` to store it)", folder)
+        return workbench_for(self.predictions, self.data, self.config)
 
     # ---- what if: the user's ratings edited ---------------------------------------------------------
     def rated_films(self, user_id: str, item_id: str) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from thinkrec import registry
 from thinkrec.cf.store import load_embeddings
-from thinkrec.config import Config
+from thinkrec.config import LEGACY_PROMPT, Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json, write_json
 from thinkrec.fusion.clusters import cluster_users, save_clustering
@@ -42,20 +42,27 @@ from thinkrec.llm.systems import expert_start, llm_dir, load_system, system_spec
 from thinkrec.llm.train import Scope, train_system
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc_report
+from thinkrec.reasoning_scores import REFERENCES, answer_report, references_report, stored_report
 from thinkrec.subsets import test_subset, valid_subset
-from thinkrec.teacher.dataset import build_trace_dataset, load_trace_dataset, save_trace_dataset, system1_train_scores
+from thinkrec.teacher.dataset import (
+    load_trace_dataset,
+    save_trace_dataset,
+    system1_train_scores,
+    trace_rows,
+    write_traces,
+)
 from thinkrec.teacher.grounded import GroundedTeacher
-from thinkrec.text_metrics import explanation_report
 
 log = logging.getLogger(__name__)
 
 
 def traces_path(config: Config) -> Path:
-    return config.paths.checkpoints / "teacher" / "traces.parquet"
+    """The trace file the teacher writes and the reasoning stages read (``llm.traces_file``, under checkpoints/)."""
+    return config.paths.checkpoints / config.llm.traces_file
 
 
 def stage_traces(prepared: PreparedData, config: Config, force: bool = False) -> pd.DataFrame:
-    """Grounded-teacher traces for System-1's training errors (plus a random share) and the reference rows."""
+    """Grounded-teacher traces for the train rows ``llm.trace_rows`` chooses and for the reference rows."""
     path = traces_path(config)
     if path.exists() and not force:
         log.info("traces: up to date in %s", path)
@@ -63,19 +70,18 @@ def stage_traces(prepared: PreparedData, config: Config, force: bool = False) ->
     started = time.perf_counter()
     settings = config.llm
     scores = system1_train_scores(prepared, config, settings.trace_system1)
-    traces = build_trace_dataset(prepared, config, GroundedTeacher(settings.seed), scores, settings.trace_random_share,
-                                 settings.reference_rows, settings.seed, cf_name=config.llm.cf_encoder)
-    train = traces[traces["purpose"] != "reference"]
-    kept = train.sample(n=min(settings.max_train_traces, len(train)), random_state=settings.seed).sort_index()
-    traces = pd.concat([kept, traces[traces["purpose"] == "reference"]], ignore_index=True)
+    rows = trace_rows(prepared, scores, settings)
+    traces = write_traces(prepared, config, GroundedTeacher(settings.seed), rows, cf_name=settings.cf_encoder)
     save_trace_dataset(traces, path)
     write_manifest(config.paths.checkpoints)
-    log.info("traces: %d kept of %d System-1 errors + random rows, %d reference rows (%.1f s)", len(kept), len(train),
-             int((traces["purpose"] == "reference").sum()), time.perf_counter() - started)
+    purposes = traces["purpose"].value_counts().to_dict()
+    log.info("traces (%s rule): %s in %s (%.1f s)", settings.trace_rows, purposes, path, time.perf_counter() - started)
     return traces
 
 
-def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
+def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bool = False,
+                    max_minutes: float | None = None) -> dict:
+    """Train (or continue training) one LLM system; a time-boxed run that ends early ships nothing yet."""
     spec = system_spec(name)
     folder = llm_dir(config, name)
     if not spec.trained:
@@ -85,7 +91,11 @@ def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bo
         return read_json(folder / "config.json")["train"]
     traces = load_trace_dataset(traces_path(config)) if spec.reasoning else None
     started = time.perf_counter()
-    report = train_system(spec, prepared, config, traces)
+    report = train_system(spec, prepared, config, traces, max_minutes=max_minutes)
+    if not report["finished"]:
+        log.info("%s: %d of %d tokens trained over all runs (%.0f s); continue with the same command",
+                 name, report["train_tokens"], report["planned_tokens"], report["seconds"] or 0.0)
+        return report
     write_manifest(config.paths.checkpoints)
     log.info("%s: trained in %.0f s", name, time.perf_counter() - started)
     return report
@@ -106,7 +116,8 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
     folder.mkdir(parents=True, exist_ok=True)
     rows[["user", "item", "label"]].assign(p_yes=scores).to_parquet(out, index=False)
     metrics = {"test_subset": auc_report(rows["user"], rows["label"], scores), "seconds": round(seconds, 1),
-               "rows_per_second": round(len(rows) / seconds, 2)}
+               "rows_per_second": round(len(rows) / seconds, 2),
+               "prompt": {key: getattr(builder.config, key) for key in LEGACY_PROMPT}}  # what serving renders
     write_json(folder / "metrics.json", metrics)
     write_manifest(config.paths.checkpoints)
     log.info("%s: test subset AUC %.4f UAUC %.4f (%d rows, %.0f s)", name, metrics["test_subset"]["auc"],
@@ -115,7 +126,7 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
 
 
 def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
-    """Generate reasoning for the reference test rows and score it against the teacher's traces.
+    """Generate reasoning for the reference test rows and score it (``reasoning_scores.answer_report``).
 
     ``name`` is an LLM system or ``fused`` (ThinkRec with the gate mixing its experts per user)."""
     folder = registry.folder(config, name)
@@ -136,7 +147,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
     settings = GenerationSettings.from_config(config.llm)
     titles = prepared.items["title"].tolist()
-    texts, p_yes, allowed = [], [], []
+    texts, p_yes, allowed, new_tokens = [], [], [], []
     started = time.perf_counter()
     for number, row in enumerate(tqdm(list(rows.itertuples()), desc=f"reasoning {name}")):
         prompt = builder.encode(row.user, row.item, row.hist_items, row.hist_labels)
@@ -145,19 +156,40 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
             stream = stream_text(model, builder.tokenizer, prompt, settings)
             texts.append("".join(stream))
             p_yes.append(stream.p_yes)
+            new_tokens.append(stream.new_tokens)
         allowed.append({titles[i] for i in row.hist_items if i >= 0} | {titles[row.item]})
     seconds = time.perf_counter() - started
-    report = explanation_report(references["trace"].tolist(), texts, allowed, titles, p_yes,
-                                cache_dir=config.paths.cache)
-    report["seconds"] = round(seconds, 1)
+    answers = references[["user", "item", "label"]].assign(
+        reference=references["trace"], generated=texts, p_yes=p_yes, allowed=[sorted(a) for a in allowed],
+        new_tokens=new_tokens)
+    report = answer_report(prepared, config, answers) | {"seconds": round(seconds, 1)}
     folder.mkdir(parents=True, exist_ok=True)
-    references[["user", "item", "label"]].assign(
-        reference=references["trace"], generated=texts, p_yes=p_yes, allowed=[sorted(a) for a in allowed]).to_parquet(
-        out, index=False)
+    answers.to_parquet(out, index=False)
     write_json(folder / "reasoning_metrics.json", report)
     write_manifest(config.paths.checkpoints)
     log.info("%s: reasoning on %d reference rows: %s", name, len(texts), report)
     return report
+
+
+def stage_rescore_reasoning(prepared: PreparedData, config: Config, names: list[str]) -> dict[str, dict]:
+    """Every reasoning measure of each named system from its stored answers, nothing generated (each
+    ``reasoning_metrics.json`` rewritten); ``references`` scores the teacher's reference traces, the ceiling,
+    into ``teacher/reference_metrics.json``."""
+    reports = {}
+    for name in names:
+        if name == REFERENCES:
+            reports[name] = references_report(prepared, config, reference_traces(config))
+            write_json(traces_path(config).parent / "reference_metrics.json", reports[name])
+        else:
+            reports[name] = stored_report(prepared, config, name)
+    write_manifest(config.paths.checkpoints)
+    return reports
+
+
+def reference_traces(config: Config) -> pd.DataFrame:
+    """The teacher's traces for the held-out reference test rows."""
+    traces = load_trace_dataset(traces_path(config))
+    return traces[traces["purpose"] == "reference"].reset_index(drop=True)
 
 
 def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -> dict:

@@ -18,14 +18,17 @@ import pandas as pd
 from thinkrec import registry
 from thinkrec.cf.fold_in import cosines_to_trained, folded_scores, refold_users
 from thinkrec.cf.store import cf_dir, load_cf_model, predictions_file
-from thinkrec.config import Config
+from thinkrec.config import AnalysisConfig, Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json
 from thinkrec.fusion.experts import experts_dir, has_experts, load_shipped_clustering, read_selection
+from thinkrec.intervals import paired_difference, system_intervals, verdict
 from thinkrec.metrics import auc_report
+from thinkrec.pipeline import reference_traces, traces_path
 from thinkrec.predictions import metrics_by_cluster, metrics_by_system, systems_in, test_predictions
+from thinkrec.reasoning_scores import answer_report, references_report
 from thinkrec.svg_chart import grouped_bars
-from thinkrec.text_metrics import explanation_report
+from thinkrec.workbench import reference_system
 
 PAPER_ML1M = {  # as reported in arXiv 2505.15091 (ML-1M, Llama-3-8B-Instruct): AUC, UAUC
     "MF": (0.6401, 0.6079), "LightGCN": (0.6140, 0.6230), "SASRec": (0.6956, 0.6687),
@@ -55,44 +58,99 @@ def match_note(config: Config) -> str:
     return " (including the user-item match token)" if trained_with_match else ""
 
 
+def signed(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:+.4f}"
+
+
+def interval_text(low: float, high: float, sign: bool = False) -> str:
+    """"[low, high]" to four decimals (signed for differences); "n/a" without an interval."""
+    if math.isnan(low) or math.isnan(high):
+        return "n/a"
+    return f"[{signed(low)}, {signed(high)}]" if sign else f"[{low:.4f}, {high:.4f}]"
+
+
+PHRASES = {"beats": "beats", "level with": "is level with", "below": "is below", "n/a": "cannot be compared with"}
+
+
+def interval_rows(overall: pd.DataFrame, reference: str | None) -> list[list]:
+    """One row per system: AUC and UAUC with their intervals, then the paired AUC difference to the reference."""
+    rows = []
+    for r in overall.itertuples():
+        row = [registry.label(r.key), r.auc, interval_text(r.auc_low, r.auc_high), r.uauc,
+               interval_text(r.uauc_low, r.uauc_high)]
+        if reference:
+            is_reference = r.key == reference
+            row += ["(reference)" if is_reference else signed(r.auc_diff),
+                    "" if is_reference else interval_text(r.auc_diff_low, r.auc_diff_high, sign=True),
+                    "" if is_reference else r.verdict]
+        rows.append(row)
+    return rows
+
+
 def systems_section(prepared: PreparedData, config: Config, predictions: pd.DataFrame) -> list[str]:
+    settings = config.analysis
     stored = pd.read_parquet(predictions_file(config))
-    test = stored[stored["split"] == "test"]
-    full = {s: auc_report(test["user"], test["label"], test[s]) for s in registry.keys(registry.SYSTEM_1) if s in test}
-    subset = metrics_by_system(predictions)
-    rows = [[r.system, r.auc, r.uauc, full[r.key]["auc"] if r.key in full else "", full[r.key]["uauc"]
-             if r.key in full else ""] for r in subset.itertuples()]
+    test = stored[stored["split"] == "test"].reset_index(drop=True)
+    systems = systems_in(predictions)
+    reference = reference_system(predictions)
+    overall = system_intervals(predictions, systems, reference, settings.resamples, settings.seed, settings.confidence)
     missing = [registry.label(s) for s in registry.keys(registry.LLM, registry.FUSED) if s not in predictions]
-    mixed = predictions.groupby("user")["label"].agg(lambda labels: 0 < labels.sum() < len(labels))
+    eligible = int(predictions.groupby("user")["label"].agg(lambda labels: 0 < labels.sum() < len(labels)).sum())
+    users = predictions["user"].nunique()
+    whole = len(predictions) == len(test)
+    rows_text = (f"the whole test split of the per-user chronological split ({len(predictions)} rows)" if whole else
+                 f"{len(predictions)} rows drawn at random (seed {config.llm.seed}) from the {len(test)} test rows of "
+                 "the per-user chronological split")
+    header = ["system", "AUC", f"{settings.confidence:.0%} interval", "UAUC", f"{settings.confidence:.0%} interval"]
+    if reference:
+        name = registry.label(reference)
+        header += [f"AUC − {name}", f"{settings.confidence:.0%} interval", f"vs {name}"]
     lines = ["## Every system on the same test rows", "",
-             (f"The fixed test subset: {len(predictions)} rows drawn at random (seed {config.llm.seed}) from the "
-              f"{len(test)} test rows of the per-user chronological split; the System-1 encoders are also shown on "
-              f"the whole test split. Subset UAUC averages over only {int(mixed.sum())} users (those with both a "
-              "like and a dislike among the subset rows), so it moves in coarse steps; AUC is the headline."), "",
-             *_table(["system", "subset AUC", "subset UAUC", "full-test AUC", "full-test UAUC"], rows), "",
+             (f"Every system is scored on the same rows: {rows_text}, from {users} users. Intervals come from "
+              f"{settings.resamples} bootstrap resamples of the users (not of the rows: a user's rows move together; "
+              f"seed {settings.seed}). UAUC averages over the {eligible} users with both a like and a dislike among "
+              "these rows, so its intervals are wide. The last columns are each system's AUC minus that of the best "
+              f"System-1 model here, {registry.label(reference) if reference else 'none'}, resampled on the same users "
+              "(paired): *beats* when the whole interval is above 0, *below* when it is under 0, else *level with*."),
+             "", *_table(header, interval_rows(overall, reference)), "",
              f"![AUC and UAUC by system]({CHART.as_posix()})", "",
              ("The LLM systems share one backbone and one prompt. Zero-shot: the untrained backbone. TALLRec-style: "
               "a LoRA on titles and like/dislike labels only. CoLLM-style: a LoRA and projectors reading the CF "
               f"soft tokens{match_note(config)} and keywords, trained on Yes/No alone. ThinkRec-global: the same "
               "inputs, trained on Yes/No and reasoning rows. ThinkRec-fused: ThinkRec's cluster experts mixed "
               "by the gate.")]
-    lines += target_verdict(subset)
+    lines += target_verdict(predictions, overall, reference, settings)
+    if not whole:
+        full = system_intervals(test, [s for s in registry.keys(registry.SYSTEM_1) if s in test], None,
+                                settings.resamples, settings.seed, settings.confidence)
+        lines += ["", f"The System-1 encoders on the whole test split ({len(test)} rows, {test['user'].nunique()} "
+                      "users), intervals resampling users as above:", "",
+                  *_table(header[:5], [row[:5] for row in interval_rows(full, None)])]
     if missing:
         lines += ["", f"Not trained or scored yet: {', '.join(missing)}."]
     return lines
 
 
-def target_verdict(subset: pd.DataFrame) -> list[str]:
-    """Whether ThinkRec-fused beats every System-1 encoder and LLM baseline on subset AUC, in one sentence."""
-    baselines = subset[subset["key"].isin([s.key for s in registry.SYSTEMS if s.baseline])]
-    fused = subset[subset["key"] == "fused"]
-    if fused.empty or baselines.empty:
+def target_verdict(predictions: pd.DataFrame, overall: pd.DataFrame, reference: str | None,
+                   settings: AnalysisConfig) -> list[str]:
+    """Whether ThinkRec-fused beats the best System-1 model and the best LLM baseline, in one sentence
+    computed from the paired user-bootstrap intervals of its AUC differences."""
+    if "fused" not in predictions or reference is None:
         return []
-    best = baselines.loc[baselines["auc"].idxmax()]
-    auc = float(fused["auc"].iloc[0])
-    outcome = "beats" if auc > best["auc"] else "does not beat"
-    return ["", (f"**The paper's claim on this data:** ThinkRec-fused (subset AUC {auc:.4f}) {outcome} the best "
-                 f"baseline, {best['system']} ({best['auc']:.4f}).")]
+    fused = overall.set_index("key").loc["fused"]
+    claims = [f"{PHRASES[fused['verdict']]} the best System-1 model, {registry.label(reference)} (AUC difference "
+              f"{signed(fused['auc_diff'])}, {settings.confidence:.0%} interval "
+              f"{interval_text(fused['auc_diff_low'], fused['auc_diff_high'], sign=True)})"]
+    baselines = [s.key for s in registry.SYSTEMS if s.kind == registry.LLM and s.baseline and s.key in predictions]
+    if baselines:
+        rival = max(baselines, key=lambda s: overall.set_index("key").loc[s, "auc"])
+        difference = paired_difference(predictions, "fused", rival, settings.resamples, settings.seed,
+                                       settings.confidence)
+        claims.append(f"{PHRASES[verdict(difference)]} the best LLM baseline, {registry.label(rival)} "
+                      f"({signed(difference.estimate)}, "
+                      f"{interval_text(difference.low, difference.high, sign=True)})")
+    return ["", (f"**The paper's claim on this data:** ThinkRec-fused (AUC {fused['auc']:.4f}) "
+                 f"{' and '.join(claims)}, resampling {int(fused['users'])} users.")]
 
 
 def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
@@ -133,22 +191,16 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
 
 
 def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
-    titles = prepared.items["title"].tolist()
-    rows = []
+    reports = {}
     for system in reversed(registry.keys()):  # ThinkRec-fused first
-        if not registry.system(system).writes_text:
-            continue
         folder = registry.folder(config, system)
-        if not (folder / "reasoning.parquet").exists():
-            continue
-        frame = pd.read_parquet(folder / "reasoning.parquet")
-        report = explanation_report(frame["reference"].tolist(), frame["generated"].tolist(),
-                                    [set(a) for a in frame["allowed"]], titles, frame["p_yes"].tolist(),
-                                    cache_dir=config.paths.cache)
-        rows.append([registry.label(system), *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate",
-                                                          "verdict_agreement", "stated_share", "rows")]])
-    if not rows:
+        if registry.system(system).writes_text and (folder / "reasoning.parquet").exists():
+            reports[registry.label(system)] = answer_report(prepared, config,
+                                                            pd.read_parquet(folder / "reasoning.parquet"))
+    if not reports:
         return ["## Reasoning", "", "Not generated yet (`python -m thinkrec eval-reasoning fused thinkrec`)."]
+    rows = [[name, *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate", "verdict_agreement",
+                                         "stated_share", "rows")]] for name, report in reports.items()]
     return ["## Reasoning on the reference test rows", "",
             (f"Generated greedily ({config.llm.min_new_tokens} to {config.llm.max_new_tokens} new tokens, no "
              f"{config.llm.no_repeat_ngram}-gram of the answer repeated) for the held-out reference rows and "
@@ -156,7 +208,33 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
              "the prompt shows or are the target. Verdict agreement: the verdict the text states vs. P(Yes) > 0.5, "
              "over the texts that state one (stated share)."), "",
             *_table(["system", "METEOR", "BLEU-4", "ROUGE-L", "grounding", "verdict agreement", "stated share",
-                     "rows"], rows)]
+                     "rows"], rows), "", *reasoning_measures_table(prepared, config, reports)]
+
+
+def reasoning_measures_table(prepared: PreparedData, config: Config, reports: dict[str, dict]) -> list[str]:
+    """Loops, completion, claim accuracy and conclusion agreement of each system, the teacher's references
+    (when the traces are stored) as the ceiling."""
+    if traces_path(config).exists():
+        reports = {"teacher's references (ceiling)": references_report(prepared, config, reference_traces(config)),
+                   **reports}
+    rows = [[name, report["loop_rate"], report["completion_rate"],
+             f"{report['claim_accuracy']:.4f} ({report['claims_checked']})" if report["claims_checked"] else "n/a",
+             conclusion_cell(report), *[report.get(k, math.nan) for k in ("meteor", "bleu4", "rouge_l")],
+             report["grounding_rate"]] for name, report in reports.items()]
+    return [("Loop rate: answers in which a word 3-gram occurs three times or more. Completion: answers that end a "
+             "sentence and were not cut at the token cap. Claim accuracy: the share of checked claims that are true "
+             "(`thinkrec/claims.py`: the films' genres, eras and years, the reactions the text gives the user to "
+             "their history films, audience and profile-genre claims; eras in thirds of a decade), claims checked in "
+             "brackets. Conclusion agreement: the stance of the last sentence matches the opening verdict, over the "
+             "answers whose last sentence takes a clear stance (in brackets the share that takes none)."), "",
+            *_table(["system", "loop rate", "completion", "claim accuracy (claims)",
+                     "conclusion agreement (unclear share)", "METEOR", "BLEU-4", "ROUGE-L", "grounding"], rows)]
+
+
+def conclusion_cell(report: dict) -> str:
+    agreement = report["conclusion_agreement"]
+    shown = "n/a" if math.isnan(agreement) else f"{agreement:.4f}"
+    return f"{shown} ({report['conclusion_unclear_share']:.2f})"
 
 
 def training_seconds(train: dict) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from thinkrec.config import Config
+from thinkrec.config import Config, ConfigError
 from thinkrec.data.prepared import PreparedData
 
 
@@ -14,7 +14,13 @@ def of_users(frame: pd.DataFrame, users: np.ndarray | None) -> pd.DataFrame:
 
 
 def valid_subset(prepared: PreparedData, config: Config, users: np.ndarray | None = None) -> pd.DataFrame:
+    """The rows models are selected on: ``valid_rows`` random valid rows, or (``valid_sample`` =
+    "per_user") one random valid row of every user, so that every user counts once."""
+    if config.llm.valid_sample not in ("rows", "per_user"):
+        raise ConfigError(f"llm.valid_sample must be 'rows' or 'per_user', not {config.llm.valid_sample!r}")
     valid = of_users(prepared.split("valid"), users)
+    if config.llm.valid_sample == "per_user":
+        return valid.groupby("user", sort=True).sample(n=1, random_state=config.llm.seed)
     return valid.sample(n=min(config.llm.valid_rows, len(valid)), random_state=config.llm.seed)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -17,8 +18,23 @@ from rouge_score import rouge_scorer
 from thinkrec.assets import resolve_asset
 
 MIN_TITLE_CHARS = 3
+LOOP_NGRAM, LOOP_REPEATS = 3, 3  # a word 3-gram seen three times or more is a loop
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 _LEADING_VERDICT = re.compile(r"\A\s*[*\"']*(yes|no)\b[*\"']*\s*(?:[.!,:;]|\Z)", re.IGNORECASE)
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*\s*\Z")
+_SENTENCES = re.compile(r"[^.!?\n]*(?:[.!?]+[\"'”’)\]]*|\n|\Z)")
+_QUOTED = re.compile(r'"[^"\n]*"|“[^”\n]*”')
+_YES_WORDS = r"(?:enjoy|like|love|appreciate)"
+_STANCES = (  # (pattern, stance) on one sentence
+    (re.compile(r"\bpoints?\s+to\s+a\s+yes\b|^\W*(?:so|overall|thus|therefore|in\s+short)?\W*yes\b", re.I), 1),
+    (re.compile(r"\bpoints?\s+to\s+a\s+no\b|^\W*(?:so|overall|thus|therefore|in\s+short)?\W*no\b(?![.\s]*\d)",
+                re.I), 0),
+    (re.compile(rf"\b(?:will|would|should|'ll)\s+(?:likely\s+|probably\s+|surely\s+|certainly\s+)?{_YES_WORDS}\b"
+                rf"|(?<!not\s)\blikely\s+to\s+{_YES_WORDS}\b|\ba\s+film\s+they\s+would\s+like\b", re.I), 1),
+    (re.compile(rf"\b(?:will|would|should)\s+(?:likely\s+|probably\s+)?not\s+(?:likely\s+|probably\s+)?"
+                rf"{_YES_WORDS}\b|\b(?:won't|wouldn't)\s+{_YES_WORDS}\b|\bunlikely\s+to\s+(?:{_YES_WORDS}|win)\b"
+                r"|\bwould\s+(?:probably\s+)?pass\s+on\b", re.I), 0),
+)
 _FINAL_VERDICT = re.compile(
     r"(?:\b(?:verdict|answer|prediction|decision)\b\s*(?:is\b\s*)?[:=-]?\s*|\A\s*)"
     r"[*\"']*(yes|no)\b[*\"'.!\s]*\Z",
@@ -73,7 +89,7 @@ def rouge_l(references: list[str], hypotheses: list[str]) -> float:
 QUOTES = "\"'“”‘’"
 
 
-def _title_key(title: str) -> str:
+def title_key(title: str) -> str:
     """Case- and spacing-insensitive form of a title."""
     return " ".join(title.lower().split())
 
@@ -83,7 +99,7 @@ def _title_matcher(titles: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, 
     """One alternation of all titles, longest first, and a map from title key to catalogue title."""
     by_key: dict[str, str] = {}
     for title in titles:
-        key = _title_key(title)
+        key = title_key(title)
         if len(key) >= MIN_TITLE_CHARS:
             by_key.setdefault(key, title.strip())
     alternatives = (r"\s+".join(map(re.escape, key.split())) for key in sorted(by_key, key=len, reverse=True))
@@ -91,8 +107,8 @@ def _title_matcher(titles: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, 
     return pattern, by_key
 
 
-def cited_titles(text: str, catalogue_titles: list[str]) -> list[str]:
-    """Catalogue titles the text cites (quoted or plain), each once, in order of first mention.
+def title_mentions(text: str, catalogue_titles: list[str]) -> list[tuple[int, int, str]]:
+    """Every catalogue title the text names, as (start, end, catalogue title), in order.
 
     Whole titles match case-insensitively on word boundaries; where titles overlap the longest
     wins; titles under 3 characters are ignored. One-word titles ("Heat", "Target") count only
@@ -101,9 +117,13 @@ def cited_titles(text: str, catalogue_titles: list[str]) -> list[str]:
     pattern, by_key = _title_matcher(tuple(catalogue_titles))
     if not by_key:
         return []
-    cited = (by_key[_title_key(match.group())] for match in pattern.finditer(text)
-             if " " in _title_key(match.group()) or _quoted(text, match.start(), match.end()))
-    return list(dict.fromkeys(cited))
+    return [(match.start(), match.end(), by_key[title_key(match.group())]) for match in pattern.finditer(text)
+            if " " in title_key(match.group()) or _quoted(text, match.start(), match.end())]
+
+
+def cited_titles(text: str, catalogue_titles: list[str]) -> list[str]:
+    """Catalogue titles the text cites (see ``title_mentions``), each once, in order of first mention."""
+    return list(dict.fromkeys(title for _, _, title in title_mentions(text, catalogue_titles)))
 
 
 def _quoted(text: str, start: int, end: int) -> bool:
@@ -112,11 +132,11 @@ def _quoted(text: str, start: int, end: int) -> bool:
 
 def grounding_of(text: str, allowed: set[str], catalogue_titles: list[str]) -> tuple[list[str], list[str]]:
     """The text's citations split into (grounded: in ``allowed``, ungrounded: not in it)."""
-    allowed_keys = {_title_key(title) for title in allowed}
+    allowed_keys = {title_key(title) for title in allowed}
     grounded: list[str] = []
     ungrounded: list[str] = []
     for title in cited_titles(text, catalogue_titles):
-        (grounded if _title_key(title) in allowed_keys else ungrounded).append(title)
+        (grounded if title_key(title) in allowed_keys else ungrounded).append(title)
     return grounded, ungrounded
 
 
@@ -165,3 +185,87 @@ def explanation_report(references: list[str], hypotheses: list[str], allowed: li
         "stated_share": round(verdicts["stated_share"], 4),
         "rows": verdicts["rows"],
     }
+
+
+def loops(text: str) -> bool:
+    """Whether some word 3-gram occurs three times or more in the text."""
+    words = _tokens(text)
+    grams = Counter(zip(*(words[i:] for i in range(LOOP_NGRAM))))
+    return any(count >= LOOP_REPEATS for count in grams.values())
+
+
+def loop_rate(texts: list[str]) -> float:
+    """Share of texts that loop (see ``loops``)."""
+    _check_pairs(texts, texts)
+    return sum(map(loops, texts)) / len(texts)
+
+
+def complete(text: str, new_tokens: int | None = None, max_new_tokens: int | None = None) -> bool:
+    """Whether the text ends a sentence (. ! or ?, then perhaps a closing quote or bracket) and, when the
+    token count is known, stopped before the token cap."""
+    if new_tokens is not None and max_new_tokens is not None and new_tokens >= max_new_tokens:
+        return False
+    return bool(_SENTENCE_END.search(text))
+
+
+def completion_rate(texts: list[str], new_tokens: list[int] | None = None,
+                    max_new_tokens: int | None = None) -> float:
+    """Share of texts that are complete (see ``complete``)."""
+    counts = new_tokens if new_tokens is not None else [None] * len(texts)
+    _check_pairs(texts, counts)
+    return sum(complete(text, count, max_new_tokens) for text, count in zip(texts, counts)) / len(texts)
+
+
+def claim_accuracy(claims_per_text: list[list]) -> tuple[float, int]:
+    """Share of checked claims (verdict true or false) that are true, and how many were checked."""
+    verdicts = [claim.verdict for claims in claims_per_text for claim in claims if claim.verdict != "unchecked"]
+    return (verdicts.count("true") / len(verdicts) if verdicts else math.nan), len(verdicts)
+
+
+def sentence_stance(sentence: str) -> int | None:
+    """1 / 0 when a sentence clearly concludes yes / no (a prediction or an outright yes or no), else None."""
+    stances = {stance for pattern, stance in _STANCES if pattern.search(sentence)}
+    return stances.pop() if len(stances) == 1 else None
+
+
+def _mask_quoted(text: str) -> str:
+    """``text`` with the full stops, "!" and "?" inside double-quoted titles ("Dr. Moreau") masked, same length."""
+    return _QUOTED.sub(lambda match: re.sub(r"[.!?]", "·", match.group()), text)
+
+
+def last_sentence(text: str) -> str | None:
+    """The last complete sentence after the opening verdict; None when there is none. A full stop
+    inside a quoted title ends no sentence."""
+    opening = _LEADING_VERDICT.match(text)
+    body = text[opening.end():] if opening else text
+    spans = [m.span() for m in _SENTENCES.finditer(_mask_quoted(body))]
+    sentences = [body[a:b].strip() for a, b in spans if _SENTENCE_END.search(body[a:b]) and _tokens(body[a:b])]
+    return sentences[-1] if sentences else None
+
+
+def conclusion_report(texts: list[str]) -> dict:
+    """Agreement of each answer's last-sentence stance with its opening verdict, over the answers that have
+    both; the share of answers whose last sentence takes no clear stance (or that have no opening verdict)."""
+    _check_pairs(texts, texts)
+    agree = clear = 0
+    for text in texts:
+        opening = _LEADING_VERDICT.match(text)
+        sentence = last_sentence(text)
+        stance = sentence_stance(sentence) if sentence else None
+        if opening is None or stance is None:
+            continue
+        clear += 1
+        agree += stance == int(opening.group(1).lower() == "yes")
+    return {"agreement": agree / clear if clear else math.nan, "unclear_share": 1 - clear / len(texts)}
+
+
+def text_measures(texts: list[str], claims_per_text: list[list], new_tokens: list[int] | None = None,
+                  max_new_tokens: int | None = None) -> dict:
+    """Loop rate, completion rate, claim accuracy (with claims checked) and conclusion agreement, rounded."""
+    accuracy, checked = claim_accuracy(claims_per_text)
+    conclusion = conclusion_report(texts)
+    return {"loop_rate": round(loop_rate(texts), 4),
+            "completion_rate": round(completion_rate(texts, new_tokens, max_new_tokens), 4),
+            "claim_accuracy": round(accuracy, 4), "claims_checked": checked,
+            "conclusion_agreement": round(conclusion["agreement"], 4),
+            "conclusion_unclear_share": round(conclusion["unclear_share"], 4)}

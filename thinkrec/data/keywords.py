@@ -47,18 +47,49 @@ def audit_kg(kg: pd.DataFrame | None, titles: list[str], seed: int = 0) -> dict:
     return report
 
 
-def era_keyword(year: int | None) -> str | None:
-    """A worded era (the paper's keywords hold no numbers)."""
+ERA_RULES = ("halves", "thirds")  # "halves": the shipped checkpoints' rule; "thirds": early / mid / late
+STORED_ERA_RULE = "halves"  # the rule of the era keyword stored with the prepared items (what shipped prompts show)
+DECADES = {1960: "sixties", 1970: "seventies", 1980: "eighties", 1990: "nineties"}
+THIRDS = ((3, "early"), (6, "mid"), (9, "late"))  # last digit of the year up to which each third runs
+
+
+def era_keyword(year: int | None, rule: str = "thirds") -> str | None:
+    """A worded era (the paper's keywords hold no numbers): the one owner of the era rule.
+
+    "thirds" (the default) splits every decade from the sixties on into early (years ending 0-3), mid (4-6)
+    and late (7-9); "halves" is the rule the shipped checkpoints were trained with (whole decades, and the
+    nineties cut at 1995, so 1995 reads "late nineties")."""
+    if rule not in ERA_RULES:
+        raise ValueError(f"unknown era rule {rule!r}; choose from {', '.join(ERA_RULES)}")
     if year is None or pd.isna(year):
         return None
+    year = int(year)
     if year < 1960:
         return "golden-age classic"
-    decade = {1960: "sixties", 1970: "seventies", 1980: "eighties"}.get(year // 10 * 10)
-    if decade:
-        return f"{decade} film"
-    if year < 1990:
+    if rule == "halves":
+        decade = {1960: "sixties", 1970: "seventies", 1980: "eighties"}.get(year // 10 * 10)
+        if decade:
+            return f"{decade} film"
+        return "early nineties film" if year < 1995 else "late nineties film"
+    decade = DECADES.get(year // 10 * 10)
+    if decade is None:
         return None
-    return "early nineties film" if year < 1995 else "late nineties film"
+    third = next(word for last, word in THIRDS if year % 10 <= last)
+    return f"{third} {decade} film"
+
+
+ERA_WORDS = frozenset(era_keyword(year, rule) for rule in ERA_RULES for year in (1950, *range(1960, 2000)))
+
+
+def restate_era(keywords: list[str], year: int | None, rule: str) -> list[str]:
+    """``keywords`` (built under any era rule) with the era keyword worded by ``rule`` instead."""
+    era = era_keyword(year, rule)
+    return [era if word in ERA_WORDS else word for word in keywords if word not in ERA_WORDS or era]
+
+
+def item_keywords(items: pd.DataFrame, rule: str) -> list[list[str]]:
+    """The prepared items' keywords with their eras worded by ``rule`` (what prompts and the teacher read)."""
+    return [restate_era(list(words), year, rule) for words, year in zip(items["keywords"], items["year"])]
 
 
 def audience_keywords(train: pd.DataFrame, n_items: int, min_support: int) -> list[list[str]]:
@@ -141,7 +172,7 @@ def build_keywords(items: pd.DataFrame, train: pd.DataFrame, kg: pd.DataFrame | 
     audience = audience_keywords(train, len(items), min_support)
     result = []
     for item, genres in enumerate(items["genres"]):
-        era = era_keyword(items["year"].iloc[item])
+        era = era_keyword(items["year"].iloc[item], STORED_ERA_RULE)
         words = [g.lower() for g in genres] + ([era] if era else []) + audience[item] + graph[item]
         unique = list(dict.fromkeys(w for w in words if w))
         result.append(unique[:max_keywords])

@@ -7,6 +7,7 @@ import pandas as pd
 
 MIN_GENRE_RATINGS = 3  # ratings in a genre before it can count as liked or disliked
 TOP_GENRES = 3
+RATE_MIN_TRAIN = 5  # train ratings before a user's like-rate is shown and argued from
 
 
 def build_profiles(users: pd.DataFrame, items: pd.DataFrame, train: pd.DataFrame) -> pd.DataFrame:

@@ -44,7 +44,7 @@ def build_fused(prepared: PreparedData, config: Config, experts: Experts, backbo
     install_mixture(backbone, [adapter_dir(config, "thinkrec"), *experts.adapters])
     spec = system_spec("thinkrec")
     model = load_projected_model(spec, backbone, tokenizer, config, llm_dir(config, "thinkrec"))
-    return FusedSystem(model, prompt_builder(spec, prepared, tokenizer, config), experts)
+    return FusedSystem(model, prompt_builder(spec, prepared, tokenizer, config, llm_dir(config, "thinkrec")), experts)
 
 
 def load_fused(prepared: PreparedData, config: Config, backbone=None, tokenizer=None) -> FusedSystem:

@@ -200,29 +200,43 @@ class SoftTokenLM(nn.Module):
         except Exception as err:  # safetensors and torch raise several error types here
             raise CheckpointError(f"{path}: cannot load the projector ({err})") from err
 
-    def logits(self, batch: LMBatch) -> torch.Tensor:
+    def logits(self, batch: LMBatch, keep_last: int = 0) -> torch.Tensor:
+        """Next-token logits of every position, or of the last ``keep_last`` positions only (the LM head
+        over a 49k vocabulary is a fifth of the forward pass; answers and targets sit at the end)."""
         output = self.backbone(inputs_embeds=self.input_embeddings(batch), attention_mask=batch.attention_mask,
-                               position_ids=batch.position_ids, use_cache=False)
+                               position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep_last)
         return output.logits
 
     def yes_no_logit(self, logits: torch.Tensor, batch: LMBatch) -> torch.Tensor:
-        """logit(Yes) - logit(No) at each row's answer position: P(Yes) = sigmoid of it."""
+        """logit(Yes) - logit(No) at each row's answer position (``logits`` may hold only the last
+        positions): P(Yes) = sigmoid of it."""
         rows = torch.arange(len(batch.answer_index))
-        answer = logits[rows, batch.answer_index]
+        start = batch.input_ids.shape[1] - logits.shape[1]
+        answer = logits[rows, batch.answer_index - start]
         return answer[:, self.yes_id] - answer[:, self.no_id]
 
     @torch.no_grad()
     def p_yes(self, batch: LMBatch) -> torch.Tensor:
         """P(Yes) = softmax over the Yes and No logits at the answer position."""
-        return torch.sigmoid(self.yes_no_logit(self.logits(batch), batch))
+        keep = batch.input_ids.shape[1] - int(batch.answer_index.min())
+        return torch.sigmoid(self.yes_no_logit(self.logits(batch, keep), batch).float())
 
-    def losses(self, batch: LMBatch, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-row BCE on P(Yes) and per-row mean LM loss over the target tokens."""
-        logits = self.logits(batch)
+    def forward(self, batch: LMBatch, labels: torch.Tensor, full_head: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training losses: called through the module so a data-parallel wrapper syncs gradients."""
+        return self.losses(batch, labels, full_head)
+
+    def losses(self, batch: LMBatch, labels: torch.Tensor, full_head: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-row BCE on P(Yes) and per-row mean LM loss over the target tokens. The LM head runs from
+        the earliest answer position on, which is everything a loss reads (``full_head``: over every
+        position, the slower reference that tests and ``benchmarks/train_speed.py`` compare with)."""
+        keep = batch.input_ids.shape[1] - (0 if full_head else int(batch.answer_index.min()))
+        logits = self.logits(batch, keep).float()
         bce = nn.functional.binary_cross_entropy_with_logits(self.yes_no_logit(logits, batch), labels.float(),
                                                              reduction="none")
         shifted_logits = logits[:, :-1]
-        shifted_labels = batch.labels[:, 1:]
+        shifted_labels = batch.labels[:, -keep:][:, 1:]
         token_loss = nn.functional.cross_entropy(shifted_logits.reshape(-1, shifted_logits.shape[-1]),
                                                  shifted_labels.reshape(-1), ignore_index=-100, reduction="none")
         token_loss = token_loss.view(shifted_labels.shape)

@@ -4,6 +4,11 @@ The user's last interactions (liked and disliked, with keywords) and the target 
 in the backbone's chat template. Where a collaborative-filtering embedding belongs, the text holds
 a marker; tokenisation turns each marker into one placeholder token whose input embedding the
 model overwrites with the projected CF vector (CoLLM's soft tokens).
+
+With ``llm.prompt_evidence`` the prompt also shows what the grounded teacher argues from, so a
+trace states nothing the student cannot read: a profile line (favoured and avoided genres and the
+like-rate, train-only; with the keywords), every genre of each history film, and which history
+films CF finds close to the target (with the CF tokens). Off, the prompt is the published one.
 """
 
 from __future__ import annotations
@@ -14,14 +19,18 @@ import numpy as np
 import pandas as pd
 
 from thinkrec.cf.fold_in import FoldedUser
+from thinkrec.cf.neighbours import close_items, comparable_history, unit_rows
 from thinkrec.config import LLMConfig
+from thinkrec.data.keywords import item_keywords
 from thinkrec.data.prepared import PreparedData
+from thinkrec.data.profiles import RATE_MIN_TRAIN, genre_preferences
 from thinkrec.data.split import PAD
 from thinkrec.guest import GUEST, GuestUser
 
 MARKER = "<|cf|>"  # stands for one soft token in the rendered text
 SYSTEM = "You are a movie recommender. Answer Yes or No, then explain why."
 QUESTION = "Will the user like the target? Answer Yes or No."
+CLOSE_MARK = ", close to the target"  # follows the verdict of a history film CF finds close to the target
 
 
 @dataclass(frozen=True)
@@ -50,20 +59,30 @@ class EncodedPrompt:
 
 
 class PromptBuilder:
-    """Renders and tokenises prompts for (user, target item, history) triples."""
+    """Renders and tokenises prompts for (user, target item, history) triples.
+
+    ``item_embeddings`` (the CF encoder's item table) is needed only to mark the history films
+    close to the target, i.e. with ``config.prompt_evidence`` and CF tokens."""
 
     def __init__(self, prepared: PreparedData, tokenizer, config: LLMConfig, use_cf_tokens: bool = True,
-                 use_keywords: bool = True, use_match: bool = False):
+                 use_keywords: bool = True, use_match: bool = False, item_embeddings=None):
         self.data = prepared
         self.tokenizer = tokenizer
         self.config = config
         self.use_cf_tokens = use_cf_tokens
         self.use_match = use_cf_tokens and use_match
         self.use_keywords = use_keywords
+        self.show_profile = config.prompt_evidence and use_keywords
+        self.mark_close = config.prompt_evidence and use_cf_tokens
+        if self.mark_close and item_embeddings is None:
+            raise ValueError("llm.prompt_evidence marks the history films close to the target: "
+                             "the prompt needs the CF encoder's item embeddings")
+        self._vectors = unit_rows(item_embeddings) if self.mark_close else None
         self.placeholder_id = tokenizer.convert_tokens_to_ids(tokenizer.pad_token or tokenizer.eos_token)
         self._titles = prepared.items["title"].tolist()
         self._years = prepared.items["year"].tolist()
-        self._keywords = prepared.items["keywords"].tolist()
+        self._genres = prepared.items["genres"].tolist()
+        self._keywords = item_keywords(prepared.items, config.era_rule)
 
     def _movie(self, item: int, keywords: int | None) -> str:
         year = self._years[item]
@@ -71,8 +90,23 @@ class PromptBuilder:
         if self.use_cf_tokens:
             text += f" {MARKER}"
         words = self._keywords[item] if self.use_keywords else []
-        words = words[:keywords] if keywords is not None else words
+        if keywords is not None:  # a history film: its genres in full when the prompt shows the evidence
+            words = words[:max(keywords, len(self._genres[item]))] if self.config.prompt_evidence else words[:keywords]
         return text + (f" [{', '.join(words)}]" if words else "")
+
+    def _profile_line(self, user: int | GuestUser) -> str | None:
+        """Favoured and avoided genres and the like-rate, from train ratings (a guest's: their picks)."""
+        if isinstance(user, GuestUser):
+            picks = pd.DataFrame({"item": user.items, "label": user.labels})
+            (liked, disliked), rated, rate = genre_preferences(picks, self._genres), len(picks), picks["label"].mean()
+        else:
+            row = self.data.users.iloc[user]
+            liked, disliked, rated, rate = row["liked_genres"], row["disliked_genres"], row["n_train"], row["like_rate"]
+        parts = [f"{verb} {', '.join(g.lower() for g in genres)}"
+                 for verb, genres in (("favours", liked), ("avoids", disliked)) if len(genres)]
+        if rated >= RATE_MIN_TRAIN:
+            parts.append(f"likes {round(100 * float(rate))} % of the films they rate")
+        return f"Profile: {'; '.join(parts)}." if parts else None
 
     def _user_line(self, user: int | GuestUser) -> str:
         parts = []
@@ -88,12 +122,16 @@ class PromptBuilder:
         index = GUEST if isinstance(user, GuestUser) else user
         soft = [SoftToken("user", index)] if self.use_cf_tokens else []
         lines = [self._user_line(user)]
+        profile = self._profile_line(user) if self.show_profile else None
+        if profile:
+            lines.append(profile)
         history = [(int(item), int(label)) for item, label in zip(hist_items, hist_labels) if item != PAD]
         history = history[-self.config.history_len:] if self.config.history_len else []
+        close = self.close_to_target(item, history) if self.mark_close else set()
         if history:
             lines.append("Rated, oldest first:")
             for number, (hist_item, liked) in enumerate(history, start=1):
-                verdict = "liked" if liked else "disliked"
+                verdict = ("liked" if liked else "disliked") + (CLOSE_MARK if hist_item in close else "")
                 lines.append(f"{number}. {self._movie(hist_item, self.config.history_keywords)}: {verdict}")
                 if self.use_cf_tokens:
                     soft.append(SoftToken("item", hist_item))
@@ -109,6 +147,11 @@ class PromptBuilder:
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text, soft
+
+    def close_to_target(self, item: int, history: list[tuple[int, int]]) -> set[int]:
+        """The shown history films CF finds close to the target (``cf.neighbours``, as the teacher argues)."""
+        candidates = comparable_history(self._titles, item, [i for i, _ in history], [label for _, label in history])
+        return close_items(self._vectors, item, list(candidates))
 
     def encode(self, user: int | GuestUser, item: int, hist_items, hist_labels) -> EncodedPrompt:
         """Tokenise piece by piece so that every marker becomes exactly one placeholder token."""

@@ -21,9 +21,10 @@ from safetensors.torch import load_file, save_file
 
 from thinkrec import registry
 from thinkrec.cf.store import cf_dir, load_embeddings
-from thinkrec.config import Config
+from thinkrec.config import Config, trained_prompt
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
+from thinkrec.files import read_json
 from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.model import CFTables, SoftTokenLM
 from thinkrec.llm.prompt import PromptBuilder
@@ -105,9 +106,27 @@ def load_projected_model(spec: SystemSpec, backbone, tokenizer, config: Config, 
     return model.eval()
 
 
-def prompt_builder(spec: SystemSpec, prepared: PreparedData, tokenizer, config: Config) -> PromptBuilder:
-    return PromptBuilder(prepared, tokenizer, config.llm, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords,
-                         use_match=config.llm.cf_match)
+def recorded_prompt(folder: Path) -> dict | None:
+    """The prompt settings a system folder records: a trained system's ``config.json`` (its ``llm_config``),
+    else the ``metrics.json`` of its stored test predictions (its ``prompt``); ``None`` when it holds neither."""
+    for name, key in (("config.json", "llm_config"), ("metrics.json", "prompt")):
+        if (folder / name).exists():
+            return read_json(folder / name).get(key, {})
+    return None
+
+
+def prompt_builder(spec: SystemSpec, prepared: PreparedData, tokenizer, config: Config,
+                   folder: Path | None = None) -> PromptBuilder:
+    """The system's prompt; ``folder``, where it records one (``recorded_prompt``), supplies the prompt
+    settings the system was trained or scored with (settings it does not record: the published prompt's)."""
+    settings = config.llm
+    recorded = recorded_prompt(folder) if folder is not None else None
+    if recorded is not None:
+        settings = trained_prompt(settings, recorded)
+    marks_close = settings.prompt_evidence and spec.cf_tokens
+    items = load_embeddings(config, settings.cf_encoder)["item"] if marks_close else None
+    return PromptBuilder(prepared, tokenizer, settings, use_cf_tokens=spec.cf_tokens, use_keywords=spec.keywords,
+                         use_match=settings.cf_match, item_embeddings=items)
 
 
 def new_system(spec: SystemSpec, prepared: PreparedData, config: Config, backbone=None, tokenizer=None):
@@ -149,7 +168,7 @@ def load_system(name: str, prepared: PreparedData, config: Config, backbone=None
         except (OSError, ValueError) as err:
             raise CheckpointError(f"{folder / 'adapter'}: cannot load the LoRA adapter ({err})") from err
     model = load_projected_model(spec, backbone, tokenizer, config, folder)
-    return model, prompt_builder(spec, prepared, tokenizer, config)
+    return model, prompt_builder(spec, prepared, tokenizer, config, folder if spec.trained else None)
 
 
 def expert_start(prepared: PreparedData, config: Config, top_layers: int, backbone=None, tokenizer=None):

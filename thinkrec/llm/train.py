@@ -2,17 +2,26 @@
 
 Every row uses the one prompt. Yes/No rows learn the answer word (0.9 BCE + 0.1 LM by default),
 reasoning rows learn ``"<Yes|No>. <trace><eos>"`` (0.1 BCE + 0.9 LM). In a reasoning system the
-Yes/No rows carry no end-of-sequence after the verdict, or the model learns to stop there. The data is budgeted in
-tokens. Progress (trainable weights, optimiser moments, step) is saved as safetensors + JSON at
-every evaluation, so an interrupted run resumes where it stopped; the weights with the best
-valid AUC are what the stage ships.
+Yes/No rows carry no end-of-sequence after the verdict, or the model learns to stop there. The data
+is budgeted in tokens; traces repeat in new orders when the budget outlasts them (epochs).
+
+Batches come from windows of rows sorted by length (little padding), and the forward and backward
+passes run under bfloat16 autocast with fp32 master weights (``benchmarks/train_speed.py`` measures
+both). A run may be time-boxed: its complete state (trainable weights, optimiser moments, position
+in the fixed data order, RNG, tokens and wall time so far) is written atomically under
+``training/`` every few minutes and at the deadline, and the next run, on any machine with that
+folder, continues where it stopped. The weights with the best valid AUC are what the stage ships.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import logging
+import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +34,14 @@ from tqdm.auto import tqdm
 
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
+from thinkrec.errors import CheckpointError
 from thinkrec.llm.model import SoftTokenLM, collate, weighted_loss
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import SystemSpec, llm_dir, new_system, save_system
-from thinkrec.metrics import auc, auc_report
+from thinkrec.metrics import auc_report
 from thinkrec.subsets import of_users, valid_subset
+from thinkrec.teacher.dataset import check_traces_match
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +76,31 @@ def target_tokens(tokenizer, text: str, end: bool = True) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False) + ([tokenizer.eos_token_id] if end else [])
 
 
+def train_row_index(train: pd.DataFrame) -> dict[tuple, int]:
+    """Position of each (user, item, timestamp) in the train split: how a trace finds its row."""
+    return {key: n for n, key in enumerate(zip(train["user"], train["item"], train["timestamp"]))}
+
+
+def split_traces(traces: pd.DataFrame, settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(traces to train on, traces held out for the selection's LM loss): a seeded draw of
+    ``heldout_traces`` train traces is held out, then at most ``max_train_traces`` of the rest are
+    trained on; reference traces (test rows) never are."""
+    train = traces[traces["purpose"] != "reference"]
+    heldout = train.sample(n=min(settings.heldout_traces, len(train)), random_state=settings.seed + 1)
+    rest = train.drop(index=heldout.index)
+    if len(rest) > settings.max_train_traces:
+        rest = rest.sample(n=settings.max_train_traces, random_state=settings.seed).sort_index()
+    return rest, heldout
+
+
+def trace_epochs(traces: pd.DataFrame, seed: int) -> Iterator:
+    """Every trace once in a seeded order, then again in a new order, for as long as the budget asks."""
+    for epoch in itertools.count():
+        if traces.empty:
+            return
+        yield from traces.sample(frac=1.0, random_state=seed + epoch).itertuples(index=False)
+
+
 def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedData, config: Config,
                    traces: pd.DataFrame | None, budget: int | None = None,
                    users: np.ndarray | None = None) -> list[Example]:
@@ -73,19 +109,24 @@ def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedD
     rng = np.random.default_rng(settings.seed)
     tokenizer = builder.tokenizer
     train = of_users(prepared.split("train"), users)
-    reasoning_rows = pd.DataFrame()
+    reasoning_rows, heldout = pd.DataFrame(), set()
     if spec.reasoning:
         if traces is None or traces.empty:
             raise ValueError(f"{spec.name} learns from reasoning traces, but none were given")
-        reasoning_rows = of_users(traces[traces["purpose"] != "reference"], users)
-        reasoning_rows = reasoning_rows.sample(frac=1.0, random_state=settings.seed)
-    row_of = {key: n for n, key in enumerate(zip(train["user"], train["item"], train["timestamp"]))}
+        check_traces_match(traces, builder.config)
+        reasoning_rows, held = split_traces(traces, settings)
+        reasoning_rows = of_users(reasoning_rows, users)
+        heldout = set(zip(held["user"], held["item"], held["timestamp"]))
+    row_of = train_row_index(train)
+    keys = list(zip(train["user"], train["item"], train["timestamp"]))
     examples: list[Example] = []
     budget = settings.train_tokens if budget is None else budget
-    trace_iter = iter(reasoning_rows.itertuples(index=False))
+    trace_iter = trace_epochs(reasoning_rows, settings.seed)
     for index in rng.permutation(len(train)):
         if budget <= 0:
             break
+        if keys[index] in heldout:  # a held-out trace's row is not trained on in any form
+            continue
         use_trace = spec.reasoning and rng.random() < settings.reasoning_share
         trace = next(trace_iter, None) if use_trace else None
         if trace is not None:
@@ -103,15 +144,76 @@ def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedD
     return examples
 
 
-class Progress:
-    """Resumable state of one training stage under ``<work>/llm/<system>/``."""
+def make_batches(examples: list[Example], batch_size: int, buckets: int, seed: int) -> list[list[Example]]:
+    """Batches in a fixed, seeded order. With ``buckets`` > 1, each window of ``buckets`` batches' worth of
+    rows is sorted by length before it is cut into batches, and the batches are then shuffled: rows of a
+    batch pad to similar lengths while the order stays random."""
+    if buckets <= 1:
+        return [examples[s:s + batch_size] for s in range(0, len(examples), batch_size)]
+    window = batch_size * buckets
+    batches = []
+    for start in range(0, len(examples), window):
+        chunk = sorted(examples[start:start + window], key=lambda e: e.tokens)
+        batches.extend(chunk[s:s + batch_size] for s in range(0, len(chunk), batch_size))
+    order = np.random.default_rng(seed).permutation(len(batches))
+    return [batches[i] for i in order]
 
-    def __init__(self, folder: Path):
+
+def data_digest(batches: list[list[Example]]) -> str:
+    """A fingerprint of the exact training data in its order: a resumed run must see the same batches."""
+    digest = hashlib.sha256()
+    for chunk in batches:
+        for example in chunk:
+            digest.update(np.asarray(example.prompt.input_ids + example.target, dtype=np.int64).tobytes())
+            digest.update(bytes([example.label, example.reasoning]))
+    return digest.hexdigest()
+
+
+def shard(batches: list[list[Example]], index: int, count: int) -> list[list[Example]]:
+    """This process's batches under data parallelism: disjoint, and as many for every process."""
+    return batches[index::count][: len(batches) // count] if count > 1 else batches
+
+
+def train_step(model: torch.nn.Module, chunk: list[Example], pad_id: int, device, weights, bf16: bool,
+               full_head: bool = False) -> tuple:
+    """The loss of one batch (forward under bfloat16 autocast when ``bf16``), with its BCE and LM parts.
+    ``model`` is a ``SoftTokenLM`` or its data-parallel wrapper."""
+    batch = collate([e.prompt for e in chunk], pad_id, [e.target for e in chunk]).to(device)
+    labels = torch.tensor([e.label for e in chunk], device=device)
+    is_reasoning = torch.tensor([e.reasoning for e in chunk], device=device)
+    with torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+        bce, lm = model(batch, labels, full_head)
+    return weighted_loss(bce, lm, is_reasoning, weights), bce, lm
+
+
+class Progress:
+    """Resumable state of one training run under ``training/llm/<scope>/``, written atomically."""
+
+    FILES = ("progress.json", "last.safetensors", "optimiser.safetensors", "best.safetensors")
+
+    def __init__(self, folder: Path, data_digest: str = "", writer: bool = True):
         self.folder = folder
-        self.state = {"step": 0, "tokens": 0, "best_auc": -1.0, "best_step": 0, "evaluations": [], "seconds": 0.0}
+        self.writer = writer  # under data parallelism only the main process writes; every process reads
+        self.state = {"step": 0, "tokens": 0, "best_auc": -1.0, "best_step": 0, "evaluations": [], "seconds": 0.0,
+                      "data_digest": data_digest}
+        if writer:
+            self._recover()
         if (folder / "progress.json").exists():
             self.state = json.loads((folder / "progress.json").read_text(encoding="utf-8"))
+            stored = self.state.get("data_digest", data_digest)
+            if stored != data_digest:
+                raise CheckpointError(f"{folder}: this state trained on other data or settings (digest {stored[:12]} "
+                                      f"here, {data_digest[:12]} now); restore the settings it was made with, or "
+                                      "delete the folder to start afresh")
         self._clock = time.perf_counter()  # wall time is added up over every run that saved its work
+
+    def _recover(self) -> None:
+        """Finish a swap that a killed run left half done: the old state stays valid until the new one is whole."""
+        old = self.folder.with_name(self.folder.name + ".old")
+        if old.exists() and not (self.folder / "progress.json").exists():
+            shutil.rmtree(self.folder, ignore_errors=True)
+            old.rename(self.folder)
+        shutil.rmtree(old, ignore_errors=True)
 
     @property
     def seconds(self) -> float | None:
@@ -119,24 +221,42 @@ class Progress:
         return self.state.get("seconds")
 
     def save(self, model: SoftTokenLM, optimiser: torch.optim.Optimizer, best: dict[str, torch.Tensor] | None) -> None:
+        """Write the whole state into a fresh folder, then swap it in: a kill at any point leaves one whole state."""
         now = time.perf_counter()
         if self.seconds is not None:
             self.state["seconds"] = round(self.seconds + now - self._clock, 1)
         self._clock = now
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / "progress.json").unlink(missing_ok=True)
-        save_file(trainable_state(model), self.folder / "last.safetensors")
-        save_file(optimiser_state(model, optimiser), self.folder / "optimiser.safetensors")
+        if not self.writer:
+            return
+        partial = self.folder.with_name(self.folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        save_file(trainable_state(model), partial / "last.safetensors")
+        save_file({**optimiser_state(model, optimiser), "rng::torch": torch.get_rng_state()},
+                  partial / "optimiser.safetensors")
         if best is not None:
-            save_file(best, self.folder / "best.safetensors")
-        (self.folder / "progress.json").write_text(json.dumps(self.state, indent=2), encoding="utf-8")
+            save_file(best, partial / "best.safetensors")
+        (partial / "progress.json").write_text(json.dumps(self.state, indent=2), encoding="utf-8")
+        old = self.folder.with_name(self.folder.name + ".old")
+        if self.folder.exists():
+            self.folder.rename(old)
+        partial.rename(self.folder)
+        shutil.rmtree(old, ignore_errors=True)
 
     def restore(self, model: SoftTokenLM, optimiser: torch.optim.Optimizer) -> dict[str, torch.Tensor] | None:
         if self.state["step"] == 0:
             return None
-        model.load_state_dict(load_file(self.folder / "last.safetensors"), strict=False)
-        load_optimiser_state(model, optimiser, load_file(self.folder / "optimiser.safetensors"))
-        log.info("resuming at step %d (%d tokens seen)", self.state["step"], self.state["tokens"])
+        try:
+            model.load_state_dict(load_file(self.folder / "last.safetensors"), strict=False)
+            tensors = load_file(self.folder / "optimiser.safetensors")
+        except Exception as err:  # missing or damaged files
+            raise CheckpointError(f"{self.folder}: cannot resume the training state ({err}); delete the folder "
+                                  "to start this run afresh") from err
+        if "rng::torch" in tensors:
+            torch.set_rng_state(tensors.pop("rng::torch"))
+        load_optimiser_state(model, optimiser, tensors)
+        log.info("resuming at step %d (%d tokens seen, %.0f s so far)", self.state["step"], self.state["tokens"],
+                 self.seconds or 0.0)
         best = self.folder / "best.safetensors"
         return load_file(best) if best.exists() else None
 
@@ -162,84 +282,143 @@ def load_optimiser_state(model: SoftTokenLM, optimiser: torch.optim.Optimizer, t
 
 
 def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, traces: pd.DataFrame | None = None,
-                 backbone=None, tokenizer=None, start=None, scope: Scope | None = None) -> dict:
+                 backbone=None, tokenizer=None, start=None, scope: Scope | None = None,
+                 max_minutes: float | None = None) -> dict:
     """Train one LLM system (resuming if interrupted) and save its best weights to checkpoints.
 
     ``start`` is an optional ``(model, builder)`` to continue from (the experts start from the
     global adapter); ``scope`` limits the run to some users and sets its budget and folders.
+    ``max_minutes`` time-boxes this run: at the deadline the state is saved and the report says
+    ``finished: false``; nothing is shipped until the last batch has been trained.
     """
     settings = config.llm
     scope = scope or Scope(spec.name, llm_dir(config, spec.name), settings.train_tokens)
+    deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
     torch.manual_seed(settings.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     model, builder = start or new_system(spec, prepared, config, backbone, tokenizer)
     examples = build_examples(spec, builder, prepared, config, traces, scope.train_tokens, scope.users)
-    examples = examples[accelerator.process_index::accelerator.num_processes]
+    batches = make_batches(examples, settings.batch_size, settings.length_buckets, settings.seed)
+    digest = data_digest(batches)
+    batches = shard(batches, accelerator.process_index, accelerator.num_processes)
     groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n],
                "lr": settings.lr_lora},
               {"params": [p for n, p in model.named_parameters() if p.requires_grad and "projector" in n.split(".")[0]],
                "lr": settings.lr_projector}]
     optimiser = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
-    progress = Progress(config.paths.work / "llm" / scope.name)
+    progress = Progress(config.paths.training / "llm" / scope.name, digest, writer=accelerator.is_main_process)
     best = progress.restore(model, optimiser)
     model, optimiser = accelerator.prepare(model, optimiser)
     core: SoftTokenLM = accelerator.unwrap_model(model)
     weights = (settings.bce_weight_reasoning, settings.lm_weight_reasoning, settings.bce_weight_rec,
                settings.lm_weight_rec)
     valid = valid_subset(prepared, config, scope.users)
-    batches = [examples[s:s + settings.batch_size] for s in range(0, len(examples), settings.batch_size)]
-    total_tokens = sum(e.tokens for e in examples)
-    log.info("%s: %d examples (%d with reasoning), %d tokens, %d steps", scope.name, len(examples),
+    heldout = heldout_examples(builder, prepared, traces, settings, scope.users)
+    total_tokens = sum(e.tokens for chunk in batches for e in chunk)
+    log.info("%s: %d examples (%d with reasoning), %d tokens, %d steps per process", scope.name, len(examples),
              sum(e.reasoning for e in examples), total_tokens, len(batches))
-    started = time.perf_counter()
-    since_eval = 0
+    started = last_save = time.perf_counter()
     bar = tqdm(total=total_tokens, initial=progress.state["tokens"], desc=f"train {scope.name}", unit="tok")
     for step in range(progress.state["step"], len(batches)):
         chunk = batches[step]
         model.train()
-        batch = collate([e.prompt for e in chunk], builder.tokenizer.pad_token_id,
-                        [e.target for e in chunk]).to(accelerator.device)
-        labels = torch.tensor([e.label for e in chunk], device=accelerator.device)
-        is_reasoning = torch.tensor([e.reasoning for e in chunk], device=accelerator.device)
-        bce, lm = core.losses(batch, labels)
-        loss = weighted_loss(bce, lm, is_reasoning, weights)
+        loss, bce, _ = train_step(model, chunk, builder.tokenizer.pad_token_id, accelerator.device, weights,
+                                  settings.autocast_bf16)
         optimiser.zero_grad()
         accelerator.backward(loss)
         optimiser.step()
         tokens = sum(e.tokens for e in chunk)
         progress.state["step"], progress.state["tokens"] = step + 1, progress.state["tokens"] + tokens
-        since_eval += tokens
         bar.update(tokens)
         bar.set_postfix(loss=f"{loss.item():.3f}", bce=f"{bce.mean().item():.3f}")
-        if since_eval >= settings.eval_every_tokens or step + 1 == len(batches):
-            since_eval = 0
+        crossed = progress.state["tokens"] // settings.eval_every_tokens > \
+            (progress.state["tokens"] - tokens) // settings.eval_every_tokens
+        if crossed or step + 1 == len(batches):
             if scope.evaluate:
-                best = evaluate_and_keep(core, builder, valid, progress, best)
+                best = evaluate_and_keep(core, builder, valid, progress, best, heldout, settings)
             progress.save(core, optimiser, best)
+            last_save = time.perf_counter()
+        elif time.perf_counter() - last_save >= 60 * settings.save_every_minutes or \
+                (deadline is not None and time.perf_counter() >= deadline):
+            progress.save(core, optimiser, best)
+            last_save = time.perf_counter()
+        if deadline is not None and time.perf_counter() >= deadline and step + 1 < len(batches):
+            break
     bar.close()
+    finished = progress.state["step"] >= len(batches)
+    report = {"finished": finished, "train_tokens": progress.state["tokens"], "planned_tokens": total_tokens,
+              "train_examples": len(examples), "reasoning_examples": sum(e.reasoning for e in examples),
+              "best_valid_auc": progress.state["best_auc"], "best_step": progress.state["best_step"],
+              "steps_done": progress.state["step"], "steps": len(batches), "shard_digest": data_digest(batches),
+              "evaluations": progress.state["evaluations"],
+              "seconds_this_run": round(time.perf_counter() - started, 1), "seconds": progress.seconds}
+    if not finished:
+        log.info("%s: stopped at the deadline after step %d of %d; state in %s", scope.name,
+                 progress.state["step"], len(batches), progress.folder)
+        return report
     if best is not None:
         core.load_state_dict(best, strict=False)
-    seconds = time.perf_counter() - started
-    report = {"train_tokens": progress.state["tokens"], "train_examples": len(examples),
-              "reasoning_examples": sum(e.reasoning for e in examples), "best_valid_auc": progress.state["best_auc"],
-              "best_step": progress.state["best_step"], "steps": len(batches),
-              "evaluations": progress.state["evaluations"],
-              "seconds_this_run": round(seconds, 1), "seconds": progress.seconds}
     if accelerator.is_main_process:
-        save_system(core, spec, scope.out_dir, {"llm_config": json.loads(json.dumps(vars(settings))), "train": report})
+        # The builder's settings: those of the run, with the prompt settings of the system it started from.
+        meta = {"llm_config": json.loads(json.dumps(vars(builder.config))), "train": report}
+        save_system(core, spec, scope.out_dir, meta)
     return report
 
 
+def heldout_examples(builder: PromptBuilder, prepared: PreparedData, traces: pd.DataFrame | None, settings,
+                     users: np.ndarray | None) -> list[Example]:
+    """The held-out traces as examples, for their LM loss at each evaluation."""
+    if traces is None or not settings.heldout_traces:
+        return []
+    heldout = of_users(split_traces(traces, settings)[1], users)
+    train = prepared.split("train")
+    row_of = train_row_index(train)
+    return [Example(builder.encode_row(train.iloc[row_of[(t.user, t.item, t.timestamp)]]),
+                    target_tokens(builder.tokenizer, t.trace), int(t.label), True)
+            for t in heldout.itertuples(index=False)]
+
+
+@torch.no_grad()
+def heldout_lm_loss(model: SoftTokenLM, examples: list[Example], pad_id: int, batch_size: int, bf16: bool) -> float:
+    """Mean per-token-averaged LM loss of the held-out traces (NaN without any)."""
+    if not examples:
+        return float("nan")
+    model.eval()
+    losses = []
+    ordered = sorted(examples, key=lambda e: e.tokens)
+    device = next(model.parameters()).device
+    for start in range(0, len(ordered), batch_size):
+        chunk = ordered[start:start + batch_size]
+        batch = collate([e.prompt for e in chunk], pad_id, [e.target for e in chunk]).to(device)
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            _, lm = model.losses(batch, torch.tensor([e.label for e in chunk], device=device))
+        losses.extend(lm.float().tolist())
+    return float(np.mean(losses))
+
+
 def evaluate_and_keep(model: SoftTokenLM, builder: PromptBuilder, valid: pd.DataFrame, progress: Progress,
-                      best: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor] | None:
-    """Score the valid subset; keep the trainable weights if they are the best so far."""
+                      best: dict[str, torch.Tensor] | None, heldout: list[Example] | None = None,
+                      settings=None) -> dict[str, torch.Tensor] | None:
+    """Score the valid subset (and the held-out traces' LM loss); keep the weights the selection rule prefers.
+
+    The rule: the best valid AUC so far sets a bar ``select_auc_tolerance`` below it; the kept step must
+    clear the bar, and among the kept step and this one, the lower held-out LM loss wins (without
+    held-out traces: the higher AUC). So a later, better-reasoning step is not lost to a noisy AUC."""
     scores = score_rows(model, builder, valid, desc="valid")
-    valid_auc = auc(valid["label"].to_numpy(), scores)
     report = auc_report(valid["user"], valid["label"], scores)
-    progress.state["evaluations"].append({"step": progress.state["step"], "tokens": progress.state["tokens"], **report})
-    log.info("step %d, %d tokens: valid AUC %.4f UAUC %.4f", progress.state["step"], progress.state["tokens"],
-             report["auc"], report["uauc"])
-    if valid_auc > progress.state["best_auc"]:
-        progress.state["best_auc"], progress.state["best_step"] = valid_auc, progress.state["step"]
+    lm_loss = heldout_lm_loss(model, heldout or [], builder.tokenizer.pad_token_id, 8,
+                              bool(settings and settings.autocast_bf16))
+    step = progress.state["step"]
+    progress.state["evaluations"].append({"step": step, "tokens": progress.state["tokens"], **report,
+                                          "heldout_lm_loss": lm_loss})
+    log.info("step %d, %d tokens: valid AUC %.4f UAUC %.4f, held-out trace LM loss %.4f", step,
+             progress.state["tokens"], report["auc"], report["uauc"], lm_loss)
+    evaluations = {e["step"]: e for e in progress.state["evaluations"]}
+    bar = max(e["auc"] for e in evaluations.values()) - (settings.select_auc_tolerance if heldout else 0.0)
+    kept = evaluations.get(progress.state["best_step"]) if best is not None else None
+    if report["auc"] >= bar and (kept is None or kept["auc"] < bar or
+                                 (heldout and lm_loss < kept["heldout_lm_loss"]) or
+                                 (not heldout and report["auc"] > kept["auc"])):
+        progress.state["best_auc"], progress.state["best_step"] = report["auc"], step
         return trainable_state(model)
     return best

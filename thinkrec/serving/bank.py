@@ -219,12 +219,14 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
     for name in trained:
         spec = system_spec(name)
         model = load_projected_model(spec, backbone, tokenizer, config, llm_dir(config, name))
-        served[name] = Served(name, model, prompt_builder(spec, prepared, tokenizer, config), slot)
+        builder = prompt_builder(spec, prepared, tokenizer, config, llm_dir(config, name))
+        served[name] = Served(name, model, builder, slot)
         slot += 1 + (experts.k if name == "thinkrec" and experts is not None else 0)
     if experts is not None:
         served = {"fused": Served("fused", served["thinkrec"].model, served["thinkrec"].builder, None), **served}
     zeroshot = system_spec("zeroshot")
-    served["zeroshot"] = Served("zeroshot", build_model(zeroshot, backbone, tokenizer, config).eval(),
-                                prompt_builder(zeroshot, prepared, tokenizer, config), None)
+    zeroshot_prompt = prompt_builder(zeroshot, prepared, tokenizer, config, llm_dir(config, "zeroshot"))
+    served["zeroshot"] = Served("zeroshot", build_model(zeroshot, backbone, tokenizer, config).eval(), zeroshot_prompt,
+                                None)
     log.info("LLM systems ready on one backbone: %s (%d adapters)", ", ".join(served), len(adapters))
     return LLMBank(served, max(len(adapters), 1), prepared.items["title"].tolist(), experts)

@@ -1,9 +1,9 @@
 """The evidence a teacher may cite when it explains why a user liked or disliked a film.
 
 Everything comes from the row's own history (the interactions strictly before the target, as
-``prepared.rows`` stores them) and train-only statistics (the user's profile, the item's
-keywords). Nothing is read from the future, and the only titles in the evidence are the
-target's and those of the row's history.
+``prepared.rows`` stores them, cut to the part the prompt shows) and train-only statistics (the
+user's profile, the item's keywords). Nothing is read from the future, and the only titles in
+the evidence are the target's and those of the shown history.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from thinkrec.data.keywords import era_keyword
+from thinkrec.cf.neighbours import CLOSE_MIN, comparable_history, nearest, unit_rows
+from thinkrec.data.keywords import era_keyword, item_keywords
 from thinkrec.data.prepared import PreparedData
+from thinkrec.data.profiles import RATE_MIN_TRAIN
 
 LIKE, DISLIKE = "like", "dislike"
 AUDIENCE = {  # audience keyword -> (direction, weight)
@@ -33,10 +33,7 @@ LINKS = {  # knowledge-graph keyword prefix -> how a sentence states the link
     "shares cast with": "shares cast with",
 }
 WEIGHTS = {"link": 0.9, "profile_genre": 0.5, "history_rate": 0.4, "profile_rate": 0.3}
-SIMILAR_TOP = 3  # history items kept as "most similar to the target"
-SIMILAR_MIN = 0.3  # cosine below which a similar item is not used as an argument
 RATE_MIN_HISTORY = 3  # history items before "they liked most of their recent films" is said
-RATE_MIN_TRAIN = 5  # train interactions before the profile's like-rate is used
 IGNORED_GENRES = {"unknown"}
 
 
@@ -145,15 +142,6 @@ def _tuples(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()}
 
 
-def unit_rows(embeddings: Any) -> np.ndarray:
-    """Rows scaled to unit length (a zero row stays zero); accepts numpy arrays and torch tensors."""
-    if hasattr(embeddings, "detach"):
-        embeddings = embeddings.detach().cpu().numpy()
-    matrix = np.asarray(embeddings, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.maximum(norms, 1e-12)
-
-
 def parse_links(keywords: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     """(relation, linked title) for every knowledge-graph keyword such as "sequel to Alien"."""
     found = []
@@ -165,17 +153,22 @@ def parse_links(keywords: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
 
 
 class EvidenceBuilder:
-    """Precomputed item and user tables, so that gathering one row's evidence is cheap."""
+    """Precomputed item and user tables, so that gathering one row's evidence is cheap.
 
-    def __init__(self, prepared: PreparedData, item_embeddings: Any):
+    ``history_len`` keeps the last interactions of a row's history, as the prompt shows them
+    (``None``: all stored ones); ``era_rule`` words the eras as the prompt does (``data.keywords``)."""
+
+    def __init__(self, prepared: PreparedData, item_embeddings: Any, history_len: int | None = None,
+                 era_rule: str = "thirds"):
         items, users = prepared.items, prepared.users
         self.vectors = unit_rows(item_embeddings)
         if len(self.vectors) != len(items):
             raise ValueError(f"item embeddings have {len(self.vectors)} rows, the data has {len(items)} items")
+        self.history_len = history_len
         self.titles = items["title"].tolist()
         self.genres = [tuple(g) for g in items["genres"]]
-        self.keywords = [tuple(k) for k in items["keywords"]]
-        self.eras = [era_keyword(year) or "" for year in items["year"]]
+        self.keywords = [tuple(words) for words in item_keywords(items, era_rule)]
+        self.eras = [era_keyword(year, era_rule) or "" for year in items["year"]]
         self.audience = [tuple(k for k in words if k in AUDIENCE) for words in self.keywords]
         self.links = [parse_links(words) for words in self.keywords]
         self.liked_genres = [tuple(g) for g in users["liked_genres"]]
@@ -200,8 +193,8 @@ class EvidenceBuilder:
         profile_disliked = tuple(g for g in target_genres if g in self.disliked_genres[user])
         signals = [
             *similar_signals(similar),
-            *genre_signals(liked_overlap, liked_examples, LIKE),
-            *genre_signals(disliked_overlap, disliked_examples, DISLIKE),
+            *genre_signals(liked_overlap, liked_examples, LIKE, history),
+            *genre_signals(disliked_overlap, disliked_examples, DISLIKE, history),
             *(Signal("link", LIKE if link.liked else DISLIKE, WEIGHTS["link"], (link.title,), detail=link.relation)
               for link in links),
             *profile_genre_signals(profile_liked, profile_disliked),
@@ -220,24 +213,19 @@ class EvidenceBuilder:
             counter=tuple(s for s in signals if s.points_to != agree))
 
     def history(self, item: int, hist_items, hist_labels) -> tuple[HistoryItem, ...]:
-        """The row's history, oldest first, one entry per item (its latest label), without the target."""
-        latest: dict[int, bool] = {}
-        for other, liked in zip(hist_items, hist_labels):
-            other = int(other)
-            if other >= 0 and other != item and self.titles[other] != self.titles[item]:
-                latest.pop(other, None)
-                latest[other] = bool(liked)
+        """The row's shown history, oldest first, one entry per item (its latest label), without the target."""
+        shown = [(int(i), int(label)) for i, label in zip(hist_items, hist_labels) if int(i) >= 0]
+        if self.history_len is not None:
+            shown = shown[-self.history_len:] if self.history_len > 0 else []
+        latest = comparable_history(self.titles, item, [i for i, _ in shown], [label for _, label in shown])
         return tuple(HistoryItem(other, self.titles[other], liked, self.genres[other])
                      for other, liked in latest.items())
 
     def similar(self, item: int, history: tuple[HistoryItem, ...]) -> tuple[SimilarItem, ...]:
-        """The history items closest to the target by cosine of CF item embeddings."""
-        if not history:
-            return ()
-        sims = self.vectors[[h.item for h in history]] @ self.vectors[item]
-        order = np.argsort(-sims, kind="stable")[:SIMILAR_TOP]
-        return tuple(SimilarItem(history[i].item, history[i].title, round(float(sims[i]), 4), history[i].liked)
-                     for i in order)
+        """The history items closest to the target by cosine of CF item embeddings (``cf.neighbours``)."""
+        liked = {h.item: h.liked for h in history}
+        return tuple(SimilarItem(other, self.titles[other], similarity, liked[other])
+                     for other, similarity in nearest(self.vectors, item, [h.item for h in history]))
 
     def profile_rate_signals(self, user: int) -> list[Signal]:
         """The user's overall like-rate on train, when there is enough of it."""
@@ -270,19 +258,39 @@ def similar_signals(similar: tuple[SimilarItem, ...]) -> list[Signal]:
     """One signal for the close items the user liked, one for those they disliked."""
     signals = []
     for liked, direction in ((True, LIKE), (False, DISLIKE)):
-        close = [s for s in similar if s.liked == liked and s.similarity >= SIMILAR_MIN]
+        close = [s for s in similar if s.liked == liked and s.similarity >= CLOSE_MIN]
         if close:
             signals.append(Signal("similar", direction, round(0.5 + 0.5 * close[0].similarity, 4),
                                   tuple(s.title for s in close[:2])))
     return signals
 
 
-def genre_signals(genres: tuple[str, ...], examples: tuple[str, ...], direction: str) -> list[Signal]:
-    """History items sharing the target's genres; more of them argue more strongly."""
+def genre_signals(genres: tuple[str, ...], examples: tuple[str, ...], direction: str,
+                  history: tuple[HistoryItem, ...]) -> list[Signal]:
+    """History items sharing the target's genres; more of them argue more strongly. The signal names the
+    two genres shared most, the newest two films that have one of them, and of those genres only the
+    ones these films have (each cited film shows a named genre, each named genre a cited film)."""
     if not genres:
         return []
     weight = round(0.4 + 0.05 * min(len(examples), 4), 4)
-    return [Signal("genre", direction, weight, examples[:2], genres[:2])]
+    return [genre_signal(direction, weight, examples, genres[:2], title_genres(history))]
+
+
+def title_genres(history: tuple[HistoryItem, ...]) -> dict[str, set[str]]:
+    """The genres of each history title (a title held by two items has both items' genres)."""
+    genres: dict[str, set[str]] = {}
+    for entry in history:
+        genres.setdefault(entry.title, set()).update(entry.genres)
+    return genres
+
+
+def genre_signal(direction: str, weight: float, titles: tuple[str, ...], genres: tuple[str, ...],
+                 genres_of: dict[str, set[str]]) -> Signal:
+    """A genre argument citing at most two of ``titles`` that have one of ``genres``, naming only the
+    genres those films have (no title or no genre when none is left)."""
+    cited = tuple(t for t in titles if genres_of.get(t, set()) & set(genres))[:2]
+    named = tuple(g for g in genres if any(g in genres_of[t] for t in cited))
+    return Signal("genre", direction, weight, cited, named)
 
 
 def profile_genre_signals(liked: tuple[str, ...], disliked: tuple[str, ...]) -> list[Signal]:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from thinkrec.teacher.evidence import Evidence, Signal
+from thinkrec.teacher.evidence import Evidence, Signal, genre_signal, title_genres
 
 MAX_SENTENCES = 5
 
@@ -171,8 +171,9 @@ def describe_signal(signal: Signal) -> str:
     return capitalise(render_clause(signal, lambda options: options[0])) + "."
 
 
-def pick_support(support: tuple[Signal, ...], limit: int) -> list[Signal]:
-    """The strongest arguments, one per kind; a title is cited once (an argument left without one is skipped)."""
+def pick_support(support: tuple[Signal, ...], limit: int, genres_of: dict[str, set[str]] | None = None) -> list[Signal]:
+    """The strongest arguments, one per kind; a title is cited once (an argument left without one is skipped).
+    A genre argument that loses titles names only the genres its remaining films have (``genres_of``)."""
     chosen: list[Signal] = []
     cited: set[str] = set()
     for signal in support:
@@ -181,7 +182,11 @@ def pick_support(support: tuple[Signal, ...], limit: int) -> list[Signal]:
         fresh = tuple(t for t in signal.titles if t not in cited)
         if any(s.kind == signal.kind for s in chosen) or (signal.titles and not fresh):
             continue
-        chosen.append(dataclasses.replace(signal, titles=fresh))
+        if signal.kind == "genre" and genres_of is not None and fresh != signal.titles:
+            narrowed = genre_signal(signal.points_to, signal.weight, fresh, signal.genres, genres_of)
+        else:
+            narrowed = dataclasses.replace(signal, titles=fresh)
+        chosen.append(narrowed)
         cited.update(fresh)
     return chosen
 
@@ -202,7 +207,7 @@ class GroundedTeacher:
         if not evidence.has_history:
             opening.append(rng.choice(NO_HISTORY))
         room = MAX_SENTENCES - len(opening) - 1 - (1 if counter else 0)
-        chosen = pick_support(support, room)
+        chosen = pick_support(support, room, title_genres(evidence.history))
         body = self.arguments(chosen, rng)
         if len(chosen) < room:  # spare room: name more recent titles that agree with the label
             cited = {t for s in (*chosen, *counter[:1]) for t in s.titles}

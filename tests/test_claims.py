@@ -1,0 +1,105 @@
+"""The claim checker on the 4-user fixture: every claim kind found and judged, unparseable claims left out.
+
+Fixture facts used below: "Laugh Track" (1997, Comedy; 6 train ratings, 2 liked, a crowd favourite),
+"Quiet Sea" (1996, Drama and Romance; acclaimed), "The Garden" (1994, Drama), "Old Reel" (1952).
+User 0's shown history for the target "Laugh Track": Alpha liked, Alpha Returns disliked, The Garden
+disliked, Quiet Sea liked. User 1 favours Drama.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from thinkrec.claims import ClaimChecker, era_of
+
+LAUGH_TRACK, QUIET_SEA = 4, 3
+HISTORY = ([0, 1, 2, 3], [1, 0, 0, 1])
+
+
+@pytest.fixture
+def checker(tiny_prepared, tiny_config):
+    tiny_prepared.users.at[0, "disliked_genres"] = ["Comedy"]  # give user 0 an avoided genre
+    return ClaimChecker(tiny_prepared, tiny_config)
+
+
+def judged(checker, text, user=0, item=LAUGH_TRACK, history=HISTORY):
+    """(kind, claimed words, verdict) of every claim in ``text``."""
+    return [(c.kind, text[c.start:c.end], c.verdict) for c in checker.check(text, user, item, *history)]
+
+
+@pytest.mark.parametrize(("year", "era"), [(1990, "early nineties"), (1992, "early nineties"),
+                                           (1995, "mid nineties"), (1996, "mid nineties"), (1997, "late nineties"),
+                                           (1964, "mid sixties"), (1952, "golden-age classic")])
+def test_eras_are_thirds_of_a_decade(year, era):
+    assert era_of(year) == era
+
+
+def test_era_genre_and_year_of_the_target(checker):
+    text = 'Yes. "Laugh Track" (1997) is a late nineties comedy film. It is not a drama.'
+    assert judged(checker, text) == [("year", 'Laugh Track" (1997)', "true"), ("era", "late nineties", "true"),
+                                     ("genre", "comedy", "true"), ("genre", "drama", "true")]
+    text = 'No. "Laugh Track" (1995) is an early nineties horror and comedy film. The film is a drama.'
+    assert judged(checker, text) == [("year", 'Laugh Track" (1995)', "false"), ("era", "early nineties", "false"),
+                                     ("genre", "horror", "false"), ("genre", "comedy", "true"),
+                                     ("genre", "drama", "false")]
+
+
+def test_history_film_descriptions_and_the_facts_behind_them(checker):
+    text = 'No. "The Garden" is a late nineties drama. Consider "Quiet Sea": a mid-nineties romance.'
+    claims = checker.check(text, 0, LAUGH_TRACK, *HISTORY)
+    assert [(c.kind, c.verdict) for c in claims] == [("era", "false"), ("genre", "true"), ("era", "true"),
+                                                     ("genre", "true")]
+    assert claims[0].fact == '"The Garden" (1994): mid nineties'
+    assert claims[3].fact == '"Quiet Sea" (1996): Drama, Romance'
+
+
+def test_reactions_to_history_films(checker):
+    text = ('No. They did not enjoy "The Garden" and "Alpha". "Quiet Sea", which they liked, is close. '
+            'Their recent misses include "Alpha Returns". "Alpha", one of the closest matches in their history, '
+            'left them cold.')
+    assert judged(checker, text) == [("reaction", "The Garden", "true"), ("reaction", "Alpha", "false"),
+                                     ("reaction", "Quiet Sea", "true"), ("reaction", "Alpha Returns", "true"),
+                                     ("reaction", "Alpha", "false")]
+    assert checker.check('No. They liked "Alpha Returns".', 0, LAUGH_TRACK, *HISTORY)[0].fact == \
+        'history: "Alpha Returns" disliked'
+
+
+def test_reactions_outside_the_shown_history_and_to_the_target(checker):
+    text = 'No. They enjoyed "Old Reel". They did not like "Laugh Track". They would not enjoy "Alpha".'
+    assert judged(checker, text) == [("reaction", "Old Reel", "unchecked")]  # the target's reaction is the verdict
+
+
+def test_audience_claims(checker):
+    text = ('No. Most viewers did not take to it. It was not well received. It is a crowd favourite. '
+            'It is widely acclaimed. It is a little-known title.')
+    assert judged(checker, text) == [("audience", "Most viewers did not take to it", "true"),
+                                     ("audience", "not well received", "true"),
+                                     ("audience", "crowd favourite", "true"),
+                                     ("audience", "widely acclaimed", "false"),
+                                     ("audience", "little-known", "false")]
+    assert judged(checker, "Yes. It is widely acclaimed.", item=QUIET_SEA) == \
+        [("audience", "widely acclaimed", "true")]
+
+
+def test_audience_claims_about_other_films_are_left_out(checker):
+    text = 'No. "Alpha" was well received. The crowd favourite, "Made Up Title", was a hit.'
+    assert judged(checker, text) == []
+
+
+def test_profile_genres(checker):
+    text = "No. Their profile shows little appetite for comedy. Comedy is among the genres they favour most."
+    assert judged(checker, text) == [("profile_genre", "comedy", "true"), ("profile_genre", "Comedy", "false")]
+    text = "Yes. Drama is among the genres they favour most. Their profile leans towards action."
+    assert judged(checker, text, user=1, item=QUIET_SEA, history=([0, 2], [0, 0])) == [
+        ("profile_genre", "Drama", "true"), ("profile_genre", "action", "unchecked")]
+
+
+def test_unparseable_claims_are_left_out(checker):
+    text = ('No. The film is a late ninetties comedie. They were not fond of Alpha. Maybe it is a kind of drama '
+            'for some. "Alpha" and "The Garden" are comedies.')
+    assert judged(checker, text) == []
+
+
+def test_a_bare_subject_means_the_target_only_after_the_target(checker):
+    text = 'No. They enjoyed "Alpha". It is a comedy. "Laugh Track" is here. It is a comedy.'
+    assert judged(checker, text) == [("reaction", "Alpha", "true"), ("genre", "comedy", "true")]

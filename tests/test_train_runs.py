@@ -1,0 +1,156 @@
+"""Training that spans runs and processes: time-boxed runs resume exactly, data parallelism shards the data."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from thinkrec.config import PROJECT_ROOT
+from thinkrec.errors import CheckpointError
+from thinkrec.llm.prompt import EncodedPrompt
+from thinkrec.llm.systems import new_system, system_spec
+from thinkrec.llm.train import (
+    Example,
+    build_examples,
+    data_digest,
+    heldout_examples,
+    make_batches,
+    shard,
+    train_system,
+)
+
+
+@pytest.fixture
+def tiny_training(tiny_pipeline_config, tiny_prepared):
+    from thinkrec import pipeline
+
+    config = tiny_pipeline_config
+    config.llm.train_tokens, config.llm.eval_every_tokens, config.llm.batch_size = 2500, 1200, 1
+    traces = pipeline.stage_traces(tiny_prepared, config)
+    return config, traces
+
+
+def shipped_weights(config) -> dict[str, torch.Tensor]:
+    folder = config.paths.checkpoints / "llm" / "thinkrec"
+    adapter = load_file(folder / "adapter" / "adapter_model.safetensors")
+    return {**adapter, **load_file(folder / "projector.safetensors")}
+
+
+def test_length_buckets_keep_every_example_once_and_cut_padding():
+    lengths = np.random.default_rng(0).integers(50, 500, size=64)
+    examples = [Example(EncodedPrompt(list(range(n)), [], [], ""), [1], 0, False) for n in lengths]
+    plain, bucketed = make_batches(examples, 4, 0, 0), make_batches(examples, 4, 8, 0)
+    assert sorted(id(e) for b in bucketed for e in b) == sorted(id(e) for e in examples)
+    padding = [sum(len(b) * max(e.tokens for e in b) - sum(e.tokens for e in b) for b in batches)
+               for batches in (plain, bucketed)]
+    assert padding[1] < padding[0] / 3
+    assert make_batches(examples, 4, 8, 0) == bucketed  # seeded: the same order in every run
+
+
+def test_a_run_cut_into_time_boxed_pieces_ends_with_the_uninterrupted_weights(tiny_training, tiny_prepared, tiny_llama,
+                                                                             tiny_tokenizer, tmp_path):
+    config, traces = tiny_training
+    spec = system_spec("thinkrec")
+    whole = train_system(spec, tiny_prepared, config, traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    reference = shipped_weights(config)
+
+    pieces = copy.deepcopy(config)
+    pieces.paths.training_dir = str(tmp_path / "pieces-training")
+    pieces.paths.checkpoints_dir = str(tmp_path / "pieces-checkpoints")
+    pieces.paths.work_dir = config.paths.work_dir  # the same prepared data and CF encoders
+    shutil.copytree(config.paths.checkpoints / "cf", pieces.paths.checkpoints / "cf")
+    runs = 0
+    while True:
+        report = train_system(spec, tiny_prepared, pieces, traces, copy.deepcopy(tiny_llama), tiny_tokenizer,
+                              max_minutes=0.0)  # stops after every step
+        runs += 1
+        if report["finished"]:
+            break
+        assert not (pieces.paths.checkpoints / "llm" / "thinkrec" / "config.json").exists()  # nothing shipped early
+    assert runs == whole["steps"] > 2
+    assert report["train_tokens"] == whole["train_tokens"]
+    assert json.dumps(report["evaluations"]) == json.dumps(whole["evaluations"])  # NaN UAUC compares as text
+    resumed = shipped_weights(pieces)
+    assert resumed.keys() == reference.keys()
+    for name, tensor in reference.items():
+        assert torch.allclose(resumed[name], tensor, atol=1e-6), name
+
+
+def test_a_state_from_other_data_is_refused(tiny_training, tiny_prepared, tiny_llama, tiny_tokenizer):
+    config, traces = tiny_training
+    spec = system_spec("thinkrec")
+    train_system(spec, tiny_prepared, config, traces, copy.deepcopy(tiny_llama), tiny_tokenizer, max_minutes=0.0)
+    config.llm.train_tokens = 1000  # fewer examples: other data
+    with pytest.raises(CheckpointError, match="other data or settings"):
+        train_system(spec, tiny_prepared, config, traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
+
+
+def test_a_damaged_state_names_its_folder(tiny_training, tiny_prepared, tiny_llama, tiny_tokenizer):
+    config, traces = tiny_training
+    spec = system_spec("thinkrec")
+    train_system(spec, tiny_prepared, config, traces, copy.deepcopy(tiny_llama), tiny_tokenizer, max_minutes=0.0)
+    folder = config.paths.training / "llm" / "thinkrec"
+    (folder / "last.safetensors").write_bytes(b"damaged")
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train_system(spec, tiny_prepared, config, traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_processes_train_disjoint_shards_to_identical_weights(tiny_training, tiny_prepared, tiny_tokenizer,
+                                                                 tmp_path):
+    config, traces = tiny_training
+    config.llm.autocast_bf16 = False
+    config_file, traces_file, out = tmp_path / "config.json", tmp_path / "traces.parquet", tmp_path / "out"
+    out.mkdir()
+    config_file.write_text(json.dumps(config.to_dict()), encoding="utf-8")
+    traces.to_parquet(traces_file)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(free_port()), str(Path(__file__).parent / "parallel_worker.py"), str(config_file),
+               str(traces_file), str(out)]
+    done = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    reports = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    weights = [load_file(out / f"rank{r}.safetensors") for r in (0, 1)]
+
+    spec = system_spec("thinkrec")
+    _, builder = new_system(spec, tiny_prepared, config, None, None)
+    examples = build_examples(spec, builder, tiny_prepared, config, traces)
+    batches = make_batches(examples, config.llm.batch_size, config.llm.length_buckets, config.llm.seed)
+    shards = [shard(batches, r, 2) for r in (0, 1)]
+    assert [r["shard_digest"] for r in reports] == [data_digest(s) for s in shards]
+    rows = [{id(e) for b in s for e in b} for s in shards]
+    assert rows[0] and rows[1] and not rows[0] & rows[1]
+    assert weights[0].keys() == weights[1].keys()
+    for name in weights[0]:
+        assert torch.equal(weights[0][name], weights[1][name]), name
+    assert any(not torch.equal(t, torch.zeros_like(t)) for n, t in weights[0].items() if "lora_B" in n)  # it trained
+
+
+def test_held_out_traces_are_never_trained_on_and_their_loss_is_logged(tiny_training, tiny_prepared, tiny_llama,
+                                                                      tiny_tokenizer):
+    config, traces = tiny_training
+    config.llm.heldout_traces, config.llm.reasoning_share = 2, 1.0
+    spec = system_spec("thinkrec")
+    _, builder = new_system(spec, tiny_prepared, config, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    heldout = heldout_examples(builder, tiny_prepared, traces, config.llm, None)
+    trained = build_examples(spec, builder, tiny_prepared, config, traces)
+    assert len(heldout) == 2
+    assert not {tuple(e.prompt.input_ids) for e in heldout} & {tuple(e.prompt.input_ids) for e in trained}
+    report = train_system(spec, tiny_prepared, config, traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    losses = [e["heldout_lm_loss"] for e in report["evaluations"]]
+    assert losses and all(np.isfinite(losses)) and all(loss > 0 for loss in losses)

@@ -1,0 +1,73 @@
+"""Every reasoning measure of stored answers: overlap with the teacher's references, grounding, verdicts,
+loops, completion, claim accuracy and conclusion agreement.
+
+``answer_report`` scores a table of answers (one per reference row); ``stored_report`` rescores a system's
+``reasoning.parquet`` without generating anything, and ``references_report`` scores the teacher's own
+references, the ceiling, on the same measures (their overlap with themselves is no measure, so it is left out).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from thinkrec import registry
+from thinkrec.claims import Claim, ClaimChecker
+from thinkrec.config import Config
+from thinkrec.data.prepared import PreparedData
+from thinkrec.files import read_json, write_json
+from thinkrec.text_metrics import explanation_report, grounding_rate, text_measures
+
+REFERENCES = "references"  # the teacher's references, scored as if they were a system's answers
+
+
+def with_history(prepared: PreparedData, answers: pd.DataFrame) -> pd.DataFrame:
+    """``answers`` (test rows by user and item) joined with the history each row's prompt shows."""
+    test = prepared.rows[prepared.rows["split"] == "test"][["user", "item", "hist_items", "hist_labels"]]
+    joined = answers.merge(test, on=["user", "item"], how="left", validate="one_to_one")
+    if joined["hist_items"].isna().any():
+        raise ValueError("some answered rows are not test rows of the prepared data")
+    return joined
+
+
+def check_claims(prepared: PreparedData, config: Config, answers: pd.DataFrame, column: str) -> list[list[Claim]]:
+    """The claims of each text in ``answers[column]`` (rows with user, item, hist_items, hist_labels)."""
+    checker = ClaimChecker(prepared, config)
+    return [checker.check(text, user, item, hist, labels) for text, user, item, hist, labels in
+            zip(answers[column], answers["user"], answers["item"], answers["hist_items"], answers["hist_labels"])]
+
+
+def answer_report(prepared: PreparedData, config: Config, answers: pd.DataFrame) -> dict:
+    """All measures of ``answers`` (columns user, item, label, reference, generated, p_yes, allowed and,
+    when generation counted them, new_tokens)."""
+    titles = prepared.items["title"].tolist()
+    texts = answers["generated"].tolist()
+    report = explanation_report(answers["reference"].tolist(), texts, [set(a) for a in answers["allowed"]], titles,
+                                answers["p_yes"].tolist(), cache_dir=config.paths.cache)
+    tokens = answers["new_tokens"].tolist() if "new_tokens" in answers else None
+    claims = check_claims(prepared, config, with_history(prepared, answers), "generated")
+    return report | text_measures(texts, claims, tokens, config.llm.max_new_tokens)
+
+
+def stored_report(prepared: PreparedData, config: Config, name: str) -> dict:
+    """Rescore a system's stored answers and rewrite its ``reasoning_metrics.json`` (generation time kept)."""
+    folder = registry.folder(config, name)
+    if not (folder / "reasoning.parquet").exists():
+        raise FileNotFoundError(f"{name}: no stored reasoning in {folder}; run eval-reasoning {name} first")
+    report = answer_report(prepared, config, pd.read_parquet(folder / "reasoning.parquet"))
+    metrics = folder / "reasoning_metrics.json"
+    seconds = read_json(metrics).get("seconds") if metrics.exists() else None
+    report = report | ({"seconds": seconds} if seconds is not None else {})
+    write_json(metrics, report)
+    return report
+
+
+def references_report(prepared: PreparedData, config: Config, references: pd.DataFrame) -> dict:
+    """The teacher's reference traces (columns user, item, trace) measured as answers: the ceiling."""
+    references = with_history(prepared, references[["user", "item", "trace"]])
+    titles = prepared.items["title"].tolist()
+    texts = references["trace"].tolist()
+    allowed = [{titles[i] for i in hist if i >= 0} | {titles[item]}
+               for hist, item in zip(references["hist_items"], references["item"])]
+    claims = check_claims(prepared, config, references, "trace")
+    return ({"grounding_rate": round(grounding_rate(texts, allowed, titles), 4)} | text_measures(texts, claims)
+            | {"rows": len(texts)})
