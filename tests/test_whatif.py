@@ -9,6 +9,7 @@ item 5 among them.
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ import pytest
 
 from demo import whatif
 from thinkrec.cf.fold_in import fold_in
+from thinkrec.config import LEGACY_PROMPT
 from thinkrec.explorer import EditError, UnknownIdError
 from thinkrec.llm.prompt import PromptBuilder
 from thinkrec.serving.whatif import Editor
@@ -53,10 +55,12 @@ def test_the_unedited_refold_sees_the_data_rows_history_and_keeps_the_users_prom
     assert np.array_equal(change.before.hist_items, row.hist_items)
     assert np.array_equal(change.before.hist_labels, row.hist_labels)
     assert change.before.user.source == 0 and len(change.before.user.items) == 9
-    builder = PromptBuilder(explorer.data, tiny_tokenizer, explorer.config.llm)
+    legacy = dataclasses.replace(explorer.config.llm, **LEGACY_PROMPT)  # the shipped systems' prompt
+    builder = PromptBuilder(explorer.data, tiny_tokenizer, legacy)
     real, _ = builder.render(0, 4, row.hist_items, row.hist_labels)
     edited, _ = builder.render(change.before.user, 4, change.before.hist_items, change.before.hist_labels)
     assert edited == real  # demographics and history: the same prompt, only the user soft token is refolded
+    assert "User (24, M, technician)" in edited
 
 
 def test_a_refolded_profile_equals_the_guest_paths(tiny_explorer):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,9 +34,11 @@ from thinkrec import registry
 from thinkrec.config import Config, WhatIfConfig
 from thinkrec.errors import CheckpointError
 from thinkrec.files import read_json, write_json
-from thinkrec.serving.bank import LLMBank
 from thinkrec.serving.whatif import Editor
 from thinkrec.text_metrics import cited_titles, stated_verdict
+
+if TYPE_CHECKING:  # the bank loads the LLM stack; the report reads results without it
+    from thinkrec.serving.bank import LLMBank
 
 log = logging.getLogger(__name__)
 FILE = "faithfulness.json"
@@ -221,3 +224,55 @@ def read_result(config: Config, system: str) -> dict | None:
     """A system's stored faithfulness result, None when it was not measured."""
     path = result_file(config, system)
     return read_json(path) if path.exists() else None
+
+
+def _rate(figure: dict) -> str:
+    if not figure["n"]:
+        return "n/a"
+    return f"{figure['rate']:.2f} [{figure['low']:.2f}, {figure['high']:.2f}] (n {figure['n']})"
+
+
+def _signed_gap(figure: dict) -> str:
+    if not figure["n"]:
+        return "n/a"
+    return f"{figure['gap']:+.2f} [{figure['low']:+.2f}, {figure['high']:+.2f}]"
+
+
+def _markdown_table(header: list[str], rows: list[list]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+            *["| " + " | ".join(map(str, row)) + " |" for row in rows]]
+
+
+def report_section(config: Config) -> list[str]:
+    """RESULTS.md's section: every measured system's figures, recomputed from its stored per-answer records."""
+    rows = []
+    for system in reversed(registry.keys()):  # ThinkRec-fused first, as the reasoning section
+        result = read_result(config, system)
+        if result is None:
+            continue
+        settings = WhatIfConfig(**{k: result["settings"][k] for k in ("min_shift", "bootstrap", "seed")})
+        s = summarise(result["records"], settings)
+        kinds = s["kinds"]
+        rows.append([registry.label(system), s["answers"], f"{kinds[SUPPORTED]} / {kinds[AGAINST]} / {kinds[NOTHING]}",
+                     _rate(s["necessity"]), _rate(s["control"]), _signed_gap(s["gap_control"]),
+                     _rate(s["control_same_label"]), _signed_gap(s["gap_control_same_label"]),
+                     _rate(s["sufficiency"]), _rate(s["sufficiency_control"]), f"{s['refolded_agrees']:.2f}"])
+    if not rows:
+        return []
+    shift = config.whatif.min_shift
+    return ["## Are the cited reasons the real ones? (faithfulness)", "",
+            ("`python -m thinkrec eval-faithfulness` edits the user's ratings behind each stored answer on the "
+             "reference rows and re-scores the same system (no new text is generated). Every edit is measured "
+             "against the user refolded from their unedited ratings (trained weights fixed), so only the edit "
+             "differs. *Supporting* films: shown in the prompt, named in the answer, rated the way its verdict "
+             f"goes. *Necessity*: remove them; a hit when P(Yes) moves against the verdict by {shift} or more or "
+             "the verdict flips. *Control*: remove as many random uncited films from the shown history; the "
+             "*same-label control* draws them only among films rated like the supporting ones, since removing "
+             "any liked film lowers P(like). *Sufficiency*: the prompt keeps only the cited films (the fold-in "
+             "drops the uncited shown ones); the share of verdicts that survive, beside keeping as many random "
+             "shown films. 95 % percentile bootstrap intervals over answers; gaps are paired. Answers that cite "
+             "no shown film, or only films against their verdict, are counted apart (supported / against / "
+             "nothing). The last column: how often the refolded, unedited user still gets the stated verdict."), "",
+            *_markdown_table(["system", "answers", "supported / against / nothing", "necessity", "control",
+                     "gap", "same-label control", "gap", "sufficiency", "sufficiency control",
+                     "refold agrees"], rows)]
