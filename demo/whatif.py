@@ -33,8 +33,8 @@ MAX_LINK_CHARS = 2000
 
 def panel(explorer: Explorer) -> dict:
     """The what-if widgets, laid out where it is called (inside the Explore tab)."""
-    w: dict = {"link_case": gr.State(None)}
-    with gr.Accordion("What if… edit this user's ratings", open=False, elem_id="whatif"):
+    w: dict = {"link_case": gr.State(None), "shown_case": gr.State(None)}  # the case a link names / on show
+    with gr.Accordion("What if… edit this user's ratings", open=False, elem_id="whatif") as w["accordion"]:
         gr.Markdown(START)
         with gr.Row():
             # custom values allowed so the API and links may name any id; the handlers check them
@@ -66,8 +66,10 @@ def wire(explorer: Explorer, demo: gr.Blocks, explore: dict, w: dict) -> None:
     shown = [w["summary"], w["map"], w["gate"], w["scores"], w["share"]]
     thought = [w["verdict"], w["reasoning"], w["prompt"]]
     asked = [explore["system"], explore["length"]]
-    explore["item"].change(partial(rating_choices, explorer), [*case, *edit], [*edit, *shown, *thought])
+    explore["item"].change(partial(rating_choices, explorer), [*case, *edit, w["shown_case"]],
+                           [*edit, *shown, *thought])
     w["apply"].click(partial(show, explorer), [*case, *edit], shown, api_name="what_if").then(
+        lambda user, item: (user, item), case, w["shown_case"], queue=False).then(
         partial(think, explorer), [*case, *edit, *asked], thought, api_name="what_if_think").then(
         partial(show, explorer, with_llm=True), [*case, *edit], shown, api_name="what_if_compare")
     w["reset"].click(reset, None, [*edit, *shown, *thought], queue=False)
@@ -75,8 +77,9 @@ def wire(explorer: Explorer, demo: gr.Blocks, explore: dict, w: dict) -> None:
     def open_shared_link(request: gr.Request):  # gradio injects the request only into a plain signature
         return open_link(explorer, request)
 
-    opened = demo.load(open_shared_link, None, [*edit, w["link_case"]])
-    opened.then(partial(show_linked, explorer), [w["link_case"], *edit], shown).then(
+    opened = demo.load(open_shared_link, None, [*edit, w["link_case"], w["accordion"]])
+    opened.then(lambda link_case: link_case, w["link_case"], w["shown_case"], queue=False).then(
+        partial(show_linked, explorer), [w["link_case"], *edit], shown).then(
         partial(think_linked, explorer), [w["link_case"], *edit, *asked], thought).then(
         partial(show_linked, explorer, with_llm=True), [w["link_case"], *edit], shown)
 
@@ -95,8 +98,10 @@ def _empty_outputs() -> tuple:
     return START, None, None, pd.DataFrame(columns=COLUMNS), "", "", "", ""
 
 
-def rating_choices(explorer: Explorer, user_id: str | None, item_id: str | None, removed, flipped):
-    """The ratings the case sees, newest first, as the edit's choices; picks still among them are kept."""
+def rating_choices(explorer: Explorer, user_id: str | None, item_id: str | None, removed, flipped,
+                   shown_case=None):
+    """The ratings the case sees, newest first, as the edit's choices; picks still among them are kept, and
+    what the panel shows is cleared unless it is this case's (``shown_case``: the case last shown)."""
     if not user_id or not item_id:
         return gr.update(choices=[], value=[]), gr.update(choices=[], value=[]), *_empty_outputs()
     try:
@@ -106,8 +111,9 @@ def rating_choices(explorer: Explorer, user_id: str | None, item_id: str | None,
         return gr.update(choices=[], value=[]), gr.update(choices=[], value=[]), *_empty_outputs()
     known = {value for _, value in choices}
     keep = lambda values: [v for v in _ids(values) if v in known]  # noqa: E731
+    same = shown_case is not None and tuple(shown_case) == (user_id, item_id)
     return (gr.update(choices=choices, value=keep(removed)), gr.update(choices=choices, value=keep(flipped)),
-            *_empty_outputs())
+            *([gr.update()] * len(_empty_outputs()) if same else _empty_outputs()))
 
 
 def reset():
@@ -159,20 +165,20 @@ def think_linked(explorer: Explorer, link_case, removed, flipped, system: str | 
 
 def open_link(explorer: Explorer, request: gr.Request | None):
     """The edit a page address asks for (``remove`` and ``flip``: comma-separated item ids) with its
-    choices, and the case it applies to; the case is None when the link holds no edit."""
+    choices, the case it applies to (None when the link holds no edit) and the panel, opened for an edit."""
     params = dict(request.query_params) if request is not None else {}
     value = {key: str(params.get(key, ""))[:MAX_LINK_CHARS] for key in ("user", "item", "remove", "flip")}
     removed, flipped = (_ids(value[key].split(",")) for key in ("remove", "flip"))
     if not (removed or flipped):
-        return gr.update(), gr.update(), None
+        return gr.update(), gr.update(), None, gr.update()
     user_id, item_id = value["user"].strip()[:40], value["item"].strip()[:40]
     try:
         choices = _choices(explorer, user_id, item_id)
     except UnknownIdError as err:  # the Explore tab's own link handler names the bad id
         log.warning("what-if link: %s", err)
-        return gr.update(), gr.update(), None
+        return gr.update(), gr.update(), None, gr.update()
     return (gr.update(choices=choices, value=removed), gr.update(choices=choices, value=flipped),
-            (user_id, item_id))
+            (user_id, item_id), gr.update(open=True))
 
 
 def share_markdown(user_id: str, item_id: str, removed, flipped) -> str:

@@ -115,6 +115,8 @@ def test_what_if_panel_shows_before_and_after_and_a_share_link(tiny_explorer):
     removed, flipped, *cleared = whatif.rating_choices(tiny_explorer, "1", "5", ["5", "nope"], [])
     assert [value for _, value in removed["choices"]] == ["4", "3", "2", "1", "6", "5"]  # newest first, once each
     assert removed["value"] == ["5"] and cleared[0] == whatif.START
+    *_, kept = whatif.rating_choices(tiny_explorer, "1", "5", ["5"], [], ("1", "5"))
+    assert kept == {"__type__": "update"}  # the panel already shows this case: nothing is cleared
     summary, figure, gate, table, share = whatif.show(tiny_explorer, "1", "5", ["5"], ["1"])
     assert "removed Laugh Track (1997)" in summary and "flipped Alpha (1985) (liked → disliked)" in summary
     assert list(table.columns) == whatif.COLUMNS and "LightGCN" in table["system"].tolist()
@@ -129,7 +131,7 @@ class FakeRequest:
 
 
 def test_a_shared_link_opens_the_edit(tiny_explorer):
-    removed, flipped, case = whatif.open_link(tiny_explorer, FakeRequest(user="1", item="5", remove="5,2", flip=""))
-    assert removed["value"] == ["5", "2"] and flipped["value"] == [] and case == ("1", "5")
+    removed, flipped, case, panel = whatif.open_link(tiny_explorer, FakeRequest(user="1", item="5", remove="5,2"))
+    assert removed["value"] == ["5", "2"] and flipped["value"] == [] and case == ("1", "5") and panel["open"]
     assert whatif.open_link(tiny_explorer, FakeRequest(user="1", item="5"))[2] is None  # no edit: nothing to do
     assert whatif.open_link(tiny_explorer, FakeRequest(user="x", item="5", remove="5"))[2] is None
