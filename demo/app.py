@@ -7,7 +7,7 @@ from functools import partial
 import gradio as gr
 import pandas as pd
 
-from demo import ablation, about, analysis, build, handlers, links
+from demo import ablation, about, analysis, build, handlers, links, whatif
 from demo.charts import results_chart
 from demo.views import Views, session_of
 from thinkrec import registry
@@ -52,6 +52,7 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
         _wire_build(explorer, views, built, notice)
         _wire_ablation(explorer, views, ablate, explore, ablation_tab, notice)
         _wire_links(explorer, views, demo, explore, built, ablate, tabs, wanted_item, notice, linked_tab)
+        whatif.wire(explorer, demo, explore, explore["whatif"])  # what if: the Explore case with edited ratings
 
         def stream_counts() -> dict:
             """How many answers this server started, finished, and stopped because their case was left."""
@@ -109,6 +110,7 @@ def _explore_tab(explorer: Explorer) -> dict:
                                        elem_id="system1-table", interactive=False)
             w["share"] = gr.Markdown(elem_id="share")
     w["view"] = gr.State(None)  # the case the panels show: {"session", "key", "pick"} (handlers.show_case)
+    w["whatif"] = whatif.panel(explorer)
     return w
 
 

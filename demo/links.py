@@ -1,6 +1,7 @@
 """Shareable links: every view of the demo opens from its page address.
 
     ?user=<id>&item=<id>                          the Explore tab on that case
+    ?user=<id>&item=<id>&remove=<ids>&flip=<ids>  ... with a what-if edit of the ratings (read by ``demo.whatif``)
     ?tab=ablation&user=<id>&item=<id>&tau=<t>     the expert ablation of that case at temperature t
     ?tab=build&liked=<ids>&disliked=<ids>&item=<id>   a built profile (comma-separated ids)
     ?tab=analyse                                  the analysts' table

@@ -323,3 +323,30 @@ def test_server_keeps_serving_after_a_request_fails(server):
     assert "event: error" in answer and "Traceback" not in answer  # one input instead of four
     _, _, card, *_ = Client(server, verbose=False).predict("7", "fused", 120, api_name="/select_user")
     assert "User 7" in card
+
+
+def test_what_if_edits_the_ratings_then_shows_both_and_reasons_again_and_its_link_reopens_it(server, tmp_path):
+    with opened_page(server + "?user=7&item=8") as page:
+        wait_for_text(page, "#profile-card", "User 7")
+        page.get_by_text("What if… edit this user's ratings").click()
+        choose(page, "#whatif-remove", "in the prompt")
+        page.keyboard.press("Escape")
+        page.click("#whatif-apply")
+        wait_for_text(page, "#whatif-summary", "removed")
+        page.wait_for_selector("#whatif-map .js-plotly-plot", timeout=60_000)
+        assert "after the edit" in page.inner_text("#whatif-map")  # the edited user's marker, with the arrow
+        page.wait_for_selector("#whatif-gate .js-plotly-plot", timeout=60_000)
+        wait_for_text(page, "#whatif-scores", "LightGCN")
+        wait_for_text(page, "#whatif-verdict", "P(Yes)")
+        wait_for_text(page, "#whatif-reasoning", "tokens in", timeout=180_000)
+        wait_for_text(page, "#whatif-scores", "ThinkRec-fused")  # the LLMs' before and after, once it has streamed
+        share = page.inner_text("#whatif-share")
+        assert "remove=" in share
+        page.screenshot(path=str(tmp_path / "whatif.png"), full_page=True)
+        page.click("#whatif-reset")
+        wait_for_text(page, "#whatif-summary", "Choose ratings to remove or flip")
+        assert page.inner_text("#whatif-reasoning").strip() == ""
+    query = share.split("`")[1]
+    with opened_page(server + query) as page:  # the shared link opens the panel on the same edit
+        wait_for_text(page, "#whatif-summary", "removed")
+        wait_for_text(page, "#whatif-scores", "SASRec")

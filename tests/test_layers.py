@@ -20,7 +20,7 @@ LAYERS = (  # bottom first; a module may import its own layer and the layers bel
     ("LLM", ("llm",)),
     ("fusion", ("fusion",)),
     ("serving and stored predictions", ("serving", "predictions", "reasoning_scores", "workbench")),
-    ("facade, pipeline and report", ("explorer", "pipeline", "report")),
+    ("facade, pipeline and report", ("explorer", "pipeline", "report", "faithfulness")),
     ("entry points", ("cli", "__main__")),
 )
 TRAINING = ("thinkrec.llm.train", "accelerate")  # what serving must never load

@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from functools import partial
+from pathlib import Path
 
 from thinkrec import registry
 from thinkrec.assets import AssetUnavailableError, fetch_all
@@ -48,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"systems to evaluate; {REFERENCES!r} (the teacher's traces, with --rescore-only)")
     sub.add_argument("--rescore-only", action="store_true",
                      help="recompute every measure from the stored answers, generating nothing")
+    sub = commands.add_parser("eval-faithfulness", help="do the films a stored answer cites move its verdict? "
+                              "(necessity, control, sufficiency; no new text is generated)")
+    sub.add_argument("systems", nargs="*", choices=list(TEXT_SYSTEMS),
+                     help="systems to measure (default: every one with stored answers)")
+    sub.add_argument("--rows", type=int, default=None, help="measure only the first ROWS stored answers")
+    sub.add_argument("--answers", default=None, help="a parquet of answers (user, item, label, generated, p_yes) "
+                     "to measure instead of the stored reference answers; needs exactly one system")
     commands.add_parser("experts", help="cluster users, train one expert per cluster, choose K on valid")
     commands.add_parser("user-map", help="fit the UMAP map of every user on the chosen clustering")
     commands.add_parser("eval-fused", help="score the test subset with fused ThinkRec and hard routing")
@@ -129,10 +137,28 @@ def run_stage(args: argparse.Namespace, config) -> None:
                  "eval-llm": pipeline.stage_eval_llm, "eval-reasoning": pipeline.stage_reasoning}[args.command]
         for name in args.systems:
             print(json.dumps({name: stage(name, prepared, config, force=args.force)}, indent=2))
+    elif args.command == "eval-faithfulness":
+        print(json.dumps(run_faithfulness(args, config), indent=2))
     elif args.command in ("experts", "user-map", "eval-fused"):
         stage = {"experts": pipeline.stage_experts, "user-map": pipeline.stage_user_map,
                  "eval-fused": pipeline.stage_eval_fused}[args.command]
         print(json.dumps(stage(prepare_dataset(config), config, force=args.force), indent=2))
+
+
+def run_faithfulness(args: argparse.Namespace, config) -> dict:
+    """``eval-faithfulness``: load every system once, then measure the chosen ones on their stored answers."""
+    from thinkrec.explorer import Explorer
+    from thinkrec.faithfulness import answers_file, stage_faithfulness
+
+    systems = args.systems or [name for name in TEXT_SYSTEMS if answers_file(config, name).exists()]
+    if args.answers and len(systems) != 1:
+        raise ConfigError("--answers names one file of answers: give exactly one system with it")
+    if not systems:
+        raise ConfigError("no system has stored answers yet (run `python -m thinkrec eval-reasoning ...`)")
+    if args.rows is not None and args.rows < 1:
+        raise ConfigError(f"--rows must be at least 1, got {args.rows}")
+    explorer = Explorer.load(config)
+    return stage_faithfulness(explorer, config, systems, args.rows, Path(args.answers) if args.answers else None)
 
 
 def main(argv: list[str] | None = None) -> int:

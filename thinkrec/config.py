@@ -244,6 +244,16 @@ class DemoConfig:
 
 
 @dataclass
+class WhatIfConfig:
+    """Editing a user's ratings (remove or flip films) and measuring whether cited reasons are real ones."""
+
+    max_edits: int = 50  # films one edit may remove or flip
+    min_shift: float = 0.05  # a P(like) move against the stated verdict that counts as "the reason mattered"
+    bootstrap: int = 2000  # resamples of the answers for the faithfulness intervals
+    seed: int = 2025  # the random control films and the bootstrap
+
+
+@dataclass
 class Config:
     """Everything the pipeline and the demo need to know."""
 
@@ -255,6 +265,7 @@ class Config:
     guest: GuestConfig = field(default_factory=GuestConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
+    whatif: WhatIfConfig = field(default_factory=WhatIfConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -38,13 +38,14 @@ from thinkrec.serving.bank import Explanation, LLMBank, Variant, load_bank
 from thinkrec.serving.case import Case, CaseMaker
 from thinkrec.serving.catalogue import Catalogue, Profile, UnknownIdError
 from thinkrec.serving.system1 import System1, score_table
+from thinkrec.serving.whatif import EditError, Editor, WhatIf, change_table
 from thinkrec.text_metrics import grounding_of
 from thinkrec.workbench import FOLDER as WORKBENCH_FOLDER
 from thinkrec.workbench import SUMMARY as WORKBENCH_SUMMARY
 from thinkrec.workbench import Workbench, fingerprint, load_workbench, workbench_for
 
 log = logging.getLogger(__name__)
-__all__ = ["Case", "Citations", "Explanation", "Explorer", "Profile", "UnknownIdError"]
+__all__ = ["Case", "Citations", "EditError", "Explanation", "Explorer", "Profile", "UnknownIdError", "WhatIf"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class Explorer:
         self.catalogue = Catalogue(prepared)
         self.cases = CaseMaker(prepared)
         self.system1 = System1(prepared, models)
+        self.editor = Editor(prepared, models, config.guest, config.whatif)
 
     @classmethod
     def load(cls, config: Config, with_llm: bool = True) -> Explorer:
@@ -192,6 +194,34 @@ class Explorer:
             log.warning("%s: built from other predictions than the stored ones; rebuilding it in memory "
                         "(run `python -m thinkrec report` to store it)", folder)
         return workbench_for(self.predictions, self.data, self.config)
+
+    # ---- what if: the user's ratings edited ---------------------------------------------------------
+    def rated_films(self, user_id: str, item_id: str) -> pd.DataFrame:
+        """The ratings the case sees, newest first: item id, title, liked, and whether the prompt shows it."""
+        items, labels = self.editor.ratings(self.user_index(user_id), self.item_index(item_id))
+        shown = np.arange(len(items)) >= len(items) - self.config.llm.history_len
+        table = pd.DataFrame({"item_id": self.data.items["item_id"].to_numpy()[items],
+                              "title": [self.item_label(i) for i in items], "liked": labels.astype(bool),
+                              "in_prompt": shown})
+        return table.iloc[::-1].drop_duplicates("item_id").reset_index(drop=True)
+
+    def what_if(self, user_id: str, item_id: str, removed_ids: list[str], flipped_ids: list[str]) -> WhatIf:
+        """The case for the user refolded as rated (before) and with ``removed_ids`` removed and
+        ``flipped_ids`` flipped (after). Unknown ids raise ``UnknownIdError``, impossible edits ``EditError``."""
+        removed = [self.item_index(i) for i in removed_ids]
+        flipped = [self.item_index(i) for i in flipped_ids]
+        return self.editor.edit(self.user_index(user_id), self.item_index(item_id), removed, flipped)
+
+    def what_if_scores(self, change: WhatIf, with_llm: bool = False) -> pd.DataFrame:
+        """Every System-1 model's (and, with ``with_llm``, every LLM system's) P(like) before and after the edit."""
+        before, after = [self.system1_scores(change.before)], [self.system1_scores(change.after)]
+        if with_llm:
+            systems = self.llm_systems()
+            pairs = [self.bank.p_yes_cases(name, [change.before, change.after]) for name in systems]
+            labels = [registry.label(name) for name in systems]
+            before.append(score_table(labels, [p for p, _ in pairs]))
+            after.append(score_table(labels, [p for _, p in pairs]))
+        return change_table(pd.concat(before, ignore_index=True), pd.concat(after, ignore_index=True))
 
     # ---- LLM systems -----------------------------------------------------------------------------
     def llm_systems(self) -> list[str]:

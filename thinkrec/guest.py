@@ -32,6 +32,7 @@ class GuestUser:
     items: np.ndarray  # (n,) item indexes
     labels: np.ndarray  # (n,) 1 liked, 0 disliked
     folded: dict[str, FoldedUser]  # encoder name -> vector and bias
+    source: int | None = None  # the dataset user whose (edited) ratings these are; None for a visitor
 
     def history(self, length: int) -> tuple[np.ndarray, np.ndarray]:
         """The last ``length`` ratings, left-padded like a data row's history."""
@@ -66,5 +67,11 @@ def make_guest(models: dict[str, CFModel], liked: list[int], disliked: list[int]
              if p is not None]
     items = np.array([i for i, _ in pairs], dtype=np.int64)
     labels = np.array([label for _, label in pairs], dtype=np.int64)
-    folded = {name: fold_in(model, items, labels, history_len, settings.fold_in_l2) for name, model in models.items()}
-    return GuestUser(items, labels, folded)
+    return fold_guest(models, items, labels, history_len, settings.fold_in_l2)
+
+
+def fold_guest(models: dict[str, CFModel], items: np.ndarray, labels: np.ndarray, history_len: int, l2: float,
+               source: int | None = None) -> GuestUser:
+    """Ratings (oldest first) folded into every encoder's space: the one fold-in every guest goes through."""
+    folded = {name: fold_in(model, items, labels, history_len, l2) for name, model in models.items()}
+    return GuestUser(np.asarray(items, dtype=np.int64), np.asarray(labels, dtype=np.int64), folded, source)

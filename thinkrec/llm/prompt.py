@@ -116,8 +116,9 @@ class PromptBuilder:
 
     def _user_line(self, user: int | GuestUser) -> str:
         parts = []
-        if not isinstance(user, GuestUser):  # a guest has no demographics
-            row = self.data.users.iloc[user]
+        person = user.source if isinstance(user, GuestUser) else user  # a visitor has no demographics
+        if person is not None:
+            row = self.data.users.iloc[person]
             parts = [f"{row[k]}" for k in ("age", "gender", "occupation") if k in row.index and str(row[k])]
         described = f"User ({', '.join(parts)})" if parts else "User"
         return described + (f" {MARKER}" if self.use_cf_tokens else "")

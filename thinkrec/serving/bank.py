@@ -153,6 +153,15 @@ class LLMBank:
         with mixture(torch.as_tensor(np.stack(mixtures))):
             return served.model.p_yes(batch).tolist()
 
+    @torch.no_grad()
+    def p_yes_cases(self, system: str, cases: list[Case], tau: float | None = None) -> list[float]:
+        """P(Yes) of several cases in one batch, each row under the mixture ``system`` uses for its user."""
+        served = self.served[system]
+        batch = collate([self.prompt(system, case) for case in cases], served.builder.tokenizer.pad_token_id)
+        weights = np.stack([self.weights(system, case.user, tau) for case in cases])
+        with mixture(torch.as_tensor(weights)):
+            return served.model.p_yes(batch).tolist()
+
     def ablation_scores(self, case: Case, tau: float | None = None) -> tuple[list[Variant], list[float]]:
         """The ablation's variants for the case with each one's P(Yes), scored in one batch; what a
         dataset user's case scored before (at any τ) is remembered. Empty without experts."""

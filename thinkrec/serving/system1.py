@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 from scipy.special import expit
@@ -28,12 +29,13 @@ class System1:
     def __init__(self, prepared: PreparedData, models: dict[str, CFModel]):
         self.data = prepared
         self.models = models
+        # the floor depends on the item alone: computed once (45 ms a call on the shared machine)
+        self.item_prior = item_prior_scores(prepared, pd.DataFrame({"item": np.arange(prepared.n_items)}))
 
     @torch.no_grad()
     def scores(self, case: Case) -> pd.DataFrame:
         """P(like) of every System-1 model for the case, with verdicts."""
-        target = pd.DataFrame({"item": [case.item]})
-        scores = {"item_prior": float(item_prior_scores(self.data, target)[0])}
+        scores = {"item_prior": float(self.item_prior[case.item])}
         for name, model in self.models.items():
             scores[name] = float(expit(self._logit(model, name, case)))
         return score_table([registry.label(n) for n in scores], list(scores.values()))
