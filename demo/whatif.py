@@ -12,14 +12,14 @@ from __future__ import annotations
 import html
 import logging
 from functools import partial
-from urllib.parse import urlencode
 
 import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
 from demo.charts import CLUSTER_COLOURS, user_map_chart
-from demo.handlers import DECISIONS, stream_answer
+from demo import links
+from demo.handlers import DECISIONS, link_markdown, stream_answer
 from thinkrec.data.split import PAD
 from thinkrec.explorer import EditError, Explorer, UnknownIdError, WhatIf
 
@@ -68,20 +68,33 @@ def wire(explorer: Explorer, demo: gr.Blocks, explore: dict, w: dict) -> None:
     asked = [explore["system"], explore["length"]]
     explore["item"].change(partial(rating_choices, explorer), [*case, *edit, w["shown_case"]],
                            [*edit, *shown, *thought])
-    w["apply"].click(partial(show, explorer), [*case, *edit], shown, api_name="what_if").then(
+
+    def apply(user, item, removed, flipped, request: gr.Request):  # gradio injects the request only here
+        return show(explorer, user, item, removed, flipped, address=links.page_address(request))
+
+    def compare(user, item, removed, flipped, request: gr.Request):
+        return show(explorer, user, item, removed, flipped, with_llm=True, address=links.page_address(request))
+
+    w["apply"].click(apply, [*case, *edit], shown, api_name="what_if").then(
         lambda user, item: (user, item), case, w["shown_case"], queue=False).then(
         partial(think, explorer), [*case, *edit, *asked], thought, api_name="what_if_think").then(
-        partial(show, explorer, with_llm=True), [*case, *edit], shown, api_name="what_if_compare")
+        compare, [*case, *edit], shown, api_name="what_if_compare")
     w["reset"].click(reset, None, [*edit, *shown, *thought], queue=False)
 
     def open_shared_link(request: gr.Request):  # gradio injects the request only into a plain signature
         return open_link(explorer, request)
 
+    def apply_linked(link_case, removed, flipped, request: gr.Request):
+        return show_linked(explorer, link_case, removed, flipped, address=links.page_address(request))
+
+    def compare_linked(link_case, removed, flipped, request: gr.Request):
+        return show_linked(explorer, link_case, removed, flipped, with_llm=True, address=links.page_address(request))
+
     opened = demo.load(open_shared_link, None, [*edit, w["link_case"], w["accordion"]])
     opened.then(lambda link_case: link_case, w["link_case"], w["shown_case"], queue=False).then(
-        partial(show_linked, explorer), [w["link_case"], *edit], shown).then(
+        apply_linked, [w["link_case"], *edit], shown).then(
         partial(think_linked, explorer), [w["link_case"], *edit, *asked], thought).then(
-        partial(show_linked, explorer, with_llm=True), [w["link_case"], *edit], shown)
+        compare_linked, [w["link_case"], *edit], shown)
 
 
 def _ids(values) -> list[str]:
@@ -121,9 +134,11 @@ def reset():
     return gr.update(value=[]), gr.update(value=[]), *_empty_outputs()
 
 
-def show(explorer: Explorer, user_id: str | None, item_id: str | None, removed, flipped, with_llm: bool = False):
+def show(explorer: Explorer, user_id: str | None, item_id: str | None, removed, flipped, with_llm: bool = False,
+         address: str = ""):
     """Summary, map (before → after), gate (before and after), every system's P(like) before and after, and
-    the share link. ``with_llm`` adds the LLM systems (the UI asks after the reasoning has streamed)."""
+    the share link (absolute when the page's ``address`` is known). ``with_llm`` adds the LLM systems (the UI
+    asks after the reasoning has streamed)."""
     empty = pd.DataFrame(columns=COLUMNS)
     if not user_id or not item_id:
         return "Pick a user and a movie first.", None, None, empty, ""
@@ -136,7 +151,7 @@ def show(explorer: Explorer, user_id: str | None, item_id: str | None, removed, 
     routes = explorer.gate(change.before.user), explorer.gate(change.after.user)
     return (summary_markdown(explorer, change, routes), map_figure(explorer, user_id, change),
             gate_figure(*routes) if routes[0] is not None else None, scores,
-            share_markdown(user_id, item_id, removed, flipped))
+            share_markdown(user_id, item_id, removed, flipped, address))
 
 
 def think(explorer: Explorer, user_id: str | None, item_id: str | None, removed, flipped, system: str | None,
@@ -149,11 +164,11 @@ def think(explorer: Explorer, user_id: str | None, item_id: str | None, removed,
                              system, max_new_tokens)
 
 
-def show_linked(explorer: Explorer, link_case, removed, flipped, with_llm: bool = False):
+def show_linked(explorer: Explorer, link_case, removed, flipped, with_llm: bool = False, address: str = ""):
     """``show`` for the case a shared link names (nothing when the link holds no edit)."""
     if not link_case:
         return gr.update(), gr.update(), gr.update(), gr.update(), gr.update()
-    return show(explorer, *link_case, removed, flipped, with_llm=with_llm)
+    return show(explorer, *link_case, removed, flipped, with_llm=with_llm, address=address)
 
 
 def think_linked(explorer: Explorer, link_case, removed, flipped, system: str | None, max_new_tokens: float):
@@ -181,10 +196,10 @@ def open_link(explorer: Explorer, request: gr.Request | None):
             (user_id, item_id), gr.update(open=True))
 
 
-def share_markdown(user_id: str, item_id: str, removed, flipped) -> str:
-    query = urlencode({"user": user_id, "item": item_id, "remove": ",".join(_ids(removed)),
-                       "flip": ",".join(_ids(flipped))}, safe=",")  # percent-encodes what markdown could act on
-    return f"🔗 Share this what-if: append `?{query}` to the page address."
+def share_markdown(user_id: str, item_id: str, removed, flipped, address: str = "") -> str:
+    """A link to the edited case (the item ids keep their commas readable)."""
+    return link_markdown("this what-if", address, {"user": user_id, "item": item_id, "remove": ",".join(_ids(removed)),
+                                                  "flip": ",".join(_ids(flipped))}, safe=",")
 
 
 def summary_markdown(explorer: Explorer, change: WhatIf, routes) -> str:

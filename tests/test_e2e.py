@@ -341,12 +341,11 @@ def test_what_if_edits_the_ratings_then_shows_both_and_reasons_again_and_its_lin
         wait_for_text(page, "#whatif-reasoning", "tokens in", timeout=180_000)
         wait_for_text(page, "#whatif-scores", "ThinkRec-fused")  # the LLMs' before and after, once it has streamed
         share = page.inner_text("#whatif-share")
-        assert "remove=" in share
+        assert share.startswith("🔗 Link to this what-if: http://127.0.0.1:") and "remove=" in share
         page.screenshot(path=str(tmp_path / "whatif.png"), full_page=True)
         page.click("#whatif-reset")
         wait_for_text(page, "#whatif-summary", "Choose ratings to remove or flip")
         assert page.inner_text("#whatif-reasoning").strip() == ""
-    query = share.split("`")[1]
-    with opened_page(server + query) as page:  # the shared link opens the panel on the same edit
+    with opened_page(share.split(": ", 1)[1].strip()) as page:  # the shared link opens the panel on the same edit
         wait_for_text(page, "#whatif-summary", "removed")
         wait_for_text(page, "#whatif-scores", "SASRec")
