@@ -391,7 +391,7 @@ def _wire(explorer: Explorer, views: Views, w: dict, a: dict, tabs, wanted_item)
         yield from handlers.think(explorer, user, item, system, length, views, session_of(request))
 
     rows = w["view"].change(llm, w["view"], [w["scores"], w["outcome"]], show_progress="hidden")
-    costly = [rows, rows.success(auto, [w["view"], w["auto"]], thought),
+    costly = [rows, rows.success(auto, [w["view"], w["auto"]], thought, show_progress="hidden"),
               w["go"].click(think, [w["user"], w["item"], w["system"], w["length"]], thought, api_name="think")]
 
     def show(user, item, system, length, request: gr.Request):
