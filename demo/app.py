@@ -313,8 +313,10 @@ def _build_reasoning(explorer: Explorer, views: Views, placed, b: dict, linked_t
     linked = [] if linked_tab is None else [linked_tab]
 
     def think_guest(tab, liked, disliked, item, system, length, request: gr.Request):
-        if tab == "build":
-            yield from build.think_guest(explorer, liked, disliked, item, system, length, views, session_of(request))
+        if tab != "build":
+            yield handlers.UNCHANGED  # a generator that yields nothing would clear its outputs
+            return
+        yield from build.think_guest(explorer, liked, disliked, item, system, length, views, session_of(request))
 
     def with_llm(tab, liked, disliked, item, request: gr.Request):
         if tab != "build":

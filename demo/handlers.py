@@ -176,6 +176,7 @@ def compare_systems(explorer: Explorer, user_id: str | None, item_id: str | None
 EXPLORE_OUTPUTS = ("user", "item", "profile", "genres", "gate", "gate_reason", "map", "scores", "outcome", "verdict",
                    "reasoning", "prompt", "share", "notice", "view")
 PRESS_THINK = "Press **Think** to watch {system} reason about it"
+UNCHANGED = (gr.update(), gr.update(), gr.update())  # (verdict, reasoning, prompt) left as the page shows them
 
 
 def explore_key(explorer: Explorer, user_id: str, item_id: str, system: str | None, max_new_tokens) -> CaseKey:
@@ -226,10 +227,12 @@ def auto_think(explorer: Explorer, views: Views, view: dict | None, automatic: b
     """Stream the view's answer once its case has stayed the same for ``settle_seconds`` (when
     ``automatic``); a case picked meanwhile ends the wait without any output."""
     if not automatic or not view:
+        yield UNCHANGED  # a generator that yields nothing would clear its outputs
         return
     session, key = view["session"], view["key"]
     while views.shown_for(session, key) < settle_seconds:
         if not views.shows(session, key):
+            yield UNCHANGED
             return
         time.sleep(0.05)
     system, max_new_tokens = key.settings
@@ -284,7 +287,8 @@ def stream_answer(explorer: Explorer, make_case: Callable[[], Case], system: str
     pieces = stream_explanation(explorer, run, label)
     if views is not None and key is not None:
         if if_shown and not views.shows(session, key):
-            return  # the page has moved on: it keeps what it shows
+            yield UNCHANGED  # the page has moved on: it keeps what it shows
+            return
         pieces = views.stream(session, key, pieces, run.stream.stop, if_shown)
     yield f"_Case: {html.escape(label)}_ · _thinking…_", "", run.prompt
     for verdict, reasoning in pieces:

@@ -53,12 +53,12 @@ def test_work_for_a_case_left_behind_stops_and_shows_nothing(tiny_llm_explorer):
     assert list(stream) == []  # nothing more reaches the page
     assert views.counts["superseded"] == 1
     assert handlers.llm_rows(explorer, views, first["view"]) == (gr.update(), gr.update())
-    assert list(handlers.auto_think(explorer, views, first["view"], True, 0.0)) == []
+    assert list(handlers.auto_think(explorer, views, first["view"], True, 0.0)) == [handlers.UNCHANGED]
     assert "tokens in" in list(elsewhere)[-1][1]  # the other tab's answer was not disturbed
     assert views.counts["finished"] == 1
     answer = list(handlers.auto_think(explorer, views, second["view"], True, 0.2))
     assert second["view"]["key"].label in answer[-1][0] and "tokens in" in answer[-1][1]
-    assert list(handlers.auto_think(explorer, views, second["view"], False, 0.0)) == []  # automatic off
+    assert list(handlers.auto_think(explorer, views, second["view"], False, 0.0)) == [handlers.UNCHANGED]  # off
 
 
 def test_closing_a_stream_stops_the_model_and_counts_it():
