@@ -202,25 +202,36 @@ def show_case(explorer: Explorer, views: Views, session: str, user_id: str | Non
     pick = views.show(session, key)
     case = explorer.case(user_id, item_id)
     scores, outcome = compare_systems(explorer, user_id, item_id, with_llm=False)
-    who = registry.label(system) if system else "a system"
-    prompt = explorer.prompt_text(case, system) if system else ""
     return (gr.update(value=user_id), items, profile_markdown(explorer, user_id, case), chart, gate, reason,
             user_map, gr.update(value=scores, label=f"Every system's prediction · {key.label}"), outcome,
-            f"_Case: {html.escape(key.label)}_ · " + PRESS_THINK.format(system=html.escape(who)), "",
-            gr.update(value=prompt, label=f"Prompt for {key.label} (⟨CF …⟩ marks a soft token)"),
-            share_markdown(user_id, item_id, address), notice, {"session": session, "key": key, "pick": pick})
+            *unanswered(explorer, key, case), share_markdown(user_id, item_id, address), notice,
+            {"session": session, "key": key, "pick": pick})
+
+
+def unanswered(explorer: Explorer, key: CaseKey, case: Case) -> tuple:
+    """(verdict, reasoning, prompt) of a case nobody has answered yet: its name, an invitation, its prompt."""
+    system = key.settings[0]
+    who = registry.label(system) if system else "a system"
+    prompt = explorer.prompt_text(case, system) if system else ""
+    return (f"_Case: {html.escape(key.label)}_ · " + PRESS_THINK.format(system=html.escape(who)), "",
+            gr.update(value=prompt, label=f"Prompt for {key.label} (⟨CF …⟩ marks a soft token)"))
 
 
 def llm_rows(explorer: Explorer, views: Views, view: dict | None):
-    """The scores table with every LLM system's P(Yes) added, for the view's case; nothing changes
-    when the view has moved on to another case by the time the scores are ready."""
+    """The scores table with every LLM system's P(Yes) added, for the view's case, and, unless an answer
+    for it has started, the case's unanswered verdict again (so that a message of a superseded answer
+    that reached the page after the pick is replaced). Nothing changes when the view has moved on to
+    another case by the time the scores are ready."""
+    unchanged = (gr.update(),) * 5
     if not view or not views.shows(view["session"], view["key"]):
-        return gr.update(), gr.update()
+        return unchanged
     key = view["key"]
     table, outcome = compare_systems(explorer, key.user, key.item)
     if not views.shows(view["session"], key):
-        return gr.update(), gr.update()
-    return gr.update(value=table, label=f"Every system's prediction · {key.label}"), outcome
+        return unchanged
+    answer = UNCHANGED if views.answered(view["session"], key) else unanswered(explorer, key,
+                                                                             explorer.case(key.user, key.item))
+    return gr.update(value=table, label=f"Every system's prediction · {key.label}"), outcome, *answer
 
 
 def auto_think(explorer: Explorer, views: Views, view: dict | None, automatic: bool, settle_seconds: float):
