@@ -4,7 +4,7 @@ import logging
 import os
 
 from demo import build_demo
-from demo.app import CSS
+from demo.app import CSS, STALE_GUARD_JS
 from thinkrec.config import load_config
 from thinkrec.explorer import Explorer
 
@@ -14,4 +14,5 @@ if __name__ == "__main__":
     demo = build_demo(Explorer.load(load_config(os.environ.get("THINKREC_CONFIG"))))
     demo.queue(max_size=32, default_concurrency_limit=2)
     demo.launch(server_name="0.0.0.0" if on_space else "127.0.0.1", server_port=int(os.environ.get("PORT", "7860")),
-                css=CSS, share=False, show_error=False)  # no public link; errors never show a traceback
+                css=CSS, js=STALE_GUARD_JS, share=False,
+                show_error=False)  # no public link; errors never show a traceback

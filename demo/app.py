@@ -20,6 +20,30 @@ mark.cited-ok { background: #d8f3dc; }
 mark.cited-missing { background: #ffd6d6; }
 mark.cited-target { background: #e2e2f6; }
 #architecture svg { max-width: 900px; width: 100%; height: auto; }
+.stale-case { visibility: hidden; }
+"""
+# The browser's last line of defence for "one case per view": a message of an answer still in flight can reach
+# the page after the next pick has been shown (Gradio applies each event's messages in its own loop). Every
+# answer names its case in the verdict ("Case: user 7 · Title (year) · …"); while that is not the case the
+# pickers show, the verdict, the reasoning and the prompt are hidden.
+STALE_GUARD_JS = """
+() => {
+  const ids = ["verdict", "reasoning", "prompt"];
+  const check = () => {
+    const verdict = document.getElementById("verdict");
+    const user = document.querySelector("#user-picker input")?.value || "";
+    const item = document.querySelector("#item-picker input")?.value || "";
+    if (!verdict) return;
+    const named = /Case: user (\\S+) · (.+?) · /.exec(verdict.textContent || "");
+    const picked = /^User (\\S+) ·/.exec(user);
+    const stale = !!named && (!picked || named[1] !== picked[1] || !item.endsWith(named[2]));
+    for (const id of ids) document.getElementById(id)?.classList.toggle("stale-case", stale);
+  };
+  new MutationObserver(check).observe(document.body, {subtree: true, childList: true, characterData: true,
+                                                      attributes: true, attributeFilter: ["value"]});
+  document.addEventListener("input", check, true);
+  setInterval(check, 500);
+}
 """
 
 
@@ -315,8 +339,10 @@ def _build_reasoning(explorer: Explorer, views: Views, placed, b: dict, linked_t
     linked = [] if linked_tab is None else [linked_tab]
 
     def think_guest(tab, liked, disliked, item, system, length, request: gr.Request):
-        if tab == "build":
-            yield from build.think_guest(explorer, liked, disliked, item, system, length, views, session_of(request))
+        if tab != "build":
+            yield handlers.UNCHANGED  # a generator that yields nothing would clear its outputs
+            return
+        yield from build.think_guest(explorer, liked, disliked, item, system, length, views, session_of(request))
 
     def with_llm(tab, liked, disliked, item, request: gr.Request):
         if tab != "build":
@@ -392,8 +418,8 @@ def _wire(explorer: Explorer, views: Views, w: dict, a: dict, tabs, wanted_item)
     def think(user, item, system, length, request: gr.Request):
         yield from handlers.think(explorer, user, item, system, length, views, session_of(request))
 
-    rows = w["view"].change(llm, w["view"], [w["scores"], w["outcome"]], show_progress="hidden")
-    costly = [rows, rows.success(auto, [w["view"], w["auto"]], thought),
+    rows = w["view"].change(llm, w["view"], [w["scores"], w["outcome"], *thought], show_progress="hidden")
+    costly = [rows, rows.success(auto, [w["view"], w["auto"]], thought, show_progress="hidden"),
               w["go"].click(think, [w["user"], w["item"], w["system"], w["length"]], thought, api_name="think")]
 
     def show(user, item, system, length, request: gr.Request):

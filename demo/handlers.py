@@ -176,6 +176,7 @@ def compare_systems(explorer: Explorer, user_id: str | None, item_id: str | None
 EXPLORE_OUTPUTS = ("user", "item", "profile", "genres", "gate", "gate_reason", "map", "scores", "outcome", "verdict",
                    "reasoning", "prompt", "share", "notice", "view")
 PRESS_THINK = "Press **Think** to watch {system} reason about it"
+UNCHANGED = (gr.update(), gr.update(), gr.update())  # (verdict, reasoning, prompt) left as the page shows them
 
 
 def explore_key(explorer: Explorer, user_id: str, item_id: str, system: str | None, max_new_tokens) -> CaseKey:
@@ -201,35 +202,48 @@ def show_case(explorer: Explorer, views: Views, session: str, user_id: str | Non
     pick = views.show(session, key)
     case = explorer.case(user_id, item_id)
     scores, outcome = compare_systems(explorer, user_id, item_id, with_llm=False)
-    who = registry.label(system) if system else "a system"
-    prompt = explorer.prompt_text(case, system) if system else ""
     return (gr.update(value=user_id), items, profile_markdown(explorer, user_id, case), chart, gate, reason,
             user_map, gr.update(value=scores, label=f"Every system's prediction · {key.label}"), outcome,
-            f"_Case: {html.escape(key.label)}_ · " + PRESS_THINK.format(system=html.escape(who)), "",
-            gr.update(value=prompt, label=f"Prompt for {key.label} (⟨CF …⟩ marks a soft token)"),
-            share_markdown(user_id, item_id, address), notice, {"session": session, "key": key, "pick": pick})
+            *unanswered(explorer, key, case), share_markdown(user_id, item_id, address), notice,
+            {"session": session, "key": key, "pick": pick})
+
+
+def unanswered(explorer: Explorer, key: CaseKey, case: Case) -> tuple:
+    """(verdict, reasoning, prompt) of a case nobody has answered yet: its name, an invitation, its prompt."""
+    system = key.settings[0]
+    who = registry.label(system) if system else "a system"
+    prompt = explorer.prompt_text(case, system) if system else ""
+    return (f"_Case: {html.escape(key.label)}_ · " + PRESS_THINK.format(system=html.escape(who)), "",
+            gr.update(value=prompt, label=f"Prompt for {key.label} (⟨CF …⟩ marks a soft token)"))
 
 
 def llm_rows(explorer: Explorer, views: Views, view: dict | None):
-    """The scores table with every LLM system's P(Yes) added, for the view's case; nothing changes
-    when the view has moved on to another case by the time the scores are ready."""
+    """The scores table with every LLM system's P(Yes) added, for the view's case, and, unless an answer
+    for it has started, the case's unanswered verdict again (so that a message of a superseded answer
+    that reached the page after the pick is replaced). Nothing changes when the view has moved on to
+    another case by the time the scores are ready."""
+    unchanged = (gr.update(),) * 5
     if not view or not views.shows(view["session"], view["key"]):
-        return gr.update(), gr.update()
+        return unchanged
     key = view["key"]
     table, outcome = compare_systems(explorer, key.user, key.item)
     if not views.shows(view["session"], key):
-        return gr.update(), gr.update()
-    return gr.update(value=table, label=f"Every system's prediction · {key.label}"), outcome
+        return unchanged
+    answer = UNCHANGED if views.answered(view["session"], key) else unanswered(explorer, key,
+                                                                             explorer.case(key.user, key.item))
+    return gr.update(value=table, label=f"Every system's prediction · {key.label}"), outcome, *answer
 
 
 def auto_think(explorer: Explorer, views: Views, view: dict | None, automatic: bool, settle_seconds: float):
     """Stream the view's answer once its case has stayed the same for ``settle_seconds`` (when
     ``automatic``); a case picked meanwhile ends the wait without any output."""
     if not automatic or not view:
+        yield UNCHANGED  # a generator that yields nothing would clear its outputs
         return
     session, key = view["session"], view["key"]
     while views.shown_for(session, key) < settle_seconds:
         if not views.shows(session, key):
+            yield UNCHANGED
             return
         time.sleep(0.05)
     system, max_new_tokens = key.settings
@@ -284,7 +298,8 @@ def stream_answer(explorer: Explorer, make_case: Callable[[], Case], system: str
     pieces = stream_explanation(explorer, run, label)
     if views is not None and key is not None:
         if if_shown and not views.shows(session, key):
-            return  # the page has moved on: it keeps what it shows
+            yield UNCHANGED  # the page has moved on: it keeps what it shows
+            return
         pieces = views.stream(session, key, pieces, run.stream.stop, if_shown)
     yield f"_Case: {html.escape(label)}_ · _thinking…_", "", run.prompt
     for verdict, reasoning in pieces:

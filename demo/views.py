@@ -91,6 +91,12 @@ class Views:
             self.counts["started"] += 1
             return ticket
 
+    def answered(self, session: str, key: CaseKey) -> bool:
+        """Whether an answer for the shown case ``key`` has started (and may be showing)."""
+        with self._lock:
+            current = self._shown.get((session, key.view))
+            return current is not None and current[0] == key and current[2] != 0
+
     def live(self, session: str, key: CaseKey, ticket: int) -> bool:
         """Whether the stream with ``ticket`` is still its view's live one for the shown case."""
         if session == API:

@@ -12,7 +12,7 @@ def test_profile_lists_train_history_newest_first(tiny_explorer):
     profile = tiny_explorer.profile("2")
     assert profile.user_id == "2" and profile.features["occupation"] == "writer"
     assert len(profile.history) == profile.n_train == 8
-    assert set(profile.genre_counts.columns) == {"genre", "liked", "disliked"}
+    assert set(profile.genre_counts.columns) == {"genre", "liked", "disliked", "share", "leaning"}
     assert profile.genre_counts[["liked", "disliked"]].to_numpy().sum() >= profile.n_train
 
 

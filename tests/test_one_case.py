@@ -38,8 +38,9 @@ def test_a_pick_fills_every_cheap_panel_for_one_case(tiny_llm_explorer):
     case = explorer.case("2", item)
     seen = explorer.prompt_history(case)
     assert len(seen) and all(f'"{t.split(" (")[0]}"' in shown["prompt"]["value"] for t in seen["title"])
-    rows, outcome = handlers.llm_rows(explorer, views, shown["view"])
+    rows, outcome, verdict, reasoning, prompt = handlers.llm_rows(explorer, views, shown["view"])
     assert "ThinkRec-fused" in rows["value"]["system"].tolist() and key.label in rows["label"]
+    assert (verdict, reasoning, prompt) == (shown["verdict"], shown["reasoning"], shown["prompt"])  # unanswered
 
 
 def test_work_for_a_case_left_behind_stops_and_shows_nothing(tiny_llm_explorer):
@@ -52,13 +53,14 @@ def test_work_for_a_case_left_behind_stops_and_shows_nothing(tiny_llm_explorer):
     second = panels(handlers.show_case(explorer, views, "tab-1", "1", None, "fused", 200))  # tab 1 moves on
     assert list(stream) == []  # nothing more reaches the page
     assert views.counts["superseded"] == 1
-    assert handlers.llm_rows(explorer, views, first["view"]) == (gr.update(), gr.update())
-    assert list(handlers.auto_think(explorer, views, first["view"], True, 0.0)) == []
+    assert handlers.llm_rows(explorer, views, first["view"]) == (gr.update(),) * 5
+    assert list(handlers.auto_think(explorer, views, first["view"], True, 0.0)) == [handlers.UNCHANGED]
     assert "tokens in" in list(elsewhere)[-1][1]  # the other tab's answer was not disturbed
     assert views.counts["finished"] == 1
     answer = list(handlers.auto_think(explorer, views, second["view"], True, 0.2))
     assert second["view"]["key"].label in answer[-1][0] and "tokens in" in answer[-1][1]
-    assert list(handlers.auto_think(explorer, views, second["view"], False, 0.0)) == []  # automatic off
+    assert handlers.llm_rows(explorer, views, second["view"])[2:] == handlers.UNCHANGED  # its answer stays
+    assert list(handlers.auto_think(explorer, views, second["view"], False, 0.0)) == [handlers.UNCHANGED]  # off
 
 
 def test_closing_a_stream_stops_the_model_and_counts_it():
