@@ -69,7 +69,7 @@ def wire(explorer: Explorer, demo: gr.Blocks, explore: dict, w: dict) -> None:
     explore["item"].change(partial(rating_choices, explorer), [*case, *edit, w["shown_case"]],
                            [*edit, *shown, *thought])
     w["apply"].click(partial(show, explorer), [*case, *edit], shown, api_name="what_if").then(
-        lambda user, item: (user, item), case, w["shown_case"], queue=False).then(
+        lambda user, item: [user, item], case, w["shown_case"], queue=False).then(
         partial(think, explorer), [*case, *edit, *asked], thought, api_name="what_if_think").then(
         partial(show, explorer, with_llm=True), [*case, *edit], shown, api_name="what_if_compare")
     w["reset"].click(reset, None, [*edit, *shown, *thought], queue=False)
