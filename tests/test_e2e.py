@@ -5,6 +5,7 @@ a case, and a bad link gives a notice."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -265,7 +266,7 @@ def test_what_if_edits_the_ratings_then_shows_both_and_reasons_again_and_its_lin
         page.click("#whatif-reset")
         wait_for_text(page, "#whatif-summary", "Choose ratings to remove or flip")
         assert page.inner_text("#whatif-reasoning").strip() == ""
-    query = share.split("`")[1]
+    query = re.search(r"\?user=\S+", share).group(0)
     with opened_page(server + query) as page:  # the shared link opens the panel on the same edit
         wait_for_text(page, "#whatif-summary", "removed")
         wait_for_text(page, "#whatif-scores", "SASRec")
