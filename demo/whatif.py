@@ -17,8 +17,8 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from demo.charts import CLUSTER_COLOURS, user_map_chart
 from demo import links
+from demo.charts import CLUSTER_COLOURS, user_map_chart
 from demo.handlers import DECISIONS, link_markdown, stream_answer
 from thinkrec.data.split import PAD
 from thinkrec.explorer import EditError, Explorer, UnknownIdError, WhatIf
@@ -76,7 +76,7 @@ def wire(explorer: Explorer, demo: gr.Blocks, explore: dict, w: dict) -> None:
         return show(explorer, user, item, removed, flipped, with_llm=True, address=links.page_address(request))
 
     w["apply"].click(apply, [*case, *edit], shown, api_name="what_if").then(
-        lambda user, item: (user, item), case, w["shown_case"], queue=False).then(
+        lambda user, item: [user, item], case, w["shown_case"], queue=False).then(
         partial(think, explorer), [*case, *edit, *asked], thought, api_name="what_if_think").then(
         compare, [*case, *edit], shown, api_name="what_if_compare")
     w["reset"].click(reset, None, [*edit, *shown, *thought], queue=False)

@@ -243,9 +243,23 @@ def _markdown_table(header: list[str], rows: list[list]) -> list[str]:
             *["| " + " | ".join(map(str, row)) + " |" for row in rows]]
 
 
+def _reading(label: str, s: dict) -> str:
+    """One sentence per system: how far the edits move P(Yes), and whether cited films matter more than random ones."""
+    if not s["necessity"]["n"]:
+        return f"- {label}: no answer cites a shown film in support of its verdict."
+    gap = s["gap_control_same_label"] if s["gap_control_same_label"]["n"] else s["gap_control"]
+    verdict = ("removing the cited films moves the verdict measurably more than removing random films rated the "
+               "same way" if gap["low"] > 0 else "no measurable difference between removing the cited films and "
+               "removing random films rated the same way")
+    return (f"- {label}: removing the supporting films moves P(Yes) against the verdict by "
+            f"{s['necessity']['mean_shift_against']:+.3f} on average (random films: "
+            f"{s['control']['mean_shift_against']:+.3f}, same-label random films: "
+            f"{s['control_same_label'].get('mean_shift_against', float('nan')):+.3f}); {verdict}.")
+
+
 def report_section(config: Config) -> list[str]:
     """RESULTS.md's section: every measured system's figures, recomputed from its stored per-answer records."""
-    rows = []
+    rows, notes = [], []
     for system in reversed(registry.keys()):  # ThinkRec-fused first, as the reasoning section
         result = read_result(config, system)
         if result is None:
@@ -253,6 +267,7 @@ def report_section(config: Config) -> list[str]:
         settings = WhatIfConfig(**{k: result["settings"][k] for k in ("min_shift", "bootstrap", "seed")})
         s = summarise(result["records"], settings)
         kinds = s["kinds"]
+        notes.append(_reading(registry.label(system), s))
         rows.append([registry.label(system), s["answers"], f"{kinds[SUPPORTED]} / {kinds[AGAINST]} / {kinds[NOTHING]}",
                      _rate(s["necessity"]), _rate(s["control"]), _signed_gap(s["gap_control"]),
                      _rate(s["control_same_label"]), _signed_gap(s["gap_control_same_label"]),
@@ -275,4 +290,4 @@ def report_section(config: Config) -> list[str]:
              "nothing). The last column: how often the refolded, unedited user still gets the stated verdict."), "",
             *_markdown_table(["system", "answers", "supported / against / nothing", "necessity", "control",
                      "gap", "same-label control", "gap", "sufficiency", "sufficiency control",
-                     "refold agrees"], rows)]
+                     "refold agrees"], rows), "", *notes]
