@@ -111,4 +111,9 @@ def ablation_streams(explorer: Explorer, user_id: str | None, item_id: str | Non
     updates = columns()
     if views is not None:
         updates = views.stream(session, key, updates, lambda: running and running[0].stream.stop())
-    yield from updates
+    shown_any = False
+    for update in updates:
+        shown_any = True
+        yield update
+    if not shown_any:  # superseded before it began: a generator that yields nothing would blank the columns
+        yield tuple(gr.update() for _ in shown)
