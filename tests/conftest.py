@@ -100,14 +100,14 @@ def tiny_pipeline_config(tiny_explorer, tiny_config, tiny_llama, tiny_tokenizer,
 def tiny_llm_explorer(tiny_prepared, tiny_pipeline_config):
     """An Explorer whose LLM bank holds a tiny trained ThinkRec with two cluster experts, its test
     predictions (global and fused) and the user map."""
-    from thinkrec import pipeline
+    from thinkrec import expert_stages, pipeline
     from thinkrec.explorer import Explorer
 
     config = tiny_pipeline_config
     pipeline.stage_traces(tiny_prepared, config)
     pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
     pipeline.stage_eval_llm("thinkrec", tiny_prepared, config)
-    pipeline.stage_experts(tiny_prepared, config)
+    expert_stages.stage_experts(tiny_prepared, config)
     pipeline.stage_user_map(tiny_prepared, config)
     pipeline.stage_eval_fused(tiny_prepared, config)
     return Explorer.load(config)

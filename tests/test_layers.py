@@ -13,14 +13,14 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "thinkrec"
 LAYERS = (  # bottom first; a module may import its own layer and the layers below it
     ("foundation", ("config", "errors", "files", "metrics", "intervals", "svg_chart", "manifest", "assets",
-                    "registry")),
+                    "registry", "timebox")),
     ("data", ("data", "subsets", "text_metrics", "claims")),
     ("System-1", ("cf",)),
     ("teacher and guests", ("teacher", "guest")),
     ("LLM", ("llm",)),
     ("fusion", ("fusion",)),
     ("serving and stored predictions", ("serving", "predictions", "reasoning_scores", "workbench")),
-    ("facade, pipeline and report", ("explorer", "pipeline", "report", "faithfulness")),
+    ("facade, pipeline and report", ("explorer", "pipeline", "expert_stages", "plan", "report", "faithfulness")),
     ("entry points", ("cli", "__main__")),
 )
 TRAINING = ("thinkrec.llm.train", "accelerate")  # what serving must never load

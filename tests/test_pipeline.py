@@ -11,7 +11,9 @@ import pytest
 
 
 def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
-    from thinkrec import pipeline
+    from thinkrec import expert_stages, pipeline
+    from thinkrec.expert_stages import global_origin
+    from thinkrec.fusion.choice import choose
     from thinkrec.fusion.fused import load_fused
     from thinkrec.manifest import verify_manifest
     from thinkrec.subsets import test_subset
@@ -31,10 +33,11 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     assert json.dumps(rescored["thinkrec"], sort_keys=True) == json.dumps(reasoning, sort_keys=True)  # NaN == NaN
     assert rescored["references"]["completion_rate"] == 1.0 and rescored["references"]["rows"] == 2
 
-    selection = pipeline.stage_experts(tiny_prepared, config)
+    selection = expert_stages.stage_experts(tiny_prepared, config)
     assert selection["k"] == 2 and {c["method"] for c in selection["candidates"]} == {"kmeans", "ward"}
-    best = max(selection["candidates"], key=lambda c: c["valid"]["auc"])
-    assert selection["method"] == best["method"]  # chosen by fused valid AUC
+    chosen, reason = choose(selection["candidates"], config.fusion.min_own_share)
+    assert (selection["method"], selection["k"], selection["reason"]) == (chosen["method"], chosen["k"], reason)
+    assert len(selection["experts"]) == 2 and selection["origin"] == global_origin(config)
     fused = load_fused(tiny_prepared, config)
     rows = test_subset(tiny_prepared, config)
     scores = {mode: fused.score(rows, mode) for mode in ("fused", "global", "hard")}
@@ -59,16 +62,16 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     assert fused_reasoning["rows"] == 2
     verify_manifest(config.paths.checkpoints, required_prefixes=("cf/", "llm/thinkrec/", "llm/experts/"))
     # A second run finds everything current and redoes nothing.
-    assert pipeline.stage_experts(tiny_prepared, config) == selection
+    assert expert_stages.stage_experts(tiny_prepared, config) == selection
     assert pipeline.stage_eval_fused(tiny_prepared, config)["rows_per_second"] == evaluation["rows_per_second"]
     # Redoing the selection that picks the same clustering keeps what was scored on its experts.
-    assert pipeline.stage_experts(tiny_prepared, config, force=True) == selection
+    assert expert_stages.stage_experts(tiny_prepared, config, force=True) == selection
     assert (config.paths.checkpoints / "llm" / "experts" / "test_predictions.parquet").exists()
     assert (config.paths.checkpoints / "llm" / "experts" / "reasoning.parquet").exists()
 
 
 def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_config):
-    from thinkrec import pipeline
+    from thinkrec import expert_stages, pipeline
     from thinkrec.fusion.fused import load_fused
     from thinkrec.llm.generate import GenerationSettings
     from thinkrec.serving.bank import load_bank
@@ -77,7 +80,7 @@ def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_c
     config = tiny_pipeline_config
     pipeline.stage_traces(tiny_prepared, config)
     pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
-    pipeline.stage_experts(tiny_prepared, config)
+    expert_stages.stage_experts(tiny_prepared, config)
     bank = load_bank(tiny_prepared, config)
     assert bank.systems == ["fused", "thinkrec", "zeroshot"]
     fused = load_fused(tiny_prepared, config)
@@ -104,7 +107,7 @@ def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_c
 
 
 def test_report_recomputes_from_stored_predictions(tiny_prepared, tiny_pipeline_config, tmp_path):
-    from thinkrec import pipeline
+    from thinkrec import expert_stages, pipeline
     from thinkrec.report import write_report
 
     config = tiny_pipeline_config
@@ -122,13 +125,13 @@ def test_report_recomputes_from_stored_predictions(tiny_prepared, tiny_pipeline_
     fold_in = text.split("## Fold-in of new users")[1].split("##")[0]
     assert "| MF |" in fold_in and "| LightGCN |" in fold_in
 
-    pipeline.stage_experts(tiny_prepared, config)
+    expert_stages.stage_experts(tiny_prepared, config)
     fused = pipeline.stage_eval_fused(tiny_prepared, config)
     reasoning = pipeline.stage_reasoning("fused", tiny_prepared, config)
     text = write_report(tiny_prepared, config, tmp_path / "RESULTS.md")
     modes = fused["modes"]
     assert f"| fused (the gate's choice) | {modes['fused']['auc']:.4f} |" in text
     assert f"| hard routing (top expert only) | {modes['hard']['auc']:.4f} |" in text
-    assert "Test-subset AUC within each cluster" in text and "| K | valid AUC |" in text
+    assert "Test-subset AUC within each cluster" in text and "| K | own cluster, alone |" in text
     assert f"| ThinkRec-fused | {reasoning['meteor']:.4f} | {reasoning['bleu4']:.4f} |" in text
     assert "Not trained or scored yet: Zero-shot LLM, TALLRec-style, CoLLM-style." in text

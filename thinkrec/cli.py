@@ -56,7 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--rows", type=int, default=None, help="measure only the first ROWS stored answers")
     sub.add_argument("--answers", default=None, help="a parquet of answers (user, item, label, generated, p_yes) "
                      "to measure instead of the stored reference answers; needs exactly one system")
-    commands.add_parser("experts", help="cluster users, train one expert per cluster, choose K on valid")
+    commands.add_parser("clustering", help="measure every candidate clustering cheaply and choose one "
+                                           "(kept under training/experts/)")
+    sub = commands.add_parser("experts", help="choose the clustering, then train and ship one expert per cluster")
+    sub.add_argument("--max-minutes", type=float, help="stop (with the state saved under training/) after this many "
+                                                       "minutes; the same command continues")
+    sub = commands.add_parser("plan", help="continue the whole training plan (ThinkRec-global, clustering, experts, "
+                                           "CoLLM-style, TALLRec-style) from where it stands")
+    sub.add_argument("--max-minutes", type=float, help="time box across the stages; the same command continues")
+    sub.add_argument("--status", action="store_true", help="only print where each stage stands")
     commands.add_parser("user-map", help="fit the UMAP map of every user on the chosen clustering")
     commands.add_parser("eval-fused", help="score the test subset with fused ThinkRec and hard routing")
     commands.add_parser("all", help="every stage in order, skipping those whose outputs are current")
@@ -75,7 +83,7 @@ def write_results(prepared, config) -> str:
 
 def run_all(config, force: bool) -> None:
     """The whole pipeline from the raw atomic files to checkpoints/ and RESULTS.md."""
-    from thinkrec import pipeline
+    from thinkrec import expert_stages, pipeline
     from thinkrec.cf.store import train_all_cf
     from thinkrec.llm.systems import system_spec
 
@@ -87,7 +95,7 @@ def run_all(config, force: bool) -> None:
         stages.append((f"train-llm {name}", partial(pipeline.stage_train_llm, name, prepared, config, force)))
     for name in LLM_SYSTEMS:
         stages.append((f"eval-llm {name}", partial(pipeline.stage_eval_llm, name, prepared, config, force)))
-    stages += [("experts", lambda: pipeline.stage_experts(prepared, config, force)),
+    stages += [("experts", lambda: expert_stages.stage_experts(prepared, config, force)),
                ("user-map", lambda: pipeline.stage_user_map(prepared, config, force)),
                ("eval-fused", lambda: pipeline.stage_eval_fused(prepared, config, force))]
     for name in ("fused", *trained):
@@ -139,10 +147,29 @@ def run_stage(args: argparse.Namespace, config) -> None:
             print(json.dumps({name: stage(name, prepared, config, force=args.force)}, indent=2))
     elif args.command == "eval-faithfulness":
         print(json.dumps(run_faithfulness(args, config), indent=2))
-    elif args.command in ("experts", "user-map", "eval-fused"):
-        stage = {"experts": pipeline.stage_experts, "user-map": pipeline.stage_user_map,
-                 "eval-fused": pipeline.stage_eval_fused}[args.command]
+    elif args.command in ("clustering", "experts", "plan"):
+        run_training_stage(args, config)
+    elif args.command in ("user-map", "eval-fused"):
+        stage = {"user-map": pipeline.stage_user_map, "eval-fused": pipeline.stage_eval_fused}[args.command]
         print(json.dumps(stage(prepare_dataset(config), config, force=args.force), indent=2))
+
+
+def run_training_stage(args: argparse.Namespace, config) -> None:
+    """The stages of the cluster experts and the whole training plan, time-boxed by ``--max-minutes``."""
+    from thinkrec import expert_stages, plan
+    from thinkrec.timebox import TimeBox
+
+    if args.command == "plan" and args.status:
+        plan.log_status(plan.plan_status(config), "now")
+        return
+    prepared = prepare_dataset(config)
+    if args.command == "clustering":
+        print(json.dumps(expert_stages.stage_clustering(prepared, config), indent=2))
+    elif args.command == "experts":
+        print(json.dumps(expert_stages.stage_experts(prepared, config, args.force, TimeBox(args.max_minutes)),
+                         indent=2))
+    else:
+        plan.continue_plan(prepared, config, args.max_minutes)
 
 
 def run_faithfulness(args: argparse.Namespace, config) -> dict:

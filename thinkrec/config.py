@@ -140,6 +140,8 @@ class LLMConfig:
     save_every_minutes: float = 10.0  # the resumable state is written at least this often
     train_tokens: int = 300_000  # training budget in tokens (about 220 tokens/s on 2 CPU cores: 23 min)
     reasoning_share: float = 0.2  # share of training rows that carry a reasoning trace
+    baseline_rows: str = "own"  # CoLLM / TALLRec rows: "own" draw filling train_tokens, or "thinkrec": exactly the
+    # Yes/No rows ThinkRec-global trains on under the same settings (the same Yes/No budget, the fair comparison)
     bce_weight_reasoning: float = 0.1
     lm_weight_reasoning: float = 0.9
     bce_weight_rec: float = 0.9
@@ -201,9 +203,12 @@ class FusionConfig:
     """Instance-wise expert fusion: clusters, experts, gate and the user map."""
 
     encoder: str = "lightgcn"  # whose user embeddings are clustered and drive the gate
-    ks: tuple[int, ...] = (2, 3, 4, 5)  # candidate numbers of clusters; chosen by fused valid AUC
-    methods: tuple[str, ...] = ("kmeans", "ward")  # clustering algorithms tried; chosen with K by fused valid AUC
-    expert_tokens: int = 20_000  # training budget of each expert
+    ks: tuple[int, ...] = (2, 3, 4, 5)  # candidate numbers of clusters; chosen with the method by ``fusion.choice``
+    methods: tuple[str, ...] = ("kmeans", "ward")  # clustering algorithms tried (the rule: ``fusion.choice``)
+    expert_tokens: int = 20_000  # budget of each small-budget probe expert (``probe_experts``)
+    probe_experts: bool = False  # also train small-budget experts of every candidate and add their fused valid AUC
+    min_own_share: float = 0.95  # the choice rule: the gate must route this share of users to their own cluster
+    full_expert_tokens: int = 0  # budget of each chosen expert; 0: 1/K of llm.train_tokens (rounded up)
     top_layers: int = 8  # only the LoRA of the top layers trains in an expert (0: all layers)
     gate: GateSettings = field(default_factory=GateSettings)
     umap_neighbors: int = 15
@@ -272,6 +277,7 @@ class Config:
 
 
 TRACE_ROWS = ("sample", "errors")
+BASELINE_ROWS = ("own", "thinkrec")
 LEGACY_PROMPT = {"prompt_evidence": False, "era_rule": "halves"}  # a system saved before these settings existed
 
 

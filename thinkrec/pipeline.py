@@ -1,4 +1,5 @@
-"""Pipeline stages after the System-1 encoders: teacher traces, LLM training, LLM evaluation.
+"""Pipeline stages after the System-1 encoders: teacher traces, LLM training, LLM evaluation, the user map and
+the fused evaluation (the cluster experts' own stages are in ``expert_stages``).
 
 Each stage reads what earlier stages wrote under ``checkpoints/``, skips itself when its output
 is current (unless forced), logs its wall time and refreshes the checkpoint manifest.
@@ -11,7 +12,6 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -21,29 +21,18 @@ from thinkrec.cf.store import load_embeddings
 from thinkrec.config import LEGACY_PROMPT, Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json, write_json
-from thinkrec.fusion.clusters import cluster_users, save_clustering
-from thinkrec.fusion.experts import (
-    adapter_folders,
-    experts_dir,
-    has_experts,
-    load_shipped_clustering,
-    make_experts,
-    read_selection,
-    ship,
-    user_map_dir,
-    write_selection,
-)
-from thinkrec.fusion.fused import build_fused, load_fused
+from thinkrec.fusion.experts import experts_dir, load_shipped_clustering, user_map_dir
+from thinkrec.fusion.fused import load_fused
 from thinkrec.fusion.user_map import JSON_FILE, fit_user_map, save_user_map
 from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.lora_mixture import mixture
 from thinkrec.llm.score import score_rows
-from thinkrec.llm.systems import expert_start, llm_dir, load_system, system_spec
-from thinkrec.llm.train import Scope, train_system
+from thinkrec.llm.systems import llm_dir, load_system, system_spec
+from thinkrec.llm.train import needs_traces, train_system
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc_report
 from thinkrec.reasoning_scores import REFERENCES, answer_report, references_report, stored_report
-from thinkrec.subsets import test_subset, valid_subset
+from thinkrec.subsets import test_subset
 from thinkrec.teacher.dataset import (
     load_trace_dataset,
     save_trace_dataset,
@@ -89,7 +78,7 @@ def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bo
     if (folder / "config.json").exists() and not force:
         log.info("%s: trained model in %s", name, folder)
         return read_json(folder / "config.json")["train"]
-    traces = load_trace_dataset(traces_path(config)) if spec.reasoning else None
+    traces = load_trace_dataset(traces_path(config)) if needs_traces(spec, config) else None
     started = time.perf_counter()
     report = train_system(spec, prepared, config, traces, max_minutes=max_minutes)
     if not report["finished"]:
@@ -190,61 +179,6 @@ def reference_traces(config: Config) -> pd.DataFrame:
     """The teacher's traces for the held-out reference test rows."""
     traces = load_trace_dataset(traces_path(config))
     return traces[traces["purpose"] == "reference"].reset_index(drop=True)
-
-
-def stage_experts(prepared: PreparedData, config: Config, force: bool = False) -> dict:
-    """For every clustering method and candidate K: cluster users, train one expert per cluster from
-    the global adapter and score the fused model on valid. Ship the (method, K) with the best valid AUC
-    (when that is the shipped choice already, only the list of candidates is updated). Each candidate's
-    experts and valid report are kept in the work folder, so a rerun resumes."""
-    if has_experts(config) and not force:
-        log.info("experts: selection in %s", experts_dir(config))
-        return read_selection(config)
-    fusion = config.fusion
-    started = time.perf_counter()
-    vectors = load_embeddings(config, fusion.encoder)["user"].numpy()
-    candidates = [expert_candidate(prepared, config, vectors, method, k)
-                  for method in fusion.methods for k in fusion.ks]
-    best = max(candidates, key=lambda c: c["valid"]["auc"])
-    shipped = read_selection(config) if has_experts(config) else {}
-    if (shipped.get("method"), shipped.get("k")) != (best["method"], best["k"]):
-        # A new choice: its experts replace the old ones with everything scored on them.
-        ship(config, candidate_dir(config, best["method"], best["k"]), best["k"])
-    write_selection(config, best["method"], best["k"], candidates)
-    write_manifest(config.paths.checkpoints)
-    log.info("experts: chose %s K=%d (%.0f s)", best["method"], best["k"], time.perf_counter() - started)
-    return read_selection(config)
-
-
-def candidate_dir(config: Config, method: str, k: int) -> Path:
-    return config.paths.work / "experts" / method / f"k{k}"
-
-
-def expert_candidate(prepared: PreparedData, config: Config, vectors: np.ndarray, method: str, k: int) -> dict:
-    """Cluster, train the K experts and score the fused model on valid (each step skipped when done)."""
-    fusion, work = config.fusion, candidate_dir(config, method, k)
-    if (work / "candidate.json").exists():
-        return read_json(work / "candidate.json")
-    clustering = cluster_users(vectors, k, method, fusion.seed, activity=prepared.users["n_train"].to_numpy(),
-                               encoder=fusion.encoder)
-    save_clustering(clustering, work / "clusters")
-    untrained = [e for e in range(k) if not (work / f"expert_{e}" / "config.json").exists()]
-    traces = load_trace_dataset(traces_path(config)) if untrained else None
-    for expert in untrained:
-        members = np.flatnonzero(clustering.labels == expert)
-        scope = Scope(f"experts/{method}/k{k}/expert_{expert}", work / f"expert_{expert}", fusion.expert_tokens,
-                      members, evaluate=False)
-        train_system(system_spec("thinkrec"), prepared, config, traces,
-                     start=expert_start(prepared, config, fusion.top_layers), scope=scope)
-    experts = make_experts(config, clustering, adapter_folders(work, k), fusion.gate, fusion.encoder)
-    fused = build_fused(prepared, config, experts)
-    valid = valid_subset(prepared, config)
-    report = auc_report(valid["user"], valid["label"], fused.score(valid, "fused", desc=f"valid {method} k={k}"))
-    candidate = {"method": method, "k": k, "valid": report, "silhouette": clustering.silhouette,
-                 "cohens_d": clustering.cohens_d, "sizes": list(clustering.sizes)}
-    log.info("experts: %s K=%d fused valid AUC %.4f UAUC %.4f", method, k, report["auc"], report["uauc"])
-    write_json(work / "candidate.json", candidate)
-    return candidate
 
 
 def stage_user_map(prepared: PreparedData, config: Config, force: bool = False) -> dict:

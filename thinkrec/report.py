@@ -159,19 +159,12 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
         return ["## Expert fusion", "", "No cluster experts trained yet (`python -m thinkrec experts`)."]
     selection = read_selection(config)
     clustering = load_shipped_clustering(config)
-    candidates = [[c.get("method", selection["method"]), c["k"], c["valid"]["auc"], c["valid"]["uauc"],
-                   round(c["silhouette"], 4), round(c["cohens_d"], 3) if c.get("cohens_d") is not None else "",
-                   " / ".join(map(str, c["sizes"]))]
-                  for c in selection["candidates"]]
     gate = selection["gate"]
     lines = ["## Expert fusion", "",
              (f"Users clustered on {selection['encoder']} embeddings (standardised, on the unit sphere: the space "
-              f"the gate's cosine uses). {selection['method']} with K = {selection['k']} was chosen among the "
-              f"candidates below by the fused model's AUC on the validation subset. Gate: tau = {gate['tau']}, "
-              f"one expert when max w > 0.5 + {gate['single_margin']}/K, the global adapter when entropy(w) >= "
-              f"{gate['entropy_ratio']} ln K."), "",
-             *_table(["clustering", "K", "valid AUC", "valid UAUC", "silhouette", "Cohen's d (activity)",
-                      "cluster sizes"], candidates)]
+              f"the gate's cosine uses). Gate: tau = {gate['tau']}, one expert when max w > 0.5 + "
+              f"{gate['single_margin']}/K, the global adapter when entropy(w) >= {gate['entropy_ratio']} ln K."), "",
+             *choice_lines(selection)]
     fused_file = experts_dir(config) / "test_predictions.parquet"
     if fused_file.exists():
         table = pd.read_parquet(fused_file)
@@ -189,6 +182,33 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
               *_table(["system", *[f"cluster {c}" for c in wide.columns]],
                       [[name, *wide.loc[name].tolist()] for name in order])]
     return lines
+
+
+def choice_lines(selection: dict) -> list[str]:
+    """How the clustering was chosen, and the table of candidates it was chosen from."""
+    candidates = selection["candidates"]
+    if "rule" not in selection:  # chosen before the cheap measures existed: by the probe experts' valid AUC
+        rows = [[c.get("method", selection["method"]), c["k"], c["valid"]["auc"], c["valid"]["uauc"],
+                 round(c["silhouette"], 4), round(c["cohens_d"], 3) if c.get("cohens_d") is not None else "",
+                 " / ".join(map(str, c["sizes"]))] for c in candidates]
+        return [f"{selection['method']} with K = {selection['k']} was chosen among the candidates below by the fused "
+                "model's AUC on the validation subset (small-budget experts).", "",
+                *_table(["clustering", "K", "valid AUC", "valid UAUC", "silhouette", "Cohen's d (activity)",
+                         "cluster sizes"], rows)]
+    rows = [[c["method"], c["k"], *(f"{c['routing'][key]:.1%}" for key in ("single_own", "fused_own", "global")),
+             f"{c['routing']['single_other'] + c['routing']['fused_other']:.1%}",
+             "n/a" if c["silhouette"] is None else c["silhouette"], "n/a" if c["cohens_d"] is None else c["cohens_d"],
+             c["fewest_traces"], c["valid"]["auc"] if "valid" in c else "", " / ".join(map(str, c["sizes"]))]
+            for c in candidates]
+    tokens = " / ".join(f"{e['train_tokens']:,}" for e in selection["experts"])
+    return [(f"The clustering was chosen before any expert was trained fully, by one rule ({selection['rule']}): "
+             f"{selection['reason']}. Each expert then trained from the global adapter on its own cluster's traces "
+             f"and rows ({tokens} tokens)."), "",
+            "Where the gate sends each user, per candidate (own cluster's expert alone, own cluster's expert weighing "
+            "most in a fusion, the global adapter, another cluster's expert):", "",
+            *_table(["clustering", "K", "own cluster, alone", "own cluster, fused", "global", "other cluster",
+                     "silhouette", "Cohen's d (activity)", "fewest traces in a cluster", "probe valid AUC",
+                     "cluster sizes"], rows)]
 
 
 def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
@@ -251,6 +271,10 @@ def cost_section(config: Config) -> list[str]:
         if path.exists():
             train = read_json(path)["train"]
             rows.append([registry.label(system), train["train_tokens"], train["train_examples"],
+                         train["reasoning_examples"], train["best_valid_auc"], training_seconds(train)])
+    if has_experts(config):
+        for number, train in enumerate(read_selection(config).get("experts", []), start=1):
+            rows.append([f"ThinkRec expert {number} (valid AUC on its cluster)", train["train_tokens"], "",
                          train["reasoning_examples"], train["best_valid_auc"], training_seconds(train)])
     if not rows:
         return []

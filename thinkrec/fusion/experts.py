@@ -5,7 +5,14 @@ Layout under the fused system's folder (``checkpoints/llm/experts/``, see ``thin
     clusters/            clusters.json + centroids.safetensors (the chosen clustering)
     expert_<e>/          one trained system folder per cluster (PEFT adapter + config.json)
     user_map/            the UMAP map of every user in the clustering's space
-    selection.json       K, the clustering method, the encoder, the gate settings and every candidate's valid AUC
+    selection.json       K, the clustering method, the encoder, the gate settings, the choice table and rule
+                         (``fusion.choice``), the global adapter the experts started from and their training
+
+Until the chosen experts are trained, the choice is kept with the training state (committed, so that
+every session trains the same experts)::
+
+    <training>/experts/choice.json   the table of candidates, the pick, why, and the inputs it was made from
+    <training>/experts/clusters/     the chosen clustering
 
 Evaluation (``fusion.fused``), serving (``serving.bank``), the explorer, the report and the pipeline
 all read them through this module. Adapter weights are laid out [global adapter, expert 1 .. K].
@@ -25,7 +32,7 @@ from thinkrec.cf.store import load_embeddings
 from thinkrec.config import Config, GateSettings
 from thinkrec.errors import CheckpointError
 from thinkrec.files import read_json, write_json
-from thinkrec.fusion.clusters import Clustering, load_clustering
+from thinkrec.fusion.clusters import Clustering, load_clustering, save_clustering
 from thinkrec.fusion.gate import Gate, Routing
 from thinkrec.fusion.user_map import JSON_FILE as MAP_FILE
 from thinkrec.fusion.user_map import UserMap, load_user_map
@@ -33,6 +40,7 @@ from thinkrec.guest import GuestUser
 
 MODES = ("fused", "global", "hard")  # the gate's choice, the global adapter only, the top expert only
 SELECTION = "selection.json"
+CHOICE = "choice.json"
 
 
 def experts_dir(config: Config) -> Path:
@@ -51,11 +59,44 @@ def read_selection(config: Config) -> dict:
     return read_json(experts_dir(config) / SELECTION)
 
 
-def write_selection(config: Config, method: str, k: int, candidates: list[dict]) -> None:
-    """Record the chosen clustering with the configured encoder and gate settings."""
-    selection = {"k": k, "method": method, "encoder": config.fusion.encoder,
-                 "gate": dataclasses.asdict(config.fusion.gate), "candidates": candidates}
+def write_selection(config: Config, choice: dict, origin: str, experts: list[dict]) -> None:
+    """Record the chosen clustering (``choice``, as ``write_choice`` kept it) with the configured encoder and gate
+    settings, the fingerprint of the global adapter the experts started from and each expert's training."""
+    selection = {"k": choice["k"], "method": choice["method"], "encoder": config.fusion.encoder,
+                 "gate": dataclasses.asdict(config.fusion.gate), "rule": choice["rule"], "reason": choice["reason"],
+                 "candidates": choice["candidates"], "origin": origin, "experts": experts}
     write_json(experts_dir(config) / SELECTION, selection)
+
+
+def choice_dir(config: Config) -> Path:
+    return config.paths.training / "experts"
+
+
+def read_choice(config: Config) -> dict | None:
+    """The stored choice of clustering, or None before one was made."""
+    path = choice_dir(config) / CHOICE
+    return read_json(path) if path.exists() else None
+
+
+def write_choice(config: Config, choice: dict, clustering: Clustering) -> None:
+    """Keep the chosen clustering, then the choice (last: a half-written folder holds no choice)."""
+    folder = choice_dir(config)
+    (folder / CHOICE).unlink(missing_ok=True)
+    save_clustering(clustering, folder / "clusters")
+    write_json(folder / CHOICE, choice)
+
+
+def load_chosen_clustering(config: Config) -> Clustering:
+    """The clustering the stored choice picked, checked against the K it records."""
+    choice = read_choice(config)
+    if choice is None:
+        raise CheckpointError(f"{choice_dir(config) / CHOICE}: missing; choose the clustering first "
+                              "(`python -m thinkrec clustering`)")
+    clustering = load_clustering(choice_dir(config) / "clusters")
+    if (clustering.method, clustering.k) != (choice["method"], int(choice["k"])):
+        raise CheckpointError(f"{choice_dir(config) / 'clusters'}: holds {clustering.method} K={clustering.k}, "
+                              f"{CHOICE} chose {choice['method']} K={choice['k']}")
+    return clustering
 
 
 def adapter_folders(folder: Path, k: int) -> list[Path]:
@@ -63,15 +104,15 @@ def adapter_folders(folder: Path, k: int) -> list[Path]:
     return [folder / f"expert_{e}" / "adapter" for e in range(k)]
 
 
-def ship(config: Config, candidate: Path, k: int) -> None:
-    """Make the clustering and experts trained in ``candidate`` the shipped ones, replacing the old
-    experts and everything scored on them."""
+def ship(config: Config, clusters: Path, experts: list[Path]) -> None:
+    """Make the clustering in ``clusters`` and the trained ``experts`` (system folders, one per cluster, in
+    order) the shipped ones, replacing the old experts and everything scored on them."""
     root = experts_dir(config)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    shutil.copytree(candidate / "clusters", root / "clusters")
-    for expert in range(k):
-        shutil.copytree(candidate / f"expert_{expert}", root / f"expert_{expert}")
+    shutil.copytree(clusters, root / "clusters")
+    for number, folder in enumerate(experts):
+        shutil.copytree(folder, root / f"expert_{number}")
 
 
 def load_shipped_clustering(config: Config) -> Clustering:

@@ -10,9 +10,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from thinkrec.cf.store import cf_dir, load_embeddings
 from thinkrec.config import Config, trained_prompt
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
-from thinkrec.files import read_json
+from thinkrec.files import read_json, sha256_of
 from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.model import CFTables, SoftTokenLM
 from thinkrec.llm.prompt import PromptBuilder
@@ -140,14 +142,25 @@ def new_system(spec: SystemSpec, prepared: PreparedData, config: Config, backbon
 
 
 def save_system(model: SoftTokenLM, spec: SystemSpec, folder: Path, meta: dict) -> None:
-    """LoRA as a standard PEFT folder, projector as safetensors, the rest as JSON (written last)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").unlink(missing_ok=True)
+    """LoRA as a standard PEFT folder, projector as safetensors, the rest as JSON (written last). The folder is
+    emptied first: what was scored on the weights it held (predictions, reasoning) goes with them."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     if spec.trained:
         model.backbone.save_pretrained(folder / "adapter")
     if model.projector is not None:
         save_file(model.projector_state(), folder / "projector.safetensors")
     (folder / "config.json").write_text(json.dumps({"system": asdict(spec), **meta}, indent=2), encoding="utf-8")
+
+
+def system_digest(folder: Path) -> str:
+    """A fingerprint of a trained system's weights (its adapter and projector files): what a run that starts
+    from them records, so that it is refused once they have changed."""
+    adapter, projector = folder / "adapter" / "adapter_model.safetensors", folder / "projector.safetensors"
+    if not adapter.exists():
+        raise CheckpointError(f"{adapter}: missing; train the system first")
+    files = [adapter, projector] if projector.exists() else [adapter]
+    return hashlib.sha256("".join(sha256_of(path) for path in files).encode()).hexdigest()
 
 
 def load_system(name: str, prepared: PreparedData, config: Config, backbone=None, tokenizer=None,

@@ -11,6 +11,8 @@ both). A run may be time-boxed: its complete state (trainable weights, optimiser
 in the fixed data order, RNG, tokens and wall time so far) is written atomically under
 ``training/`` every few minutes and at the deadline, and the next run, on any machine with that
 folder, continues where it stopped. The weights with the best valid AUC are what the stage ships.
+A system without reasoning can train on exactly the Yes/No rows ThinkRec-global trains on
+(``llm.baseline_rows``), so that the baselines get the same Yes/No budget.
 """
 
 from __future__ import annotations
@@ -32,13 +34,14 @@ from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from thinkrec.config import Config
+from thinkrec.config import BASELINE_ROWS, Config, ConfigError
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
+from thinkrec.files import read_json
 from thinkrec.llm.model import SoftTokenLM, collate, weighted_loss
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
 from thinkrec.llm.score import score_rows
-from thinkrec.llm.systems import SystemSpec, llm_dir, new_system, save_system
+from thinkrec.llm.systems import SystemSpec, llm_dir, new_system, prompt_builder, save_system, system_spec
 from thinkrec.metrics import auc_report
 from thinkrec.subsets import of_users, valid_subset
 from thinkrec.teacher.dataset import check_traces_match
@@ -50,11 +53,21 @@ log = logging.getLogger(__name__)
 class Scope:
     """What one training run covers: the global model by default, or one cluster's expert."""
 
-    name: str  # progress folder under <work>/llm/ and log label
+    name: str  # log label, and the state folder under <training>/llm/ unless ``state_dir`` is given
     out_dir: Path  # where the trained system is saved
     train_tokens: int  # token budget
     users: np.ndarray | None = None  # train and validate only on these users' rows
-    evaluate: bool = True  # score the valid subset to pick the best step (experts are chosen by the fused AUC)
+    evaluate: bool = True  # score the valid subset to pick the best step (probe experts are judged fused)
+    origin: str = ""  # fingerprint of the weights the run starts from (an expert's global adapter), part of the digest
+    state_dir: Path | None = None  # where the resumable state lives, if not under <training>/llm/<name>
+
+    def state_folder(self, config: Config) -> Path:
+        return self.state_dir or config.paths.training / "llm" / self.name
+
+
+def system_scope(spec: SystemSpec, config: Config) -> Scope:
+    """The default run: the whole system on ``llm.train_tokens``, shipped to its checkpoint folder."""
+    return Scope(spec.name, llm_dir(config, spec.name), config.llm.train_tokens)
 
 
 @dataclass
@@ -65,6 +78,7 @@ class Example:
     target: list[int]
     label: int
     reasoning: bool
+    key: tuple | None = None  # the train row's (user, item, timestamp)
 
     @property
     def tokens(self) -> int:
@@ -130,18 +144,46 @@ def build_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedD
         use_trace = spec.reasoning and rng.random() < settings.reasoning_share
         trace = next(trace_iter, None) if use_trace else None
         if trace is not None:
-            row = train.iloc[row_of[(trace.user, trace.item, trace.timestamp)]]
-            example = Example(builder.encode_row(row), target_tokens(tokenizer, trace.trace), int(row["label"]), True)
+            key = (trace.user, trace.item, trace.timestamp)
+            row = train.iloc[row_of[key]]
+            example = Example(builder.encode_row(row), target_tokens(tokenizer, trace.trace), int(row["label"]), True,
+                              key)
         else:
-            row = train.iloc[index]
-            answer = "Yes" if row["label"] else "No"
-            # A reasoning system must not learn to stop after the verdict: its Yes/No rows teach the
-            # verdict token alone, and only the traces teach what follows it and where the text ends.
-            target = target_tokens(tokenizer, answer, end=not spec.reasoning)
-            example = Example(builder.encode_row(row), target, int(row["label"]), False)
+            example = yes_no_example(spec, builder, train.iloc[index], keys[index])
         examples.append(example)
         budget -= example.tokens
     return examples
+
+
+def yes_no_example(spec: SystemSpec, builder: PromptBuilder, row, key: tuple) -> Example:
+    """One train row answered Yes or No. A reasoning system must not learn to stop after the verdict: its
+    Yes/No rows teach the verdict token alone, and only the traces teach what follows it and where it ends."""
+    target = target_tokens(builder.tokenizer, "Yes" if row["label"] else "No", end=not spec.reasoning)
+    return Example(builder.encode_row(row), target, int(row["label"]), False, key)
+
+
+def needs_traces(spec: SystemSpec, config: Config) -> bool:
+    """Whether training ``spec`` reads the traces: to learn them, or to find ThinkRec's Yes/No rows."""
+    return spec.reasoning or config.llm.baseline_rows == "thinkrec"
+
+
+def training_examples(spec: SystemSpec, builder: PromptBuilder, prepared: PreparedData, config: Config,
+                      traces: pd.DataFrame | None, scope: Scope) -> list[Example]:
+    """The run's examples: ``build_examples`` within the scope's budget, or, for a system without reasoning under
+    ``llm.baseline_rows`` = "thinkrec", exactly the Yes/No rows ThinkRec-global draws within that budget, in its
+    order (each encoded with this system's own prompt), so both see the same Yes/No budget."""
+    rule = config.llm.baseline_rows
+    if rule not in BASELINE_ROWS:
+        raise ConfigError(f"llm.baseline_rows must be one of {', '.join(BASELINE_ROWS)}, not {rule!r}")
+    if spec.reasoning or rule == "own":
+        return build_examples(spec, builder, prepared, config, traces, scope.train_tokens, scope.users)
+    reference = system_spec("thinkrec")
+    reference_builder = prompt_builder(reference, prepared, builder.tokenizer, config)
+    keys = [e.key for e in build_examples(reference, reference_builder, prepared, config, traces,
+                                          scope.train_tokens, scope.users) if not e.reasoning]
+    train = of_users(prepared.split("train"), scope.users)
+    row_of = train_row_index(train)
+    return [yes_no_example(spec, builder, train.iloc[row_of[key]], key) for key in keys]
 
 
 def make_batches(examples: list[Example], batch_size: int, buckets: int, seed: int) -> list[list[Example]]:
@@ -202,9 +244,9 @@ class Progress:
             self.state = json.loads((folder / "progress.json").read_text(encoding="utf-8"))
             stored = self.state.get("data_digest", data_digest)
             if stored != data_digest:
-                raise CheckpointError(f"{folder}: this state trained on other data or settings (digest {stored[:12]} "
-                                      f"here, {data_digest[:12]} now); restore the settings it was made with, or "
-                                      "delete the folder to start afresh")
+                raise CheckpointError(f"{folder}: this state trained on other data or settings, or from other starting "
+                                      f"weights (digest {stored[:12]} here, {data_digest[:12]} now); restore the "
+                                      "settings it was made with, or delete the folder to start afresh")
         self._clock = time.perf_counter()  # wall time is added up over every run that saved its work
 
     def _recover(self) -> None:
@@ -292,29 +334,30 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     ``finished: false``; nothing is shipped until the last batch has been trained.
     """
     settings = config.llm
-    scope = scope or Scope(spec.name, llm_dir(config, spec.name), settings.train_tokens)
+    scope = scope or system_scope(spec, config)
     deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
     torch.manual_seed(settings.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     model, builder = start or new_system(spec, prepared, config, backbone, tokenizer)
-    examples = build_examples(spec, builder, prepared, config, traces, scope.train_tokens, scope.users)
+    examples = training_examples(spec, builder, prepared, config, traces, scope)
     batches = make_batches(examples, settings.batch_size, settings.length_buckets, settings.seed)
-    digest = data_digest(batches)
+    digest = state_digest(data_digest(batches), scope.origin)
     batches = shard(batches, accelerator.process_index, accelerator.num_processes)
     groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n],
                "lr": settings.lr_lora},
               {"params": [p for n, p in model.named_parameters() if p.requires_grad and "projector" in n.split(".")[0]],
                "lr": settings.lr_projector}]
     optimiser = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
-    progress = Progress(config.paths.training / "llm" / scope.name, digest, writer=accelerator.is_main_process)
+    progress = Progress(scope.state_folder(config), digest, writer=accelerator.is_main_process)
     best = progress.restore(model, optimiser)
     model, optimiser = accelerator.prepare(model, optimiser)
     core: SoftTokenLM = accelerator.unwrap_model(model)
     weights = (settings.bce_weight_reasoning, settings.lm_weight_reasoning, settings.bce_weight_rec,
                settings.lm_weight_rec)
     valid = valid_subset(prepared, config, scope.users)
-    heldout = heldout_examples(builder, prepared, traces, settings, scope.users)
+    heldout = heldout_examples(builder, prepared, traces, settings, scope.users) if spec.reasoning else []
     total_tokens = sum(e.tokens for chunk in batches for e in chunk)
+    progress.state["steps"], progress.state["planned_tokens"] = len(batches), total_tokens  # for the plan's status
     log.info("%s: %d examples (%d with reasoning), %d tokens, %d steps per process", scope.name, len(examples),
              sum(e.reasoning for e in examples), total_tokens, len(batches))
     started = last_save = time.perf_counter()
@@ -350,11 +393,15 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
               "train_examples": len(examples), "reasoning_examples": sum(e.reasoning for e in examples),
               "best_valid_auc": progress.state["best_auc"], "best_step": progress.state["best_step"],
               "steps_done": progress.state["step"], "steps": len(batches), "shard_digest": data_digest(batches),
+              "data_digest": digest,
               "evaluations": progress.state["evaluations"],
               "seconds_this_run": round(time.perf_counter() - started, 1), "seconds": progress.seconds}
     if not finished:
         log.info("%s: stopped at the deadline after step %d of %d; state in %s", scope.name,
                  progress.state["step"], len(batches), progress.folder)
+        return report
+    if shipped_digest(scope.out_dir) == digest:
+        log.info("%s: this run is shipped in %s already", scope.name, scope.out_dir)
         return report
     if best is not None:
         core.load_state_dict(best, strict=False)
@@ -363,6 +410,26 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
         meta = {"llm_config": json.loads(json.dumps(vars(builder.config))), "train": report}
         save_system(core, spec, scope.out_dir, meta)
     return report
+
+
+def state_digest(data: str, origin: str) -> str:
+    """What a resumable state is keyed by: the data digest, joined by the starting weights' fingerprint when the
+    run starts from trained weights (an expert from the global adapter); a run from fresh weights keeps the bare
+    data digest."""
+    return data if not origin else hashlib.sha256(f"{data}:{origin}".encode()).hexdigest()
+
+
+def read_state(folder: Path) -> dict | None:
+    """The progress record of the state in ``folder`` (tokens, steps, digest ...), or None when there is none."""
+    path = folder / "progress.json"
+    return read_json(path) if path.exists() else None
+
+
+def shipped_digest(folder: Path) -> str | None:
+    """The state digest recorded by the trained system saved in ``folder`` (None: nothing saved, or saved before
+    digests were recorded)."""
+    path = folder / "config.json"
+    return read_json(path).get("train", {}).get("data_digest") if path.exists() else None
 
 
 def heldout_examples(builder: PromptBuilder, prepared: PreparedData, traces: pd.DataFrame | None, settings,
