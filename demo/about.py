@@ -34,7 +34,11 @@ visitors never share one another's weights.
 * **Reasoning**: a pick shows every score at once; the model starts writing when you press **Think**, or by
   itself once the case has stayed the same for a moment. Cited titles are marked ✓ when they are in the
   history the prompt showed, 🎯 when they are the target itself (naming it is no evidence), ✗ when they
-  are neither; the footer counts each apart. The verdict and P(Yes) come first, from the same pass that
+  are neither; the footer counts each apart. Each checkable claim (a film's genres, era or year, the
+  reaction the text gives the user to a film of their history, what viewers made of the target, the user's
+  favoured or avoided genres) is underlined and signed ✓ true (solid line), ✗ false (wavy) or ? unchecked
+  (dotted), checked against the data the prompt showed; hover over it for that fact. Marks appear as each
+  sentence ends and do not change afterwards. The verdict and P(Yes) come first, from the same pass that
   scores the case; the text that follows is written greedily, at least 32 tokens long and never repeating a
   run of six tokens of its own, as a small model otherwise does. Expect fluent but shallow arguments.
 * **Every system's prediction**: P(like) from each recommender beside the truth, when the case is held out.

@@ -19,6 +19,15 @@ CSS = """
 mark.cited-ok { background: #d8f3dc; }
 mark.cited-missing { background: #ffd6d6; }
 mark.cited-target { background: #e2e2f6; }
+.claim { text-decoration-line: underline; text-decoration-thickness: 2px; text-underline-offset: 3px; cursor: help; }
+.claim-true { text-decoration-style: solid; text-decoration-color: #2d6a4f; }
+.claim-false { text-decoration-style: wavy; text-decoration-color: #c1121f; }
+.claim-unchecked { text-decoration-style: dotted; text-decoration-color: #6c757d; }
+.claim-sign { font-size: 0.7em; font-weight: bold; margin-left: 1px; padding: 0 2px; border: 1px solid currentColor;
+              border-radius: 3px; }
+.claim-true .claim-sign { color: #2d6a4f; }
+.claim-false .claim-sign { color: #c1121f; }
+.claim-unchecked .claim-sign { color: #6c757d; }
 #architecture svg { max-width: 900px; width: 100%; height: auto; }
 .stale-case { visibility: hidden; }
 """

@@ -6,7 +6,6 @@ from __future__ import annotations
 import html
 import logging
 import random
-import re
 import time
 from collections.abc import Callable, Iterator
 from urllib.parse import urlencode
@@ -17,7 +16,8 @@ import pandas as pd
 from demo.charts import gate_chart, genre_chart, user_map_chart
 from demo.views import API, CaseKey, Views
 from thinkrec import registry
-from thinkrec.explorer import Case, Citations, Explanation, Explorer, UnknownIdError
+from thinkrec.claims import FALSE, TRUE, UNCHECKED
+from thinkrec.explorer import FOUND, MISSING, TARGET, Case, Citations, Claim, Explanation, Explorer, UnknownIdError
 from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
@@ -250,17 +250,60 @@ def auto_think(explorer: Explorer, views: Views, view: dict | None, automatic: b
     yield from think(explorer, key.user, key.item, system, max_new_tokens, views, session, if_shown=True)
 
 
-def highlight(text: str, grounded: list[str], ungrounded: list[str], target: list[str] = ()) -> str:
-    """The reasoning as safe HTML with cited titles marked: the target (🎯), found in the history the
-    prompt showed (✓), or not found there (✗)."""
-    safe = html.escape(text)
-    marks = ([(t, "cited-target", "🎯 target") for t in target] + [(t, "cited-ok", "✓") for t in grounded]
-             + [(t, "cited-missing", "✗") for t in ungrounded])
-    for title, css, mark in marks:
-        pattern = re.compile(re.escape(html.escape(title)), re.IGNORECASE)
-        safe = pattern.sub(lambda m, css=css, mark=mark: f'<mark class="{css}">{m.group(0)} {mark}</mark>', safe,
-                           count=1)
-    return safe
+TITLE_MARKS = {TARGET: ("cited-target", "🎯 target"), FOUND: ("cited-ok", "✓"), MISSING: ("cited-missing", "✗")}
+CLAIM_SIGNS = {TRUE: "✓", FALSE: "✗", UNCHECKED: "?"}
+CLAIM_KINDS = {"year": "Year", "era": "Era", "genre": "Genre", "reaction": "Reaction", "audience": "Audience",
+               "profile_genre": "Profile genre"}
+
+
+def claim_note(claim: Claim) -> str:
+    """A claim's hover text: its kind, its verdict and the fact it was checked against."""
+    kind = CLAIM_KINDS.get(claim.kind, claim.kind)
+    if claim.verdict == UNCHECKED:
+        return f"{kind} claim, unchecked: {claim.fact}"
+    return f"{kind} claim, {claim.verdict}. Checked against: {claim.fact}"
+
+
+def highlight(text: str, cited: Citations, claims: list[Claim] = ()) -> str:
+    """The reasoning as safe HTML with every cited title marked, the target (🎯), found in the history the
+    prompt showed (✓) or not found there (✗), and every checkable claim marked true (✓, solid underline),
+    false (✗, wavy) or unchecked (?, dotted), the fact it was checked against in its ``title``."""
+    spans = [(c.start, c.end, f'<span class="claim claim-{c.verdict}" title="{html.escape(claim_note(c))}">',
+              f'<sup class="claim-sign">{CLAIM_SIGNS[c.verdict]}</sup></span>') for c in claims]
+    spans += [(start, end, f'<mark class="{TITLE_MARKS[kind][0]}">', f" {TITLE_MARKS[kind][1]}</mark>")
+              for start, end, kind in cited.spans]
+    return marked_html(text, spans)
+
+
+def marked_html(text: str, spans: list[tuple[int, int, str, str]]) -> str:
+    """``text`` html-escaped with each (start, end, opening, closing) span wrapped in its tags. Spans nest:
+    on equal spans the one listed first wraps the other, and one that would cross the span around it is cut
+    at that span's end."""
+    pieces, open_ends, position = [], [], 0  # open_ends: (end, closing) of the spans open, innermost last
+
+    def write_to(stop: int) -> None:
+        nonlocal position
+        while open_ends and open_ends[-1][0] <= stop:
+            end, closing = open_ends.pop()
+            pieces.extend((html.escape(text[position:end]), closing))
+            position = end
+        pieces.append(html.escape(text[position:stop]))
+        position = stop
+
+    for start, end, opening, closing in sorted(spans, key=lambda span: (span[0], -span[1])):
+        write_to(start)
+        end = min(end, open_ends[-1][0]) if open_ends else end
+        if end > start:
+            pieces.append(opening)
+            open_ends.append((end, closing))
+    write_to(len(text))
+    return "".join(pieces)
+
+
+def marked_answer(explorer: Explorer, text: str, run: Explanation) -> tuple[Citations, list[Claim], str]:
+    """The citations and claims of ``text`` (an answer to ``run``, or its settled part) and the text marked."""
+    cited, claims = explorer.citations(text, run), explorer.claims(text, run)
+    return cited, claims, highlight(text, cited, claims)
 
 
 def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: str | None, max_new_tokens: float,
@@ -307,23 +350,29 @@ def stream_answer(explorer: Explorer, make_case: Callable[[], Case], system: str
 
 
 def stream_explanation(explorer: Explorer, run: Explanation, label: str = "") -> Iterator[tuple[str, str]]:
-    """(verdict line, reasoning HTML) as an answer streams in, the verdict naming the case (``label``);
-    the last pair marks the cited titles and says how long the answer took."""
+    """(verdict line, reasoning HTML) as an answer streams in, the verdict naming the case (``label``).
+    Cited titles and claims are marked as soon as no more text can change them (``Explorer.settled``), so
+    every mark shown while it streams is final; the last pair marks the whole answer, counts the
+    citations and claims, and says how long the answer took."""
     text, verdict, started = "", "", time.perf_counter()
+    settled, marked = 0, ""
     try:
         for piece in run.stream:
             text += piece
             verdict = verdict or verdict_line(run.p_yes, run.truth, label)
-            yield verdict, html.escape(text)
+            cut = explorer.settled(text)
+            if cut != settled:
+                settled, marked = cut, marked_answer(explorer, text[:cut], run)[2]
+            yield verdict, marked + html.escape(text[settled:])
     except RuntimeError as err:
         log.warning("generation failed: %s", err)
-        yield verdict, html.escape(text) + "<br><em>(generation stopped: the model failed)</em>"
+        yield verdict, marked + html.escape(text[settled:]) + "<br><em>(generation stopped: the model failed)</em>"
         return
-    cited = explorer.citations(text, run)
+    cited, claims, marked = marked_answer(explorer, text, run)
     seconds = time.perf_counter() - started
-    note = f"<br><small>{run.stream.new_tokens} tokens in {seconds:.1f} s · {citation_counts(cited)}</small>"
-    yield (verdict or verdict_line(run.p_yes, run.truth, label),
-           highlight(text, cited.found, cited.missing, cited.target) + note)
+    note = (f"<br><small>{run.stream.new_tokens} tokens in {seconds:.1f} s · {citation_counts(cited)} · "
+            f"{claim_counts(claims)}</small>")
+    yield verdict or verdict_line(run.p_yes, run.truth, label), marked + note
 
 
 def citation_counts(cited: Citations) -> str:
@@ -331,6 +380,13 @@ def citation_counts(cited: Citations) -> str:
     target = f" · the target named {'(not counted as evidence)' if cited.target else 'nowhere'}"
     return (f"cited titles: {len(cited.found)} found in the history the prompt showed, {len(cited.missing)} "
             f"not found{target}")
+
+
+def claim_counts(claims: list[Claim]) -> str:
+    """The claims footer: how many checkable claims are true, false and unchecked."""
+    verdicts = [claim.verdict for claim in claims]
+    return (f"claims checked: {verdicts.count(TRUE)} true, {verdicts.count(FALSE)} false, "
+            f"{verdicts.count(UNCHECKED)} unchecked")
 
 
 def verdict_line(p_yes: float | None, truth: bool | None, label: str = "") -> str:

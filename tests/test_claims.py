@@ -8,6 +8,8 @@ disliked, Quiet Sea liked. User 1 favours Drama.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from thinkrec.claims import ClaimChecker, era_of
@@ -103,3 +105,37 @@ def test_unparseable_claims_are_left_out(checker):
 def test_a_bare_subject_means_the_target_only_after_the_target(checker):
     text = 'No. They enjoyed "Alpha". It is a comedy. "Laugh Track" is here. It is a comedy.'
     assert judged(checker, text) == [("reaction", "Alpha", "true"), ("genre", "comedy", "true")]
+
+
+def test_a_guests_genre_claims_are_checked_against_their_picks(checker):
+    text = "Yes. Drama is among the genres they favour most. Their profile leans towards comedy."
+    picks = checker.picks_profile([2, 3, 5, 0, 1, 4], [1, 1, 1, 0, 0, 0])  # every drama liked
+    assert picks == (["Drama"], [])
+    guest = checker.check(text, None, QUIET_SEA, [0, 2], [0, 0], profile=picks)
+    assert [(text[c.start:c.end], c.verdict) for c in guest] == [("Drama", "true"), ("comedy", "unchecked")]
+    assert guest[0].fact == "favoured: Drama; avoided: none"
+    assert judged(checker, text, item=QUIET_SEA)[1] == ("profile_genre", "comedy", "false")  # user 0 avoids it
+
+
+STREAMED = ('No. "Laugh Track" (1997) is a late nineties comedy. They did not enjoy "The Garden" or "Dr. Alpha".\n'
+            'They enjoyed "Old Reel". Most viewers did not take to it. "Dr. Alpha" is a late nineties drama! '
+            'Their profile shows little appetite for comedy.')
+
+
+def test_what_a_streamed_prefix_marks_is_final(checker, tiny_prepared, tiny_config):
+    tiny_prepared.items.at[0, "title"] = "Dr. Alpha"  # a title with a full stop inside
+    checker = ClaimChecker(tiny_prepared, tiny_config)
+    final = checker.check(STREAMED, 0, LAUGH_TRACK, *HISTORY)
+    assert {c.verdict for c in final} == {"true", "false", "unchecked"}
+    cuts = []
+    for length in range(len(STREAMED) + 1):
+        prefix = STREAMED[:length]
+        cut = checker.settled(prefix)
+        assert checker.check(prefix[:cut], 0, LAUGH_TRACK, *HISTORY) == [c for c in final if c.end <= cut]
+        assert not [c for c in final if c.start < cut < c.end]
+        cuts.append(cut)
+    after_dr = [m.end() for m in re.finditer(r"Dr\.", STREAMED)]
+    assert cuts == sorted(cuts) and not set(after_dr) & set(cuts)  # no break after "Dr."
+    ends = [STREAMED.index(end) + len(end) for end in ("No.", "comedy.", 'Alpha".\n', 'Reel".', "to it.", "drama!")]
+    assert sorted(set(cuts)) == [0, *ends]  # sentence by sentence; the last one only once the answer has ended
+    assert checker.settled(STREAMED) < len(STREAMED) and checker.settled(STREAMED + " ") == len(STREAMED)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from demo import ablation, analysis, build, build_demo, handlers, links
+from thinkrec.explorer import Citations
 
 
 def test_ui_builds_without_launching(tiny_explorer):
@@ -108,7 +109,8 @@ def test_compare_includes_llm_systems(tiny_llm_explorer):
 
 def test_highlight_marks_found_and_missing_titles_safely():
     text = 'Like "Alpha" and <b>"Ghost"</b>'
-    marked = handlers.highlight(text, ["Alpha"], ["Ghost"])
+    cited = Citations(["Alpha"], ["Ghost"], [], ((6, 11, "found"), (21, 26, "missing")))
+    marked = handlers.highlight(text, cited)
     assert '<mark class="cited-ok">Alpha ✓</mark>' in marked
     assert '<mark class="cited-missing">Ghost ✗</mark>' in marked and "<b>" not in marked
 

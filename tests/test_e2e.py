@@ -295,6 +295,12 @@ def test_the_grounding_footer_counts_the_target_apart(server):
         assert not any(target.lower() in mark.lower() for mark in marked_found)  # the target is never "found"
         if "named (not counted" in footer:
             assert page.locator("#reasoning mark.cited-target").count() >= 1
+        counts = re.search(r"claims checked: (\d+) true, (\d+) false, (\d+) unchecked", footer)
+        assert counts, footer
+        notes = page.locator("#reasoning span.claim[title]").evaluate_all("marks => marks.map(m => m.title)")
+        assert len(notes) == sum(map(int, counts.groups())) >= 1  # every claim counted is marked, with its fact
+        assert all(re.match(r"[A-Z][a-z ]+ claim, (?:(?:true|false)\. Checked against|unchecked): .", note)
+                   for note in notes), notes
 
 
 @pytest.mark.parametrize("path", ["file=README.md", "gradio_api/file=README.md", "file=/etc/passwd",

@@ -98,7 +98,7 @@ def test_the_target_is_counted_apart_from_the_history(tiny_explorer):
     assert (cited.target, cited.found, cited.missing) == (["Quiet Sea"], ["Alpha"], ["Laugh Track"])
     footer = handlers.citation_counts(cited)
     assert "1 found in the history" in footer and "1 not found" in footer and "target named" in footer
-    marked = handlers.highlight(text, cited.found, cited.missing, cited.target)
+    marked = handlers.highlight(text, cited)
     assert '<mark class="cited-target">Quiet Sea 🎯 target</mark>' in marked
     assert '<mark class="cited-ok">Alpha ✓</mark>' in marked and '<mark class="cited-missing">Laugh Track ✗' in marked
     alone = tiny_explorer.citations('Only "Quiet Sea" here.', run)

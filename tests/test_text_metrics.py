@@ -28,6 +28,8 @@ from thinkrec.text_metrics import (
     sentence_stance,
     stated_verdict,
     text_measures,
+    title_may_continue,
+    title_mentions,
     verdict_agreement,
     verdict_report,
 )
@@ -92,18 +94,43 @@ def test_overlap_metrics_reject_bad_lengths(metric):
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ('They loved "Toy Story 2" and toy story.', ["Toy Story 2", "Toy Story"]),
+    ('They loved "Toy Story 2" and Toy Story.', ["Toy Story 2", "Toy Story"]),
+    ("They loved toy story, the film.", []),  # a title's words in lower case are words, not a citation
+    ("Heat (1995) and heat; aliens (1986), not alien", ["Heat", "Aliens"]),  # a one-word title with its year
     ('"ALIENS" fans, not "alien" fans: Aliens again', ["Aliens", "Alien"]),
     ('"Aliens" is great', ["Aliens"]),
     ("Aliens is great", []),  # a one-word title counts only in quotes
     ("I loved Star Wars: The Empire Strikes Back", ["Star Wars: The Empire Strikes Back"]),
-    ("Star Wars, then star wars: the empire strikes back", ["Star Wars", "Star Wars: The Empire Strikes Back"]),
+    ("Star Wars, then Star wars: the empire strikes back", ["Star Wars", "Star Wars: The Empire Strikes Back"]),
     ("The theater was heated, it's up to them", []),
     ('Like "Airplane!" and “Fargo”', ["Airplane!", "Fargo"]),
-    ("a toy\nstory split over lines", ["Toy Story"]),
+    ("A Toy\nstory split over lines", ["Toy Story"]),
 ])
 def test_cited_titles(text, expected):
     assert cited_titles(text, CATALOGUE) == expected
+
+
+def test_a_title_is_cited_quoted_with_its_year_or_capitalised():
+    text = 'Written "toy story", toy story (1995), Toy Story or toy story'
+    assert [text[a:b] for a, b, _ in title_mentions(text, CATALOGUE)] == ["toy story", "toy story", "Toy Story"]
+
+
+def test_the_candidate_in_passing_cites_no_film():
+    catalogue = [*CATALOGUE, "The Candidate"]
+    text = 'Yes. Here the candidate is "Fargo", a mid nineties film. the candidate suits them.'
+    assert cited_titles(text, catalogue) == ["Fargo"]
+    assert grounding_rate([text], [{"Fargo"}], catalogue) == 1.0
+    assert cited_titles('No. "The Candidate" (1972), The Candidate, the candidate (1972).', catalogue) == \
+        ["The Candidate"]
+    assert [start for start, _, _ in title_mentions('No. "the candidate", The Candidate.', catalogue)] == [5, 21]
+
+
+def test_a_break_may_fall_inside_a_title_only_where_one_begins():
+    catalogue = [*CATALOGUE, "Dr. Strangelove", "L.A. Confidential"]
+    assert title_may_continue('They liked "Dr.', catalogue) and title_may_continue("They liked L.A.", catalogue)
+    assert title_may_continue("They liked Star Wars:\n", catalogue)  # "Star Wars: The Empire Strikes Back"
+    assert not title_may_continue("They liked Heat.", catalogue) and not title_may_continue("a.", catalogue)
+    assert not title_may_continue("They liked Star Wars.", catalogue)
 
 
 def test_cited_titles_empty_catalogue():
@@ -174,9 +201,10 @@ def test_explanation_report():
                       "verdict_agreement": 1.0, "stated_share": 1.0, "rows": 1}
 
 
-def test_one_word_titles_count_only_in_quotes():
+def test_one_word_titles_count_only_in_quotes_or_with_their_year():
     catalogue = ["Heat", "Target", "Toy Story"]
-    assert cited_titles('the target audience liked "Heat" and toy story', catalogue) == ["Heat", "Toy Story"]
+    assert cited_titles('the target audience liked "Heat" and Toy Story', catalogue) == ["Heat", "Toy Story"]
+    assert cited_titles("Target audiences liked Target (1985)", catalogue) == ["Target"]
 
 
 LOOPING = "No. They did not enjoy it. They did not enjoy it. They did not enjoy it."  # "they did not" x3

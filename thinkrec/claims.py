@@ -13,7 +13,11 @@ Claims are found by precise patterns only (what cannot be parsed reliably is not
 - ``audience``: what viewers made of the target (acclaimed, well received, poorly received, crowd
   favourite, little-known), in a sentence that names or quotes no other film, against the train-only
   audience signal the keywords use;
-- ``profile_genre``: the user's favoured or avoided genres, against their train profile.
+- ``profile_genre``: the user's favoured or avoided genres, against their train profile (a guest's: their picks).
+
+Films count as named by the one citation rule, ``text_metrics.title_mentions``. ``ClaimChecker.settled``
+tells how much of an answer still streaming no continuation can change, so that marks shown while it
+streams are the final ones.
 
 Eras split a decade into thirds: years ending 0-3 are early, 4-6 mid, 7-9 late; before 1960 a
 film is a golden-age classic.
@@ -31,8 +35,9 @@ from thinkrec.config import Config
 from thinkrec.data.keywords import THIRDS as ERA_THIRDS
 from thinkrec.data.keywords import audience_keywords, era_keyword
 from thinkrec.data.prepared import PreparedData
+from thinkrec.data.profiles import genre_preferences
 from thinkrec.data.split import PAD
-from thinkrec.text_metrics import QUOTES, title_key, title_mentions
+from thinkrec.text_metrics import title_key, title_may_continue, title_mentions
 
 TRUE, FALSE, UNCHECKED = "true", "false", "unchecked"
 GOLDEN_AGE_END = 1960
@@ -55,7 +60,7 @@ THIRDS = {word: range(previous + 1, last + 1)  # the era keyword's thirds, as di
 ERA_RE = re.compile(
     r"(?<![\w-])(?:(?P<golden>golden[- ]age(?:\s+classic)?)|(?:(?P<third>early|mid|late)[- ]?)?"
     r"(?:(?P<word>" + "|".join(DECADES) + r")|(?:19)?(?P<digits>[2-9]0)['’]?s))(?![\w-])", re.IGNORECASE)
-YEAR_AFTER_TITLE = re.compile(r"[\"'”’]?\s*\((\d{4})\)")
+YEAR_AFTER_TITLE = re.compile(r"[\"'”’]?[^\S\n]*\((\d{4})\)")
 QUOTED = re.compile(r'"([^"]*)"?|“([^”]*)”?')
 SENTENCE_END = re.compile(r"[.!?]+[\"'”’)\]]*|\n")
 BARE_SUBJECT = re.compile(r"(?:\A|(?<=\W))(?:the\s+(?:target|film|movie|candidate)(?:\s+in\s+question)?|"
@@ -104,7 +109,7 @@ AUDIENCE = (  # (pattern, signal, positive): "acclaim" and "popular" are tiers, 
     (re.compile(r"\bcrowd[- ]favou?rite\b|\bone\s+of\s+the\s+most\s+watched\s+films\b", re.I), "popular", True),
     (re.compile(r"\blittle[- ]known\b|\bfew\s+viewers\s+have\s+picked\s+it\s+up\b", re.I), "popular", False),
 )
-AUDIENCE_SELF = re.compile(r"\s*by\s+(?:the\s+user|them|him|her|this\s+user)\b", re.IGNORECASE)
+AUDIENCE_SELF = re.compile(r"[^\S\n]*by\s+(?:the\s+user|them|him|her|this\s+user)\b", re.IGNORECASE)
 PROFILE = (  # (pattern with a "genres" group, the user favours them)
     (re.compile(rf"(?P<genres>{GENRE_LIST})\s+(?:is|are)\s+among\s+the\s+genres\s+they\s+(?:favou?r|enjoy|like)\s+"
                 r"(?:the\s+)?most\b", re.I), True),
@@ -175,6 +180,7 @@ class ClaimChecker:
     def __init__(self, prepared: PreparedData, config: Config):
         items, users = prepared.items, prepared.users
         self.titles = items["title"].tolist()
+        self.item_genres = items["genres"].tolist()  # as the prompt reads them for a guest's profile
         self.years = [None if pd.isna(year) else int(year) for year in items["year"]]
         self.genres = [tuple(g for g in genres if g != "unknown") for genres in items["genres"]]
         self.liked_genres = [tuple(g) for g in users["liked_genres"]]
@@ -199,13 +205,20 @@ class ClaimChecker:
             shown.setdefault(item, set()).add(liked)
         return shown
 
-    def check(self, text: str, user: int, item: int, hist_items, hist_labels) -> list[Claim]:
-        """Every claim of ``text``, the answer for ``user`` and target ``item`` with the shown history, in order."""
+    def picks_profile(self, items, labels) -> tuple[list[str], list[str]]:
+        """The favoured and avoided genres of a guest's picks, as the guest's prompt states them."""
+        return genre_preferences(pd.DataFrame({"item": items, "label": labels}), self.item_genres)
+
+    def check(self, text: str, user: int | None, item: int, hist_items, hist_labels,
+              profile: tuple[list[str], list[str]] | None = None) -> list[Claim]:
+        """Every claim of ``text``, the answer for ``user`` and target ``item`` with the shown history, in order.
+        ``profile``, the (favoured, avoided) genres, replaces the dataset user's train profile (a guest's)."""
         shown = self.shown_history(hist_items, hist_labels)
         case_films = {item, *shown}
         mentions = [Mention(start, end, self.resolve(title, case_films))
-                    for start, end, title in title_mentions(text, self.titles)
-                    if not text[start].islower() or text[start - 1:start] in QUOTES]  # not "the candidate is"
+                    for start, end, title in title_mentions(text, self.titles)]
+        if profile is None:
+            profile = self.liked_genres[user], self.disliked_genres[user]
         claims: list[Claim] = []
         last_film: int | None = None
         for start, end in sentences(text, mentions):
@@ -215,10 +228,25 @@ class ClaimChecker:
             claims += self.reactions(text, start, end, inside, item, shown)
             if all(m.items == (item,) for m in inside) and self.quotes_only(text[start:end], item):
                 claims += self.audience(text, start, end, item)
-            claims += self.profile(text, start, end, user)
+            claims += self.profile(text, start, end, profile)
             if inside:
                 last_film = inside[-1].items[0] if len(inside[-1].items) == 1 else -1
         return sorted(claims, key=lambda c: (c.start, c.end))
+
+    def settled(self, text: str) -> int:
+        """How much of ``text``, an answer still streaming, no continuation can change: its claims and cited
+        titles are final up to the last sentence end that white space follows (a line break needs nothing after
+        it), that falls inside no title named so far and could not fall inside a longer title still to come."""
+        mentions = title_mentions(text, self.titles)
+        for end in reversed(list(SENTENCE_END.finditer(text))):
+            cut = end.end()
+            if end.group() != "\n" and not text[cut:cut + 1].isspace():
+                continue
+            if any(start <= end.start() < stop for start, stop, _ in mentions) or title_may_continue(text[:cut],
+                                                                                                      self.titles):
+                continue
+            return cut
+        return 0
 
     def quotes_only(self, sentence: str, target: int) -> bool:
         """Whether every quoted span of the sentence is the target's title (an unknown one is another film)."""
@@ -370,9 +398,10 @@ class ClaimChecker:
             return UNCHECKED
         return TRUE if (rate > 0.5) == (positive != negated) else FALSE
 
-    def profile(self, text: str, start: int, end: int, user: int) -> list[Claim]:
-        """The user's favoured or avoided genres, against their train profile."""
-        liked, disliked = self.liked_genres[user], self.disliked_genres[user]
+    @staticmethod
+    def profile(text: str, start: int, end: int, profile: tuple[list[str], list[str]]) -> list[Claim]:
+        """The user's favoured or avoided genres, against their profile (favoured, avoided)."""
+        liked, disliked = profile
         fact = f"favoured: {join(liked)}; avoided: {join(disliked)}"
         claims = []
         for pattern, favoured in PROFILE:

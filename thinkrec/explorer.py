@@ -22,6 +22,7 @@ import pandas as pd
 from thinkrec import registry
 from thinkrec.cf.models import CFModel
 from thinkrec.cf.store import cf_dir, load_cf_model
+from thinkrec.claims import Claim, ClaimChecker
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData, prepare_dataset
 from thinkrec.errors import CheckpointError
@@ -39,23 +40,28 @@ from thinkrec.serving.case import Case, CaseMaker
 from thinkrec.serving.catalogue import Catalogue, Profile, UnknownIdError
 from thinkrec.serving.system1 import System1, score_table
 from thinkrec.serving.whatif import EditError, Editor, WhatIf, change_table
-from thinkrec.text_metrics import grounding_of
+from thinkrec.text_metrics import title_key, title_mentions
 from thinkrec.workbench import FOLDER as WORKBENCH_FOLDER
 from thinkrec.workbench import SUMMARY as WORKBENCH_SUMMARY
 from thinkrec.workbench import Workbench, fingerprint, load_workbench, workbench_for
 
 log = logging.getLogger(__name__)
-__all__ = ["Case", "Citations", "EditError", "Explanation", "Explorer", "Profile", "UnknownIdError", "WhatIf"]
+__all__ = ["Case", "Citations", "Claim", "EditError", "Explanation", "Explorer", "Profile", "UnknownIdError", "WhatIf"]
+
+
+TARGET, FOUND, MISSING = "target", "found", "missing"  # what a cited title is to the case
 
 
 @dataclass(frozen=True)
 class Citations:
     """The catalogue titles an answer names: the target itself, titles from the history its prompt showed
-    (found), and titles that are neither (not found)."""
+    (found), and titles that are neither (not found); ``spans`` places every citation in the text as
+    (start, end, TARGET | FOUND | MISSING)."""
 
     target: list[str]
     found: list[str]
     missing: list[str]
+    spans: tuple[tuple[int, int, str], ...] = ()
 
 
 class Explorer:
@@ -77,6 +83,7 @@ class Explorer:
         self.cases = CaseMaker(prepared)
         self.system1 = System1(prepared, models)
         self.editor = Editor(prepared, models, config.guest, config.whatif)
+        self.claim_checker = ClaimChecker(prepared, config)
 
     @classmethod
     def load(cls, config: Config, with_llm: bool = True) -> Explorer:
@@ -256,16 +263,33 @@ class Explorer:
             raise UnknownIdError(f"unknown LLM system {system[:40]!r}; available: {', '.join(self.llm_systems())}")
         return self.bank.explain(system, case, settings, tau, None if variant is None else variant.weights)
 
-    def grounding(self, text: str, allowed: set[str]) -> tuple[list[str], list[str]]:
-        """Titles the text cites that are (and are not) in the user's history or the target."""
-        return grounding_of(text, allowed, self.data.items["title"].tolist())
-
     def citations(self, text: str, run: Explanation) -> Citations:
-        """The titles an answer cites, the target counted apart from the history it was shown."""
-        history = {title for title in run.allowed if title != run.target}
-        grounded, missing = self.grounding(text, history | {run.target})
-        target = [t for t in grounded if " ".join(t.lower().split()) == " ".join(run.target.lower().split())]
-        return Citations(target, [t for t in grounded if t not in target], missing)
+        """The titles an answer cites, where it cites them, the target counted apart from the history it was
+        shown (the citation rule is the grounding measure's, ``text_metrics.title_mentions``)."""
+        target = title_key(run.target)
+        history = {title_key(title) for title in run.allowed} - {target}
+        mentions = title_mentions(text, self.data.items["title"].tolist())
+        kinds = [TARGET if title_key(title) == target else FOUND if title_key(title) in history else MISSING
+                 for _, _, title in mentions]
+        titles = {kind: list(dict.fromkeys(title for (_, _, title), k in zip(mentions, kinds) if k == kind))
+                  for kind in (TARGET, FOUND, MISSING)}
+        spans = tuple((start, end, kind) for (start, end, _), kind in zip(mentions, kinds))
+        return Citations(titles[TARGET], titles[FOUND], titles[MISSING], spans)
+
+    def claims(self, text: str, run: Explanation) -> list[Claim]:
+        """Every checkable claim of an answer to ``run``'s case, judged true, false or unchecked against the
+        data its prompt showed (``thinkrec.claims``), in order."""
+        case = run.case
+        if case is None:
+            raise ValueError("this answer carries no case to check its claims against")
+        guest = isinstance(case.user, GuestUser)
+        profile = self.claim_checker.picks_profile(case.user.items, case.user.labels) if guest else None
+        return self.claim_checker.check(text, None if guest else case.user, case.item, case.hist_items,
+                                        case.hist_labels, profile)
+
+    def settled(self, text: str) -> int:
+        """How much of an answer still streaming has final claims and citations (``ClaimChecker.settled``)."""
+        return self.claim_checker.settled(text)
 
     def prompt_text(self, case: Case, system: str) -> str:
         """The exact prompt ``system`` reads for the case ("" without LLM systems)."""

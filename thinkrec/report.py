@@ -226,8 +226,9 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
             (f"Generated greedily ({config.llm.min_new_tokens} to {config.llm.max_new_tokens} new tokens, no "
              f"{config.llm.no_repeat_ngram}-gram of the answer repeated) for the held-out reference rows and "
              "compared with the grounded teacher's traces. Grounding: share of cited titles that are in the history "
-             "the prompt shows or are the target. Verdict agreement: the verdict the text states vs. P(Yes) > 0.5, "
-             "over the texts that state one (stated share)."), "",
+             "the prompt shows or are the target (a title is cited when it is quoted, given with its year, or, of "
+             "several words, capitalised as a name: \"here the candidate is\" cites no film). Verdict agreement: "
+             "the verdict the text states vs. P(Yes) > 0.5, over the texts that state one (stated share)."), "",
             *_table(["system", "METEOR", "BLEU-4", "ROUGE-L", "grounding", "verdict agreement", "stated share",
                      "rows"], rows), "", *reasoning_measures_table(prepared, config, reports)]
 

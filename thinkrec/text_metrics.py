@@ -24,6 +24,7 @@ _LEADING_VERDICT = re.compile(r"\A\s*[*\"']*(yes|no)\b[*\"']*\s*(?:[.!,:;]|\Z)",
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*\s*\Z")
 _SENTENCES = re.compile(r"[^.!?\n]*(?:[.!?]+[\"'”’)\]]*|\n|\Z)")
 _QUOTED = re.compile(r'"[^"\n]*"|“[^”\n]*”')
+_YEAR_AFTER = re.compile(r"[\"'”’]?[^\S\n]*\(\d{4}\)")  # a title's year in brackets right after it
 _YES_WORDS = r"(?:enjoy|like|love|appreciate)"
 _STANCES = (  # (pattern, stance) on one sentence
     (re.compile(r"\bpoints?\s+to\s+a\s+yes\b|^\W*(?:so|overall|thus|therefore|in\s+short)?\W*yes\b", re.I), 1),
@@ -108,17 +109,48 @@ def _title_matcher(titles: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, 
 
 
 def title_mentions(text: str, catalogue_titles: list[str]) -> list[tuple[int, int, str]]:
-    """Every catalogue title the text names, as (start, end, catalogue title), in order.
+    """Every catalogue title the text cites, as (start, end, catalogue title), in order: the one rule for
+    what counts as citing a film, shared by grounding, the claim checker and the demo's marks.
 
     Whole titles match case-insensitively on word boundaries; where titles overlap the longest
-    wins; titles under 3 characters are ignored. One-word titles ("Heat", "Target") count only
-    in quotes, since as plain words they are usually just words.
+    wins; titles under 3 characters are ignored. A match is a citation when the text names the film
+    rather than uses its words: it is written with its year in brackets, ``Heat (1995)``, or it is
+    quoted (a one-word title, "Heat", needs quotes on both sides; a longer one a quote before it), or,
+    for a title of several words, it begins with a capital or a digit as a name does ("The Lion King
+    is ..."), so that "here the candidate is" does not cite "The Candidate".
     """
     pattern, by_key = _title_matcher(tuple(catalogue_titles))
     if not by_key:
         return []
     return [(match.start(), match.end(), by_key[title_key(match.group())]) for match in pattern.finditer(text)
-            if " " in title_key(match.group()) or _quoted(text, match.start(), match.end())]
+            if _cites(text, match.start(), match.end(), " " in title_key(match.group()))]
+
+
+def _cites(text: str, start: int, end: int, several_words: bool) -> bool:
+    """Whether the title matched at ``text[start:end]`` is cited (see ``title_mentions``)."""
+    if _YEAR_AFTER.match(text, end):
+        return True
+    if not several_words:
+        return _quoted(text, start, end)
+    return not text[start].islower() or (start > 0 and text[start - 1] in QUOTES)
+
+
+@lru_cache(maxsize=8)
+def _title_beginnings(titles: tuple[str, ...]) -> tuple[frozenset[str], int]:
+    """The keys of every multi-word title's first words ("dr.", "star wars:"), and the longest title key's length."""
+    keys = {title_key(title) for title in titles if len(title_key(title)) >= MIN_TITLE_CHARS}
+    beginnings = frozenset(key[:i] for key in keys for i, char in enumerate(key) if char == " ")
+    return beginnings, max(map(len, keys), default=0)
+
+
+def title_may_continue(text: str, catalogue_titles: list[str]) -> bool:
+    """Whether ``text`` (trailing white space aside) may end inside a title, that is, ends with the first
+    words of some title of several words ("... like Dr." may go on as "Dr. Strangelove")."""
+    beginnings, longest = _title_beginnings(tuple(catalogue_titles))
+    text = text.rstrip()
+    window = max(0, len(text) - longest)
+    return any(title_key(text[start:]) in beginnings for start in range(window, len(text))
+               if start == 0 or not (text[start - 1].isalnum() or text[start - 1] == "_"))
 
 
 def cited_titles(text: str, catalogue_titles: list[str]) -> list[str]:

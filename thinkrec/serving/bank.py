@@ -82,6 +82,7 @@ class Explanation:
     allowed: set[str]  # titles it may cite: the history shown in the prompt and the target
     stream: TextStream
     target: str = ""  # the target's title (citing it is not evidence from the history)
+    case: Case | None = None  # the case answered, whose data the answer's claims are checked against
 
     @property
     def p_yes(self) -> float | None:
@@ -196,7 +197,7 @@ class LLMBank:
         allowed = {self.titles[i] for i in case.hist_items if i >= 0} | {self.titles[case.item]}
         return Explanation(system=system, prompt=self.served[system].builder.readable(prompt), truth=case.truth,
                            allowed=allowed, stream=self.stream(system, case, settings, tau, weights),
-                           target=self.titles[case.item])
+                           target=self.titles[case.item], case=case)
 
     def readable_prompt(self, system: str, case: Case) -> str:
         """The exact prompt ``system`` reads for the case, soft tokens named (no model runs)."""
