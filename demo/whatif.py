@@ -17,8 +17,8 @@ import gradio as gr
 import pandas as pd
 import plotly.graph_objects as go
 
-from demo.charts import CLUSTER_COLOURS, user_map_chart
 from demo import links
+from demo.charts import CLUSTER_COLOURS, user_map_chart
 from demo.handlers import DECISIONS, link_markdown, stream_answer
 from thinkrec.data.split import PAD
 from thinkrec.explorer import EditError, Explorer, UnknownIdError, WhatIf
