@@ -4,20 +4,22 @@
     python benchmarks/llm_speed.py --fusion [--rows 64]
 
 Prints rows/s for batched P(Yes) scoring of test rows (``--rows 0`` skips it). Then streams the
-answers to the first reference rows (those the system's stored reasoning covers) with the configured decoding
-(greedy, at most ``llm.max_new_tokens``), taking turns per row between settings: fp32 (the scoring backbone),
-``bfloat16`` (the ``decoding_backbone`` copy with its fp32 LM head) and, on the first
-``--candidate-rows`` rows only, bfloat16 on one thread (what a stream gets while another one holds
-the other core). For each: the time from the request to the first piece of text, tokens/s and the
-time to the full answer. Last, the generated token ids of fp32 and of the configured
-``llm.decode_dtype``: how many answers are identical and, where they differ, the reasoning measures
-(loops, completion, claims, conclusion) of both. ``--fusion`` instead scores the same rows with the
-fused experts, the global adapter alone and hard routing on one mixing model, back to back.
+answers to the first reference rows (those the system's stored reasoning covers) with the
+configured greedy decoding, taking turns per row between settings: fp32 (the scoring backbone),
+``bfloat16`` (the ``decoding_backbone`` copy: packed weights, eager attention, fp32 LM head) and,
+on the first ``--candidate-rows`` rows only, that copy on one thread (what a stream gets while
+another one holds the other core) and a plain bfloat16 copy (nothing packed, the fused attention
+kernel). For each: the time from the request to the first piece of text, tokens/s and the time to
+the full answer. Last, the generated token ids of fp32 and of the configured ``llm.decode_dtype``:
+how many answers are identical and, where they differ, the reasoning measures (loops, completion,
+claims, conclusion) of both. ``--fusion`` instead scores the same rows with the fused experts, the
+global adapter alone and hard routing on one mixing model, back to back.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -28,7 +30,8 @@ from thinkrec import registry
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.fusion.fused import load_fused
-from thinkrec.llm.generate import GenerationSettings, decoding_backbone, stream_text
+from thinkrec.llm.decoder import Float32Head, decoding_backbone
+from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import load_system
 from thinkrec.reasoning_scores import check_claims, with_history
@@ -62,17 +65,22 @@ def main() -> None:
     started = time.perf_counter()
     bf16 = decoding_backbone(model.backbone, "bfloat16")
     print(f"bfloat16 decoder copy made in {time.perf_counter() - started:.1f} s")
+    plain = copy.deepcopy(model.backbone).to(torch.bfloat16)  # the copy before packing and eager attention
+    head = model.backbone.get_output_embeddings()
+    plain.get_base_model().set_output_embeddings(Float32Head(head.weight, head.bias))
     settings = GenerationSettings.from_config(config.llm, args.max_new_tokens)
     stored = pd.read_parquet(registry.folder(config, args.system) / "reasoning.parquet").head(args.generations)
     cases = stored[["user", "item"]].merge(prepared.split("test"), on=["user", "item"], how="left",
                                            validate="one_to_one")
-    ways = {"fp32": (None, threads), "bfloat16": (bf16, threads), "bfloat16, 1 thread": (bf16, 1)}
+    ways = {"fp32": (None, threads), "bfloat16": (bf16, threads), "bfloat16, 1 thread": (bf16, 1),
+            "bfloat16, unpacked, fused attention": (plain, threads)}
+    extra = list(ways)[2:]  # measured on the first --candidate-rows rows only
     runs = {name: [] for name in ways}
     stream_text(model, builder.tokenizer, builder.encode_row(cases.iloc[0]), GenerationSettings(max_new_tokens=2),
                 decoder=bf16).__iter__().__next__()  # warm-up
     for number, (_, case) in enumerate(cases.iterrows()):
         for name, (decoder, count) in ways.items():
-            if count != threads and number >= args.candidate_rows:
+            if name in extra and number >= args.candidate_rows:
                 continue
             torch.set_num_threads(count)
             runs[name].append(timed_stream(model, builder, case, settings, decoder))

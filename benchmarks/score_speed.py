@@ -4,9 +4,9 @@
 
 Scores the same test rows (``length_order`` batches of 16, as evaluation forms them) four ways,
 taking turns per round so a busy machine slows them alike: ``today`` (fp32 with the LM head over
-every position, the scoring before the answer-position head), ``fp32`` (the LM head at the answer
-position only: what evaluation runs unless ``llm.score_bf16``), ``bf16 autocast`` and ``bf16
-weights`` (the bfloat16 copy streamed answers run on, ``decoding_backbone``, with its fp32 LM head).
+every position, the scoring before the answer-position head), ``fp32`` (the Yes and No rows of the
+LM head at the answer position only: what evaluation runs unless ``llm.score_bf16``), ``bf16
+autocast`` and ``bf16 decoder`` (the bfloat16 copy streamed answers run on, ``decoding_backbone``).
 Prints rows/s and, against fp32, the largest P(Yes) gap, the share of rows within the bar's gap,
 the share of unchanged verdicts and whether the setting meets the bar (``score.PrecisionCheck``);
 then the padding share of the batches and what a whole-split evaluation costs at the fp32 rate
@@ -25,7 +25,7 @@ import torch
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.fusion.experts import has_experts, load_experts
-from thinkrec.llm.generate import decoding_backbone
+from thinkrec.llm.decoder import decoding_backbone
 from thinkrec.llm.model import collate
 from thinkrec.llm.score import GAP_BAR, ScoreSettings, compare_precision, length_order, padding_share, score_rows
 from thinkrec.llm.systems import load_system
@@ -76,7 +76,7 @@ def main() -> None:
     ways = {"today": lambda part: score_today(model, builder, part),
             "fp32": lambda part: score_rows(model, builder, part),
             "bf16 autocast": lambda part: score_rows(model, builder, part, ScoreSettings(bf16=True)),
-            "bf16 weights": bf16_weights}
+            "bf16 decoder": bf16_weights}
     seconds = dict.fromkeys(ways, 0.0)
     scores = {name: np.zeros(len(rows)) for name in ways}
     for way in ways.values():

@@ -178,21 +178,25 @@ def test_shipped_fused_model_rescores_its_stored_test_predictions(config, prepar
         assert auc_report(valid["user"], valid["label"], valid["p_hard"]) == metrics["valid_modes"]["hard"]
 
 
-def test_the_configured_scoring_is_the_cheapest_that_meets_the_bar(config, prepared):
-    """On 48 real test rows of the shipped ThinkRec: the evaluation's scoring (length-sorted batches, the configured
-    dtype) meets the bar against fp32 rows scored alone, and bfloat16 autocast is configured exactly when it meets
-    the bar too (measured on the shipped checkpoint: it does not, max |P(Yes) gap| 0.04 on 64 rows)."""
-    from thinkrec.llm.score import ScoreSettings, compare_precision, score_rows
+def test_the_evaluations_scoring_meets_the_bar_on_real_rows(config, prepared, tmp_path):
+    """On 48 real test rows of the shipped ThinkRec, the scoring evaluation runs (the configured dtype, length-sorted
+    batches, saved in chunks and read back) meets the bar against fp32 with every row scored alone. bfloat16
+    autocast does not meet it on this checkpoint (benchmarks/score_speed.py: 4 of 240 rows beyond 0.01, max 0.015),
+    so ``llm.score_bf16`` stays off; were it switched on, this test would hold it to the bar."""
+    from thinkrec.llm.score import ScoreSettings, compare_precision, score_job, score_rows
     from thinkrec.llm.systems import load_system
     from thinkrec.subsets import test_subset
 
     rows = test_subset(prepared, config).head(48)
     model, builder = load_system("thinkrec", prepared, config)
     alone = np.array([score_rows(model, builder, rows.iloc[[i]])[0] for i in range(len(rows))])
-    configured = compare_precision(alone, score_rows(model, builder, rows, ScoreSettings.from_config(config.llm)))
-    assert configured.passes, configured
-    bf16 = compare_precision(alone, score_rows(model, builder, rows, ScoreSettings(bf16=True)))
-    assert bf16.passes == config.llm.score_bf16, f"bf16 autocast: {bf16}; set llm.score_bf16 to {bf16.passes}"
+    settings = ScoreSettings.from_config(config.llm)
+    evaluated = score_job(model, builder, rows, settings, resume=tmp_path).p_yes
+    assert np.array_equal(score_job(model, builder, rows, settings, resume=tmp_path).p_yes, evaluated)  # read back
+    check = compare_precision(alone, evaluated)
+    assert check.passes, check
+    if not settings.bf16:
+        assert check.max_gap < 1e-4  # fp32 in batches is the same model as fp32 alone
 
 
 def test_the_demo_regenerates_the_stored_fused_reasoning_word_for_word(config, prepared):

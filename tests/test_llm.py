@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from thinkrec.llm.generate import GenerationSettings, decoding_backbone, generate_text, stream_text
+from thinkrec.llm.decoder import PackedLinear, can_pack, decoding_backbone
+from thinkrec.llm.generate import GenerationSettings, generate_text, stream_text
 from thinkrec.llm.model import collate, weighted_loss
 from thinkrec.llm.prompt import MARKER
 from thinkrec.llm.systems import load_system, new_system, save_system, system_spec
@@ -208,10 +209,17 @@ def test_a_bf16_decoder_streams_with_the_fp32_head_and_leaves_the_scoring_backbo
     model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
     prompt = builder.encode_row(tiny_prepared.split("test").iloc[0])
     assert decoding_backbone(model.backbone, "float32") is model.backbone
+    attention = model.backbone.get_base_model().config._attn_implementation
     decoder = decoding_backbone(model.backbone, "bfloat16")
     assert next(model.backbone.parameters()).dtype == torch.float32  # scores still run in fp32
+    assert model.backbone.get_base_model().config._attn_implementation == attention
+    assert decoder.get_base_model().config._attn_implementation == "eager"
+    packed = [m for m in decoder.modules() if isinstance(m, PackedLinear)]
+    assert len(packed) == (2 * 7 + 1 if can_pack(model.projector.net[0].weight) else 0)  # 7 per layer, the head
     assert decoder.get_input_embeddings().weight.dtype == torch.bfloat16
-    assert decoder.get_output_embeddings().weight is model.backbone.get_output_embeddings().weight  # shared fp32 head
+    head = decoder.get_output_embeddings()
+    assert head.weight.dtype == torch.float32  # the logits keep fp32 resolution
+    assert head.weight.data_ptr() == model.backbone.get_output_embeddings().weight.data_ptr()
     settings = GenerationSettings(max_new_tokens=6)
     fp32 = stream_text(model, tiny_tokenizer, prompt, settings)
     fp32_text = "".join(fp32)

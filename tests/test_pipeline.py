@@ -117,6 +117,9 @@ def whole_split_replaces_the_subset(prepared, config):
     single = tables["test"]["decision"] == "single"
     assert np.array_equal(tables["test"]["p_yes"][single], tables["test"]["p_hard"][single])
     assert len(test_predictions(prepared, config)) == len(test)  # the whole split replaces the subset everywhere
+    config.llm.eval_scope = "subset"  # the default scope later: the whole split covers it, nothing is rescored
+    assert same(pipeline.stage_eval_llm("thinkrec", prepared, config), metrics)
+    assert same(pipeline.stage_eval_fused(prepared, config), fused)
 
 
 def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_config):

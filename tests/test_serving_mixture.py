@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from thinkrec.llm.generate import GenerationSettings, decoding_backbone, generate_text
+from thinkrec.llm.decoder import decoding_backbone
+from thinkrec.llm.generate import GenerationSettings, generate_text
 from thinkrec.llm.lora_mixture import MixtureLoRALinear
 
 SETTINGS = GenerationSettings(max_new_tokens=16, min_new_tokens=16)

@@ -38,7 +38,8 @@ from thinkrec.fusion.experts import (
 )
 from thinkrec.fusion.fused import build_fused, load_fused
 from thinkrec.fusion.user_map import JSON_FILE, fit_user_map, save_user_map
-from thinkrec.llm.generate import GenerationSettings, decoding_backbone, stream_text
+from thinkrec.llm.decoder import decoding_backbone
+from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.lora_mixture import mixture
 from thinkrec.llm.score import Scored, ScoreSettings, Unfinished, score_job
 from thinkrec.llm.systems import expert_start, llm_dir, load_system, system_spec
@@ -119,10 +120,11 @@ def eval_splits(prepared: PreparedData, config: Config) -> dict[str, pd.DataFram
 
 
 def evaluated(folder: Path, config: Config) -> bool:
-    """Whether ``folder`` holds predictions on the rows ``llm.eval_scope`` asks for (files written before
-    whole-split scoring cover the subset)."""
+    """Whether ``folder`` holds predictions covering the rows ``llm.eval_scope`` asks for: the whole split covers
+    the subset too, so a later run with the default scope keeps it (files written before whole-split scoring
+    cover the subset)."""
     return (folder / "test_predictions.parquet").exists() and \
-        read_json(folder / "metrics.json").get("scope", "subset") == config.llm.eval_scope
+        read_json(folder / "metrics.json").get("scope", "subset") in (config.llm.eval_scope, "all")
 
 
 def unfinished(name: str, split: str, stop: Unfinished) -> dict:

@@ -10,17 +10,13 @@ The first decoding step's logits sit at the answer position, so the stream also 
 from them: one prompt pass serves both the score and the reasoning. ``TextStream.stop()`` ends a
 stream that nobody needs any more at its next decoding step, so its CPU is free at once.
 
-A stream may run on a *decoder*, a bfloat16 copy of the backbone (``decoding_backbone``, set by
-``llm.decode_dtype``): on a CPU a decoding step costs about what reading the weights costs, so half
-the bytes make it faster, and bfloat16 matrix products run the prompt pass faster too. Its LM head
-reads the fp32 weights of the original, so the logits that choose each token and give P(Yes) keep
-fp32 resolution. A copy is made once, at load: weights changed later on the original do not reach it.
+A stream may run on a *decoder* instead of the model's own backbone: the bfloat16 copy that
+``thinkrec.llm.decoder.decoding_backbone`` prepares for ``llm.decode_dtype``.
 """
 
 from __future__ import annotations
 
 import contextvars
-import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from threading import Event, Thread
@@ -41,34 +37,6 @@ from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt
 
 MAX_NEW_TOKENS_LIMIT = 512
-DECODE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-class Float32Head(nn.Module):
-    """An LM head that multiplies hidden states by fp32 weights (shared with the original model) in fp32, also
-    under autocast: bfloat16 logits would round the Yes - No difference that P(Yes) reads."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None):
-        super().__init__()
-        self.weight, self.bias = weight, bias
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device_type=hidden.device.type, enabled=False):
-            return nn.functional.linear(hidden.float(), self.weight, self.bias)
-
-
-def decoding_backbone(backbone: nn.Module, dtype: str) -> nn.Module:
-    """The backbone streamed answers run on: ``backbone`` itself for "float32", else a copy in ``dtype`` whose
-    LM head reads ``backbone``'s fp32 weights (the copy shares no other tensor with it)."""
-    if dtype not in DECODE_DTYPES:
-        raise ValueError(f"llm.decode_dtype must be one of {', '.join(DECODE_DTYPES)}, not {dtype!r}")
-    if DECODE_DTYPES[dtype] == torch.float32:
-        return backbone
-    head = backbone.get_output_embeddings()
-    decoder = copy.deepcopy(backbone).to(DECODE_DTYPES[dtype]).eval()
-    base = decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder
-    base.set_output_embeddings(Float32Head(head.weight, head.bias))
-    return decoder
 
 
 @dataclass(frozen=True)
@@ -191,7 +159,7 @@ class TextStream:
         settings = settings.checked()
         device = next(model.parameters()).device
         batch = collate([prompt], tokenizer.pad_token_id).to(device)
-        self._decoder = model.backbone if decoder is None else decoder  # ``decoding_backbone`` of model.backbone
+        self._decoder = model.backbone if decoder is None else decoder  # a decoding_backbone of model.backbone
         with torch.no_grad():
             embeds = model.input_embeddings(batch).to(next(self._decoder.parameters()).dtype)
         self.streamer = CountingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)

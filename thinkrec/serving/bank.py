@@ -26,7 +26,8 @@ from thinkrec.fusion.experts import Experts, adapter_weights, expert_alone, has_
 from thinkrec.fusion.gate import Routing
 from thinkrec.guest import GuestUser
 from thinkrec.llm.backbone import load_backbone
-from thinkrec.llm.generate import GenerationSettings, TextStream, decoding_backbone
+from thinkrec.llm.decoder import decoding_backbone
+from thinkrec.llm.generate import GenerationSettings, TextStream
 from thinkrec.llm.lora_mixture import install_mixture, mixture
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
