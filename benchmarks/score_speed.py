@@ -1,34 +1,42 @@
-"""Batch scoring throughput of an LLM system, fp32 against bfloat16 autocast, in one run.
+"""Batch scoring throughput of an LLM system, fp32 against cheaper settings, in one run, with the precision bar.
 
-    python benchmarks/score_speed.py [--system thinkrec] [--rows 96] [--rounds 3]
+    python benchmarks/score_speed.py [--system thinkrec] [--rows 48] [--rounds 2] [--split-padding]
 
-Scores the same test rows (batches of similar length, as ``score_rows`` forms them) three ways,
-taking turns per round so a busy machine slows them alike: ``today`` (fp32, the LM head over every
-position), ``fp32`` (the LM head at the answer position only) and ``bf16`` (that, under bfloat16
-autocast). Prints rows/s and, against fp32, the largest P(Yes) difference and the share of rows
-whose verdict (P(Yes) >= 0.5) is unchanged.
+Scores the same test rows (``length_order`` batches of 16, as evaluation forms them) four ways,
+taking turns per round so a busy machine slows them alike: ``today`` (fp32 with the LM head over
+every position, the scoring before the answer-position head), ``fp32`` (the Yes and No rows of the
+LM head at the answer position only: what evaluation runs unless ``llm.score_bf16``), ``bf16
+autocast`` and ``bf16 decoder`` (the bfloat16 copy streamed answers run on, ``decoding_backbone``).
+Prints rows/s and, against fp32, the largest P(Yes) gap, the share of rows within the bar's gap,
+the share of unchanged verdicts and whether the setting meets the bar (``score.PrecisionCheck``);
+then the padding share of the batches and what a whole-split evaluation costs at the fp32 rate
+(``--split-padding`` also tokenises the whole test split for the padding share of its batches).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
+from thinkrec.fusion.experts import has_experts, load_experts
+from thinkrec.llm.decoder import decoding_backbone
 from thinkrec.llm.model import collate
-from thinkrec.llm.score import score_rows
+from thinkrec.llm.score import GAP_BAR, ScoreSettings, compare_precision, length_order, padding_share, score_rows
 from thinkrec.llm.systems import load_system
+from thinkrec.subsets import valid_subset
 
 
 @torch.no_grad()
 def score_today(model, builder, frame, batch_size: int = 16) -> np.ndarray:
     """The scoring before the answer-position head: every position through the LM head, in fp32."""
     prompts = [builder.encode_row(row) for _, row in frame.iterrows()]
-    order = np.argsort([len(p) for p in prompts], kind="stable")
+    order = length_order(prompts)
     scores = np.zeros(len(prompts))
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
@@ -37,36 +45,76 @@ def score_today(model, builder, frame, batch_size: int = 16) -> np.ndarray:
     return scores
 
 
+@contextmanager
+def running_on(model, backbone):
+    """``model`` with ``backbone`` in place of its own for the enclosed calls."""
+    own = model.backbone
+    model.backbone = backbone
+    try:
+        yield
+    finally:
+        model.backbone = own
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--system", default="thinkrec")
-    parser.add_argument("--rows", type=int, default=96)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--split-padding", action="store_true", help="tokenise the whole test split for its padding")
     args = parser.parse_args()
     config = load_config()
     prepared = prepare_dataset(config)
     model, builder = load_system(args.system, prepared, config)
+    decoder = decoding_backbone(model.backbone, "bfloat16")
     rows = prepared.split("test").sample(n=args.rows, random_state=0)
+
+    def bf16_weights(part):
+        with running_on(model, decoder):
+            return score_rows(model, builder, part)
+
     ways = {"today": lambda part: score_today(model, builder, part),
-            "fp32": lambda part: score_rows(model, builder, part, bf16=False),
-            "bf16": lambda part: score_rows(model, builder, part, bf16=True)}
+            "fp32": lambda part: score_rows(model, builder, part),
+            "bf16 autocast": lambda part: score_rows(model, builder, part, ScoreSettings(bf16=True)),
+            "bf16 decoder": bf16_weights}
     seconds = dict.fromkeys(ways, 0.0)
     scores = {name: np.zeros(len(rows)) for name in ways}
-    parts = np.array_split(np.arange(len(rows)), args.rounds)
-    ways["fp32"](rows.head(4))  # warm-up
-    for part in parts:
+    for way in ways.values():
+        way(rows.head(2))  # warm-up
+    for part in np.array_split(np.arange(len(rows)), args.rounds):
         for name, way in ways.items():
             started = time.perf_counter()
             scores[name][part] = way(rows.iloc[part])
             seconds[name] += time.perf_counter() - started
-    print(f"{args.system}: {len(rows)} test rows, {torch.get_num_threads()} threads")
-    print("| setting | rows/s | speed-up vs today | max |P(Yes) - fp32| | verdicts as fp32 |")
-    print("|---|---|---|---|---|")
+    prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
+    print(f"{args.system}: {len(rows)} test rows, batches of 16 ({padding_share(prompts, 16):.1%} of the token slots "
+          f"padding), {torch.get_num_threads()} threads")
+    print(f"| setting | rows/s | speed-up vs today | max gap to fp32 | within {GAP_BAR} | verdicts as fp32 | bar |")
+    print("|---|---|---|---|---|---|---|")
     for name in ways:
-        gap = np.abs(scores[name] - scores["fp32"])
-        same = np.mean((scores[name] >= 0.5) == (scores["fp32"] >= 0.5))
+        check = compare_precision(scores["fp32"], scores[name])
         print(f"| {name} | {len(rows) / seconds[name]:.2f} | {seconds['today'] / seconds[name]:.2f}x | "
-              f"{gap.max():.4f} | {same:.1%} |")
+              f"{check.max_gap:.4f} | {check.within_gap:.1%} | {check.same_verdict:.1%} | "
+              f"{'meets' if check.passes else 'fails'} |")
+    whole_split_budget(prepared, config, builder, len(rows) / seconds["fp32"], args.split_padding)
+
+
+def whole_split_budget(prepared, config, builder, fp32_rate: float, padding: bool) -> None:
+    """The minutes a whole-split evaluation takes at ``fp32_rate`` (and, with ``padding``, its batches' padding)."""
+    test = prepared.split("test")
+    valid = len(valid_subset(prepared, config))
+    print(f"whole test split: {len(test)} rows and {valid} valid rows, {(len(test) + valid) / fp32_rate / 60:.0f} min "
+          f"per system at {fp32_rate:.2f} rows/s")
+    if padding:
+        prompts = [builder.encode_row(row) for _, row in test.iterrows()]
+        print(f"whole test split in batches of 16: {padding_share(prompts, 16):.2%} of the token slots are padding")
+    if has_experts(config):
+        experts = load_experts(config)
+        single = sum(experts.routing(int(user)).decision == "single" for user in test["user"])
+        jobs = 2 * len(test) - single
+        print(f"eval-fused: fused and hard routing in one pass score {jobs} (row, mixture) pairs instead of "
+              f"{2 * len(test)} ({single} rows go to one expert, where both agree): "
+              f"{jobs / fp32_rate / 60:.0f} min at that rate")
 
 
 if __name__ == "__main__":

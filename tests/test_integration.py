@@ -119,42 +119,89 @@ def test_meteor_works_offline():
 SHIPPED_LLMS = {"thinkrec": "ThinkRec-global", "collm": "CoLLM-style", "tallrec": "TALLRec-style"}  # (experts apart)
 
 
+def scored_rows(prepared, config, stored: pd.DataFrame) -> pd.DataFrame:
+    """The prepared test rows a stored prediction file covers, in its order: the fixed subset or the whole split."""
+    from thinkrec.subsets import test_subset
+
+    test = prepared.split("test")
+    rows = stored[["user", "item"]].merge(test, on=["user", "item"], how="left", validate="one_to_one")
+    assert rows["label"].notna().all() and (rows["label"] == stored["label"].to_numpy()).all()
+    if len(rows) != len(test):  # not the whole split: then exactly the subset
+        assert rows[["user", "item"]].equals(test_subset(prepared, config)[["user", "item"]].reset_index(drop=True))
+    return rows
+
+
+def stored_scoring(metrics: dict):
+    """The scoring settings stored predictions were made with (fp32 for files that record none)."""
+    from thinkrec.llm.score import ScoreSettings
+
+    return ScoreSettings(**metrics.get("scoring", {}))
+
+
 @pytest.mark.parametrize("name", list(SHIPPED_LLMS))
 def test_shipped_llm_rescores_its_stored_test_predictions(config, prepared, name):
     from thinkrec.llm.score import score_rows
     from thinkrec.llm.systems import llm_dir, load_system
-    from thinkrec.subsets import test_subset
+    from thinkrec.predictions import scored_test_metrics
 
-    stored = pd.read_parquet(llm_dir(config, name) / "test_predictions.parquet")
-    rows = test_subset(prepared, config).reset_index(drop=True)
-    assert rows[["user", "item", "label"]].equals(stored[["user", "item", "label"]].reset_index(drop=True))
+    folder = llm_dir(config, name)
+    stored = pd.read_parquet(folder / "test_predictions.parquet")
+    metrics = json.loads((folder / "metrics.json").read_text())
+    rows = scored_rows(prepared, config, stored)
     pick = np.random.default_rng(1).choice(len(rows), 20, replace=False)
     model, builder = load_system(name, prepared, config)
-    scores = score_rows(model, builder, rows.iloc[pick])
+    scores = score_rows(model, builder, rows.iloc[pick], stored_scoring(metrics))
     assert np.allclose(scores, stored["p_yes"].to_numpy()[pick], atol=1e-4)
-    metrics = json.loads((llm_dir(config, name) / "metrics.json").read_text())
-    assert auc_report(stored["user"], stored["label"], stored["p_yes"]) == metrics["test_subset"]
+    assert auc_report(stored["user"], stored["label"], stored["p_yes"]) == scored_test_metrics(metrics)
+    if (folder / "valid_predictions.parquet").exists():  # a whole-split evaluation also stores the valid subset
+        valid = pd.read_parquet(folder / "valid_predictions.parquet")
+        assert auc_report(valid["user"], valid["label"], valid["p_yes"]) == metrics["valid"]
 
 
 def test_shipped_fused_model_rescores_its_stored_test_predictions(config, prepared):
     from thinkrec.fusion.experts import experts_dir
     from thinkrec.fusion.fused import load_fused
-    from thinkrec.subsets import test_subset
+    from thinkrec.predictions import scored_test_metrics
 
     stored = pd.read_parquet(experts_dir(config) / "test_predictions.parquet")
-    rows = test_subset(prepared, config).reset_index(drop=True)
-    assert rows[["user", "item", "label"]].equals(stored[["user", "item", "label"]].reset_index(drop=True))
+    metrics = json.loads((experts_dir(config) / "metrics.json").read_text())
+    rows = scored_rows(prepared, config, stored)
     pick = np.random.default_rng(2).choice(len(rows), 20, replace=False)
     fused = load_fused(prepared, config)
+    fused.scoring = stored_scoring(metrics)
     for mode, column in (("fused", "p_yes"), ("hard", "p_hard")):
         assert np.allclose(fused.score(rows.iloc[pick], mode), stored[column].to_numpy()[pick], atol=1e-4)
-    metrics = json.loads((experts_dir(config) / "metrics.json").read_text())
-    assert auc_report(stored["user"], stored["label"], stored["p_yes"]) == metrics["test_subset"]
+    assert auc_report(stored["user"], stored["label"], stored["p_yes"]) == scored_test_metrics(metrics)
     assert auc_report(stored["user"], stored["label"], stored["p_global"]) == metrics["modes"]["global"]
+    if (experts_dir(config) / "valid_predictions.parquet").exists():
+        valid = pd.read_parquet(experts_dir(config) / "valid_predictions.parquet")
+        assert auc_report(valid["user"], valid["label"], valid["p_hard"]) == metrics["valid_modes"]["hard"]
+
+
+def test_the_evaluations_scoring_meets_the_bar_on_real_rows(config, prepared, tmp_path):
+    """On 48 real test rows of the shipped ThinkRec, the scoring evaluation runs (the configured dtype, length-sorted
+    batches, saved in chunks and read back) meets the bar against fp32 with every row scored alone. bfloat16
+    autocast does not meet it on this checkpoint (benchmarks/score_speed.py: 4 of 240 rows beyond 0.01, max 0.015),
+    so ``llm.score_bf16`` stays off; were it switched on, this test would hold it to the bar."""
+    from thinkrec.llm.score import ScoreSettings, compare_precision, score_job, score_rows
+    from thinkrec.llm.systems import load_system
+    from thinkrec.subsets import test_subset
+
+    rows = test_subset(prepared, config).head(48)
+    model, builder = load_system("thinkrec", prepared, config)
+    alone = np.array([score_rows(model, builder, rows.iloc[[i]])[0] for i in range(len(rows))])
+    settings = ScoreSettings.from_config(config.llm)
+    evaluated = score_job(model, builder, rows, settings, resume=tmp_path).p_yes
+    assert np.array_equal(score_job(model, builder, rows, settings, resume=tmp_path).p_yes, evaluated)  # read back
+    check = compare_precision(alone, evaluated)
+    assert check.passes, check
+    if not settings.bf16:
+        assert check.max_gap < 1e-4  # fp32 in batches is the same model as fp32 alone
 
 
 def test_the_demo_regenerates_the_stored_fused_reasoning_word_for_word(config, prepared):
-    """The bank the demo serves from, with the configured decoding, writes the very texts the report scored."""
+    """The bank the demo serves from, decoding in the dtype the stored answers were written in (fp32 for files that
+    record none), writes the very texts the report scored."""
     from thinkrec.fusion.experts import experts_dir
     from thinkrec.llm.generate import GenerationSettings
     from thinkrec.serving.bank import load_bank
@@ -162,6 +209,8 @@ def test_the_demo_regenerates_the_stored_fused_reasoning_word_for_word(config, p
 
     stored = pd.read_parquet(experts_dir(config) / "reasoning.parquet")
     cases = stored.sample(n=2, random_state=3).merge(prepared.rows, on=["user", "item"], how="left")
+    generated = json.loads((experts_dir(config) / "reasoning_metrics.json").read_text())
+    config = load_config(overrides=[f"llm.decode_dtype={generated.get('decode_dtype', 'float32')}"])  # as written
     bank = load_bank(prepared, config)
     for case in cases.itertuples():
         stream = bank.stream("fused", Case(case.user, case.item, case.hist_items, case.hist_labels),
@@ -171,6 +220,7 @@ def test_the_demo_regenerates_the_stored_fused_reasoning_word_for_word(config, p
 
 
 def test_report_figures_match_the_stages_metrics(config, prepared, tmp_path):
+    from thinkrec.predictions import scored_test_metrics
     from thinkrec.report import write_report
 
     text = write_report(prepared, config, tmp_path / "RESULTS.md")
@@ -181,9 +231,10 @@ def test_report_figures_match_the_stages_metrics(config, prepared, tmp_path):
         return cells[1], cells[3]
 
     for name, label in SHIPPED_LLMS.items():
-        subset = json.loads((config.paths.checkpoints / "llm" / name / "metrics.json").read_text())["test_subset"]
+        metrics = json.loads((config.paths.checkpoints / "llm" / name / "metrics.json").read_text())
+        subset = scored_test_metrics(metrics)
         assert shown(label) == (f"{subset['auc']:.4f}", f"{subset['uauc']:.4f}")
-    fused = json.loads((config.paths.checkpoints / "llm" / "experts" / "metrics.json").read_text())["test_subset"]
+    fused = scored_test_metrics(json.loads((config.paths.checkpoints / "llm" / "experts" / "metrics.json").read_text()))
     assert shown("ThinkRec-fused") == (f"{fused['auc']:.4f}", f"{fused['uauc']:.4f}")
     assert "**The paper's claim on this data:** ThinkRec-fused" in text
     reasoning = json.loads((config.paths.checkpoints / "llm" / "experts" / "reasoning_metrics.json").read_text())

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from thinkrec.llm.decoder import PackedLinear, can_pack, decoding_backbone
 from thinkrec.llm.generate import GenerationSettings, generate_text, stream_text
 from thinkrec.llm.model import collate, weighted_loss
 from thinkrec.llm.prompt import MARKER
@@ -201,6 +202,38 @@ def test_the_stream_reads_p_yes_from_its_first_step(trained_cf, tiny_prepared, t
         list(stream)
         expected = model.p_yes(collate([prompt], tiny_tokenizer.pad_token_id))[0].item()
         assert stream.p_yes == pytest.approx(expected, abs=1e-5)  # raw logits even when sampling
+
+
+def test_a_bf16_decoder_streams_with_the_fp32_head_and_leaves_the_scoring_backbone_alone(
+        trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    prompt = builder.encode_row(tiny_prepared.split("test").iloc[0])
+    assert decoding_backbone(model.backbone, "float32") is model.backbone
+    attention = model.backbone.get_base_model().config._attn_implementation
+    decoder = decoding_backbone(model.backbone, "bfloat16")
+    assert next(model.backbone.parameters()).dtype == torch.float32  # scores still run in fp32
+    assert model.backbone.get_base_model().config._attn_implementation == attention
+    assert decoder.get_base_model().config._attn_implementation == "eager"
+    packed = [m for m in decoder.modules() if isinstance(m, PackedLinear)]
+    assert len(packed) == (2 * 7 + 1 if can_pack(model.projector.net[0].weight) else 0)  # 7 per layer, the head
+    assert decoder.get_input_embeddings().weight.dtype == torch.bfloat16
+    head = decoder.get_output_embeddings()
+    assert head.weight.dtype == torch.float32  # the logits keep fp32 resolution
+    assert head.weight.data_ptr() == model.backbone.get_output_embeddings().weight.data_ptr()
+    settings = GenerationSettings(max_new_tokens=6)
+    fp32 = stream_text(model, tiny_tokenizer, prompt, settings)
+    fp32_text = "".join(fp32)
+    stream = stream_text(model, tiny_tokenizer, prompt, settings, decoder=decoder)
+    text = "".join(stream)
+    assert 1 <= stream.new_tokens == len(stream.token_ids) <= 6 and len(fp32.token_ids) == fp32.new_tokens
+    assert tiny_tokenizer.decode(stream.token_ids, skip_special_tokens=True) == text
+    assert tiny_tokenizer.decode(fp32.token_ids, skip_special_tokens=True) == fp32_text
+    assert stream.p_yes == pytest.approx(fp32.p_yes, abs=0.05)
+    sampled = stream_text(model, tiny_tokenizer, prompt, GenerationSettings(max_new_tokens=4, do_sample=True),
+                          decoder=decoder)
+    assert "".join(sampled) is not None and 0 < sampled.p_yes < 1
+    with pytest.raises(ValueError, match="decode_dtype"):
+        decoding_backbone(model.backbone, "float16")
 
 
 @pytest.mark.parametrize("sample", [False, True])

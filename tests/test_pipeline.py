@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from thinkrec.errors import CheckpointError
+
 
 def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     from thinkrec import expert_stages, pipeline
@@ -19,11 +21,12 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     from thinkrec.subsets import test_subset
 
     config = tiny_pipeline_config
+    config.llm.eval_rows = 3  # of the 4 test rows
     traces = pipeline.stage_traces(tiny_prepared, config)
     assert (traces["purpose"] == "reference").sum() == 2
     pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
     metrics = pipeline.stage_eval_llm("thinkrec", tiny_prepared, config)
-    assert metrics["test_subset"]["rows"] == 4
+    assert metrics["test"]["rows"] == 3 and metrics["scope"] == "subset"
     reasoning = pipeline.stage_reasoning("thinkrec", tiny_prepared, config)
     assert reasoning["rows"] == 2 and 0 <= reasoning["meteor"] <= 1
     assert 0 <= reasoning["loop_rate"] <= 1 and 0 <= reasoning["completion_rate"] <= 1
@@ -43,7 +46,7 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     scores = {mode: fused.score(rows, mode) for mode in ("fused", "global", "hard")}
     assert all(((s > 0) & (s < 1)).all() for s in scores.values())
     stored = json.loads((config.paths.checkpoints / "llm" / "thinkrec" / "metrics.json").read_text())
-    assert stored["test_subset"]["rows"] == len(rows)
+    assert stored["test"]["rows"] == len(rows)
     # The global mode of the fused model is the global ThinkRec model itself.
 
     global_predictions = pd.read_parquet(config.paths.checkpoints / "llm" / "thinkrec" / "test_predictions.parquet")
@@ -55,7 +58,7 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     stored_table = pd.read_parquet(config.paths.checkpoints / "llm" / "experts" / "test_predictions.parquet")
     assert np.allclose(stored_table["p_yes"], scores["fused"], atol=1e-5)
     assert np.allclose(stored_table["p_hard"], scores["hard"], atol=1e-5)
-    assert evaluation["modes"]["global"]["auc"] == stored["test_subset"]["auc"]
+    assert evaluation["modes"]["global"]["auc"] == stored["test"]["auc"]
     assert sum(evaluation["routing_share_users"].values()) == pytest.approx(1.0, abs=1e-3)
     assert set(evaluation["per_cluster"]) <= {"0", "1"}
     fused_reasoning = pipeline.stage_reasoning("fused", tiny_prepared, config)
@@ -68,6 +71,58 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     assert expert_stages.stage_experts(tiny_prepared, config, force=True) == selection
     assert (config.paths.checkpoints / "llm" / "experts" / "test_predictions.parquet").exists()
     assert (config.paths.checkpoints / "llm" / "experts" / "reasoning.parquet").exists()
+    whole_split_replaces_the_subset(tiny_prepared, config)
+
+
+def whole_split_replaces_the_subset(prepared, config):
+    """Every test row and the valid subset: time-boxed, resumable, reproducible, and read instead of the subset."""
+    import time
+
+    from thinkrec import pipeline
+    from thinkrec.llm.score import score_rows
+    from thinkrec.llm.systems import load_system
+    from thinkrec.metrics import auc_report
+    from thinkrec.predictions import test_predictions
+    from thinkrec.subsets import valid_subset
+
+    folder, experts = config.paths.checkpoints / "llm" / "thinkrec", config.paths.checkpoints / "llm" / "experts"
+    test = prepared.split("test")
+    config.llm.eval_scope, config.llm.score_chunk_rows = "all", 1
+    stopped = pipeline.stage_eval_llm("thinkrec", prepared, config, deadline=time.perf_counter())
+    assert stopped == {"finished": False, "split": "test", "scored": 0, "rows": len(test)}
+    assert len(pd.read_parquet(folder / "test_predictions.parquet")) == 3  # the subset's file stays until the end
+    with pytest.raises(CheckpointError, match="eval-llm thinkrec"):  # the fused model needs ThinkRec's rows first
+        pipeline.stage_eval_fused(prepared, config)
+    metrics = pipeline.stage_eval_llm("thinkrec", prepared, config)  # the subset's files are not current for "all"
+    stored = {split: pd.read_parquet(folder / f"{split}_predictions.parquet") for split in ("test", "valid")}
+    assert metrics["scope"] == "all" and stored["test"][["user", "item"]].equals(test[["user", "item"]])
+    assert stored["valid"][["user", "item"]].equals(valid_subset(prepared, config)[["user", "item"]].reset_index(
+        drop=True))
+    def same(first, second):  # NaN == NaN: the tiny data leaves UAUC undefined
+        return json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+
+    for split, table in stored.items():  # every metric recomputes from the stored predictions
+        assert same(auc_report(table["user"], table["label"], table["p_yes"]), metrics[split])
+    model, builder = load_system("thinkrec", prepared, config)
+    assert np.allclose(score_rows(model, builder, test.iloc[[3, 0]]), stored["test"]["p_yes"].to_numpy()[[3, 0]],
+                       atol=1e-4)
+    assert not (config.paths.work / "scoring" / "thinkrec").exists()  # the chunks go once the predictions are stored
+    fused = pipeline.stage_eval_fused(prepared, config)
+    tables = {split: pd.read_parquet(experts / f"{split}_predictions.parquet") for split in ("test", "valid")}
+    for split, table in tables.items():
+        assert np.array_equal(table["p_global"], stored[split]["p_yes"])
+    test_table, valid_table = tables["test"], tables["valid"]
+    assert same(fused["modes"]["fused"], auc_report(test_table["user"], test_table["label"], test_table["p_yes"]))
+    assert same(fused["valid_modes"]["hard"], auc_report(valid_table["user"], valid_table["label"],
+                                                         valid_table["p_hard"]))
+    # One pass: a row the gate hands to one expert is scored once for the fused and the hard routing.
+    assert fused["rows_scored"] == sum(len(t) + int((t["decision"] != "single").sum()) for t in tables.values())
+    single = tables["test"]["decision"] == "single"
+    assert np.array_equal(tables["test"]["p_yes"][single], tables["test"]["p_hard"][single])
+    assert len(test_predictions(prepared, config)) == len(test)  # the whole split replaces the subset everywhere
+    config.llm.eval_scope = "subset"  # the default scope later: the whole split covers it, nothing is rescored
+    assert same(pipeline.stage_eval_llm("thinkrec", prepared, config), metrics)
+    assert same(pipeline.stage_eval_fused(prepared, config), fused)
 
 
 def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_config):
@@ -113,7 +168,7 @@ def test_report_recomputes_from_stored_predictions(tiny_prepared, tiny_pipeline_
     config = tiny_pipeline_config
     pipeline.stage_traces(tiny_prepared, config)
     pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
-    stored = pipeline.stage_eval_llm("thinkrec", tiny_prepared, config)["test_subset"]
+    stored = pipeline.stage_eval_llm("thinkrec", tiny_prepared, config)["test"]
     text = write_report(tiny_prepared, config, tmp_path / "RESULTS.md")
     shown = [("n/a" if np.isnan(stored[k]) else f"{stored[k]:.4f}") for k in ("auc", "uauc")]  # tiny data: no UAUC
     row = next(line for line in text.splitlines() if line.startswith("| ThinkRec-global |"))

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from thinkrec.llm.decoder import decoding_backbone
 from thinkrec.llm.generate import GenerationSettings, generate_text
 from thinkrec.llm.lora_mixture import MixtureLoRALinear
 
@@ -61,6 +62,7 @@ def test_every_answer_follows_its_own_mixture(tiny_llm_explorer):
     served = bank.served["thinkrec"]
     make_experts_differ(served.model)
     write_letters_only(served.model, served.builder.tokenizer)
+    bank.decoder = decoding_backbone(served.model.backbone, "float32")  # the rewritten weights, decoded as merged()
     case = explorer.case("2", explorer.test_items("2")["item_id"].iloc[0])
     prompt, tokenizer = bank.prompt("thinkrec", case), served.builder.tokenizer
 

@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("train-cf", help="train MF, LightGCN and SASRec; write checkpoints/cf/")
     commands.add_parser("traces", help="write the grounded teacher's reasoning traces")
     commands.add_parser("report", help="write RESULTS.md and the analysts' workbench from the stored predictions")
-    for command, text in (("train-llm", "train LLM systems"), ("eval-llm", "score the test subset with LLM systems")):
+    for command, text in (("train-llm", "train LLM systems"),
+                          ("eval-llm", "score the test rows (llm.eval_scope: the subset, or all) with LLM systems")):
         sub = commands.add_parser(command, help=text)
         sub.add_argument("systems", nargs="+", choices=list(LLM_SYSTEMS))
     commands.choices["train-llm"].add_argument(
@@ -66,7 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--max-minutes", type=float, help="time box across the stages; the same command continues")
     sub.add_argument("--status", action="store_true", help="only print where each stage stands")
     commands.add_parser("user-map", help="fit the UMAP map of every user on the chosen clustering")
-    commands.add_parser("eval-fused", help="score the test subset with fused ThinkRec and hard routing")
+    commands.add_parser("eval-fused", help="score the test rows with fused ThinkRec and hard routing")
+    for command in ("eval-llm", "eval-fused"):
+        commands.choices[command].add_argument(
+            "--max-minutes", type=float, help="stop before the first chunk of rows that would start after this many "
+                                              "minutes (scores saved under work/scoring/); the same command continues")
     commands.add_parser("all", help="every stage in order, skipping those whose outputs are current")
     return parser
 
@@ -141,17 +146,32 @@ def run_stage(args: argparse.Namespace, config) -> None:
         raise ConfigError(f"{REFERENCES!r} are the teacher's stored traces: score them with --rescore-only")
     elif args.command in ("train-llm", "eval-llm", "eval-reasoning"):
         prepared = prepare_dataset(config)
-        stage = {"train-llm": partial(pipeline.stage_train_llm, max_minutes=args.max_minutes),
-                 "eval-llm": pipeline.stage_eval_llm, "eval-reasoning": pipeline.stage_reasoning}[args.command]
+        if args.command == "train-llm":
+            stage = partial(pipeline.stage_train_llm, max_minutes=args.max_minutes)
+        elif args.command == "eval-llm":  # one deadline for every system named
+            stage = partial(pipeline.stage_eval_llm, deadline=deadline(args.max_minutes))
+        else:
+            stage = pipeline.stage_reasoning
         for name in args.systems:
             print(json.dumps({name: stage(name, prepared, config, force=args.force)}, indent=2))
     elif args.command == "eval-faithfulness":
         print(json.dumps(run_faithfulness(args, config), indent=2))
     elif args.command in ("clustering", "experts", "plan"):
         run_training_stage(args, config)
-    elif args.command in ("user-map", "eval-fused"):
-        stage = {"user-map": pipeline.stage_user_map, "eval-fused": pipeline.stage_eval_fused}[args.command]
-        print(json.dumps(stage(prepare_dataset(config), config, force=args.force), indent=2))
+    elif args.command == "eval-fused":
+        metrics = pipeline.stage_eval_fused(prepare_dataset(config), config, args.force, deadline(args.max_minutes))
+        print(json.dumps(metrics, indent=2))
+    elif args.command == "user-map":
+        print(json.dumps(pipeline.stage_user_map(prepare_dataset(config), config, force=args.force), indent=2))
+
+
+def deadline(max_minutes: float | None) -> float | None:
+    """The ``time.perf_counter()`` value at which a time-boxed command stops (``--max-minutes``), or None."""
+    if max_minutes is None:
+        return None
+    if max_minutes <= 0:
+        raise ConfigError(f"--max-minutes must be positive, got {max_minutes}")
+    return time.perf_counter() + 60 * max_minutes
 
 
 def run_training_stage(args: argparse.Namespace, config) -> None:

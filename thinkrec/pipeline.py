@@ -8,10 +8,13 @@ is current (unless forced), logs its wall time and refreshes the checkpoint mani
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
@@ -20,19 +23,21 @@ from thinkrec import registry
 from thinkrec.cf.store import load_embeddings
 from thinkrec.config import LEGACY_PROMPT, Config
 from thinkrec.data.prepared import PreparedData
+from thinkrec.errors import CheckpointError
 from thinkrec.files import read_json, write_json
 from thinkrec.fusion.experts import experts_dir, load_shipped_clustering, user_map_dir
 from thinkrec.fusion.fused import load_fused
 from thinkrec.fusion.user_map import JSON_FILE, fit_user_map, save_user_map
+from thinkrec.llm.decoder import decoding_backbone
 from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.lora_mixture import mixture
-from thinkrec.llm.score import score_rows
+from thinkrec.llm.score import Scored, ScoreSettings, Unfinished, score_job
 from thinkrec.llm.systems import llm_dir, load_system, system_spec
 from thinkrec.llm.train import needs_traces, train_system
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc_report
 from thinkrec.reasoning_scores import REFERENCES, answer_report, references_report, stored_report
-from thinkrec.subsets import test_subset
+from thinkrec.subsets import test_rows, valid_subset
 from thinkrec.teacher.dataset import (
     load_trace_dataset,
     save_trace_dataset,
@@ -90,28 +95,80 @@ def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bo
     return report
 
 
-def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
-    """Score the fixed test subset; store the predictions and their AUC / UAUC."""
+def scoring_dir(config: Config, name: str) -> Path:
+    """Where an evaluation of ``name`` saves its scores chunk by chunk until it finishes (under work/)."""
+    return config.paths.work / "scoring" / name
+
+
+def eval_splits(prepared: PreparedData, config: Config) -> dict[str, pd.DataFrame]:
+    """The rows an evaluation scores: the test rows of ``llm.eval_scope`` and, for the whole split ("all"),
+    the valid subset that models and experts are selected on."""
+    splits = {"test": test_rows(prepared, config)}
+    if config.llm.eval_scope == "all":
+        splits["valid"] = valid_subset(prepared, config)
+    return splits
+
+
+def evaluated(folder: Path, config: Config) -> bool:
+    """Whether ``folder`` holds predictions covering the rows ``llm.eval_scope`` asks for: the whole split covers
+    the subset too, so a later run with the default scope keeps it (files written before whole-split scoring
+    cover the subset)."""
+    return (folder / "test_predictions.parquet").exists() and \
+        read_json(folder / "metrics.json").get("scope", "subset") in (config.llm.eval_scope, "all")
+
+
+def unfinished(name: str, split: str, stop: Unfinished) -> dict:
+    log.info("%s: stopped at the deadline, %s rows of %s scored; the same command continues from the saved chunks",
+             name, f"{stop.scored} of {stop.total}", split)
+    return {"finished": False, "split": split, "scored": stop.scored, "rows": stop.total}
+
+
+def write_predictions(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """``<split>_predictions.parquet`` for each scored split; a valid file the scope no longer scores goes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, table in tables.items():
+        table.to_parquet(folder / f"{split}_predictions.parquet", index=False)
+    if "valid" not in tables:
+        (folder / "valid_predictions.parquet").unlink(missing_ok=True)
+
+
+def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: bool = False,
+                   deadline: float | None = None) -> dict:
+    """Score the test rows of ``llm.eval_scope`` (the whole split also scores the valid subset); store the
+    predictions and their AUC / UAUC. Scores are saved chunk by chunk under work/scoring/: a run stopped at
+    ``deadline`` (a ``time.perf_counter()`` value) or killed continues with the same command."""
     folder = llm_dir(config, name)
-    out = folder / "test_predictions.parquet"
-    if out.exists() and not force:
-        log.info("%s: test predictions in %s", name, out)
+    if evaluated(folder, config) and not force:
+        log.info("%s: test predictions in %s", name, folder)
         return read_json(folder / "metrics.json")
     started = time.perf_counter()
     model, builder = load_system(name, prepared, config)
-    rows = test_subset(prepared, config)
-    scores = score_rows(model, builder, rows, desc=f"test {name}")
-    seconds = time.perf_counter() - started
-    folder.mkdir(parents=True, exist_ok=True)
-    rows[["user", "item", "label"]].assign(p_yes=scores).to_parquet(out, index=False)
-    metrics = {"test_subset": auc_report(rows["user"], rows["label"], scores), "seconds": round(seconds, 1),
-               "rows_per_second": round(len(rows) / seconds, 2),
-               "prompt": {key: getattr(builder.config, key) for key in LEGACY_PROMPT}}  # what serving renders
+    settings = ScoreSettings.from_config(config.llm)
+    tables, metrics, scored = {}, {}, []
+    for split, rows in eval_splits(prepared, config).items():
+        try:
+            result = score_job(model, builder, rows, settings, f"{split} {name}", None,
+                               scoring_dir(config, name) / split, deadline)
+        except Unfinished as stop:
+            return unfinished(name, split, stop)
+        tables[split] = rows[["user", "item", "label"]].assign(p_yes=result.p_yes)
+        metrics[split] = auc_report(rows["user"], rows["label"], result.p_yes)
+        scored.append(result)
+    write_predictions(folder, tables)
+    metrics |= {"scope": config.llm.eval_scope, "scoring": asdict(settings),
+                "seconds": round(time.perf_counter() - started, 1), "rows_per_second": rows_per_second(scored),
+                "prompt": {key: getattr(builder.config, key) for key in LEGACY_PROMPT}}  # what serving renders
     write_json(folder / "metrics.json", metrics)
+    shutil.rmtree(scoring_dir(config, name), ignore_errors=True)
     write_manifest(config.paths.checkpoints)
-    log.info("%s: test subset AUC %.4f UAUC %.4f (%d rows, %.0f s)", name, metrics["test_subset"]["auc"],
-             metrics["test_subset"]["uauc"], len(rows), seconds)
+    log.info("%s: test AUC %.4f UAUC %.4f (%d rows, %.2f rows/s)", name, metrics["test"]["auc"],
+             metrics["test"]["uauc"], metrics["test"]["rows"], metrics["rows_per_second"])
     return metrics
+
+
+def rows_per_second(scored: list[Scored]) -> float:
+    """Rows scored per second of scoring, over every run that saved a chunk of these jobs."""
+    return round(sum(len(s.p_yes) for s in scored) / max(sum(s.seconds for s in scored), 1e-9), 2)
 
 
 def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
@@ -135,6 +192,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     keys = ["user", "item", "timestamp"]
     rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
     settings = GenerationSettings.from_config(config.llm)
+    decoder = decoding_backbone(model.backbone, config.llm.decode_dtype)  # as the demo streams them
     titles = prepared.items["title"].tolist()
     texts, p_yes, allowed, new_tokens = [], [], [], []
     started = time.perf_counter()
@@ -142,7 +200,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
         prompt = builder.encode(row.user, row.item, row.hist_items, row.hist_labels)
         routing = mixture(torch.as_tensor(weights[number][None])) if weights is not None else nullcontext()
         with routing:
-            stream = stream_text(model, builder.tokenizer, prompt, settings)
+            stream = stream_text(model, builder.tokenizer, prompt, settings, decoder=decoder)
             texts.append("".join(stream))
             p_yes.append(stream.p_yes)
             new_tokens.append(stream.new_tokens)
@@ -151,7 +209,8 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     answers = references[["user", "item", "label"]].assign(
         reference=references["trace"], generated=texts, p_yes=p_yes, allowed=[sorted(a) for a in allowed],
         new_tokens=new_tokens)
-    report = answer_report(prepared, config, answers) | {"seconds": round(seconds, 1)}
+    report = answer_report(prepared, config, answers) | {"seconds": round(seconds, 1),
+                                                          "decode_dtype": config.llm.decode_dtype}
     folder.mkdir(parents=True, exist_ok=True)
     answers.to_parquet(out, index=False)
     write_json(folder / "reasoning_metrics.json", report)
@@ -198,44 +257,69 @@ def stage_user_map(prepared: PreparedData, config: Config, force: bool = False) 
     return read_json(folder / JSON_FILE)
 
 
-def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False) -> dict:
-    """Score the test subset with fused ThinkRec and with hard routing (the top expert alone), beside the
-    global adapter's stored scores; metrics overall and per cluster, and how often each routing branch fires."""
+def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False,
+                     deadline: float | None = None) -> dict:
+    """Score the test rows of ``llm.eval_scope`` (the whole split also scores the valid subset) with fused
+    ThinkRec and with hard routing (the top expert alone) in one pass, beside the global adapter's stored
+    scores; metrics overall and per cluster, and how often each routing branch fires. Resumable and
+    time-boxed like ``stage_eval_llm``."""
     folder = experts_dir(config)
-    out = folder / "test_predictions.parquet"
-    if out.exists() and not force:
-        log.info("fused: test predictions in %s", out)
+    if evaluated(folder, config) and not force:
+        log.info("fused: test predictions in %s", folder)
         return read_json(folder / "metrics.json")
-    rows = test_subset(prepared, config)
-    stored = pd.read_parquet(llm_dir(config, "thinkrec") / "test_predictions.parquet")
-    if not (stored["user"].to_numpy() == rows["user"].to_numpy()).all() or \
-            not (stored["item"].to_numpy() == rows["item"].to_numpy()).all():
-        raise ValueError("ThinkRec-global's stored test predictions cover other rows; rerun eval-llm thinkrec --force")
+    started = time.perf_counter()
+    splits = eval_splits(prepared, config)
+    global_scores = {split: stored_global_scores(config, split, rows) for split, rows in splits.items()}
     fused = load_fused(prepared, config)
-    scores, seconds = {}, {}
-    for mode in ("fused", "hard"):
-        started = time.perf_counter()
-        scores[mode] = fused.score(rows, mode, desc=f"test {mode}")
-        seconds[mode] = time.perf_counter() - started
-    users = rows["user"].to_numpy()
-    routes = [fused.experts.routing(int(user)) for user in users]
-    table = rows[["user", "item", "label"]].assign(
-        p_yes=scores["fused"], p_hard=scores["hard"], p_global=stored["p_yes"].to_numpy(),
-        cluster=fused.experts.clustering.labels[users], decision=[r.decision for r in routes])
+    tables, scored = {}, []
+    for split, rows in splits.items():
+        try:
+            modes, result = fused.score_modes(rows, ("fused", "hard"), f"{split} fused",
+                                              scoring_dir(config, "fused") / split, deadline)
+        except Unfinished as stop:
+            return unfinished("fused", split, stop)
+        users = rows["user"].to_numpy()
+        tables[split] = rows[["user", "item", "label"]].assign(
+            p_yes=modes["fused"], p_hard=modes["hard"], p_global=global_scores[split],
+            cluster=fused.experts.clustering.labels[users],
+            decision=[fused.experts.routing(int(user)).decision for user in users])
+        scored.append(result)
+    table = tables["test"]
     every_user = [fused.experts.routing(user).decision for user in range(prepared.n_users)]
-    metrics = {"test_subset": auc_report(table["user"], table["label"], table["p_yes"].to_numpy()),
-               "modes": {mode: auc_report(table["user"], table["label"], table[column].to_numpy())
-                         for mode, column in (("fused", "p_yes"), ("global", "p_global"), ("hard", "p_hard"))},
-               "per_cluster": per_cluster_metrics(table, ["p_yes", "p_global", "p_hard"]),
-               "routing_share_users": shares(every_user), "routing_share_test_rows": shares(table["decision"]),
-               "seconds": {mode: round(value, 1) for mode, value in seconds.items()},
-               "rows_per_second": {mode: round(len(rows) / value, 2) for mode, value in seconds.items()}}
-    table.to_parquet(out, index=False)
+    metrics = {"test": auc_report(table["user"], table["label"], table["p_yes"].to_numpy()),
+               "modes": mode_metrics(table), "per_cluster": per_cluster_metrics(table, ["p_yes", "p_global", "p_hard"]),
+               "routing_share_users": shares(every_user), "routing_share_test_rows": shares(table["decision"])}
+    if "valid" in tables:
+        metrics |= {"valid": auc_report(tables["valid"]["user"], tables["valid"]["label"], tables["valid"]["p_yes"]),
+                    "valid_modes": mode_metrics(tables["valid"])}
+    metrics |= {"scope": config.llm.eval_scope, "scoring": asdict(fused.scoring),
+                "rows_scored": sum(len(s.p_yes) for s in scored), "seconds": round(time.perf_counter() - started, 1),
+                "rows_per_second": rows_per_second(scored)}
+    write_predictions(folder, tables)
     write_json(folder / "metrics.json", metrics)
+    shutil.rmtree(scoring_dir(config, "fused"), ignore_errors=True)
     write_manifest(config.paths.checkpoints)
     log.info("fused: test AUC %.4f (global %.4f, hard %.4f)", metrics["modes"]["fused"]["auc"],
              metrics["modes"]["global"]["auc"], metrics["modes"]["hard"]["auc"])
     return metrics
+
+
+def stored_global_scores(config: Config, split: str, rows: pd.DataFrame) -> np.ndarray:
+    """ThinkRec-global's stored P(Yes) of ``rows`` (the fused model's global mode is that model itself)."""
+    path = llm_dir(config, "thinkrec") / f"{split}_predictions.parquet"
+    stored = pd.read_parquet(path) if path.exists() else None
+    if stored is None or not np.array_equal(stored["user"], rows["user"]) or \
+            not np.array_equal(stored["item"], rows["item"]):
+        raise CheckpointError(f"{path}: missing or covering other {split} rows; score ThinkRec-global on the same rows "
+                              f"first: `python -m thinkrec --force --set llm.eval_scope={config.llm.eval_scope} "
+                              "eval-llm thinkrec`")
+    return stored["p_yes"].to_numpy()
+
+
+def mode_metrics(table: pd.DataFrame) -> dict:
+    """AUC / UAUC of the fused model's three routings in a stored table."""
+    return {mode: auc_report(table["user"], table["label"], table[column].to_numpy())
+            for mode, column in (("fused", "p_yes"), ("global", "p_global"), ("hard", "p_hard"))}
 
 
 def per_cluster_metrics(table: pd.DataFrame, columns: list[str]) -> dict:

@@ -18,6 +18,7 @@ from thinkrec.files import read_json, write_json
 from thinkrec.text_metrics import explanation_report, grounding_rate, text_measures
 
 REFERENCES = "references"  # the teacher's references, scored as if they were a system's answers
+GENERATION_KEYS = ("seconds", "decode_dtype")  # facts of the generation run, not measures of its texts
 
 
 def with_history(prepared: PreparedData, answers: pd.DataFrame) -> pd.DataFrame:
@@ -49,14 +50,15 @@ def answer_report(prepared: PreparedData, config: Config, answers: pd.DataFrame)
 
 
 def stored_report(prepared: PreparedData, config: Config, name: str) -> dict:
-    """Rescore a system's stored answers and rewrite its ``reasoning_metrics.json`` (generation time kept)."""
+    """Rescore a system's stored answers and rewrite its ``reasoning_metrics.json`` (how long generation took
+    and the dtype it ran in are kept)."""
     folder = registry.folder(config, name)
     if not (folder / "reasoning.parquet").exists():
         raise FileNotFoundError(f"{name}: no stored reasoning in {folder}; run eval-reasoning {name} first")
     report = answer_report(prepared, config, pd.read_parquet(folder / "reasoning.parquet"))
     metrics = folder / "reasoning_metrics.json"
-    seconds = read_json(metrics).get("seconds") if metrics.exists() else None
-    report = report | ({"seconds": seconds} if seconds is not None else {})
+    generation = read_json(metrics) if metrics.exists() else {}
+    report = report | {key: generation[key] for key in GENERATION_KEYS if key in generation}
     write_json(metrics, report)
     return report
 

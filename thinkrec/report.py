@@ -166,19 +166,20 @@ def fusion_section(config: Config, predictions: pd.DataFrame) -> list[str]:
               f"{gate['single_margin']}/K, the global adapter when entropy(w) >= {gate['entropy_ratio']} ln K."), "",
              *choice_lines(selection)]
     fused_file = experts_dir(config) / "test_predictions.parquet"
+    whole = fused_file.exists() and read_json(experts_dir(config) / "metrics.json").get("scope") == "all"
     if fused_file.exists():
         table = pd.read_parquet(fused_file)
         modes = [[label, *auc_report(table["user"], table["label"], table[column]).values()]
                  for label, column in (("fused (the gate's choice)", "p_yes"), ("global adapter only", "p_global"),
                                        ("hard routing (top expert only)", "p_hard"))]
         shares = table["decision"].value_counts(normalize=True)
-        lines += ["", "Test subset, one model three ways:", "",
+        lines += ["", f"{'The whole test split' if whole else 'Test subset'}, one model three ways:", "",
                   *_table(["routing", "AUC", "UAUC", "rows"], [[m[0], m[1], m[2], m[3]] for m in modes]), "",
                   "Routing branches on the test rows: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()) + "."]
     per_cluster = metrics_by_cluster(predictions, clustering.labels)
     wide = per_cluster.pivot(index="system", columns="cluster", values="auc")
     order = [registry.label(s) for s in systems_in(predictions) if registry.label(s) in wide.index]
-    lines += ["", "Test-subset AUC within each cluster:", "",
+    lines += ["", f"{'Whole-split' if whole else 'Test-subset'} AUC within each cluster:", "",
               *_table(["system", *[f"cluster {c}" for c in wide.columns]],
                       [[name, *wide.loc[name].tolist()] for name in order])]
     return lines

@@ -28,3 +28,14 @@ def test_subset(prepared: PreparedData, config: Config) -> pd.DataFrame:
     """The fixed test rows every LLM system is scored on (same seed, same rows)."""
     test = prepared.split("test")
     return test.sample(n=min(config.llm.eval_rows, len(test)), random_state=config.llm.seed)
+
+
+EVAL_SCOPES = ("subset", "all")
+
+
+def test_rows(prepared: PreparedData, config: Config) -> pd.DataFrame:
+    """The test rows the LLM systems are scored on: the fixed subset (``llm.eval_scope`` = "subset") or
+    every row of the test split ("all")."""
+    if config.llm.eval_scope not in EVAL_SCOPES:
+        raise ConfigError(f"llm.eval_scope must be one of {', '.join(EVAL_SCOPES)}, not {config.llm.eval_scope!r}")
+    return test_subset(prepared, config) if config.llm.eval_scope == "subset" else prepared.split("test")

@@ -3,7 +3,8 @@ experts (``fusion.experts``) on one mixing model, each row weighted by the gate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +16,7 @@ from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.lora_mixture import install_mixture
 from thinkrec.llm.model import SoftTokenLM
 from thinkrec.llm.prompt import PromptBuilder
-from thinkrec.llm.score import score_rows
+from thinkrec.llm.score import Scored, ScoreSettings, score_job, score_rows
 from thinkrec.llm.systems import adapter_dir, llm_dir, load_projected_model, prompt_builder, system_spec
 
 
@@ -26,14 +27,29 @@ class FusedSystem:
     model: SoftTokenLM
     builder: PromptBuilder
     experts: Experts
+    scoring: ScoreSettings = field(default_factory=ScoreSettings)
 
     def mixtures(self, users: np.ndarray, mode: str = "fused", tau: float | None = None) -> np.ndarray:
         """Adapter weights per row: the gate's mixture, the global adapter, or the top expert alone."""
         return self.experts.rows(users, mode, tau)
 
     def score(self, frame: pd.DataFrame, mode: str = "fused", desc: str = "fused") -> np.ndarray:
-        return score_rows(self.model, self.builder, frame, desc=desc,
-                          mixtures=self.mixtures(frame["user"].to_numpy(), mode))
+        return score_rows(self.model, self.builder, frame, self.scoring, desc,
+                          self.mixtures(frame["user"].to_numpy(), mode))
+
+    def score_modes(self, frame: pd.DataFrame, modes: tuple[str, ...], desc: str = "fused",
+                    resume: Path | None = None, deadline: float | None = None) -> tuple[dict[str, np.ndarray], Scored]:
+        """Each mode's P(Yes) for every row of ``frame`` in one pass (``score_job``, resumable): a row that two
+        modes give the same adapter mixture is scored once (the gate hands most users to one expert, and then
+        fused and hard routing agree), and rows under different mixtures share batches."""
+        users = frame["user"].to_numpy()
+        wanted = np.column_stack([np.tile(np.arange(len(frame)), len(modes)),
+                                  np.concatenate([self.mixtures(users, mode) for mode in modes])])
+        jobs, inverse = np.unique(wanted, axis=0, return_inverse=True)
+        scored = score_job(self.model, self.builder, frame.iloc[jobs[:, 0].astype(int)], self.scoring, desc,
+                           jobs[:, 1:], resume, deadline)
+        p_yes = scored.p_yes[inverse.reshape(-1)].reshape(len(modes), len(frame))
+        return dict(zip(modes, p_yes)), scored
 
 
 def build_fused(prepared: PreparedData, config: Config, experts: Experts, backbone=None,
@@ -44,7 +60,8 @@ def build_fused(prepared: PreparedData, config: Config, experts: Experts, backbo
     install_mixture(backbone, [adapter_dir(config, "thinkrec"), *experts.adapters])
     spec = system_spec("thinkrec")
     model = load_projected_model(spec, backbone, tokenizer, config, llm_dir(config, "thinkrec"))
-    return FusedSystem(model, prompt_builder(spec, prepared, tokenizer, config, llm_dir(config, "thinkrec")), experts)
+    return FusedSystem(model, prompt_builder(spec, prepared, tokenizer, config, llm_dir(config, "thinkrec")), experts,
+                       ScoreSettings.from_config(config.llm))
 
 
 def load_fused(prepared: PreparedData, config: Config, backbone=None, tokenizer=None) -> FusedSystem:

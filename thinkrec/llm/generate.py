@@ -9,6 +9,9 @@ the stream was made in, so a per-request adapter mixture set by the caller appli
 The first decoding step's logits sit at the answer position, so the stream also reads P(Yes)
 from them: one prompt pass serves both the score and the reasoning. ``TextStream.stop()`` ends a
 stream that nobody needs any more at its next decoding step, so its CPU is free at once.
+
+A stream may run on a *decoder* instead of the model's own backbone: the bfloat16 copy that
+``thinkrec.llm.decoder.decoding_backbone`` prepares for ``llm.decode_dtype``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from threading import Event, Thread
 
 import torch
+from torch import nn
 from transformers import (
     LogitsProcessor,
     LogitsProcessorList,
@@ -151,20 +155,20 @@ class TextStream:
     ``stop()`` ends the stream at its next decoding step (``stopped`` then says so)."""
 
     def __init__(self, model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings,
-                 timeout: float = 120.0):
+                 timeout: float = 120.0, decoder: nn.Module | None = None):
         settings = settings.checked()
         device = next(model.parameters()).device
         batch = collate([prompt], tokenizer.pad_token_id).to(device)
+        self._decoder = model.backbone if decoder is None else decoder  # a decoding_backbone of model.backbone
         with torch.no_grad():
-            embeds = model.input_embeddings(batch)
+            embeds = model.input_embeddings(batch).to(next(self._decoder.parameters()).dtype)
         self.streamer = CountingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
         sampling = {"do_sample": True, "temperature": settings.temperature, "top_p": settings.top_p} \
             if settings.do_sample else {"do_sample": False}
-        self._model = model
         self._tokenizer = tokenizer
         self._greedy = not settings.do_sample
         self._rules = AnswerRules(tokenizer.eos_token_id, settings.min_new_tokens, settings.no_repeat_ngram)
-        self._greedy_tokens = 0
+        self.token_ids: list[int] = []  # the greedy answer's tokens so far
         self._prompt_ids = batch.input_ids[0]
         self._probe = VerdictProbe(model.yes_id, model.no_id)
         self._stop = Event()
@@ -180,7 +184,7 @@ class TextStream:
 
     @property
     def new_tokens(self) -> int:
-        return self._greedy_tokens if self._greedy else self.streamer.new_tokens
+        return len(self.token_ids) if self._greedy else self.streamer.new_tokens
 
     @property
     def p_yes(self) -> float | None:
@@ -200,7 +204,7 @@ class TextStream:
 
     def _stream_greedy(self) -> Iterator[str]:
         collector = PieceCollector(self._tokenizer)
-        groups = greedy_lookup_decode(self._model.backbone, self._kwargs["inputs_embeds"], self._prompt_ids.tolist(),
+        groups = greedy_lookup_decode(self._decoder, self._kwargs["inputs_embeds"], self._prompt_ids.tolist(),
                                       self._kwargs["max_new_tokens"], self._rules,
                                       on_first_logits=lambda logits: self._probe(self._prompt_ids[None], logits[None]))
         while not self._stop.is_set():
@@ -210,8 +214,8 @@ class TextStream:
                 raise RuntimeError(f"generation failed: {err}") from err
             if group is None:
                 break
-            first = self._greedy_tokens == 0
-            self._greedy_tokens += len(group)
+            first = not self.token_ids
+            self.token_ids += group
             collector.put(torch.tensor(group))
             if first:
                 collector.flush()
@@ -223,7 +227,7 @@ class TextStream:
     def _sample(self) -> None:
         try:
             with torch.inference_mode():
-                self._model.backbone.generate(**self._kwargs)
+                self._decoder.generate(**self._kwargs)
         except BaseException as err:  # surfaced to the caller in _stream_sampled, never lost in the thread
             self._errors.append(err)
             self.streamer.on_finalized_text("", stream_end=True)
@@ -240,9 +244,9 @@ class TextStream:
 
 
 def stream_text(model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings,
-                timeout: float = 120.0) -> TextStream:
-    """A ``TextStream`` over the generated answer."""
-    return TextStream(model, tokenizer, prompt, settings, timeout)
+                timeout: float = 120.0, decoder: nn.Module | None = None) -> TextStream:
+    """A ``TextStream`` over the generated answer (run on ``decoder``, a ``decoding_backbone``, when given)."""
+    return TextStream(model, tokenizer, prompt, settings, timeout, decoder)
 
 
 def generate_text(model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings) -> str:

@@ -217,9 +217,20 @@ class SoftTokenLM(nn.Module):
 
     @torch.no_grad()
     def p_yes(self, batch: LMBatch) -> torch.Tensor:
-        """P(Yes) = softmax over the Yes and No logits at the answer position."""
-        keep = batch.input_ids.shape[1] - int(batch.answer_index.min())
-        return torch.sigmoid(self.yes_no_logit(self.logits(batch, keep), batch).float())
+        """P(Yes) = softmax over the Yes and No logits at the answer position. They come from the Yes and No rows
+        of the LM head alone, in fp32 also under bfloat16 autocast (whose rounded logits would blur the small
+        difference between two large numbers that P(Yes) reads)."""
+        hidden = self.backbone.get_decoder()(inputs_embeds=self.input_embeddings(batch),
+                                             attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                                             use_cache=False).last_hidden_state
+        answer = hidden[torch.arange(len(batch.answer_index)), batch.answer_index]
+        head = self.backbone.get_output_embeddings()
+        pair = [self.yes_id, self.no_id]
+        with torch.autocast(device_type=answer.device.type, enabled=False):
+            logits = answer.float() @ head.weight[pair].float().T
+            if getattr(head, "bias", None) is not None:
+                logits = logits + head.bias[pair].float()
+        return torch.sigmoid(logits[:, 0] - logits[:, 1])
 
     def forward(self, batch: LMBatch, labels: torch.Tensor, full_head: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor]:

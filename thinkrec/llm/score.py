@@ -1,8 +1,22 @@
-"""Batched P(Yes) scoring of prepared rows by an LLM system."""
+"""Batched P(Yes) scoring of prepared rows by an LLM system: length-sorted batches, resumable, with progress.
+
+Rows are sorted by prompt length and cut into batches of neighbours, so a batch pads to almost
+nothing; a model whose LoRA layers mix adapters (expert fusion) scores a batch whose rows carry
+different mixtures in one pass. A long run saves its scores chunk by chunk (``score_chunks``):
+killed, or stopped at its deadline, the same call continues after the last saved chunk with the
+same batches, so it gives the same scores.
+
+A cheaper setting (bfloat16 autocast) may replace fp32 only where it meets the bar that
+``PrecisionCheck`` applies: every P(Yes) within ``GAP_BAR`` of fp32's and the verdict (P(Yes) >= 0.5)
+unchanged on at least ``VERDICT_BAR`` of the rows.
+"""
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,26 +25,142 @@ from tqdm.auto import tqdm
 
 from thinkrec.llm.lora_mixture import mixture
 from thinkrec.llm.model import SoftTokenLM, collate
-from thinkrec.llm.prompt import PromptBuilder
+from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
+from thinkrec.llm.score_chunks import ScoreChunks, job_digest
+
+GAP_BAR = 0.01  # largest |P(Yes) - fp32's P(Yes)| a cheaper setting may show on any row
+VERDICT_BAR = 0.995  # smallest share of rows whose verdict must stay as fp32's
+
+
+@dataclass(frozen=True)
+class ScoreSettings:
+    """How rows are scored: rows per batch, rows per saved chunk, and bfloat16 autocast or fp32."""
+
+    batch_size: int = 16
+    chunk_rows: int = 128
+    bf16: bool = False
+
+    @classmethod
+    def from_config(cls, llm) -> ScoreSettings:
+        """The configured scoring (``config.llm``)."""
+        return cls(llm.score_batch_size, llm.score_chunk_rows, llm.score_bf16)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.chunk_rows < 1:
+            raise ValueError(f"score batch size and chunk rows must be at least 1, got {self.batch_size} and "
+                             f"{self.chunk_rows}")
+
+
+class Unfinished(Exception):
+    """Scoring reached its deadline; the chunks scored so far are saved and the same call continues."""
+
+    def __init__(self, scored: int, total: int):
+        super().__init__(f"{scored} of {total} rows scored before the deadline")
+        self.scored, self.total = scored, total
+
+
+@dataclass(frozen=True)
+class PrecisionCheck:
+    """How far a cheaper setting's P(Yes) lies from fp32's on the same rows."""
+
+    rows: int
+    max_gap: float  # largest |P(Yes) - fp32's|
+    within_gap: float  # share of rows within GAP_BAR
+    same_verdict: float  # share of rows whose verdict (P(Yes) >= 0.5) is fp32's
+
+    @property
+    def passes(self) -> bool:
+        return self.max_gap <= GAP_BAR and self.same_verdict >= VERDICT_BAR
+
+
+def compare_precision(reference: np.ndarray, candidate: np.ndarray) -> PrecisionCheck:
+    """``candidate``'s P(Yes) against the fp32 ``reference`` on the same rows."""
+    reference, candidate = np.asarray(reference, dtype=float), np.asarray(candidate, dtype=float)
+    if reference.shape != candidate.shape or reference.ndim != 1 or len(reference) == 0:
+        raise ValueError(f"compare P(Yes) of the same rows: got shapes {reference.shape} and {candidate.shape}")
+    gap = np.abs(candidate - reference)
+    return PrecisionCheck(len(gap), float(gap.max()), float(np.mean(gap <= GAP_BAR)),
+                          float(np.mean((candidate >= 0.5) == (reference >= 0.5))))
+
+
+def length_order(prompts: list[EncodedPrompt]) -> np.ndarray:
+    """Row positions sorted by prompt length (stable): neighbours pad to almost the same width."""
+    return np.argsort([len(p) for p in prompts], kind="stable")
+
+
+def padding_share(prompts: list[EncodedPrompt], batch_size: int) -> float:
+    """Share of the token slots that are padding when ``length_order`` batches are formed."""
+    lengths = np.array([len(p) for p in prompts])[length_order(prompts)]
+    batches = [lengths[s:s + batch_size] for s in range(0, len(lengths), batch_size)]
+    slots = sum(len(b) * b.max() for b in batches)
+    return float(1 - lengths.sum() / slots) if slots else 0.0
+
+
+@dataclass
+class Scored:
+    """P(Yes) of every row of a scoring job and the seconds spent scoring it, over every run that saved a chunk."""
+
+    p_yes: np.ndarray
+    seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return len(self.p_yes) / self.seconds if self.seconds > 0 else float("nan")
+
+
+def score_rows(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, settings: ScoreSettings | None = None,
+               desc: str = "scoring", mixtures: np.ndarray | None = None) -> np.ndarray:
+    """P(Yes) for every row of ``frame`` (``score_job`` without saving chunks); ``settings`` default to fp32
+    in batches of 16."""
+    return score_job(model, builder, frame, settings, desc, mixtures).p_yes
 
 
 @torch.no_grad()
-def score_rows(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, batch_size: int = 16,
-               desc: str = "scoring", mixtures: np.ndarray | None = None, bf16: bool = False) -> np.ndarray:
-    """P(Yes) for every row of ``frame``; rows of similar length are batched together.
+def score_job(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, settings: ScoreSettings | None = None,
+              desc: str = "scoring", mixtures: np.ndarray | None = None, resume: Path | None = None,
+              deadline: float | None = None) -> Scored:
+    """P(Yes) for every row of ``frame``, in ``length_order`` batches, with a progress bar.
 
-    ``mixtures`` (rows x adapters) gives each row its own adapter weights for a model whose
-    LoRA layers mix adapters (expert fusion). ``bf16`` runs the forward pass under bfloat16 autocast."""
+    ``mixtures`` (rows x adapters) gives each row its own adapter weights for a model whose LoRA layers mix
+    adapters. ``resume`` names a work folder: the scores are saved under it chunk by chunk, and the same call
+    continues after the last saved chunk. ``deadline`` (a ``time.perf_counter()`` value) stops scoring before
+    the first chunk that would start after it, raising ``Unfinished``."""
+    settings = settings or ScoreSettings()
     model.eval()
     prompts = [builder.encode_row(row) for _, row in frame.iterrows()]
-    order = np.argsort([len(p) for p in prompts], kind="stable")
-    scores = np.zeros(len(prompts))
+    if mixtures is not None and len(mixtures) != len(prompts):
+        raise ValueError(f"{len(mixtures)} adapter mixtures for {len(prompts)} rows")
+    order = length_order(prompts)
+    chunks = [order[s:s + settings.chunk_rows] for s in range(0, len(order), settings.chunk_rows)]
+    store = None if resume is None else \
+        ScoreChunks(Path(resume) / job_digest(model, prompts, mixtures, asdict(settings))[:16])
+    scores, seconds = np.full(len(prompts), np.nan), 0.0
+    with tqdm(total=len(prompts), desc=desc, unit="row", leave=False) as progress:
+        for number, rows in enumerate(chunks):
+            saved = store.load(number, rows) if store is not None else None
+            if saved is None:
+                if deadline is not None and time.perf_counter() >= deadline:
+                    raise Unfinished(int(np.isfinite(scores).sum()), len(prompts))
+                started = time.perf_counter()
+                chunk = score_chunk(model, prompts, rows, mixtures, settings, builder.tokenizer.pad_token_id)
+                saved = chunk, time.perf_counter() - started
+                if store is not None:
+                    store.save(number, rows, *saved)
+            scores[rows] = saved[0]
+            seconds += saved[1]
+            progress.update(len(rows))
+    return Scored(scores, seconds)
+
+
+def score_chunk(model: SoftTokenLM, prompts: list[EncodedPrompt], rows: np.ndarray, mixtures: np.ndarray | None,
+                settings: ScoreSettings, pad_id: int) -> np.ndarray:
+    """P(Yes) of ``prompts[rows]``, in batches of consecutive rows."""
     device = next(model.parameters()).device
-    pad_id = builder.tokenizer.pad_token_id
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-        index = order[start:start + batch_size]
+    scores = np.zeros(len(rows))
+    for start in range(0, len(rows), settings.batch_size):
+        index = rows[start:start + settings.batch_size]
         batch = collate([prompts[i] for i in index], pad_id).to(device)
         routing = mixture(torch.as_tensor(mixtures[index])) if mixtures is not None else nullcontext()
-        with routing, torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-            scores[index] = model.p_yes(batch).float().cpu().numpy()
+        with routing, torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=settings.bf16):
+            scores[start:start + len(index)] = model.p_yes(batch).float().cpu().numpy()
     return scores

@@ -4,7 +4,9 @@ Loading one backbone per system would cost ~540 MB each. Instead the backbone's 
 the adapters of all systems at once (``thinkrec.llm.lora_mixture``): ThinkRec's global adapter,
 its cluster experts, CoLLM-style and TALLRec-style. A request names a system and a ``Case`` and
 gets that system's adapter mixture (the gate's weights for fused ThinkRec, one-hot for the others,
-none for zero-shot), its projector and its prompt. Nothing shared is modified per request.
+none for zero-shot), its projector and its prompt. Nothing shared is modified per request. Scores
+run on the backbone in fp32; streamed answers run on one copy of it in ``llm.decode_dtype``
+(bfloat16: 270 MB more, for faster decoding).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from thinkrec.fusion.experts import Experts, adapter_weights, expert_alone, has_
 from thinkrec.fusion.gate import Routing
 from thinkrec.guest import GuestUser
 from thinkrec.llm.backbone import load_backbone
+from thinkrec.llm.decoder import decoding_backbone
 from thinkrec.llm.generate import GenerationSettings, TextStream
 from thinkrec.llm.lora_mixture import install_mixture, mixture
 from thinkrec.llm.model import SoftTokenLM, collate
@@ -96,8 +99,10 @@ class LLMBank:
     ThinkRec's global adapter takes slot 0 and its experts slots 1..K, so the experts' weights over
     [global, expert 1 .. K] are the first K + 1 entries of a mixture."""
 
-    def __init__(self, served: dict[str, Served], n_adapters: int, titles: list[str], experts: Experts | None = None):
+    def __init__(self, served: dict[str, Served], n_adapters: int, titles: list[str], experts: Experts | None = None,
+                 decoder=None):
         self.served = served
+        self.decoder = decoder  # the backbone streamed answers run on (``decoding_backbone``); None: the shared one
         self.n_adapters = n_adapters
         self.titles = titles
         self.experts = experts  # None without trained experts
@@ -188,7 +193,8 @@ class LLMBank:
         served = self.served[system]
         weights = self.weights(system, case.user, tau) if weights is None else weights
         with mixture(torch.as_tensor(weights[None])):
-            return TextStream(served.model, served.builder.tokenizer, self.prompt(system, case), settings)
+            return TextStream(served.model, served.builder.tokenizer, self.prompt(system, case), settings,
+                              decoder=self.decoder)
 
     def explain(self, system: str, case: Case, settings: GenerationSettings, tau: float | None = None,
                 weights: np.ndarray | None = None) -> Explanation:
@@ -235,5 +241,7 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
     zeroshot_prompt = prompt_builder(zeroshot, prepared, tokenizer, config, llm_dir(config, "zeroshot"))
     served["zeroshot"] = Served("zeroshot", build_model(zeroshot, backbone, tokenizer, config).eval(), zeroshot_prompt,
                                 None)
-    log.info("LLM systems ready on one backbone: %s (%d adapters)", ", ".join(served), len(adapters))
-    return LLMBank(served, max(len(adapters), 1), prepared.items["title"].tolist(), experts)
+    decoder = decoding_backbone(backbone, config.llm.decode_dtype)
+    log.info("LLM systems ready on one backbone: %s (%d adapters); answers stream in %s", ", ".join(served),
+             len(adapters), config.llm.decode_dtype)
+    return LLMBank(served, max(len(adapters), 1), prepared.items["title"].tolist(), experts, decoder)

@@ -1,0 +1,122 @@
+"""Batch scoring on a tiny random Llama: the precision bar, length-sorted batches, resumable chunks, deadlines."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from thinkrec.llm import score
+from thinkrec.llm.score import (
+    ScoreSettings,
+    Unfinished,
+    compare_precision,
+    length_order,
+    padding_share,
+    score_job,
+    score_rows,
+)
+from thinkrec.llm.score_chunks import ScoreChunks
+from thinkrec.llm.systems import new_system, system_spec
+
+
+@pytest.fixture
+def tiny_scorer(tiny_explorer, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    """An untrained ThinkRec (CF soft tokens, LoRA) on the tiny Llama, and every prepared row to score."""
+    tiny_config.llm.cf_encoder = "mf"
+    model, builder = new_system(system_spec("thinkrec"), tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    return model, builder, tiny_prepared.rows.head(12).reset_index(drop=True)
+
+
+def test_the_bar_takes_every_gap_and_the_share_of_kept_verdicts():
+    reference = np.linspace(0.05, 0.95, 200)
+    assert compare_precision(reference, reference).passes
+    one_off = reference.copy()
+    one_off[3] += 0.011  # one row beyond 0.01 fails the bar, however good the others are
+    check = compare_precision(reference, one_off)
+    assert not check.passes and check.max_gap == pytest.approx(0.011) and check.within_gap == pytest.approx(0.995)
+    flips = np.full(400, 0.499)
+    for flipped, passes in ((2, True), (3, False)):  # 398 / 400 = 99.5 % kept passes, 397 / 400 does not
+        candidate = flips.copy()
+        candidate[:flipped] = 0.501
+        check = compare_precision(flips, candidate)
+        assert check.max_gap == pytest.approx(0.002) and check.passes is passes
+    with pytest.raises(ValueError, match="same rows"):
+        compare_precision(reference, reference[:-1])
+
+
+def test_bf16_scoring_is_measured_against_fp32_on_the_tiny_model(tiny_scorer):
+    model, builder, rows = tiny_scorer
+    fp32 = score_rows(model, builder, rows)
+    bf16 = score_rows(model, builder, rows, ScoreSettings(bf16=True))
+    check = compare_precision(fp32, bf16)
+    gap = np.abs(bf16 - fp32)
+    assert check.rows == len(rows) and check.max_gap == pytest.approx(gap.max())
+    assert check.same_verdict == pytest.approx(np.mean((bf16 >= 0.5) == (fp32 >= 0.5)))
+    assert 0 < check.max_gap and check.passes == (gap.max() <= 0.01 and check.same_verdict >= 0.995)
+    assert compare_precision(fp32, score_rows(model, builder, rows, ScoreSettings(batch_size=5))).max_gap < 1e-5
+
+
+def test_sorted_batches_barely_pad_and_score_as_rows_alone(tiny_scorer):
+    model, builder, rows = tiny_scorer
+    prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
+    lengths = np.array([len(p) for p in prompts])
+    assert (np.diff(lengths[length_order(prompts)]) >= 0).all()
+    assert padding_share(prompts, 1) == 0.0
+    drawn = [lengths[s:s + 4] for s in range(0, len(lengths), 4)]  # batches as the rows come
+    assert padding_share(prompts, 4) <= 1 - lengths.sum() / sum(len(b) * b.max() for b in drawn)
+    alone = np.array([score_rows(model, builder, rows.iloc[[i]])[0] for i in range(len(rows))])
+    assert np.allclose(score_rows(model, builder, rows, ScoreSettings(batch_size=4)), alone, atol=1e-5)
+
+
+def test_a_killed_run_continues_from_its_last_saved_chunk(tiny_scorer, tmp_path, monkeypatch):
+    model, builder, rows = tiny_scorer
+    settings = ScoreSettings(batch_size=2, chunk_rows=2)  # 12 rows: 6 chunks
+    uninterrupted = score_rows(model, builder, rows, settings)
+    saved, real_save = [], ScoreChunks.save
+
+    def save_then_die(self, number, *args):
+        if len(saved) == 2:
+            raise KeyboardInterrupt  # the process dies after two chunks reached the disk
+        real_save(self, number, *args)
+        saved.append(number)
+
+    monkeypatch.setattr(ScoreChunks, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        score_job(model, builder, rows, settings, resume=tmp_path / "scoring")
+    monkeypatch.setattr(ScoreChunks, "save", real_save)
+    assert saved == [0, 1] and len(list((tmp_path / "scoring").glob("*/chunk_*.parquet"))) == 2
+
+    scored_chunks, real_chunk = [], score.score_chunk
+    monkeypatch.setattr(score, "score_chunk", lambda *args: scored_chunks.append(1) or real_chunk(*args))
+    resumed = score_job(model, builder, rows, settings, resume=tmp_path / "scoring")
+    assert len(scored_chunks) == 4  # only the chunks the killed run had not saved
+    assert np.allclose(resumed.p_yes, uninterrupted, atol=1e-6) and resumed.seconds > 0
+    assert np.array_equal(score_job(model, builder, rows, settings, resume=tmp_path / "scoring").p_yes, resumed.p_yes)
+    assert len(scored_chunks) == 4  # a finished job is read back, nothing scored
+
+
+def test_a_deadline_stops_before_the_next_chunk_and_the_rerun_finishes(tiny_scorer, tmp_path):
+    model, builder, rows = tiny_scorer
+    settings = ScoreSettings(batch_size=2, chunk_rows=4)
+    with pytest.raises(Unfinished) as stop:
+        score_job(model, builder, rows, settings, resume=tmp_path, deadline=time.perf_counter())
+    assert (stop.value.scored, stop.value.total) == (0, len(rows))
+    done = score_job(model, builder, rows, settings, resume=tmp_path)
+    assert np.allclose(done.p_yes, score_rows(model, builder, rows, settings), atol=1e-6)
+    assert np.array_equal(score_job(model, builder, rows, settings, resume=tmp_path,
+                                    deadline=time.perf_counter() - 1).p_yes, done.p_yes)  # nothing left to score
+
+
+def test_saved_chunks_of_another_model_or_rows_are_never_reused(tiny_scorer, tmp_path):
+    model, builder, rows = tiny_scorer
+    settings, work = ScoreSettings(batch_size=2, chunk_rows=4), tmp_path / "scoring"
+    before = score_job(model, builder, rows, settings, resume=work).p_yes
+    with torch.no_grad():
+        model.projector.net[0].bias.add_(0.5)
+    after = score_job(model, builder, rows, settings, resume=work).p_yes
+    assert not np.allclose(after, before) and np.allclose(after, score_rows(model, builder, rows, settings))
+    score_job(model, builder, rows.iloc[::-1], settings, resume=work)
+    assert len(list(work.iterdir())) == 3  # one folder per job: its digest names it
