@@ -18,6 +18,7 @@ def tiny_config(tmp_path: Path) -> Config:
         f"paths.work_dir={tmp_path / 'work'}",
         f"paths.checkpoints_dir={tmp_path / 'checkpoints'}",
         f"paths.training_dir={tmp_path / 'training'}",
+        f"paths.results_file={tmp_path / 'RESULTS.md'}",
         f"data.data_dir={FIXTURES / 'tiny'}",
         "data.dataset=tiny",
         "data.history_len=4",

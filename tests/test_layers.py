@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "thinkrec"
 LAYERS = (  # bottom first; a module may import its own layer and the layers below it
     ("foundation", ("config", "errors", "files", "metrics", "intervals", "svg_chart", "manifest", "assets",
-                    "registry", "timebox")),
+                    "registry", "timebox", "chunks")),
     ("data", ("data", "subsets", "text_metrics", "claims")),
     ("System-1", ("cf",)),
     ("teacher and guests", ("teacher", "guest")),

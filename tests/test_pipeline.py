@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from thinkrec.errors import CheckpointError
+from thinkrec.timebox import TimeBox
 
 
 def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
@@ -76,7 +77,6 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
 
 def whole_split_replaces_the_subset(prepared, config):
     """Every test row and the valid subset: time-boxed, resumable, reproducible, and read instead of the subset."""
-    import time
 
     from thinkrec import pipeline
     from thinkrec.llm.score import score_rows
@@ -88,8 +88,8 @@ def whole_split_replaces_the_subset(prepared, config):
     folder, experts = config.paths.checkpoints / "llm" / "thinkrec", config.paths.checkpoints / "llm" / "experts"
     test = prepared.split("test")
     config.llm.eval_scope, config.llm.score_chunk_rows = "all", 1
-    stopped = pipeline.stage_eval_llm("thinkrec", prepared, config, deadline=time.perf_counter())
-    assert stopped == {"finished": False, "split": "test", "scored": 0, "rows": len(test)}
+    stopped = pipeline.stage_eval_llm("thinkrec", prepared, config, timebox=TimeBox(0.0))
+    assert stopped == {"finished": False, "split": "test", "scored": 1, "rows": len(test)}  # a run does one chunk
     assert len(pd.read_parquet(folder / "test_predictions.parquet")) == 3  # the subset's file stays until the end
     with pytest.raises(CheckpointError, match="eval-llm thinkrec"):  # the fused model needs ThinkRec's rows first
         pipeline.stage_eval_fused(prepared, config)
@@ -106,7 +106,7 @@ def whole_split_replaces_the_subset(prepared, config):
     model, builder = load_system("thinkrec", prepared, config)
     assert np.allclose(score_rows(model, builder, test.iloc[[3, 0]]), stored["test"]["p_yes"].to_numpy()[[3, 0]],
                        atol=1e-4)
-    assert not (config.paths.work / "scoring" / "thinkrec").exists()  # the chunks go once the predictions are stored
+    assert not pipeline.scoring_dir(config, "thinkrec").exists()  # the chunks go once the predictions are stored
     fused = pipeline.stage_eval_fused(prepared, config)
     tables = {split: pd.read_parquet(experts / f"{split}_predictions.parquet") for split in ("test", "valid")}
     for split, table in tables.items():

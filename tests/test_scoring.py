@@ -1,25 +1,23 @@
-"""Batch scoring on a tiny random Llama: the precision bar, length-sorted batches, resumable chunks, deadlines."""
+"""Batch scoring on a tiny random Llama: the precision bar, length-sorted batches, resumable chunks, time boxes."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
 import torch
 
+from thinkrec.chunks import Chunks, Unfinished
 from thinkrec.llm import score
 from thinkrec.llm.score import (
     ScoreSettings,
-    Unfinished,
     compare_precision,
     length_order,
     padding_share,
     score_job,
     score_rows,
 )
-from thinkrec.llm.score_chunks import ScoreChunks
 from thinkrec.llm.systems import new_system, system_spec
+from thinkrec.timebox import TimeBox
 
 
 @pytest.fixture
@@ -75,7 +73,7 @@ def test_a_killed_run_continues_from_its_last_saved_chunk(tiny_scorer, tmp_path,
     model, builder, rows = tiny_scorer
     settings = ScoreSettings(batch_size=2, chunk_rows=2)  # 12 rows: 6 chunks
     uninterrupted = score_rows(model, builder, rows, settings)
-    saved, real_save = [], ScoreChunks.save
+    saved, real_save = [], Chunks.save
 
     def save_then_die(self, number, *args):
         if len(saved) == 2:
@@ -83,10 +81,10 @@ def test_a_killed_run_continues_from_its_last_saved_chunk(tiny_scorer, tmp_path,
         real_save(self, number, *args)
         saved.append(number)
 
-    monkeypatch.setattr(ScoreChunks, "save", save_then_die)
+    monkeypatch.setattr(Chunks, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         score_job(model, builder, rows, settings, resume=tmp_path / "scoring")
-    monkeypatch.setattr(ScoreChunks, "save", real_save)
+    monkeypatch.setattr(Chunks, "save", real_save)
     assert saved == [0, 1] and len(list((tmp_path / "scoring").glob("*/chunk_*.parquet"))) == 2
 
     scored_chunks, real_chunk = [], score.score_chunk
@@ -98,16 +96,18 @@ def test_a_killed_run_continues_from_its_last_saved_chunk(tiny_scorer, tmp_path,
     assert len(scored_chunks) == 4  # a finished job is read back, nothing scored
 
 
-def test_a_deadline_stops_before_the_next_chunk_and_the_rerun_finishes(tiny_scorer, tmp_path):
+def test_an_ended_time_box_stops_after_the_first_chunk_and_the_rerun_finishes(tiny_scorer, tmp_path):
     model, builder, rows = tiny_scorer
     settings = ScoreSettings(batch_size=2, chunk_rows=4)
-    with pytest.raises(Unfinished) as stop:
-        score_job(model, builder, rows, settings, resume=tmp_path, deadline=time.perf_counter())
-    assert (stop.value.scored, stop.value.total) == (0, len(rows))
-    done = score_job(model, builder, rows, settings, resume=tmp_path)
-    assert np.allclose(done.p_yes, score_rows(model, builder, rows, settings), atol=1e-6)
-    assert np.array_equal(score_job(model, builder, rows, settings, resume=tmp_path,
-                                    deadline=time.perf_counter() - 1).p_yes, done.p_yes)  # nothing left to score
+    with pytest.raises(Unfinished) as stop:  # every run does its first chunk, so every run moves on
+        score_job(model, builder, rows, settings, resume=tmp_path, timebox=TimeBox(0.0))
+    assert (stop.value.done, stop.value.total) == (4, len(rows))
+    box = TimeBox(60.0)
+    done = score_job(model, builder, rows, settings, resume=tmp_path, timebox=box)
+    assert np.allclose(done.p_yes, score_rows(model, builder, rows, settings), atol=1e-6) and not box.expired
+    ended = TimeBox(0.0)
+    ended.started()  # the box has ended after some work: nothing may start, and nothing is left to do
+    assert np.array_equal(score_job(model, builder, rows, settings, resume=tmp_path, timebox=ended).p_yes, done.p_yes)
 
 
 def test_saved_chunks_of_another_model_or_rows_are_never_reused(tiny_scorer, tmp_path):

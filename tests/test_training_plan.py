@@ -1,5 +1,5 @@
-"""The training plan on the tiny fixture and model: the choice table, the experts' budget, the baselines'
-Yes/No rows, and a plan cut into time-boxed calls ending where one uninterrupted call ends."""
+"""The plan on the tiny fixture and model: the choice table, the experts' budget, the baselines' Yes/No rows,
+and a plan (training, evaluation, promotion) cut into time-boxed calls ending where one uninterrupted call ends."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import re
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
 from thinkrec.errors import CheckpointError
+from thinkrec.faithfulness import result_file
+from thinkrec.files import read_json
 from thinkrec.fusion.choice import ROUTES, choose
 
 
@@ -32,7 +35,7 @@ def plan_config(tiny_pipeline_config, tiny_prepared):
 def copy_of(config, tmp_path, name: str):
     """The same settings writing elsewhere, with the same CF encoders and traces."""
     other = copy.deepcopy(config)
-    for field in ("work_dir", "checkpoints_dir", "training_dir"):
+    for field in ("work_dir", "checkpoints_dir", "training_dir", "results_file"):
         setattr(other.paths, field, str(tmp_path / name / field))
     for folder in ("cf", "teacher"):
         shutil.copytree(config.paths.checkpoints / folder, other.paths.checkpoints / folder)
@@ -130,22 +133,42 @@ def plan_done(config) -> bool:
 
 def test_a_plan_cut_into_time_boxed_calls_ends_where_one_call_ends(plan_config, tiny_prepared, tmp_path):
     from thinkrec.fusion.experts import read_selection
-    from thinkrec.plan import STAGES, continue_plan, plan_status
+    from thinkrec.plan import STAGES, candidate_config, continue_plan, plan_status
 
     whole = plan_config
     statuses = continue_plan(tiny_prepared, whole)
     assert [s.stage for s in statuses] == list(STAGES) and all(s.done for s in statuses)
+    assert whole.paths.results.exists() and (whole.paths.checkpoints / "analysis").exists()  # reported once shipped
 
     pieces = copy_of(whole, tmp_path, "pieces")
-    calls = 0
+    candidate = candidate_config(pieces)
+    calls, finished = 0, []
     while not plan_done(pieces):
-        continue_plan(tiny_prepared, pieces, max_minutes=0.0)  # one training step per call
+        continue_plan(tiny_prepared, pieces, max_minutes=0.0)  # one training step or one chunk of rows per call
         calls += 1
-        assert calls < 100
+        assert calls < 200
         status = {s.stage: s for s in plan_status(pieces)}
+        finished.append([stage for stage in STAGES if status[stage].done])
         if not status["experts"].done:  # the experts ship all together, once all K are trained
-            assert not (pieces.paths.checkpoints / "llm" / "experts" / "selection.json").exists()
-    assert calls > len(STAGES)
+            assert not (candidate.paths.checkpoints / "llm" / "experts" / "selection.json").exists()
+        if not status["promotion"].done:  # nothing reaches the shipped checkpoints before the whole plan is done
+            assert not (pieces.paths.checkpoints / "llm").exists() and not pieces.paths.results.exists()
+    assert calls > len(STAGES) and finished[-2] == list(STAGES[:-1])  # the promotion comes last, on its own
+    assert all(done == list(STAGES[:len(done)]) for done in finished)  # the stages end in their order
+    for name in ("thinkrec", "collm", "tallrec", "zeroshot", "experts"):
+        for file in ("metrics.json", "test_predictions.parquet"):
+            assert (pieces.paths.checkpoints / "llm" / name / file).exists(), (name, file)
+    for name in pieces.plan.reasoning_systems:  # answers written a chunk per call are the uninterrupted run's
+        folder = "experts" if name == "fused" else name
+        whole_answers, piece_answers = (pd.read_parquet(c.paths.checkpoints / "llm" / folder / "reasoning.parquet")
+                                        for c in (whole, pieces))
+        assert piece_answers["generated"].tolist() == whole_answers["generated"].tolist(), name
+        assert np.allclose(piece_answers["p_yes"], whole_answers["p_yes"], atol=1e-4), name
+    for name in pieces.plan.faithfulness_systems:  # each answer draws its controls from its own stream
+        whole_records, piece_records = (read_json(result_file(c, name))["records"] for c in (whole, pieces))
+        assert [(r["kind"], r["cited_items"], r["control_items"]) for r in piece_records] == \
+            [(r["kind"], r["cited_items"], r["control_items"]) for r in whole_records], name
+    assert not any((pieces.paths.training / "eval").glob("**/chunk_*.parquet"))  # finished jobs leave no chunks
     for stage in ("thinkrec", "collm", "tallrec"):
         reference, resumed = (weights_of(c.paths.checkpoints / "llm" / stage) for c in (whole, pieces))
         assert resumed.keys() == reference.keys()
@@ -166,13 +189,14 @@ def test_a_plan_cut_into_time_boxed_calls_ends_where_one_call_ends(plan_config, 
 
 
 def test_an_experts_state_from_another_global_adapter_is_refused(plan_config, tiny_prepared):
-    from thinkrec.plan import continue_plan, stage_status
+    from thinkrec.plan import candidate_config, continue_plan, stage_status
 
     config = plan_config
-    while stage_status(config, "experts").tokens == 0:
+    candidate = candidate_config(config)
+    while stage_status(candidate, "experts").tokens == 0:
         continue_plan(tiny_prepared, config, max_minutes=0.0)
-    assert not stage_status(config, "experts").done
-    adapter = config.paths.checkpoints / "llm" / "thinkrec" / "adapter" / "adapter_model.safetensors"
+    assert not stage_status(candidate, "experts").done
+    adapter = candidate.paths.checkpoints / "llm" / "thinkrec" / "adapter" / "adapter_model.safetensors"
     save_file({name: tensor + 0.01 for name, tensor in load_file(adapter).items()}, adapter)
     with pytest.raises(CheckpointError, match="experts/.*/expert_0: this state trained on other data or settings, "
                                               "or from other starting weights"):

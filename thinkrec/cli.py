@@ -12,11 +12,12 @@ from pathlib import Path
 
 from thinkrec import registry
 from thinkrec.assets import AssetUnavailableError, fetch_all
-from thinkrec.config import PROJECT_ROOT, ConfigError, load_config
+from thinkrec.config import ConfigError, load_config
 from thinkrec.data.atomic import DataFileError
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.errors import CheckpointError
 from thinkrec.reasoning_scores import REFERENCES
+from thinkrec.timebox import TimeBox
 
 # The stages' modules load torch, transformers and peft: `import thinkrec.pipeline` took 65 s against 6 s for
 # `import thinkrec.data.prepared` on the shared 2-core machine (`/usr/bin/time python -c "import ..."`), so
@@ -68,22 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--status", action="store_true", help="only print where each stage stands")
     commands.add_parser("user-map", help="fit the UMAP map of every user on the chosen clustering")
     commands.add_parser("eval-fused", help="score the test rows with fused ThinkRec and hard routing")
-    for command in ("eval-llm", "eval-fused"):
+    for command in ("eval-llm", "eval-fused", "eval-reasoning"):
         commands.choices[command].add_argument(
             "--max-minutes", type=float, help="stop before the first chunk of rows that would start after this many "
-                                              "minutes (scores saved under work/scoring/); the same command continues")
+                                              "minutes (saved under training/eval/); the same command continues")
     commands.add_parser("all", help="every stage in order, skipping those whose outputs are current")
     return parser
-
-
-def write_results(prepared, config) -> str:
-    """The report stage: RESULTS.md and the analysts' workbench under checkpoints/analysis/; returns the report."""
-    from thinkrec.report import write_report
-    from thinkrec.workbench import write_workbench
-
-    text = write_report(prepared, config, PROJECT_ROOT / "RESULTS.md")
-    write_workbench(prepared, config)
-    return text
 
 
 def run_all(config, force: bool) -> None:
@@ -91,6 +82,7 @@ def run_all(config, force: bool) -> None:
     from thinkrec import expert_stages, pipeline
     from thinkrec.cf.store import train_all_cf
     from thinkrec.llm.systems import system_spec
+    from thinkrec.report import write_results
 
     trained = [name for name in reversed(LLM_SYSTEMS) if system_spec(name).trained]  # ThinkRec first
     prepared = prepare_dataset(config, force=force)
@@ -132,6 +124,7 @@ def run_stage(args: argparse.Namespace, config) -> None:
     """One stage that needs the models (see the note on imports at the top)."""
     from thinkrec import pipeline
     from thinkrec.cf.store import train_all_cf
+    from thinkrec.report import write_results
 
     if args.command == "train-cf":
         metrics = train_all_cf(prepare_dataset(config), config, force=args.force)
@@ -148,10 +141,10 @@ def run_stage(args: argparse.Namespace, config) -> None:
         prepared = prepare_dataset(config)
         if args.command == "train-llm":
             stage = partial(pipeline.stage_train_llm, max_minutes=args.max_minutes)
-        elif args.command == "eval-llm":  # one deadline for every system named
-            stage = partial(pipeline.stage_eval_llm, deadline=deadline(args.max_minutes))
+        elif args.command == "eval-llm":  # one time box for every system named
+            stage = partial(pipeline.stage_eval_llm, timebox=time_box(args.max_minutes))
         else:
-            stage = pipeline.stage_reasoning
+            stage = partial(pipeline.stage_reasoning, timebox=time_box(args.max_minutes))
         for name in args.systems:
             print(json.dumps({name: stage(name, prepared, config, force=args.force)}, indent=2))
     elif args.command == "eval-faithfulness":
@@ -159,25 +152,24 @@ def run_stage(args: argparse.Namespace, config) -> None:
     elif args.command in ("clustering", "experts", "plan"):
         run_training_stage(args, config)
     elif args.command == "eval-fused":
-        metrics = pipeline.stage_eval_fused(prepare_dataset(config), config, args.force, deadline(args.max_minutes))
+        metrics = pipeline.stage_eval_fused(prepare_dataset(config), config, args.force, time_box(args.max_minutes))
         print(json.dumps(metrics, indent=2))
     elif args.command == "user-map":
         print(json.dumps(pipeline.stage_user_map(prepare_dataset(config), config, force=args.force), indent=2))
 
 
-def deadline(max_minutes: float | None) -> float | None:
-    """The ``time.perf_counter()`` value at which a time-boxed command stops (``--max-minutes``), or None."""
+def time_box(max_minutes: float | None) -> TimeBox | None:
+    """The time box of an evaluation command (``--max-minutes``), or None without one."""
     if max_minutes is None:
         return None
     if max_minutes <= 0:
         raise ConfigError(f"--max-minutes must be positive, got {max_minutes}")
-    return time.perf_counter() + 60 * max_minutes
+    return TimeBox(max_minutes)
 
 
 def run_training_stage(args: argparse.Namespace, config) -> None:
     """The stages of the cluster experts and the whole training plan, time-boxed by ``--max-minutes``."""
     from thinkrec import expert_stages, plan
-    from thinkrec.timebox import TimeBox
 
     if args.command == "plan" and args.status:
         plan.log_status(plan.plan_status(config), "now")

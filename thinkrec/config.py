@@ -29,6 +29,7 @@ class PathsConfig:
     work_dir: str = "work"  # prepared data and other rebuildable intermediates (git-ignored)
     checkpoints_dir: str = "checkpoints"  # shipped, trained artefacts
     training_dir: str = "training"  # resumable state of unfinished training runs (committed, apart from checkpoints)
+    results_file: str = "RESULTS.md"  # the report (its chart goes to assets/ beside it)
     cache_dir: str = ""  # downloaded registry packages; "" -> $THINKREC_CACHE_DIR or ~/.cache/thinkrec
 
     def resolve(self, value: str) -> Path:
@@ -46,6 +47,10 @@ class PathsConfig:
     @property
     def training(self) -> Path:
         return self.resolve(self.training_dir)
+
+    @property
+    def results(self) -> Path:
+        return self.resolve(self.results_file)
 
     @property
     def cache(self) -> Path | None:
@@ -160,7 +165,8 @@ class LLMConfig:
     eval_rows: int = 500  # fixed test subset every LLM system is scored on
     eval_scope: str = "subset"  # "subset": the eval_rows test rows; "all": every test row and the valid subset too
     score_batch_size: int = 16  # rows per scoring batch (rows of similar length, so a batch barely pads)
-    score_chunk_rows: int = 128  # rows per saved chunk of a resumable scoring run (under work/scoring/)
+    score_chunk_rows: int = 128  # rows per saved chunk of a resumable scoring run (under training/eval/scoring/)
+    reasoning_chunk_rows: int = 10  # answers per saved chunk of a resumable reasoning run (training/eval/reasoning/)
     score_bf16: bool = False  # bfloat16 autocast scoring: fails the bar on the shipped ThinkRec (score_speed.py)
     eval_every_tokens: int = 150_000
     max_new_tokens: int = 160
@@ -261,6 +267,17 @@ class WhatIfConfig:
     min_shift: float = 0.05  # a P(like) move against the stated verdict that counts as "the reason mattered"
     bootstrap: int = 2000  # resamples of the answers for the faithfulness intervals
     seed: int = 2025  # the random control films and the bootstrap
+    chunk_answers: int = 10  # answers per saved chunk of a resumable faithfulness run (training/eval/faithfulness/)
+
+
+@dataclass
+class PlanConfig:
+    """The plan that sessions continue (``thinkrec.plan``): where it keeps what it trains and scores until all of
+    it replaces the shipped checkpoints, and which systems' answers it evaluates first."""
+
+    candidate_dir: str = "candidate"  # the plan's checkpoints tree, under paths.training_dir (committed with it)
+    reasoning_systems: tuple[str, ...] = ("fused", "thinkrec", "collm", "tallrec")  # answers on the reference rows
+    faithfulness_systems: tuple[str, ...] = ("fused", "thinkrec")  # their answers' cited films, edited
 
 
 @dataclass
@@ -276,6 +293,7 @@ class Config:
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
     whatif: WhatIfConfig = field(default_factory=WhatIfConfig)
+    plan: PlanConfig = field(default_factory=PlanConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

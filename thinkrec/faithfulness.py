@@ -21,21 +21,25 @@ percentile bootstrap intervals over answers; the necessity-control gap is bootst
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from thinkrec import registry
+from thinkrec.chunks import Chunks, Unfinished, run_chunks
 from thinkrec.config import Config, WhatIfConfig
 from thinkrec.errors import CheckpointError
-from thinkrec.files import read_json, write_json
+from thinkrec.files import read_json, sha256_of, write_json
 from thinkrec.serving.whatif import Editor
 from thinkrec.text_metrics import cited_titles, stated_verdict
+from thinkrec.timebox import TimeBox
 
 if TYPE_CHECKING:  # the bank loads the LLM stack; the report reads results without it
     from thinkrec.serving.bank import LLMBank
@@ -125,11 +129,31 @@ def measure_answer(bank: LLMBank, editor: Editor, system: str, row, titles: list
 
 
 def measure(bank: LLMBank, editor: Editor, system: str, answers: pd.DataFrame, titles: list[str], shown_len: int,
-            settings: WhatIfConfig) -> list[dict]:
-    """A record per stored answer (in the answers' order)."""
-    rng = np.random.default_rng(settings.seed)
-    return [measure_answer(bank, editor, system, row, titles, shown_len, rng)
-            for row in tqdm(list(answers.itertuples()), desc=f"faithfulness {system}")]
+            settings: WhatIfConfig, store: Chunks | None = None, timebox: TimeBox | None = None) -> list[dict]:
+    """A record per stored answer (in the answers' order), ``whatif.chunk_answers`` at a time, saved in ``store``
+    and stopped at the end of ``timebox`` as ``thinkrec.chunks.run_chunks`` does. Each answer draws its random controls
+    from its own stream (the seed and its position), so a run cut into pieces draws what one run draws."""
+    rows = list(answers.itertuples())
+
+    def work(positions: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({"record": [json.dumps(measure_answer(
+            bank, editor, system, rows[i], titles, shown_len, np.random.default_rng([settings.seed, int(i)])))
+            for i in positions]})
+
+    step = settings.chunk_answers
+    chunks = [np.arange(start, min(start + step, len(rows))) for start in range(0, len(rows), step)]
+    done = run_chunks(chunks, work, store, timebox, f"faithfulness {system}")
+    return [json.loads(record) for record in done["record"]]
+
+
+def job_folder(config: Config, system: str, answers_path: Path, rows: int | None) -> Path:
+    """Where the records of one measurement are saved until it finishes: named by a digest of the answers, the
+    settings and every LLM and CF weight file (the edits rescore with them)."""
+    digest = hashlib.sha256(sha256_of(answers_path).encode())
+    digest.update(repr((rows, config.whatif, config.guest.fold_in_l2, config.llm.history_len)).encode())
+    for path in sorted(config.paths.checkpoints.glob("**/*.safetensors")):
+        digest.update(f"{path.relative_to(config.paths.checkpoints)}:{sha256_of(path)}".encode())
+    return config.paths.training / "eval" / "faithfulness" / system / digest.hexdigest()[:16]
 
 
 def _draws(n: int, settings: WhatIfConfig, stream: int) -> np.ndarray:
@@ -190,9 +214,12 @@ def summarise(records: list[dict], settings: WhatIfConfig) -> dict:
 
 
 def stage_faithfulness(explorer, config: Config, systems: list[str], rows: int | None = None,
-                       answers_path: Path | None = None) -> dict:
+                       answers_path: Path | None = None, timebox: TimeBox | None = None) -> dict:
     """Measure each system on its stored answers (the first ``rows`` of them, or of ``answers_path``) and
-    write ``faithfulness.json`` beside them: the settings, one record per answer and the summary."""
+    write ``faithfulness.json`` beside them: the settings, one record per answer and the summary. The records
+    are saved chunk by chunk under ``training/eval/faithfulness/``: stopped at the end of ``timebox`` or killed,
+    the same call continues; the stopped system reports
+    ``finished: false`` and the systems after it are left for that call."""
     results = {}
     titles = explorer.data.items["title"].tolist()
     for system in systems:
@@ -205,8 +232,15 @@ def stage_faithfulness(explorer, config: Config, systems: list[str], rows: int |
         answers = pd.read_parquet(path)
         answers = answers.head(rows) if rows else answers
         started = time.perf_counter()
-        records = measure(explorer.bank, explorer.editor, system, answers, titles, config.llm.history_len,
-                          config.whatif)
+        folder = job_folder(config, system, path, rows)
+        try:
+            records = measure(explorer.bank, explorer.editor, system, answers, titles, config.llm.history_len,
+                              config.whatif, Chunks(folder), timebox)
+        except Unfinished as stop:
+            log.info("%s: stopped at the end of the time box, %d of %d answers measured; the same command continues",
+                     system, stop.done, stop.total)
+            results[system] = {"finished": False, "measured": stop.done, "answers": stop.total}
+            break
         summary = summarise(records, config.whatif)
         result = {"system": system, "answers_file": path.relative_to(config.paths.checkpoints).as_posix()
                   if path.is_relative_to(config.paths.checkpoints) else path.name,
@@ -215,6 +249,7 @@ def stage_faithfulness(explorer, config: Config, systems: list[str], rows: int |
                                "shown_history": config.llm.history_len},
                   "seconds": round(time.perf_counter() - started, 1), "summary": summary, "records": records}
         write_json(result_file(config, system), result)
+        shutil.rmtree(folder.parent, ignore_errors=True)
         log.info("%s: faithfulness on %d answers written to %s", system, len(records), result_file(config, system))
         results[system] = summary
     return results

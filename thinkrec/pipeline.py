@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from thinkrec import registry
 from thinkrec.cf.store import load_embeddings
+from thinkrec.chunks import Chunks, Unfinished, run_chunks
 from thinkrec.config import LEGACY_PROMPT, Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
@@ -29,9 +29,10 @@ from thinkrec.fusion.experts import experts_dir, load_shipped_clustering, user_m
 from thinkrec.fusion.fused import load_fused
 from thinkrec.fusion.user_map import JSON_FILE, fit_user_map, save_user_map
 from thinkrec.llm.decoder import decoding_backbone
+from thinkrec.llm.fingerprint import job_digest
 from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.lora_mixture import mixture
-from thinkrec.llm.score import Scored, ScoreSettings, Unfinished, score_job
+from thinkrec.llm.score import Scored, ScoreSettings, score_job
 from thinkrec.llm.systems import llm_dir, load_system, system_spec
 from thinkrec.llm.train import needs_traces, train_system
 from thinkrec.manifest import write_manifest
@@ -46,6 +47,7 @@ from thinkrec.teacher.dataset import (
     write_traces,
 )
 from thinkrec.teacher.grounded import GroundedTeacher
+from thinkrec.timebox import TimeBox
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +98,14 @@ def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bo
 
 
 def scoring_dir(config: Config, name: str) -> Path:
-    """Where an evaluation of ``name`` saves its scores chunk by chunk until it finishes (under work/)."""
-    return config.paths.work / "scoring" / name
+    """Where an evaluation of ``name`` saves its scores chunk by chunk until it finishes (under training/, which
+    sessions commit, so a whole-split scoring spread over sessions continues on another machine)."""
+    return config.paths.training / "eval" / "scoring" / name
+
+
+def reasoning_dir(config: Config, name: str) -> Path:
+    """Where ``stage_reasoning`` saves the answers of ``name`` chunk by chunk until it finishes (as ``scoring_dir``)."""
+    return config.paths.training / "eval" / "reasoning" / name
 
 
 def eval_splits(prepared: PreparedData, config: Config) -> dict[str, pd.DataFrame]:
@@ -118,9 +126,10 @@ def evaluated(folder: Path, config: Config) -> bool:
 
 
 def unfinished(name: str, split: str, stop: Unfinished) -> dict:
-    log.info("%s: stopped at the deadline, %s rows of %s scored; the same command continues from the saved chunks",
-             name, f"{stop.scored} of {stop.total}", split)
-    return {"finished": False, "split": split, "scored": stop.scored, "rows": stop.total}
+    log.info("%s: stopped at the end of the time box, %s %s rows done; the same command continues from the saved "
+             "chunks",
+             name, f"{stop.done} of {stop.total}", split)
+    return {"finished": False, "split": split, "scored": stop.done, "rows": stop.total}
 
 
 def write_predictions(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
@@ -133,10 +142,10 @@ def write_predictions(folder: Path, tables: dict[str, pd.DataFrame]) -> None:
 
 
 def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: bool = False,
-                   deadline: float | None = None) -> dict:
+                   timebox: TimeBox | None = None) -> dict:
     """Score the test rows of ``llm.eval_scope`` (the whole split also scores the valid subset); store the
-    predictions and their AUC / UAUC. Scores are saved chunk by chunk under work/scoring/: a run stopped at
-    ``deadline`` (a ``time.perf_counter()`` value) or killed continues with the same command."""
+    predictions and their AUC / UAUC. Scores are saved chunk by chunk under ``scoring_dir``: a run stopped at the
+    end of ``timebox`` or killed continues with the same command."""
     folder = llm_dir(config, name)
     if evaluated(folder, config) and not force:
         log.info("%s: test predictions in %s", name, folder)
@@ -148,7 +157,7 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
     for split, rows in eval_splits(prepared, config).items():
         try:
             result = score_job(model, builder, rows, settings, f"{split} {name}", None,
-                               scoring_dir(config, name) / split, deadline)
+                               scoring_dir(config, name) / split, timebox)
         except Unfinished as stop:
             return unfinished(name, split, stop)
         tables[split] = rows[["user", "item", "label"]].assign(p_yes=result.p_yes)
@@ -171,10 +180,13 @@ def rows_per_second(scored: list[Scored]) -> float:
     return round(sum(len(s.p_yes) for s in scored) / max(sum(s.seconds for s in scored), 1e-9), 2)
 
 
-def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bool = False) -> dict:
+def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bool = False,
+                    timebox: TimeBox | None = None) -> dict:
     """Generate reasoning for the reference test rows and score it (``reasoning_scores.answer_report``).
 
-    ``name`` is an LLM system or ``fused`` (ThinkRec with the gate mixing its experts per user)."""
+    ``name`` is an LLM system or ``fused`` (ThinkRec with the gate mixing its experts per user). The answers are
+    saved ``llm.reasoning_chunk_rows`` at a time under ``reasoning_dir``: a run stopped at the end of ``timebox``
+    or killed continues with the same call."""
     folder = registry.folder(config, name)
     out = folder / "reasoning.parquet"
     if out.exists() and not force:
@@ -191,31 +203,42 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
         weights = None
     keys = ["user", "item", "timestamp"]
     rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
+    prompts = [builder.encode(row.user, row.item, row.hist_items, row.hist_labels) for row in rows.itertuples()]
     settings = GenerationSettings.from_config(config.llm)
     decoder = decoding_backbone(model.backbone, config.llm.decode_dtype)  # as the demo streams them
+
+    def answer(positions: np.ndarray) -> pd.DataFrame:
+        texts, p_yes, new_tokens = [], [], []
+        for number in positions:
+            routing = mixture(torch.as_tensor(weights[number][None])) if weights is not None else nullcontext()
+            with routing:
+                stream = stream_text(model, builder.tokenizer, prompts[number], settings, decoder=decoder)
+                texts.append("".join(stream))
+                p_yes.append(stream.p_yes)
+                new_tokens.append(stream.new_tokens)
+        return pd.DataFrame({"generated": texts, "p_yes": p_yes, "new_tokens": new_tokens})
+
+    step = config.llm.reasoning_chunk_rows
+    chunks = [np.arange(start, min(start + step, len(prompts))) for start in range(0, len(prompts), step)]
+    job = job_digest(model, prompts, weights, {**asdict(settings), "decode_dtype": config.llm.decode_dtype})
+    try:
+        done = run_chunks(chunks, answer, Chunks(reasoning_dir(config, name) / job[:16]), timebox,
+                          f"reasoning {name}")
+    except Unfinished as stop:
+        return unfinished(name, "reference", stop)
     titles = prepared.items["title"].tolist()
-    texts, p_yes, allowed, new_tokens = [], [], [], []
-    started = time.perf_counter()
-    for number, row in enumerate(tqdm(list(rows.itertuples()), desc=f"reasoning {name}")):
-        prompt = builder.encode(row.user, row.item, row.hist_items, row.hist_labels)
-        routing = mixture(torch.as_tensor(weights[number][None])) if weights is not None else nullcontext()
-        with routing:
-            stream = stream_text(model, builder.tokenizer, prompt, settings, decoder=decoder)
-            texts.append("".join(stream))
-            p_yes.append(stream.p_yes)
-            new_tokens.append(stream.new_tokens)
-        allowed.append({titles[i] for i in row.hist_items if i >= 0} | {titles[row.item]})
-    seconds = time.perf_counter() - started
+    allowed = [sorted({titles[i] for i in row.hist_items if i >= 0} | {titles[row.item]}) for row in rows.itertuples()]
     answers = references[["user", "item", "label"]].assign(
-        reference=references["trace"], generated=texts, p_yes=p_yes, allowed=[sorted(a) for a in allowed],
-        new_tokens=new_tokens)
-    report = answer_report(prepared, config, answers) | {"seconds": round(seconds, 1),
+        reference=references["trace"], generated=done["generated"], p_yes=done["p_yes"], allowed=allowed,
+        new_tokens=done["new_tokens"])
+    report = answer_report(prepared, config, answers) | {"seconds": round(float(done["seconds"].sum()), 1),
                                                           "decode_dtype": config.llm.decode_dtype}
     folder.mkdir(parents=True, exist_ok=True)
     answers.to_parquet(out, index=False)
     write_json(folder / "reasoning_metrics.json", report)
+    shutil.rmtree(reasoning_dir(config, name), ignore_errors=True)
     write_manifest(config.paths.checkpoints)
-    log.info("%s: reasoning on %d reference rows: %s", name, len(texts), report)
+    log.info("%s: reasoning on %d reference rows: %s", name, len(answers), report)
     return report
 
 
@@ -258,7 +281,7 @@ def stage_user_map(prepared: PreparedData, config: Config, force: bool = False) 
 
 
 def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False,
-                     deadline: float | None = None) -> dict:
+                     timebox: TimeBox | None = None) -> dict:
     """Score the test rows of ``llm.eval_scope`` (the whole split also scores the valid subset) with fused
     ThinkRec and with hard routing (the top expert alone) in one pass, beside the global adapter's stored
     scores; metrics overall and per cluster, and how often each routing branch fires. Resumable and
@@ -275,7 +298,7 @@ def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False
     for split, rows in splits.items():
         try:
             modes, result = fused.score_modes(rows, ("fused", "hard"), f"{split} fused",
-                                              scoring_dir(config, "fused") / split, deadline)
+                                              scoring_dir(config, "fused") / split, timebox)
         except Unfinished as stop:
             return unfinished("fused", split, stop)
         users = rows["user"].to_numpy()

@@ -29,7 +29,7 @@ from thinkrec.pipeline import reference_traces, traces_path
 from thinkrec.predictions import metrics_by_cluster, metrics_by_system, systems_in, test_predictions
 from thinkrec.reasoning_scores import answer_report, references_report
 from thinkrec.svg_chart import grouped_bars
-from thinkrec.workbench import reference_system
+from thinkrec.workbench import reference_system, write_workbench
 
 PAPER_ML1M = {  # as reported in arXiv 2505.15091 (ML-1M, Llama-3-8B-Instruct): AUC, UAUC
     "MF": (0.6401, 0.6079), "LightGCN": (0.6140, 0.6230), "SASRec": (0.6956, 0.6687),
@@ -339,3 +339,9 @@ def write_report(prepared: PreparedData, config: Config, path: Path) -> str:
     path.write_text(text, encoding="utf-8")
     return text
 
+
+def write_results(prepared: PreparedData, config: Config) -> str:
+    """The report stage: RESULTS.md and the analysts' workbench under checkpoints/analysis/; returns the report."""
+    text = write_report(prepared, config, config.paths.results)
+    write_workbench(prepared, config)
+    return text

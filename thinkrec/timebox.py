@@ -1,8 +1,8 @@
 """A time box shared by the stages of one run (``--max-minutes``).
 
-The first piece of training in a run always starts, even with no time left, so that every run moves
-the plan forward (a training run saves its state after its first step at the latest); later pieces
-start only while time is left.
+The first piece of work in a run (a training run, a chunk of rows to score or answer) always starts, even with no
+time left, so that every run moves the plan forward (a training run saves its state after its first step at the
+latest, a chunk once done); later pieces start only while time is left.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ class TimeBox:
         return self._end is not None and time.perf_counter() >= self._end
 
     def may_start(self) -> bool:
-        """Whether another piece of training may start now."""
+        """Whether another piece of work may start now."""
         return not (self._worked and self.expired)
 
     def started(self) -> None:
-        """Record that a piece of training ran in this box."""
+        """Record that a piece of work ran in this box."""
         self._worked = True

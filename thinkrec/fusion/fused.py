@@ -18,6 +18,7 @@ from thinkrec.llm.model import SoftTokenLM
 from thinkrec.llm.prompt import PromptBuilder
 from thinkrec.llm.score import Scored, ScoreSettings, score_job, score_rows
 from thinkrec.llm.systems import adapter_dir, llm_dir, load_projected_model, prompt_builder, system_spec
+from thinkrec.timebox import TimeBox
 
 
 @dataclass
@@ -38,7 +39,7 @@ class FusedSystem:
                           self.mixtures(frame["user"].to_numpy(), mode))
 
     def score_modes(self, frame: pd.DataFrame, modes: tuple[str, ...], desc: str = "fused",
-                    resume: Path | None = None, deadline: float | None = None) -> tuple[dict[str, np.ndarray], Scored]:
+                    resume: Path | None = None, timebox: TimeBox | None = None) -> tuple[dict[str, np.ndarray], Scored]:
         """Each mode's P(Yes) for every row of ``frame`` in one pass (``score_job``, resumable): a row that two
         modes give the same adapter mixture is scored once (the gate hands most users to one expert, and then
         fused and hard routing agree), and rows under different mixtures share batches."""
@@ -47,7 +48,7 @@ class FusedSystem:
                                   np.concatenate([self.mixtures(users, mode) for mode in modes])])
         jobs, inverse = np.unique(wanted, axis=0, return_inverse=True)
         scored = score_job(self.model, self.builder, frame.iloc[jobs[:, 0].astype(int)], self.scoring, desc,
-                           jobs[:, 1:], resume, deadline)
+                           jobs[:, 1:], resume, timebox)
         p_yes = scored.p_yes[inverse.reshape(-1)].reshape(len(modes), len(frame))
         return dict(zip(modes, p_yes)), scored
 

@@ -2,8 +2,8 @@
 
 Rows are sorted by prompt length and cut into batches of neighbours, so a batch pads to almost
 nothing; a model whose LoRA layers mix adapters (expert fusion) scores a batch whose rows carry
-different mixtures in one pass. A long run saves its scores chunk by chunk (``score_chunks``):
-killed, or stopped at its deadline, the same call continues after the last saved chunk with the
+different mixtures in one pass. A long run saves its scores chunk by chunk (``thinkrec.chunks``):
+killed, or stopped at the end of its time box, the same call continues after the last saved chunk with the
 same batches, so it gives the same scores.
 
 A cheaper setting (bfloat16 autocast) may replace fp32 only where it meets the bar that
@@ -13,7 +13,6 @@ unchanged on at least ``VERDICT_BAR`` of the rows.
 
 from __future__ import annotations
 
-import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,12 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from thinkrec.chunks import Chunks, run_chunks
+from thinkrec.llm.fingerprint import job_digest
 from thinkrec.llm.lora_mixture import mixture
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
-from thinkrec.llm.score_chunks import ScoreChunks, job_digest
+from thinkrec.timebox import TimeBox
 
 GAP_BAR = 0.01  # largest |P(Yes) - fp32's P(Yes)| a cheaper setting may show on any row
 VERDICT_BAR = 0.995  # smallest share of rows whose verdict must stay as fp32's
@@ -49,14 +49,6 @@ class ScoreSettings:
         if self.batch_size < 1 or self.chunk_rows < 1:
             raise ValueError(f"score batch size and chunk rows must be at least 1, got {self.batch_size} and "
                              f"{self.chunk_rows}")
-
-
-class Unfinished(Exception):
-    """Scoring reached its deadline; the chunks scored so far are saved and the same call continues."""
-
-    def __init__(self, scored: int, total: int):
-        super().__init__(f"{scored} of {total} rows scored before the deadline")
-        self.scored, self.total = scored, total
 
 
 @dataclass(frozen=True)
@@ -118,13 +110,13 @@ def score_rows(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, 
 @torch.no_grad()
 def score_job(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, settings: ScoreSettings | None = None,
               desc: str = "scoring", mixtures: np.ndarray | None = None, resume: Path | None = None,
-              deadline: float | None = None) -> Scored:
+              timebox: TimeBox | None = None) -> Scored:
     """P(Yes) for every row of ``frame``, in ``length_order`` batches, with a progress bar.
 
     ``mixtures`` (rows x adapters) gives each row its own adapter weights for a model whose LoRA layers mix
     adapters. ``resume`` names a work folder: the scores are saved under it chunk by chunk, and the same call
-    continues after the last saved chunk. ``deadline`` (a ``time.perf_counter()`` value) stops scoring before
-    the first chunk that would start after it, raising ``Unfinished``."""
+    continues after the last saved chunk. ``timebox`` stops scoring before a chunk it does not let start,
+    raising ``thinkrec.chunks.Unfinished``."""
     settings = settings or ScoreSettings()
     model.eval()
     prompts = [builder.encode_row(row) for _, row in frame.iterrows()]
@@ -133,23 +125,11 @@ def score_job(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, s
     order = length_order(prompts)
     chunks = [order[s:s + settings.chunk_rows] for s in range(0, len(order), settings.chunk_rows)]
     store = None if resume is None else \
-        ScoreChunks(Path(resume) / job_digest(model, prompts, mixtures, asdict(settings))[:16])
-    scores, seconds = np.full(len(prompts), np.nan), 0.0
-    with tqdm(total=len(prompts), desc=desc, unit="row", leave=False) as progress:
-        for number, rows in enumerate(chunks):
-            saved = store.load(number, rows) if store is not None else None
-            if saved is None:
-                if deadline is not None and time.perf_counter() >= deadline:
-                    raise Unfinished(int(np.isfinite(scores).sum()), len(prompts))
-                started = time.perf_counter()
-                chunk = score_chunk(model, prompts, rows, mixtures, settings, builder.tokenizer.pad_token_id)
-                saved = chunk, time.perf_counter() - started
-                if store is not None:
-                    store.save(number, rows, *saved)
-            scores[rows] = saved[0]
-            seconds += saved[1]
-            progress.update(len(rows))
-    return Scored(scores, seconds)
+        Chunks(Path(resume) / job_digest(model, prompts, mixtures, asdict(settings))[:16])
+    pad_id = builder.tokenizer.pad_token_id
+    done = run_chunks(chunks, lambda rows: pd.DataFrame(
+        {"p_yes": score_chunk(model, prompts, rows, mixtures, settings, pad_id)}), store, timebox, desc)
+    return Scored(done["p_yes"].to_numpy(), float(done["seconds"].sum()))
 
 
 def score_chunk(model: SoftTokenLM, prompts: list[EncodedPrompt], rows: np.ndarray, mixtures: np.ndarray | None,
