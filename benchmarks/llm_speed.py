@@ -26,7 +26,6 @@ import time
 import pandas as pd
 import torch
 
-from thinkrec import registry
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.fusion.fused import load_fused
@@ -34,7 +33,7 @@ from thinkrec.llm.decoder import Float32Head, decoding_backbone
 from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import load_system
-from thinkrec.reasoning_scores import check_claims, with_history
+from thinkrec.reasoning_scores import answers_path, check_claims, with_history
 from thinkrec.text_metrics import text_measures
 
 
@@ -69,7 +68,7 @@ def main() -> None:
     head = model.backbone.get_output_embeddings()
     plain.get_base_model().set_output_embeddings(Float32Head(head.weight, head.bias))
     settings = GenerationSettings.from_config(config.llm, args.max_new_tokens)
-    stored = pd.read_parquet(registry.folder(config, args.system) / "reasoning.parquet").head(args.generations)
+    stored = pd.read_parquet(answers_path(config, args.system)).head(args.generations)
     cases = stored[["user", "item"]].merge(prepared.split("test"), on=["user", "item"], how="left",
                                            validate="one_to_one")
     ways = {"fp32": (None, threads), "bfloat16": (bf16, threads), "bfloat16, 1 thread": (bf16, 1),

@@ -36,9 +36,10 @@ def test_eval_stages_are_time_boxed_with_one_box(calls):
 
 def test_eval_reasoning_is_time_boxed_only_when_asked(calls):
     assert cli.main(["eval-reasoning", "thinkrec"]) == 0
-    assert calls == [("stage_reasoning", ("thinkrec", "prepared", calls[0][1][2]), {"force": False, "timebox": None})]
-    assert cli.main(["eval-reasoning", "fused", "--max-minutes", "3"]) == 0
-    assert 2.9 < minutes_left(calls[-1]) <= 3.0
+    assert calls == [("stage_reasoning", ("thinkrec", "prepared", calls[0][1][2]),
+                      {"force": False, "timebox": None, "rules": True})]
+    assert cli.main(["eval-reasoning", "fused", "--max-minutes", "3", "--no-rules"]) == 0
+    assert 2.9 < minutes_left(calls[-1]) <= 3.0 and calls[-1][2]["rules"] is False
 
 
 def test_a_time_box_must_be_positive():

@@ -125,6 +125,32 @@ def whole_split_replaces_the_subset(prepared, config):
     assert same(pipeline.stage_eval_fused(prepared, config), fused)
 
 
+def test_answers_without_the_decoding_rules_are_stored_apart(tiny_prepared, tiny_pipeline_config, monkeypatch):
+    from thinkrec import pipeline
+    from thinkrec.reasoning_scores import answers_metrics_path, answers_path
+
+    config = tiny_pipeline_config
+    config.llm.min_new_tokens, config.llm.no_repeat_ngram = 4, 3
+    pipeline.stage_traces(tiny_prepared, config)
+    pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
+    decoded, real_stream = [], pipeline.stream_text
+
+    def stream(model, tokenizer, prompt, settings, **kwargs):
+        decoded.append((settings.min_new_tokens, settings.no_repeat_ngram))
+        return real_stream(model, tokenizer, prompt, settings, **kwargs)
+
+    monkeypatch.setattr(pipeline, "stream_text", stream)
+    with_rules = pipeline.stage_reasoning("thinkrec", tiny_prepared, config)
+    free = pipeline.stage_reasoning("thinkrec", tiny_prepared, config, rules=False)
+    assert decoded == [(4, 3)] * 2 + [(0, 0)] * 2  # two reference rows each way
+    assert with_rules["decoding_rules"] and not free["decoding_rules"] and free["rows"] == 2
+    assert answers_path(config, "thinkrec") != answers_path(config, "thinkrec", rules=False)
+    assert json.loads(answers_metrics_path(config, "thinkrec").read_text())["decoding_rules"]
+    rescored = pipeline.stage_rescore_reasoning(tiny_prepared, config, ["thinkrec"])
+    assert set(rescored) == {"thinkrec", "thinkrec (no decoding rules)"}
+    assert not rescored["thinkrec (no decoding rules)"]["decoding_rules"]  # the run's facts survive a rescore
+
+
 def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_config):
     from thinkrec import expert_stages, pipeline
     from thinkrec.fusion.fused import load_fused

@@ -133,7 +133,8 @@ def plan_done(config) -> bool:
 
 def test_a_plan_cut_into_time_boxed_calls_ends_where_one_call_ends(plan_config, tiny_prepared, tmp_path):
     from thinkrec.fusion.experts import read_selection
-    from thinkrec.plan import STAGES, candidate_config, continue_plan, plan_status
+    from thinkrec.plan import STAGES, candidate_config, continue_plan, plan_status, reasoning_jobs
+    from thinkrec.reasoning_scores import answers_path
 
     whole = plan_config
     statuses = continue_plan(tiny_prepared, whole)
@@ -158,12 +159,12 @@ def test_a_plan_cut_into_time_boxed_calls_ends_where_one_call_ends(plan_config, 
     for name in ("thinkrec", "collm", "tallrec", "zeroshot", "experts"):
         for file in ("metrics.json", "test_predictions.parquet"):
             assert (pieces.paths.checkpoints / "llm" / name / file).exists(), (name, file)
-    for name in pieces.plan.reasoning_systems:  # answers written a chunk per call are the uninterrupted run's
-        folder = "experts" if name == "fused" else name
-        whole_answers, piece_answers = (pd.read_parquet(c.paths.checkpoints / "llm" / folder / "reasoning.parquet")
-                                        for c in (whole, pieces))
-        assert piece_answers["generated"].tolist() == whole_answers["generated"].tolist(), name
-        assert np.allclose(piece_answers["p_yes"], whole_answers["p_yes"], atol=1e-4), name
+    for name, rules in reasoning_jobs(pieces):  # answers written a chunk per call are the uninterrupted run's
+        whole_answers, piece_answers = (pd.read_parquet(answers_path(c, name, rules)) for c in (whole, pieces))
+        assert piece_answers["generated"].tolist() == whole_answers["generated"].tolist(), (name, rules)
+        assert np.allclose(piece_answers["p_yes"], whole_answers["p_yes"], atol=1e-4), (name, rules)
+    assert reasoning_jobs(pieces)[-1] == ("fused", False)  # the fused answers are also decoded without the rules
+    assert "ThinkRec-fused, no decoding rules" in pieces.paths.results.read_text()
     for name in pieces.plan.faithfulness_systems:  # each answer draws its controls from its own stream
         whole_records, piece_records = (read_json(result_file(c, name))["records"] for c in (whole, pieces))
         assert [(r["kind"], r["cited_items"], r["control_items"]) for r in piece_records] == \

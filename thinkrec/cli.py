@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"systems to evaluate; {REFERENCES!r} (the teacher's traces, with --rescore-only)")
     sub.add_argument("--rescore-only", action="store_true",
                      help="recompute every measure from the stored answers, generating nothing")
+    sub.add_argument("--no-rules", action="store_true",
+                     help="decode without the no-repeat and minimum-length rules (answers stored apart)")
     sub = commands.add_parser("eval-faithfulness", help="do the films a stored answer cites move its verdict? "
                               "(necessity, control, sufficiency; no new text is generated)")
     sub.add_argument("systems", nargs="*", choices=list(TEXT_SYSTEMS),
@@ -144,7 +146,7 @@ def run_stage(args: argparse.Namespace, config) -> None:
         elif args.command == "eval-llm":  # one time box for every system named
             stage = partial(pipeline.stage_eval_llm, timebox=time_box(args.max_minutes))
         else:
-            stage = partial(pipeline.stage_reasoning, timebox=time_box(args.max_minutes))
+            stage = partial(pipeline.stage_reasoning, timebox=time_box(args.max_minutes), rules=not args.no_rules)
         for name in args.systems:
             print(json.dumps({name: stage(name, prepared, config, force=args.force)}, indent=2))
     elif args.command == "eval-faithfulness":

@@ -37,6 +37,7 @@ from thinkrec.chunks import Chunks, Unfinished, run_chunks
 from thinkrec.config import Config, WhatIfConfig
 from thinkrec.errors import CheckpointError
 from thinkrec.files import read_json, sha256_of, write_json
+from thinkrec.reasoning_scores import answers_path
 from thinkrec.serving.whatif import Editor
 from thinkrec.text_metrics import cited_titles, stated_verdict
 from thinkrec.timebox import TimeBox
@@ -52,7 +53,7 @@ SUPPORTED, NOTHING, AGAINST = "supported", "cites nothing", "cites only films ag
 
 def answers_file(config: Config, system: str) -> Path:
     """The stored answers of a system: its reasoning on the reference test rows."""
-    return registry.folder(config, system) / "reasoning.parquet"
+    return answers_path(config, system)
 
 
 def result_file(config: Config, system: str) -> Path:

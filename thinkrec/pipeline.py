@@ -11,7 +11,7 @@ import logging
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,14 @@ from thinkrec.llm.systems import llm_dir, load_system, system_spec
 from thinkrec.llm.train import needs_traces, train_system
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc_report
-from thinkrec.reasoning_scores import REFERENCES, answer_report, references_report, stored_report
+from thinkrec.reasoning_scores import (
+    REFERENCES,
+    answer_report,
+    answers_metrics_path,
+    answers_path,
+    references_report,
+    stored_report,
+)
 from thinkrec.subsets import test_rows, valid_subset
 from thinkrec.teacher.dataset import (
     load_trace_dataset,
@@ -181,17 +188,18 @@ def rows_per_second(scored: list[Scored]) -> float:
 
 
 def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bool = False,
-                    timebox: TimeBox | None = None) -> dict:
+                    timebox: TimeBox | None = None, rules: bool = True) -> dict:
     """Generate reasoning for the reference test rows and score it (``reasoning_scores.answer_report``).
 
-    ``name`` is an LLM system or ``fused`` (ThinkRec with the gate mixing its experts per user). The answers are
+    ``name`` is an LLM system or ``fused`` (ThinkRec with the gate mixing its experts per user); ``rules`` False
+    decodes without the no-repeat and minimum-length rules (stored apart: ``answers_path``). The answers are
     saved ``llm.reasoning_chunk_rows`` at a time under ``reasoning_dir``: a run stopped at the end of ``timebox``
     or killed continues with the same call."""
     folder = registry.folder(config, name)
-    out = folder / "reasoning.parquet"
+    out, metrics_file = answers_path(config, name, rules), answers_metrics_path(config, name, rules)
     if out.exists() and not force:
         log.info("%s: reasoning in %s", name, out)
-        return read_json(folder / "reasoning_metrics.json")
+        return read_json(metrics_file)
     references = load_trace_dataset(traces_path(config))
     references = references[references["purpose"] == "reference"].reset_index(drop=True)
     if name == "fused":
@@ -205,6 +213,8 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
     prompts = [builder.encode(row.user, row.item, row.hist_items, row.hist_labels) for row in rows.itertuples()]
     settings = GenerationSettings.from_config(config.llm)
+    if not rules:
+        settings = replace(settings, min_new_tokens=0, no_repeat_ngram=0)
     decoder = decoding_backbone(model.backbone, config.llm.decode_dtype)  # as the demo streams them
 
     def answer(positions: np.ndarray) -> pd.DataFrame:
@@ -221,9 +231,9 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     step = config.llm.reasoning_chunk_rows
     chunks = [np.arange(start, min(start + step, len(prompts))) for start in range(0, len(prompts), step)]
     job = job_digest(model, prompts, weights, {**asdict(settings), "decode_dtype": config.llm.decode_dtype})
+    work = reasoning_dir(config, name if rules else f"{name}_free")
     try:
-        done = run_chunks(chunks, answer, Chunks(reasoning_dir(config, name) / job[:16]), timebox,
-                          f"reasoning {name}")
+        done = run_chunks(chunks, answer, Chunks(work / job[:16]), timebox, f"reasoning {name}")
     except Unfinished as stop:
         return unfinished(name, "reference", stop)
     titles = prepared.items["title"].tolist()
@@ -232,11 +242,12 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
         reference=references["trace"], generated=done["generated"], p_yes=done["p_yes"], allowed=allowed,
         new_tokens=done["new_tokens"])
     report = answer_report(prepared, config, answers) | {"seconds": round(float(done["seconds"].sum()), 1),
-                                                          "decode_dtype": config.llm.decode_dtype}
+                                                          "decode_dtype": config.llm.decode_dtype,
+                                                          "decoding_rules": rules}
     folder.mkdir(parents=True, exist_ok=True)
     answers.to_parquet(out, index=False)
-    write_json(folder / "reasoning_metrics.json", report)
-    shutil.rmtree(reasoning_dir(config, name), ignore_errors=True)
+    write_json(metrics_file, report)
+    shutil.rmtree(work, ignore_errors=True)
     write_manifest(config.paths.checkpoints)
     log.info("%s: reasoning on %d reference rows: %s", name, len(answers), report)
     return report
@@ -253,6 +264,8 @@ def stage_rescore_reasoning(prepared: PreparedData, config: Config, names: list[
             write_json(traces_path(config).parent / "reference_metrics.json", reports[name])
         else:
             reports[name] = stored_report(prepared, config, name)
+            if answers_path(config, name, rules=False).exists():
+                reports[f"{name} (no decoding rules)"] = stored_report(prepared, config, name, rules=False)
     write_manifest(config.paths.checkpoints)
     return reports
 

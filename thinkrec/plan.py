@@ -2,7 +2,8 @@
 
 Stages, in order (``STAGES``): ThinkRec-global, the choice of clustering, the chosen experts, CoLLM-style,
 TALLRec-style; then the user map, every LLM system scored on the rows ``llm.eval_scope`` names, the
-answers of ``plan.reasoning_systems`` on the reference rows, the faithfulness of
+answers of ``plan.reasoning_systems`` on the reference rows (and of ``plan.free_decoding_systems`` decoded
+without the no-repeat and minimum-length rules), the faithfulness of
 ``plan.faithfulness_systems``; last, the promotion. The settings are one file (``training/plan.json``).
 
 Everything the plan trains and scores goes into its own checkpoints tree, the candidate (``plan.candidate_dir``
@@ -24,7 +25,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 
-from thinkrec import expert_stages, pipeline, registry
+from thinkrec import expert_stages, pipeline
 from thinkrec.chunks import saved_rows
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
@@ -36,6 +37,7 @@ from thinkrec.fusion.user_map import JSON_FILE
 from thinkrec.llm.systems import llm_dir, system_spec
 from thinkrec.llm.train import read_state, shipped_digest, system_scope
 from thinkrec.manifest import write_manifest
+from thinkrec.reasoning_scores import answers_path
 from thinkrec.report import write_results
 from thinkrec.timebox import TimeBox
 
@@ -148,13 +150,20 @@ def scoring_status(config: Config) -> StageStatus:
     return evaluation_status("scoring", list(SCORED), done, ", ".join(started))
 
 
+def reasoning_jobs(config: Config) -> list[tuple[str, bool]]:
+    """(system, decoding rules on) of every set of answers the reasoning stage writes, in order."""
+    return [(name, True) for name in config.plan.reasoning_systems] + \
+        [(name, False) for name in config.plan.free_decoding_systems]
+
+
 def reasoning_status(config: Config) -> StageStatus:
-    systems = list(config.plan.reasoning_systems)
-    done = [(registry.folder(config, name) / "reasoning.parquet").exists() for name in systems]
-    saved = {name: saved_rows(pipeline.reasoning_dir(config, name))
-             for name, finished in zip(systems, done, strict=True) if not finished}
+    jobs = reasoning_jobs(config)
+    done = [answers_path(config, name, rules).exists() for name, rules in jobs]
+    saved = {name if rules else f"{name}_free": saved_rows(pipeline.reasoning_dir(config, name if rules else
+                                                                                    f"{name}_free"))
+             for (name, rules), finished in zip(jobs, done, strict=True) if not finished}
     started = [f"{name} {rows:,} answers saved" for name, rows in saved.items() if rows]
-    return evaluation_status("reasoning", systems, done, ", ".join(started))
+    return evaluation_status("reasoning", [name for name, _ in jobs], done, ", ".join(started))
 
 
 def faithfulness_status(config: Config) -> StageStatus:
@@ -252,14 +261,14 @@ def evaluate(stage: str, prepared: PreparedData, candidate: Config, timebox: Tim
     if stage == "faithfulness":
         measured = [name for name in candidate.plan.faithfulness_systems if not result_file(candidate, name).exists()]
         return list(stage_faithfulness(Explorer.load(candidate), candidate, measured, timebox=timebox).values())
-    names = SCORED if stage == "scoring" else candidate.plan.reasoning_systems
-    for name in names:
+    jobs = [(name, True) for name in SCORED] if stage == "scoring" else reasoning_jobs(candidate)
+    for name, rules in jobs:
         if stage == "scoring" and name == "fused":
             result = pipeline.stage_eval_fused(prepared, candidate, timebox=timebox)
         elif stage == "scoring":
             result = pipeline.stage_eval_llm(name, prepared, candidate, timebox=timebox)
         else:
-            result = pipeline.stage_reasoning(name, prepared, candidate, timebox=timebox)
+            result = pipeline.stage_reasoning(name, prepared, candidate, timebox=timebox, rules=rules)
         results.append(result)
         if not result.get("finished", True):
             break

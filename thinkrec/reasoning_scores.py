@@ -2,11 +2,15 @@
 loops, completion, claim accuracy and conclusion agreement.
 
 ``answer_report`` scores a table of answers (one per reference row); ``stored_report`` rescores a system's
-``reasoning.parquet`` without generating anything, and ``references_report`` scores the teacher's own
-references, the ceiling, on the same measures (their overlap with themselves is no measure, so it is left out).
+stored answers (``answers_path``) without generating anything, and ``references_report`` scores the teacher's
+own references, the ceiling, on the same measures (their overlap with themselves is no measure, so it is left
+out). A system's answers are stored twice when both are generated: decoded with the configured rules (no
+repeated n-gram, a minimum length) and without them, to measure whether the trained model still needs them.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pandas as pd
 
@@ -18,7 +22,18 @@ from thinkrec.files import read_json, write_json
 from thinkrec.text_metrics import explanation_report, grounding_rate, text_measures
 
 REFERENCES = "references"  # the teacher's references, scored as if they were a system's answers
-GENERATION_KEYS = ("seconds", "decode_dtype")  # facts of the generation run, not measures of its texts
+GENERATION_KEYS = ("seconds", "decode_dtype", "decoding_rules")  # facts of the generation run, not measures
+
+
+def answers_path(config: Config, name: str, rules: bool = True) -> Path:
+    """A system's stored answers on the reference rows: decoded with the configured rules, or without them."""
+    return registry.folder(config, name) / ("reasoning.parquet" if rules else "reasoning_free.parquet")
+
+
+def answers_metrics_path(config: Config, name: str, rules: bool = True) -> Path:
+    """The measures of ``answers_path`` (and how long generating them took)."""
+    path = answers_path(config, name, rules)
+    return path.with_name(f"{path.stem}_metrics.json")
 
 
 def with_history(prepared: PreparedData, answers: pd.DataFrame) -> pd.DataFrame:
@@ -49,14 +64,14 @@ def answer_report(prepared: PreparedData, config: Config, answers: pd.DataFrame)
     return report | text_measures(texts, claims, tokens, config.llm.max_new_tokens)
 
 
-def stored_report(prepared: PreparedData, config: Config, name: str) -> dict:
-    """Rescore a system's stored answers and rewrite its ``reasoning_metrics.json`` (how long generation took
-    and the dtype it ran in are kept)."""
-    folder = registry.folder(config, name)
-    if not (folder / "reasoning.parquet").exists():
-        raise FileNotFoundError(f"{name}: no stored reasoning in {folder}; run eval-reasoning {name} first")
-    report = answer_report(prepared, config, pd.read_parquet(folder / "reasoning.parquet"))
-    metrics = folder / "reasoning_metrics.json"
+def stored_report(prepared: PreparedData, config: Config, name: str, rules: bool = True) -> dict:
+    """Rescore a system's stored answers and rewrite their metrics file (how long generation took, the dtype
+    and the decoding it ran with are kept)."""
+    path = answers_path(config, name, rules)
+    if not path.exists():
+        raise FileNotFoundError(f"{name}: no stored reasoning in {path}; run eval-reasoning {name} first")
+    report = answer_report(prepared, config, pd.read_parquet(path))
+    metrics = answers_metrics_path(config, name, rules)
     generation = read_json(metrics) if metrics.exists() else {}
     report = report | {key: generation[key] for key in GENERATION_KEYS if key in generation}
     write_json(metrics, report)

@@ -27,7 +27,7 @@ from thinkrec.intervals import paired_difference, system_intervals, verdict
 from thinkrec.metrics import auc_report
 from thinkrec.pipeline import reference_traces, traces_path
 from thinkrec.predictions import metrics_by_cluster, metrics_by_system, systems_in, test_predictions
-from thinkrec.reasoning_scores import answer_report, references_report
+from thinkrec.reasoning_scores import answer_report, answers_path, references_report
 from thinkrec.svg_chart import grouped_bars
 from thinkrec.workbench import reference_system, write_workbench
 
@@ -215,10 +215,9 @@ def choice_lines(selection: dict) -> list[str]:
 def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
     reports = {}
     for system in reversed(registry.keys()):  # ThinkRec-fused first
-        folder = registry.folder(config, system)
-        if registry.system(system).writes_text and (folder / "reasoning.parquet").exists():
+        if registry.system(system).writes_text and answers_path(config, system).exists():
             reports[registry.label(system)] = answer_report(prepared, config,
-                                                            pd.read_parquet(folder / "reasoning.parquet"))
+                                                            pd.read_parquet(answers_path(config, system)))
     if not reports:
         return ["## Reasoning", "", "Not generated yet (`python -m thinkrec eval-reasoning fused thinkrec`)."]
     rows = [[name, *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate", "verdict_agreement",
@@ -231,7 +230,17 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
              "several words, capitalised as a name: \"here the candidate is\" cites no film). Verdict agreement: "
              "the verdict the text states vs. P(Yes) > 0.5, over the texts that state one (stated share)."), "",
             *_table(["system", "METEOR", "BLEU-4", "ROUGE-L", "grounding", "verdict agreement", "stated share",
-                     "rows"], rows), "", *reasoning_measures_table(prepared, config, reports)]
+                     "rows"], rows), "", *reasoning_measures_table(prepared, config, reports | free_reports(prepared,
+                                                                                                           config))]
+
+
+def free_reports(prepared: PreparedData, config: Config) -> dict[str, dict]:
+    """The measures of the answers decoded without the no-repeat and minimum-length rules, where generated: do
+    the trained models still need the rules?"""
+    return {f"{registry.label(system)}, no decoding rules": answer_report(
+        prepared, config, pd.read_parquet(answers_path(config, system, rules=False)))
+        for system in reversed(registry.keys())
+        if registry.system(system).writes_text and answers_path(config, system, rules=False).exists()}
 
 
 def reasoning_measures_table(prepared: PreparedData, config: Config, reports: dict[str, dict]) -> list[str]:
