@@ -219,9 +219,10 @@ def continue_plan(prepared: PreparedData, config: Config, max_minutes: float | N
     """Run the stages that are not done, in order, until the plan is done or the time box ends (a stage that
     reaches the end of the time box saves its state; the next call continues it). Returns where the plan stands."""
     timebox = TimeBox(max_minutes)
-    log_status(plan_status(config), "at the start")
-    candidate = seed_candidate(config)
-    for stage, status in zip(STAGES, plan_status(config), strict=True):
+    statuses = plan_status(config)
+    log_status(statuses, "at the start")
+    candidate = candidate_config(config)  # seeded by plan_status
+    for stage, status in zip(STAGES, statuses, strict=True):
         if status.done:
             continue
         if not timebox.may_start():
