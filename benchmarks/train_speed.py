@@ -56,6 +56,27 @@ class Run:
     losses: list = field(default_factory=list)
 
 
+def train_in_turns(runs: list[Run], rounds: int, pad_id: int, weights: tuple) -> None:
+    """Train every run through all of its batches, the runs taking turns a block of steps each per round, so a
+    busy machine slows them alike; each run's time, tokens, padded slots and losses are recorded."""
+    for _ in range(rounds):
+        for run in runs:
+            block = -(-len(run.batches) // rounds)
+            for chunk in run.batches[run.position:run.position + block]:
+                torch.manual_seed(run.position)  # the same dropout masks for every setting at this step
+                started = time.perf_counter()
+                run.model.train()
+                loss, _, _ = train_step(run.model, chunk, pad_id, "cpu", weights, run.bf16, run.full_head)
+                run.optimiser.zero_grad()
+                loss.backward()
+                run.optimiser.step()
+                run.seconds += time.perf_counter() - started
+                run.tokens += sum(e.tokens for e in chunk)
+                run.padded += len(chunk) * max(e.tokens for e in chunk)
+                run.losses.append(loss.item())
+                run.position += 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=16_000, help="real tokens of training data per setting")
@@ -80,22 +101,7 @@ def main() -> None:
     pad_id = builder.tokenizer.pad_token_id
     print(f"{len(examples)} examples ({sum(e.reasoning for e in examples)} with a trace), "
           f"{sum(e.tokens for e in examples)} tokens, batch {config.llm.batch_size}, {torch.get_num_threads()} threads")
-    for _ in range(args.rounds):
-        for run in runs:
-            block = -(-len(run.batches) // args.rounds)
-            for chunk in run.batches[run.position:run.position + block]:
-                torch.manual_seed(run.position)  # the same dropout masks for every setting at this step
-                started = time.perf_counter()
-                run.model.train()
-                loss, _, _ = train_step(run.model, chunk, pad_id, "cpu", weights, run.bf16, run.full_head)
-                run.optimiser.zero_grad()
-                loss.backward()
-                run.optimiser.step()
-                run.seconds += time.perf_counter() - started
-                run.tokens += sum(e.tokens for e in chunk)
-                run.padded += len(chunk) * max(e.tokens for e in chunk)
-                run.losses.append(loss.item())
-                run.position += 1
+    train_in_turns(runs, args.rounds, pad_id, weights)
     reference = {(SETTINGS[r.name][0]): r for r in runs if not r.bf16 and not r.full_head}
     base = next((r for r in runs if r.name == "today"), runs[0])
     print(f"\n| setting | tokens/s | speed-up vs {base.name} | padding | mean loss | loss gap to fp32, same batches |")

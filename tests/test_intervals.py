@@ -35,6 +35,17 @@ def test_resampled_auc_is_the_weighted_auc_of_the_drawn_users():
     assert bootstrap.counts.sum(axis=1).tolist() == [30] * 5  # every resample draws as many users as there are
 
 
+def test_resampled_mean_weighs_each_row_as_often_as_its_user_was_drawn():
+    users, values = np.array([4, 4, 7, 9]), np.array([1.0, 3.0, 10.0, -2.0])
+    bootstrap = UserBootstrap(users, 6, seed=2)
+    means = bootstrap.means(values)
+    for b in range(6):
+        weights = bootstrap.counts[b][bootstrap.codes]
+        assert means[b] == pytest.approx(np.average(values, weights=weights))
+    with pytest.raises(ValueError, match="3 values for 4 rows"):
+        bootstrap.means(values[:3])
+
+
 def test_resampled_uauc_weighs_each_users_auc_by_its_draws():
     users, labels, scores = [1, 1, 2, 2, 3], [1, 0, 0, 1, 1], [0.9, 0.2, 0.8, 0.3, 0.5]
     bootstrap = UserBootstrap(users, 4, seed=1)

@@ -24,6 +24,7 @@ from thinkrec.llm.train import (
     build_examples,
     data_digest,
     heldout_examples,
+    heldout_lm_losses,
     make_batches,
     shard,
     train_system,
@@ -154,3 +155,18 @@ def test_held_out_traces_are_never_trained_on_and_their_loss_is_logged(tiny_trai
     report = train_system(spec, tiny_prepared, config, traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
     losses = [e["heldout_lm_loss"] for e in report["evaluations"]]
     assert losses and all(np.isfinite(losses)) and all(loss > 0 for loss in losses)
+
+
+def test_each_held_out_trace_keeps_its_own_loss_in_the_given_order(tiny_training, tiny_prepared, tiny_llama,
+                                                                   tiny_tokenizer):
+    config, traces = tiny_training
+    config.llm.heldout_traces = 3
+    model, builder = new_system(system_spec("thinkrec"), tiny_prepared, config, copy.deepcopy(tiny_llama),
+                                tiny_tokenizer)
+    heldout = heldout_examples(builder, tiny_prepared, traces, config.llm, None)
+    pad_id = tiny_tokenizer.pad_token_id
+    batched = heldout_lm_losses(model, heldout, pad_id, batch_size=2, bf16=False)
+    alone = [heldout_lm_losses(model, [example], pad_id, batch_size=1, bf16=False)[0] for example in heldout]
+    assert len(heldout) == 3 and len({round(v, 6) for v in alone}) == 3  # three different traces
+    assert batched == pytest.approx(alone, abs=1e-5)
+    assert all(example.key[0] in set(tiny_prepared.split("train")["user"]) for example in heldout)

@@ -105,6 +105,16 @@ class UserBootstrap:
         drawn = counts.sum(axis=1)
         return np.where(drawn > 0, counts @ values / np.where(drawn > 0, drawn, 1.0), np.nan)
 
+    def means(self, values: np.ndarray) -> np.ndarray:
+        """The mean of a per-row value (a loss, a 0/1 outcome) in every resample, each row weighing as often as
+        its user was drawn."""
+        values = np.asarray(values, dtype=float)
+        if len(values) != len(self.codes):
+            raise ValueError(f"{len(values)} values for {len(self.codes)} rows")
+        weights = self.counts[:, self.codes].astype(float)
+        drawn = weights.sum(axis=1)
+        return np.where(drawn > 0, weights @ values / np.where(drawn > 0, drawn, 1.0), np.nan)
+
     def interval(self, estimate: float, resampled: np.ndarray) -> Interval:
         """The percentile interval of the resampled values around ``estimate``."""
         valid = resampled[np.isfinite(resampled)]

@@ -133,8 +133,11 @@ def experts_status(config: Config) -> StageStatus:
                        planned, sum(s.get("seconds") or 0.0 for s in states))
 
 
-def evaluation_status(stage: str, systems: list[str], done: list[bool], note: str = "") -> StageStatus:
-    return StageStatus(stage, all(done), sum(done), len(systems), 0.0, "systems", note)
+def evaluation_status(stage: str, systems: list[str], done: list[bool], note: str = "",
+                      unit: str = "systems") -> StageStatus:
+    """An evaluation stage counted in ``unit`` (plural; singular when it covers one)."""
+    return StageStatus(stage, all(done), sum(done), len(systems), 0.0,
+                       unit if len(systems) != 1 else unit.removesuffix("s"), note)
 
 
 def user_map_status(config: Config) -> StageStatus:
@@ -172,7 +175,7 @@ def faithfulness_status(config: Config) -> StageStatus:
 
 
 def promotion_status(config: Config, shipped: Config) -> StageStatus:
-    return evaluation_status("promotion", ["llm"], [promoted(config, shipped)])
+    return evaluation_status("promotion", ["llm"], [promoted(config, shipped)], unit="LLM trees")
 
 
 def llm_files(config: Config) -> dict[str, str]:

@@ -323,6 +323,15 @@ def load_optimiser_state(model: SoftTokenLM, optimiser: torch.optim.Optimizer, t
             optimiser.state[param] = {k: v.to(param.device) for k, v in state.items()}
 
 
+def make_optimiser(model: SoftTokenLM, settings) -> torch.optim.AdamW:
+    """AdamW over the trainable weights: the LoRA layers at ``lr_lora``, the projectors at ``lr_projector``."""
+    groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n],
+               "lr": settings.lr_lora},
+              {"params": [p for n, p in model.named_parameters() if p.requires_grad and "projector" in n.split(".")[0]],
+               "lr": settings.lr_projector}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
+
+
 def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, traces: pd.DataFrame | None = None,
                  backbone=None, tokenizer=None, start=None, scope: Scope | None = None,
                  max_minutes: float | None = None) -> dict:
@@ -343,11 +352,7 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     batches = make_batches(examples, settings.batch_size, settings.length_buckets, settings.seed)
     digest = state_digest(data_digest(batches), scope.origin)
     batches = shard(batches, accelerator.process_index, accelerator.num_processes)
-    groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n],
-               "lr": settings.lr_lora},
-              {"params": [p for n, p in model.named_parameters() if p.requires_grad and "projector" in n.split(".")[0]],
-               "lr": settings.lr_projector}]
-    optimiser = torch.optim.AdamW([g for g in groups if g["params"]], weight_decay=0.0)
+    optimiser = make_optimiser(model, settings)
     progress = Progress(scope.state_folder(config), digest, writer=accelerator.is_main_process)
     best = progress.restore(model, optimiser)
     model, optimiser = accelerator.prepare(model, optimiser)
@@ -441,26 +446,32 @@ def heldout_examples(builder: PromptBuilder, prepared: PreparedData, traces: pd.
     train = prepared.split("train")
     row_of = train_row_index(train)
     return [Example(builder.encode_row(train.iloc[row_of[(t.user, t.item, t.timestamp)]]),
-                    target_tokens(builder.tokenizer, t.trace), int(t.label), True)
+                    target_tokens(builder.tokenizer, t.trace), int(t.label), True, (t.user, t.item, t.timestamp))
             for t in heldout.itertuples(index=False)]
 
 
-@torch.no_grad()
 def heldout_lm_loss(model: SoftTokenLM, examples: list[Example], pad_id: int, batch_size: int, bf16: bool) -> float:
     """Mean per-token-averaged LM loss of the held-out traces (NaN without any)."""
-    if not examples:
-        return float("nan")
+    losses = heldout_lm_losses(model, examples, pad_id, batch_size, bf16)
+    return float(losses.mean()) if len(losses) else float("nan")
+
+
+@torch.no_grad()
+def heldout_lm_losses(model: SoftTokenLM, examples: list[Example], pad_id: int, batch_size: int,
+                      bf16: bool) -> np.ndarray:
+    """Each held-out trace's per-token-averaged LM loss, in the order of ``examples`` (batched by length)."""
     model.eval()
-    losses = []
-    ordered = sorted(examples, key=lambda e: e.tokens)
+    losses = np.zeros(len(examples))
+    order = sorted(range(len(examples)), key=lambda n: examples[n].tokens)
     device = next(model.parameters()).device
-    for start in range(0, len(ordered), batch_size):
-        chunk = ordered[start:start + batch_size]
+    for start in range(0, len(order), batch_size):
+        index = order[start:start + batch_size]
+        chunk = [examples[n] for n in index]
         batch = collate([e.prompt for e in chunk], pad_id, [e.target for e in chunk]).to(device)
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
             _, lm = model.losses(batch, torch.tensor([e.label for e in chunk], device=device))
-        losses.extend(lm.float().tolist())
-    return float(np.mean(losses))
+        losses[index] = lm.float().cpu().numpy()
+    return losses
 
 
 def evaluate_and_keep(model: SoftTokenLM, builder: PromptBuilder, valid: pd.DataFrame, progress: Progress,
