@@ -218,5 +218,6 @@ def test_a_baselines_state_from_its_own_rows_is_refused_under_thinkrecs_rows(pla
 def test_an_evaluation_stage_counts_its_unit_in_the_singular_when_it_covers_one():
     from thinkrec.plan import evaluation_status
 
-    assert evaluation_status("promotion", ["llm"], [False], unit="LLM trees").line().endswith("0 /           1 LLM tree")
+    promotion = evaluation_status("promotion", ["llm"], [False], unit="LLM trees")
+    assert promotion.line().endswith("0 /           1 LLM tree")
     assert evaluation_status("scoring", ["a", "b"], [True, False]).line().endswith("1 /           2 systems")
