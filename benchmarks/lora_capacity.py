@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -28,7 +29,14 @@ from thinkrec.files import read_json, write_json
 from thinkrec.intervals import UserBootstrap, system_intervals
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import new_system, system_spec
-from thinkrec.llm.train import build_examples, heldout_examples, heldout_lm_losses, make_batches, make_optimiser
+from thinkrec.llm.train import (
+    build_examples,
+    heldout_examples,
+    heldout_lm_losses,
+    loss_weights,
+    make_batches,
+    make_optimiser,
+)
 from thinkrec.pipeline import traces_path
 from thinkrec.subsets import valid_subset
 from thinkrec.teacher.dataset import load_trace_dataset
@@ -63,7 +71,8 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     arms = {}
     for name in args.arms:
-        saved = folder / f"{name}-{args.tokens}-{len(valid)}.json"  # an arm measured before (killed run) is kept
+        # an arm measured before under the same recipe (a killed run) is kept
+        saved = folder / f"{Path(args.config).stem}-{name}-{args.tokens}-{len(valid)}.json"
         if not saved.exists():
             write_json(saved, measure_arm(name, args, prepared, traces, valid))
         arms[name] = read_json(saved)
@@ -95,18 +104,17 @@ def measure_arm(name: str, args, prepared, traces, valid: pd.DataFrame) -> dict:
     config = load_config(args.config, [f"llm.target_modules={json.dumps(modules)}", f"llm.lora_r={rank}",
                                        f"llm.lora_alpha={2 * rank}"])
     settings = config.llm
-    weights = (settings.bce_weight_reasoning, settings.lm_weight_reasoning, settings.bce_weight_rec,
-               settings.lm_weight_rec)
+    spec = system_spec("thinkrec")
     torch.manual_seed(settings.seed)
-    model, builder = new_system(system_spec("thinkrec"), prepared, config)
-    examples = build_examples(system_spec("thinkrec"), builder, prepared, config, traces, budget=args.tokens)
+    model, builder = new_system(spec, prepared, config)
+    examples = build_examples(spec, builder, prepared, config, traces, budget=args.tokens)
     run = Run(name, model, make_optimiser(model, settings),
               make_batches(examples, settings.batch_size, settings.length_buckets, settings.seed),
               settings.autocast_bf16, full_head=False)
     pad_id = builder.tokenizer.pad_token_id
     print(f"{name}: {len(examples)} examples ({sum(e.reasoning for e in examples)} with a trace), "
           f"{sum(e.tokens for e in examples)} tokens, {torch.get_num_threads()} threads", flush=True)
-    train_in_turns([run], 1, pad_id, weights)
+    train_in_turns([run], 1, pad_id, loss_weights(settings))
     heldout = heldout_examples(builder, prepared, traces, settings, None)
     return {"modules": modules, "rank": rank, "tokens": run.tokens, "seconds": run.seconds,
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),

@@ -26,7 +26,7 @@ import torch
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.llm.systems import new_system, system_spec
-from thinkrec.llm.train import build_examples, make_batches, train_step
+from thinkrec.llm.train import build_examples, loss_weights, make_batches, train_step
 from thinkrec.pipeline import traces_path
 from thinkrec.teacher.dataset import load_trace_dataset
 
@@ -87,8 +87,7 @@ def main() -> None:
     prepared = prepare_dataset(config)
     traces = load_trace_dataset(traces_path(config))
     spec = system_spec("thinkrec")
-    weights = (config.llm.bce_weight_reasoning, config.llm.lm_weight_reasoning, config.llm.bce_weight_rec,
-               config.llm.lm_weight_rec)
+    weights = loss_weights(config.llm)
     runs = []
     for name in args.settings:
         buckets, bf16, full_head = SETTINGS[name]

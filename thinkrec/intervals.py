@@ -101,9 +101,7 @@ class UserBootstrap:
         kept, values = user_aucs(users, labels, scores)
         if not len(kept):
             return np.full(self.resamples, np.nan)
-        counts = self.counts[:, np.searchsorted(self.user_ids, kept)].astype(float)
-        drawn = counts.sum(axis=1)
-        return np.where(drawn > 0, counts @ values / np.where(drawn > 0, drawn, 1.0), np.nan)
+        return _weighted_means(self.counts[:, np.searchsorted(self.user_ids, kept)], values)
 
     def means(self, values: np.ndarray) -> np.ndarray:
         """The mean of a per-row value (a loss, a 0/1 outcome) in every resample, each row weighing as often as
@@ -111,9 +109,7 @@ class UserBootstrap:
         values = np.asarray(values, dtype=float)
         if len(values) != len(self.codes):
             raise ValueError(f"{len(values)} values for {len(self.codes)} rows")
-        weights = self.counts[:, self.codes].astype(float)
-        drawn = weights.sum(axis=1)
-        return np.where(drawn > 0, weights @ values / np.where(drawn > 0, drawn, 1.0), np.nan)
+        return _weighted_means(self.counts[:, self.codes], values)
 
     def interval(self, estimate: float, resampled: np.ndarray) -> Interval:
         """The percentile interval of the resampled values around ``estimate``."""
@@ -123,6 +119,13 @@ class UserBootstrap:
         tail = (1 - self.confidence) / 2 * 100
         low, high = np.percentile(valid, [tail, 100 - tail])
         return Interval(float(estimate), float(low), float(high))
+
+
+def _weighted_means(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per resample (a row of ``counts``), the mean of ``values`` weighted by the counts; NaN where all are 0."""
+    counts = counts.astype(float)
+    drawn = counts.sum(axis=1)
+    return np.where(drawn > 0, counts @ values / np.where(drawn > 0, drawn, 1.0), np.nan)
 
 
 def system_intervals(table: pd.DataFrame, systems: list[str], reference: str | None, resamples: int, seed: int,

@@ -323,6 +323,11 @@ def load_optimiser_state(model: SoftTokenLM, optimiser: torch.optim.Optimizer, t
             optimiser.state[param] = {k: v.to(param.device) for k, v in state.items()}
 
 
+def loss_weights(settings) -> tuple[float, float, float, float]:
+    """The paper's loss weights as ``weighted_loss`` takes them: BCE and LM on trace rows, BCE and LM on Yes/No rows."""
+    return settings.bce_weight_reasoning, settings.lm_weight_reasoning, settings.bce_weight_rec, settings.lm_weight_rec
+
+
 def make_optimiser(model: SoftTokenLM, settings) -> torch.optim.AdamW:
     """AdamW over the trainable weights: the LoRA layers at ``lr_lora``, the projectors at ``lr_projector``."""
     groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n],
@@ -357,8 +362,7 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     best = progress.restore(model, optimiser)
     model, optimiser = accelerator.prepare(model, optimiser)
     core: SoftTokenLM = accelerator.unwrap_model(model)
-    weights = (settings.bce_weight_reasoning, settings.lm_weight_reasoning, settings.bce_weight_rec,
-               settings.lm_weight_rec)
+    weights = loss_weights(settings)
     valid = valid_subset(prepared, config, scope.users)
     heldout = heldout_examples(builder, prepared, traces, settings, scope.users) if spec.reasoning else []
     total_tokens = sum(e.tokens for chunk in batches for e in chunk)
