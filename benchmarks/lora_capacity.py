@@ -36,6 +36,7 @@ from thinkrec.llm.train import (
     loss_weights,
     make_batches,
     make_optimiser,
+    uses_bf16_autocast,
 )
 from thinkrec.pipeline import traces_path
 from thinkrec.subsets import valid_subset
@@ -110,7 +111,7 @@ def measure_arm(name: str, args, prepared, traces, valid: pd.DataFrame) -> dict:
     examples = build_examples(spec, builder, prepared, config, traces, budget=args.tokens)
     run = Run(name, model, make_optimiser(model, settings),
               make_batches(examples, settings.batch_size, settings.length_buckets, settings.seed),
-              settings.autocast_bf16, full_head=False)
+              uses_bf16_autocast(settings), full_head=False)
     pad_id = builder.tokenizer.pad_token_id
     print(f"{name}: {len(examples)} examples ({sum(e.reasoning for e in examples)} with a trace), "
           f"{sum(e.tokens for e in examples)} tokens, {torch.get_num_threads()} threads", flush=True)
@@ -120,7 +121,7 @@ def measure_arm(name: str, args, prepared, traces, valid: pd.DataFrame) -> dict:
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "valid_p_yes": score_rows(model, builder, valid, desc=f"valid {name}").tolist(),
             "heldout_users": [int(e.key[0]) for e in heldout],
-            "heldout_losses": heldout_lm_losses(model, heldout, pad_id, 8, settings.autocast_bf16).tolist()}
+            "heldout_losses": heldout_lm_losses(model, heldout, pad_id, 8, uses_bf16_autocast(settings)).tolist()}
 
 
 def _difference(row: pd.Series) -> str:

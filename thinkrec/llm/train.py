@@ -6,9 +6,10 @@ Yes/No rows carry no end-of-sequence after the verdict, or the model learns to s
 is budgeted in tokens; traces repeat in new orders when the budget outlasts them (epochs).
 
 Batches come from windows of rows sorted by length (little padding), and the forward and backward
-passes run under bfloat16 autocast with fp32 master weights (``benchmarks/train_speed.py`` measures
-both). A run may be time-boxed: its complete state (trainable weights, optimiser moments, position
-in the fixed data order, RNG, tokens and wall time so far) is written atomically under
+passes run under bfloat16 autocast with fp32 master weights where the CPU multiplies bfloat16
+natively (``uses_bf16_autocast``; ``benchmarks/train_speed.py`` measures both). A run may be
+time-boxed: its complete state (trainable weights, optimiser moments, position in the fixed data
+order, RNG, tokens and wall time so far) is written atomically under
 ``training/`` every few minutes and at the deadline, and the next run, on any machine with that
 folder, continues where it stopped. The weights with the best valid AUC are what the stage ships.
 A system without reasoning can train on exactly the Yes/No rows ThinkRec-global trains on
@@ -328,6 +329,19 @@ def loss_weights(settings) -> tuple[float, float, float, float]:
     return settings.bce_weight_reasoning, settings.lm_weight_reasoning, settings.bce_weight_rec, settings.lm_weight_rec
 
 
+def uses_bf16_autocast(settings) -> bool:
+    """Whether training runs under bfloat16 autocast: where ``autocast_bf16`` asks for it and this CPU multiplies
+    bfloat16 natively (AVX512-BF16 or AMX). On a CPU without (AVX2 only) oneDNN emulates it, several times slower than
+    fp32 (10 against 65 GFLOP/s measured on one such machine), so training there stays fp32."""
+    if not settings.autocast_bf16:
+        return False
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        log.warning("this CPU has no native bfloat16 (%s): training in fp32 instead of bfloat16 autocast",
+                    torch.backends.cpu.get_cpu_capability())
+        return False
+    return True
+
+
 def make_optimiser(model: SoftTokenLM, settings) -> torch.optim.AdamW:
     """AdamW over the trainable weights: the LoRA layers at ``lr_lora``, the projectors at ``lr_projector``."""
     groups = [{"params": [p for n, p in model.named_parameters() if p.requires_grad and "lora_" in n],
@@ -370,12 +384,13 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     log.info("%s: %d examples (%d with reasoning), %d tokens, %d steps per process", scope.name, len(examples),
              sum(e.reasoning for e in examples), total_tokens, len(batches))
     started = last_save = time.perf_counter()
+    bf16 = uses_bf16_autocast(settings)
     bar = tqdm(total=total_tokens, initial=progress.state["tokens"], desc=f"train {scope.name}", unit="tok")
     for step in range(progress.state["step"], len(batches)):
         chunk = batches[step]
         model.train()
         loss, bce, _ = train_step(model, chunk, builder.tokenizer.pad_token_id, accelerator.device, weights,
-                                  settings.autocast_bf16)
+                                  bf16)
         optimiser.zero_grad()
         accelerator.backward(loss)
         optimiser.step()
@@ -489,7 +504,7 @@ def evaluate_and_keep(model: SoftTokenLM, builder: PromptBuilder, valid: pd.Data
     scores = score_rows(model, builder, valid, desc="valid")
     report = auc_report(valid["user"], valid["label"], scores)
     lm_loss = heldout_lm_loss(model, heldout or [], builder.tokenizer.pad_token_id, 8,
-                              bool(settings and settings.autocast_bf16))
+                              bool(settings and uses_bf16_autocast(settings)))
     step = progress.state["step"]
     progress.state["evaluations"].append({"step": step, "tokens": progress.state["tokens"], **report,
                                           "heldout_lm_loss": lm_loss})
