@@ -215,7 +215,8 @@ def test_a_bf16_decoder_streams_with_the_fp32_head_and_leaves_the_scoring_backbo
     assert model.backbone.get_base_model().config._attn_implementation == attention
     assert decoder.get_base_model().config._attn_implementation == "eager"
     packed = [m for m in decoder.modules() if isinstance(m, PackedLinear)]
-    assert len(packed) == (2 * 7 + 1 if can_pack(model.projector.net[0].weight) else 0)  # 7 per layer, the head
+    weight = model.projector.net[0].weight
+    assert len(packed) == 2 * 7 * can_pack(weight.bfloat16()) + can_pack(weight)  # 7 per layer, the fp32 head
     assert decoder.get_input_embeddings().weight.dtype == torch.bfloat16
     head = decoder.get_output_embeddings()
     assert head.weight.dtype == torch.float32  # the logits keep fp32 resolution
@@ -234,6 +235,22 @@ def test_a_bf16_decoder_streams_with_the_fp32_head_and_leaves_the_scoring_backbo
     assert "".join(sampled) is not None and 0 < sampled.p_yes < 1
     with pytest.raises(ValueError, match="decode_dtype"):
         decoding_backbone(model.backbone, "float16")
+
+
+def test_without_native_bf16_the_decoder_packs_only_its_fp32_head_and_says_so(
+        monkeypatch, caplog, trained_cf, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    """oneDNN refuses to pack bfloat16 weights on an AVX2-only CPU: the copy keeps them unpacked and still streams."""
+    monkeypatch.setattr("thinkrec.llm.decoder.native_bf16", lambda: False)
+    model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
+    with caplog.at_level("WARNING", logger="thinkrec.llm.decoder"):
+        decoder = decoding_backbone(model.backbone, "bfloat16")
+    assert "no native bfloat16" in caplog.text
+    packed = [m for m in decoder.modules() if isinstance(m, PackedLinear)]
+    assert len(packed) == can_pack(model.projector.net[0].weight)  # the fp32 head alone
+    prompt = builder.encode_row(tiny_prepared.split("test").iloc[0])
+    stream = stream_text(model, tiny_tokenizer, prompt, GenerationSettings(max_new_tokens=4), decoder=decoder)
+    assert "".join(stream) == tiny_tokenizer.decode(stream.token_ids, skip_special_tokens=True)
+    assert 1 <= stream.new_tokens <= 4 and 0 < stream.p_yes < 1
 
 
 @pytest.mark.parametrize("sample", [False, True])

@@ -28,6 +28,7 @@ from thinkrec.llm.train import (
     make_batches,
     shard,
     train_system,
+    uses_bf16_autocast,
 )
 
 
@@ -45,6 +46,15 @@ def shipped_weights(config) -> dict[str, torch.Tensor]:
     folder = config.paths.checkpoints / "llm" / "thinkrec"
     adapter = load_file(folder / "adapter" / "adapter_model.safetensors")
     return {**adapter, **load_file(folder / "projector.safetensors")}
+
+
+@pytest.mark.parametrize(("asked", "native", "used"), [(True, True, True), (True, False, False), (False, True, False)])
+def test_bf16_autocast_is_used_only_where_asked_and_the_cpu_has_native_bf16(monkeypatch, caplog, asked, native, used):
+    monkeypatch.setattr("thinkrec.llm.train.native_bf16", lambda: native)
+    settings = type("Settings", (), {"autocast_bf16": asked})()
+    with caplog.at_level("WARNING", logger="thinkrec.llm.train"):
+        assert uses_bf16_autocast(settings) is used
+    assert ("no native bfloat16" in caplog.text) == (asked and not native)  # the fallback is said, not silent
 
 
 def test_length_buckets_keep_every_example_once_and_cut_padding():

@@ -12,17 +12,22 @@ cannot be copied again, and weights changed later on the original do not reach i
 from __future__ import annotations
 
 import copy
+import logging
 
 import torch
 from torch import nn
+
+from thinkrec.llm.cpu import native_bf16
+
+log = logging.getLogger(__name__)
 
 DECODE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def can_pack(tensor: torch.Tensor) -> bool:
-    """Whether oneDNN can pack this weight here (a CPU build with oneDNN)."""
+    """Whether oneDNN can pack this weight here (a CPU build with oneDNN, and native bfloat16 for a bfloat16 one)."""
     return tensor.device.type == "cpu" and torch.backends.mkldnn.is_available() and \
-        hasattr(torch.ops.mkldnn, "_linear_pointwise")
+        hasattr(torch.ops.mkldnn, "_linear_pointwise") and (tensor.dtype != torch.bfloat16 or native_bf16())
 
 
 class PackedLinear(nn.Module):
@@ -75,6 +80,9 @@ def decoding_backbone(backbone: nn.Module, dtype: str) -> nn.Module:
         raise ValueError(f"llm.decode_dtype must be one of {', '.join(DECODE_DTYPES)}, not {dtype!r}")
     if DECODE_DTYPES[dtype] == torch.float32:
         return backbone
+    if not native_bf16():
+        log.warning("this CPU has no native bfloat16 (%s): streamed answers decode in emulated, unpacked bfloat16, "
+                    "slower than llm.decode_dtype=float32 here", torch.backends.cpu.get_cpu_capability())
     head = backbone.get_output_embeddings()
     decoder = copy.deepcopy(backbone).to(DECODE_DTYPES[dtype]).eval()
     base = decoder.get_base_model() if hasattr(decoder, "get_base_model") else decoder

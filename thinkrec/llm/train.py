@@ -39,6 +39,7 @@ from thinkrec.config import BASELINE_ROWS, Config, ConfigError
 from thinkrec.data.prepared import PreparedData
 from thinkrec.errors import CheckpointError
 from thinkrec.files import read_json
+from thinkrec.llm.cpu import native_bf16
 from thinkrec.llm.model import SoftTokenLM, collate, weighted_loss
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
 from thinkrec.llm.score import score_rows
@@ -331,11 +332,11 @@ def loss_weights(settings) -> tuple[float, float, float, float]:
 
 def uses_bf16_autocast(settings) -> bool:
     """Whether training runs under bfloat16 autocast: where ``autocast_bf16`` asks for it and this CPU multiplies
-    bfloat16 natively (AVX512-BF16 or AMX). On a CPU without (AVX2 only) oneDNN emulates it, several times slower than
-    fp32 (10 against 65 GFLOP/s measured on one such machine), so training there stays fp32."""
+    bfloat16 natively (``thinkrec.llm.cpu``); elsewhere emulated bfloat16 is slower than fp32, so training stays
+    fp32."""
     if not settings.autocast_bf16:
         return False
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if not native_bf16():
         log.warning("this CPU has no native bfloat16 (%s): training in fp32 instead of bfloat16 autocast",
                     torch.backends.cpu.get_cpu_capability())
         return False
