@@ -109,9 +109,10 @@ def measure_arm(name: str, args, prepared, traces, valid: pd.DataFrame) -> dict:
     torch.manual_seed(settings.seed)
     model, builder = new_system(spec, prepared, config)
     examples = build_examples(spec, builder, prepared, config, traces, budget=args.tokens)
+    bf16 = uses_bf16_autocast(settings)
     run = Run(name, model, make_optimiser(model, settings),
-              make_batches(examples, settings.batch_size, settings.length_buckets, settings.seed),
-              uses_bf16_autocast(settings), full_head=False)
+              make_batches(examples, settings.batch_size, settings.length_buckets, settings.seed), bf16,
+              full_head=False)
     pad_id = builder.tokenizer.pad_token_id
     print(f"{name}: {len(examples)} examples ({sum(e.reasoning for e in examples)} with a trace), "
           f"{sum(e.tokens for e in examples)} tokens, {torch.get_num_threads()} threads", flush=True)
@@ -121,7 +122,7 @@ def measure_arm(name: str, args, prepared, traces, valid: pd.DataFrame) -> dict:
             "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "valid_p_yes": score_rows(model, builder, valid, desc=f"valid {name}").tolist(),
             "heldout_users": [int(e.key[0]) for e in heldout],
-            "heldout_losses": heldout_lm_losses(model, heldout, pad_id, 8, uses_bf16_autocast(settings)).tolist()}
+            "heldout_losses": heldout_lm_losses(model, heldout, pad_id, 8, bf16).tolist()}
 
 
 def _difference(row: pd.Series) -> str:

@@ -390,8 +390,7 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     for step in range(progress.state["step"], len(batches)):
         chunk = batches[step]
         model.train()
-        loss, bce, _ = train_step(model, chunk, builder.tokenizer.pad_token_id, accelerator.device, weights,
-                                  bf16)
+        loss, bce, _ = train_step(model, chunk, builder.tokenizer.pad_token_id, accelerator.device, weights, bf16)
         optimiser.zero_grad()
         accelerator.backward(loss)
         optimiser.step()
@@ -403,7 +402,7 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
             (progress.state["tokens"] - tokens) // settings.eval_every_tokens
         if crossed or step + 1 == len(batches):
             if scope.evaluate:
-                best = evaluate_and_keep(core, builder, valid, progress, best, heldout, settings)
+                best = evaluate_and_keep(core, builder, valid, progress, best, heldout, settings, bf16)
             progress.save(core, optimiser, best)
             last_save = time.perf_counter()
         elif time.perf_counter() - last_save >= 60 * settings.save_every_minutes or \
@@ -496,16 +495,16 @@ def heldout_lm_losses(model: SoftTokenLM, examples: list[Example], pad_id: int, 
 
 def evaluate_and_keep(model: SoftTokenLM, builder: PromptBuilder, valid: pd.DataFrame, progress: Progress,
                       best: dict[str, torch.Tensor] | None, heldout: list[Example] | None = None,
-                      settings=None) -> dict[str, torch.Tensor] | None:
-    """Score the valid subset (and the held-out traces' LM loss); keep the weights the selection rule prefers.
+                      settings=None, bf16: bool = False) -> dict[str, torch.Tensor] | None:
+    """Score the valid subset (and the held-out traces' LM loss, under bfloat16 autocast when ``bf16``);
+    keep the weights the selection rule prefers.
 
     The rule: the best valid AUC so far sets a bar ``select_auc_tolerance`` below it; the kept step must
     clear the bar, and among the kept step and this one, the lower held-out LM loss wins (without
     held-out traces: the higher AUC). So a later, better-reasoning step is not lost to a noisy AUC."""
     scores = score_rows(model, builder, valid, desc="valid")
     report = auc_report(valid["user"], valid["label"], scores)
-    lm_loss = heldout_lm_loss(model, heldout or [], builder.tokenizer.pad_token_id, 8,
-                              bool(settings and uses_bf16_autocast(settings)))
+    lm_loss = heldout_lm_loss(model, heldout or [], builder.tokenizer.pad_token_id, 8, bf16)
     step = progress.state["step"]
     progress.state["evaluations"].append({"step": step, "tokens": progress.state["tokens"], **report,
                                           "heldout_lm_loss": lm_loss})
