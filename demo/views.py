@@ -2,9 +2,10 @@
 
 Every pick registers the case it opens (``Views.show``); costly work for a case asks ``Views.shows``
 before it spends time and before it hands a result back, and a streamed answer holds a ticket that
-any later stream of the same view, or a pick of another case, supersedes. A superseded stream stops
-at its next piece (``Views.stream`` ends the model's decoding too), so no answer for a case that is
-no longer picked reaches the page and the CPU goes to the case that is. The counters let tests and
+any later stream of the same view, or a pick of another case, supersedes. A superseded stream is
+stopped and counted the moment it is superseded (``Views.stream`` ends the model's decoding too) and
+passes nothing more on, so no answer for a case that is no longer picked reaches the page and the CPU
+goes to the case that is. The counters let tests and
 operators see how many answers finished, were superseded, or were cancelled by the page.
 """
 
@@ -15,7 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter, OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class Views:
     def __init__(self):
         self._shown: OrderedDict[tuple[str, str], tuple[CaseKey, float, int]] = OrderedDict()
         self._tickets = itertools.count(1)
+        self._live: dict[tuple[str, str], tuple[int, Callable[[], None], str]] = {}  # ticket, stop, label
         self._lock = threading.Lock()
         self.counts: Counter = Counter()  # picks; streams started, finished, superseded, cancelled
         self.stopped: deque[str] = deque(maxlen=STOPPED_KEPT)  # "<outcome>: <case label>" of the latest stops
@@ -58,6 +60,7 @@ class Views:
         current = self._shown.get((session, key.view))
         if current is None or current[0] != key:
             self._shown[(session, key.view)] = (key, time.monotonic(), 0)
+            self._supersede((session, key.view))
         self._shown.move_to_end((session, key.view))
         while len(self._shown) > MAX_SESSIONS:
             self._shown.popitem(last=False)
@@ -77,19 +80,38 @@ class Views:
             current = self._shown.get((session, key.view))
             return time.monotonic() - current[1] if current is not None and current[0] == key else 0.0
 
-    def start_stream(self, session: str, key: CaseKey, if_shown: bool = False) -> int | None:
-        """Show ``key`` and give it the view's one live stream; returns the stream's ticket. With ``if_shown``
-        (a stream nobody asked for by name) only if the view still shows ``key``; None otherwise."""
+    def _start_stream(self, session: str, key: CaseKey, stop: Callable[[], None], if_shown: bool) -> int | None:
+        """Show ``key`` and give it the view's one live stream (stopped by ``stop``), superseding the one
+        before; returns the stream's ticket. With ``if_shown`` (a stream nobody asked for by name) only if
+        the view still shows ``key``; None otherwise."""
         with self._lock:
             current = self._shown.get((session, key.view))
             if if_shown and session != API and (current is None or current[0] != key):
                 return None
             self._show(session, key)
+            self._supersede((session, key.view))
             ticket = next(self._tickets)
             shown, since, _ = self._shown[(session, key.view)]
             self._shown[(session, key.view)] = (shown, since, ticket)
+            if session != API:
+                self._live[(session, key.view)] = (ticket, stop, key.label or str(key))
             self.counts["started"] += 1
             return ticket
+
+    def _supersede(self, view: tuple[str, str]) -> None:
+        """Stop the view's live stream, if any, and count it superseded; the caller holds the lock."""
+        live = self._live.pop(view, None)
+        if live is not None:
+            _, stop, label = live
+            stop()
+            self._count("superseded", label)
+
+    def _count(self, outcome: str, label: str) -> None:
+        """Count a stream's end (``finished``, ``superseded``, ``cancelled``); the caller holds the lock."""
+        self.counts[outcome] += 1
+        if outcome != "finished":
+            log.info("answer for %s %s: stopped before the end", label, outcome)
+            self.stopped.append(f"{outcome}: {label}")
 
     def answered(self, session: str, key: CaseKey) -> bool:
         """Whether an answer for the shown case ``key`` has started (and may be showing)."""
@@ -105,14 +127,20 @@ class Views:
             current = self._shown.get((session, key.view))
             return current is not None and current[0] == key and current[2] == ticket
 
-    def stream(self, session: str, key: CaseKey, pieces: Iterable, stop, if_shown: bool = False) -> Iterator:
-        """Pass ``pieces`` on while this stream is live; when it is superseded (or the page closes the
-        generator) call ``stop()`` at once and count it. ``if_shown``: see ``start_stream``."""
-        ticket = self.start_stream(session, key, if_shown)
-        outcome = "cancelled" if ticket is not None else "superseded"
+    def stream(self, session: str, key: CaseKey, pieces: Iterable, stop: Callable[[], None],
+               if_shown: bool = False) -> Iterator:
+        """Pass ``pieces`` on while this stream is live. Superseded, it is stopped (``stop()``) and counted at
+        once and passes nothing more on; closed by the page, it is stopped and counted as cancelled.
+        ``if_shown``: see ``_start_stream``."""
+        label = key.label or str(key)
+        ticket = self._start_stream(session, key, stop, if_shown)
+        if ticket is None:
+            stop()
+            with self._lock:
+                self._count("superseded", label)
+            return
+        view, outcome = (session, key.view), "cancelled"
         try:
-            if ticket is None:
-                return
             for piece in pieces:
                 if not self.live(session, key, ticket):
                     outcome = "superseded"
@@ -120,13 +148,13 @@ class Views:
                 yield piece
             outcome = "finished"
         finally:
-            if outcome != "finished":
-                stop()
-                log.info("answer for %s %s: stopped before the end", key.label or key, outcome)
             with self._lock:
-                self.counts[outcome] += 1
-                if outcome != "finished":
-                    self.stopped.append(f"{outcome}: {key.label or key}")
+                ours = session == API or self._live.get(view, (None,))[0] == ticket
+                if ours:  # not yet counted by the stream that superseded it
+                    self._live.pop(view, None)
+                    if outcome != "finished":
+                        stop()
+                    self._count(outcome, label)
 
     def report(self) -> dict:
         """The counts and the latest stopped answers, for operators and tests."""

@@ -74,6 +74,19 @@ def test_closing_a_stream_stops_the_model_and_counts_it():
     assert list(views.stream(API, key, iter(range(3)), lambda: stopped.append(True))) == [0, 1, 2]
 
 
+def test_a_pick_stops_and_counts_the_live_stream_at_once_and_only_once():
+    views, stopped = Views(), []
+    old, new = CaseKey("explore", "1", "2", label="user 1 · Alpha"), CaseKey("explore", "3", "4", label="user 3 · Beta")
+    stream = views.stream("tab", old, iter(range(10)), lambda: stopped.append("old"))
+    assert next(stream) == 0
+    views.show("tab", new)  # the page asks for another case while the old answer waits for its next piece
+    assert stopped == ["old"] and views.report()["stopped"] == ["superseded: user 1 · Alpha"]
+    assert list(stream) == []  # nothing more of the old answer reaches the page
+    assert views.counts["superseded"] == 1 and stopped == ["old"]  # counted and stopped once
+    again = views.stream("tab", new, iter(range(2)), lambda: stopped.append("new"))
+    assert list(again) == [0, 1] and views.counts["finished"] == 1 and stopped == ["old"]
+
+
 def test_picks_of_one_view_leave_the_other_views_alone():
     views = Views()
     explore, build = CaseKey("explore", "1", "2"), CaseKey("build", "guest:1/2", "3")
