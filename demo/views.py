@@ -131,6 +131,7 @@ class Views:
                if_shown: bool = False) -> Iterator:
         """Pass ``pieces`` on while this stream is live. Superseded, it is stopped (``stop()``) and counted at
         once and passes nothing more on; closed by the page, it is stopped and counted as cancelled.
+        ``stop`` may run under the views' lock, from another request's thread: it only signals, never calls back.
         ``if_shown``: see ``_start_stream``."""
         label = key.label or str(key)
         ticket = self._start_stream(session, key, stop, if_shown)
