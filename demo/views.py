@@ -5,8 +5,8 @@ before it spends time and before it hands a result back, and a streamed answer h
 any later stream of the same view, or a pick of another case, supersedes. A superseded stream is
 stopped and counted the moment it is superseded (``Views.stream`` ends the model's decoding too) and
 passes nothing more on, so no answer for a case that is no longer picked reaches the page and the CPU
-goes to the case that is. The counters let tests and
-operators see how many answers finished, were superseded, or were cancelled by the page.
+goes to the case that is. The counters let tests and operators see how many answers finished, were
+superseded, or were cancelled by the page.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Views:
     def __init__(self):
         self._shown: OrderedDict[tuple[str, str], tuple[CaseKey, float, int]] = OrderedDict()
         self._tickets = itertools.count(1)
-        self._live: dict[tuple[str, str], tuple[int, Callable[[], None], str]] = {}  # ticket, stop, label
+        self._live: dict[tuple[str, str], tuple[int, Callable[[], None], CaseKey]] = {}  # ticket, stop, case
         self._lock = threading.Lock()
         self.counts: Counter = Counter()  # picks; streams started, finished, superseded, cancelled
         self.stopped: deque[str] = deque(maxlen=STOPPED_KEPT)  # "<outcome>: <case label>" of the latest stops
@@ -94,7 +94,7 @@ class Views:
             shown, since, _ = self._shown[(session, key.view)]
             self._shown[(session, key.view)] = (shown, since, ticket)
             if session != API:
-                self._live[(session, key.view)] = (ticket, stop, key.label or str(key))
+                self._live[(session, key.view)] = (ticket, stop, key)
             self.counts["started"] += 1
             return ticket
 
@@ -102,14 +102,16 @@ class Views:
         """Stop the view's live stream, if any, and count it superseded; the caller holds the lock."""
         live = self._live.pop(view, None)
         if live is not None:
-            _, stop, label = live
+            _, stop, key = live
             stop()
-            self._count("superseded", label)
+            self._count("superseded", key)
 
-    def _count(self, outcome: str, label: str) -> None:
-        """Count a stream's end (``finished``, ``superseded``, ``cancelled``); the caller holds the lock."""
+    def _count(self, outcome: str, key: CaseKey) -> None:
+        """Count the end of a stream of ``key`` (``finished``, ``superseded``, ``cancelled``); the caller holds
+        the lock."""
         self.counts[outcome] += 1
         if outcome != "finished":
+            label = key.label or str(key)
             log.info("answer for %s %s: stopped before the end", label, outcome)
             self.stopped.append(f"{outcome}: {label}")
 
@@ -133,12 +135,11 @@ class Views:
         once and passes nothing more on; closed by the page, it is stopped and counted as cancelled.
         ``stop`` may run under the views' lock, from another request's thread: it only signals, never calls back.
         ``if_shown``: see ``_start_stream``."""
-        label = key.label or str(key)
         ticket = self._start_stream(session, key, stop, if_shown)
         if ticket is None:
             stop()
             with self._lock:
-                self._count("superseded", label)
+                self._count("superseded", key)
             return
         view, outcome = (session, key.view), "cancelled"
         try:
@@ -155,7 +156,7 @@ class Views:
                     self._live.pop(view, None)
                     if outcome != "finished":
                         stop()
-                    self._count(outcome, label)
+                    self._count(outcome, key)
 
     def report(self) -> dict:
         """The counts and the latest stopped answers, for operators and tests."""
