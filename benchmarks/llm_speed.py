@@ -2,6 +2,7 @@
 
     python benchmarks/llm_speed.py [--system thinkrec] [--rows 64] [--generations 10] [--candidate-rows 3]
     python benchmarks/llm_speed.py --fusion [--rows 64]
+    python benchmarks/llm_speed.py --batch 10 [--system thinkrec] [--max-new-tokens 160]
 
 Prints rows/s for batched P(Yes) scoring of test rows (``--rows 0`` skips it). Then streams the
 answers to the first reference rows (those the system's stored reasoning covers) with the
@@ -13,7 +14,10 @@ kernel). For each: the time from the request to the first piece of text, tokens/
 the full answer. Last, the generated token ids of fp32 and of the configured ``llm.decode_dtype``:
 how many answers are identical and, where they differ, the reasoning measures (loops, completion,
 claims, conclusion) of both. ``--fusion`` instead scores the same rows with the fused experts, the
-global adapter alone and hard routing on one mixing model, back to back.
+global adapter alone and hard routing on one mixing model, back to back. ``--batch N`` instead writes the
+answers to the first N reference rows as the reasoning stage does (``batch_decoding.write_answers``: decoded
+together) and one stream at a time as the demo does, in the configured ``llm.decode_dtype``: seconds, tokens/s,
+the ratio, and how many answers keep the same tokens.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ import torch
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.fusion.fused import load_fused
-from thinkrec.llm.decoder import Float32Head, decoding_backbone
+from thinkrec.llm.batch_decoding import write_answers
+from thinkrec.llm.decoder import Float32Head, decode_dtype_here, decoding_backbone
 from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import load_system
@@ -45,11 +50,15 @@ def main() -> None:
     parser.add_argument("--candidate-rows", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: llm.max_new_tokens")
     parser.add_argument("--fusion", action="store_true", help="measure the cost of expert fusion instead")
+    parser.add_argument("--batch", type=int, default=0, help="measure answers decoded together against streams")
     args = parser.parse_args()
     config = load_config()
     prepared = prepare_dataset(config)
     if args.fusion:
         fusion_cost(prepared, config, args.rows)
+        return
+    if args.batch:
+        batch_cost(prepared, config, args.system, args.batch, args.max_new_tokens)
         return
     started = time.perf_counter()
     model, builder = load_system(args.system, prepared, config)
@@ -88,14 +97,19 @@ def main() -> None:
     print("| setting | rows | first token (median) | tokens/s (median) | full answer (median) |")
     print("|---|---|---|---|---|")
     for name, measured in runs.items():
+        if not measured:  # a candidate setting with --candidate-rows 0
+            continue
         print(f"| {name} | {len(measured)} | {statistics.median(r['first'] for r in measured):.2f} s | "
               f"{statistics.median(r['rate'] for r in measured):.1f} | "
               f"{statistics.median(r['total'] for r in measured):.2f} s |")
     if settings.max_new_tokens == config.llm.max_new_tokens:  # as the stored answers were written
         kept = sum(run["text"] == text for run, text in zip(runs["fp32"], stored["generated"]))
         print(f"fp32 writes the stored answer word for word on {kept} of {len(cases)} rows")
-    chosen = {"float32": "fp32", "bfloat16": "bfloat16"}[config.llm.decode_dtype]
-    compare_answers(prepared, config, cases, runs["fp32"], runs[chosen], chosen)
+    chosen = {"float32": "fp32", "bfloat16": "bfloat16"}[decode_dtype_here(config.llm.decode_dtype)]
+    if chosen == "fp32":
+        print(f"llm.decode_dtype={config.llm.decode_dtype} decodes in fp32 on this CPU, as the demo streams it")
+    else:
+        compare_answers(prepared, config, cases, runs["fp32"], runs[chosen], chosen)
 
 
 def timed_stream(model, builder, case, settings, decoder) -> dict:
@@ -131,6 +145,31 @@ def compare_answers(prepared, config, cases: pd.DataFrame, fp32: list[dict], cho
                       min(len(fp32[i]["ids"]), len(chosen[i]["ids"])))
         print(f"  row {i}: the same first {common} tokens of {len(fp32[i]['ids'])} (fp32) and "
               f"{len(chosen[i]['ids'])} ({name})")
+
+
+def batch_cost(prepared, config, system: str, n_rows: int, max_new_tokens: int | None) -> None:
+    """The first ``n_rows`` reference answers written together (the reasoning stage) and streamed one by one."""
+    model, builder = load_system(system, prepared, config)
+    decoder = decoding_backbone(model.backbone, config.llm.decode_dtype)
+    settings = GenerationSettings.from_config(config.llm, max_new_tokens)
+    stored = pd.read_parquet(answers_path(config, system)).head(n_rows)
+    cases = stored[["user", "item"]].merge(prepared.split("test"), on=["user", "item"], how="left",
+                                           validate="one_to_one")
+    prompts = [builder.encode_row(case) for _, case in cases.iterrows()]
+    started = time.perf_counter()
+    streams = [stream_text(model, builder.tokenizer, prompt, settings, decoder=decoder) for prompt in prompts]
+    texts = ["".join(stream) for stream in streams]
+    alone = time.perf_counter() - started
+    started = time.perf_counter()
+    written = write_answers(model, builder.tokenizer, prompts, settings, decoder)
+    together = time.perf_counter() - started
+    tokens = sum(stream.new_tokens for stream in streams)
+    same = sum(text == answer.text for text, answer in zip(texts, written))
+    gap = max(abs(stream.p_yes - answer.p_yes) for stream, answer in zip(streams, written))
+    print(f"{n_rows} reference answers of {system} ({decode_dtype_here(config.llm.decode_dtype)}, at most "
+          f"{settings.max_new_tokens} new tokens, {tokens} in all): one stream at a time {alone:.1f} s "
+          f"({tokens / alone:.1f} tokens/s), decoded together {together:.1f} s ({tokens / together:.1f} tokens/s): "
+          f"{alone / together:.2f}x; {same} of {n_rows} answers the same text, P(Yes) gap at most {gap:.1e}")
 
 
 def fusion_cost(prepared, config, n_rows: int) -> None:

@@ -38,9 +38,11 @@ visitors never share one another's weights.
   reaction the text gives the user to a film of their history, what viewers made of the target, the user's
   favoured or avoided genres) is underlined and signed ✓ true (solid line), ✗ false (wavy) or ? unchecked
   (dotted), checked against the data the prompt showed; hover over it for that fact. Marks appear as each
-  sentence ends and do not change afterwards. The verdict and P(Yes) come first, from the same pass that
-  scores the case; the text that follows is written greedily, at least 32 tokens long and never repeating a
-  run of six tokens of its own, as a small model otherwise does. Expect fluent but shallow arguments.
+  sentence ends and do not change afterwards. The verdict and P(Yes) come first, from the answer's first
+  decoding step (on a CPU without native bfloat16 that step runs in fp32, as the scores table does; with
+  it, in bfloat16, so the two figures may differ in the third decimal); the text that follows is written
+  greedily, at least 32 tokens long and never repeating a run of six tokens of its own, as a small model
+  otherwise does. Expect fluent but shallow arguments.
 * **Every system's prediction**: P(like) from each recommender beside the truth, when the case is held out.
 
 ## Beyond the paper

@@ -219,6 +219,22 @@ def test_the_demo_regenerates_the_stored_fused_reasoning_word_for_word(config, p
         assert stream.p_yes == pytest.approx(case.p_yes, abs=1e-5)
 
 
+def test_an_fp32_stream_opens_with_the_p_yes_the_scores_table_shows(config, prepared):
+    """Where answers decode in fp32 (``llm.decode_dtype=auto`` without native bfloat16), the verdict line's P(Yes)
+    is the scores table's: the About tab says so."""
+    from thinkrec.llm.generate import GenerationSettings
+    from thinkrec.serving.bank import load_bank
+    from thinkrec.serving.case import Case
+
+    bank = load_bank(prepared, load_config(overrides=["llm.decode_dtype=float32"]))
+    row = prepared.split("test").iloc[7]
+    case = Case(int(row["user"]), int(row["item"]), row["hist_items"], row["hist_labels"])
+    for system in ("fused", "collm"):
+        stream = bank.stream(system, case, GenerationSettings(max_new_tokens=1))
+        "".join(stream)
+        assert stream.p_yes == pytest.approx(bank.p_yes(system, case), abs=1e-4)
+
+
 def test_report_figures_match_the_stages_metrics(config, prepared, tmp_path):
     from thinkrec.predictions import scored_test_metrics
     from thinkrec.report import write_report

@@ -133,16 +133,16 @@ def test_answers_without_the_decoding_rules_are_stored_apart(tiny_prepared, tiny
     config.llm.min_new_tokens, config.llm.no_repeat_ngram = 4, 3
     pipeline.stage_traces(tiny_prepared, config)
     pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
-    decoded, real_stream = [], pipeline.stream_text
+    decoded, real_write = [], pipeline.write_answers
 
-    def stream(model, tokenizer, prompt, settings, **kwargs):
-        decoded.append((settings.min_new_tokens, settings.no_repeat_ngram))
-        return real_stream(model, tokenizer, prompt, settings, **kwargs)
+    def write(model, tokenizer, prompts, settings, *args):
+        decoded.append((len(prompts), settings.min_new_tokens, settings.no_repeat_ngram))
+        return real_write(model, tokenizer, prompts, settings, *args)
 
-    monkeypatch.setattr(pipeline, "stream_text", stream)
+    monkeypatch.setattr(pipeline, "write_answers", write)
     with_rules = pipeline.stage_reasoning("thinkrec", tiny_prepared, config)
     free = pipeline.stage_reasoning("thinkrec", tiny_prepared, config, rules=False)
-    assert decoded == [(4, 3)] * 2 + [(0, 0)] * 2  # two reference rows each way
+    assert decoded == [(2, 4, 3), (2, 0, 0)]  # the two reference rows decoded together, each way
     assert with_rules["decoding_rules"] and not free["decoding_rules"] and free["rows"] == 2
     assert answers_path(config, "thinkrec") != answers_path(config, "thinkrec", rules=False)
     assert json.loads(answers_metrics_path(config, "thinkrec").read_text())["decoding_rules"]

@@ -166,13 +166,13 @@ class LLMConfig:
     eval_scope: str = "subset"  # "subset": the eval_rows test rows; "all": every test row and the valid subset too
     score_batch_size: int = 16  # rows per scoring batch (rows of similar length, so a batch barely pads)
     score_chunk_rows: int = 128  # rows per saved chunk of a resumable scoring run (under training/eval/scoring/)
-    reasoning_chunk_rows: int = 10  # answers per saved chunk of a resumable reasoning run (training/eval/reasoning/)
+    reasoning_chunk_rows: int = 10  # answers decoded together and saved as one chunk (training/eval/reasoning/)
     score_bf16: bool = False  # bfloat16 autocast scoring: fails the bar on the shipped ThinkRec (score_speed.py)
     eval_every_tokens: int = 150_000
     max_new_tokens: int = 160
     min_new_tokens: int = 32  # generation may not stop before this: a verdict alone explains nothing
     no_repeat_ngram: int = 6  # no 6-gram repeated within an answer: greedy decoding of a small LM loops
-    decode_dtype: str = "bfloat16"  # streamed answers run on a copy of the backbone in this dtype (llm_speed.py)
+    decode_dtype: str = "auto"  # streamed answers' dtype: auto = bfloat16 where native, else float32 (llm_speed.py)
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.95

@@ -10,13 +10,11 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from thinkrec import registry
 from thinkrec.cf.store import load_embeddings
@@ -28,10 +26,10 @@ from thinkrec.files import read_json, write_json
 from thinkrec.fusion.experts import experts_dir, load_shipped_clustering, user_map_dir
 from thinkrec.fusion.fused import load_fused
 from thinkrec.fusion.user_map import JSON_FILE, fit_user_map, save_user_map
-from thinkrec.llm.decoder import decoding_backbone
+from thinkrec.llm.batch_decoding import write_answers
+from thinkrec.llm.decoder import decode_dtype_here, decoding_backbone
 from thinkrec.llm.fingerprint import job_digest
-from thinkrec.llm.generate import GenerationSettings, stream_text
-from thinkrec.llm.lora_mixture import mixture
+from thinkrec.llm.generate import GenerationSettings
 from thinkrec.llm.score import Scored, ScoreSettings, score_job
 from thinkrec.llm.systems import llm_dir, load_system, system_spec
 from thinkrec.llm.train import needs_traces, train_system
@@ -193,8 +191,8 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
 
     ``name`` is an LLM system or ``fused`` (ThinkRec with the gate mixing its experts per user); ``rules`` False
     decodes without the no-repeat and minimum-length rules (stored apart: ``answers_path``). The answers are
-    saved ``llm.reasoning_chunk_rows`` at a time under ``reasoning_dir``: a run stopped at the end of ``timebox``
-    or killed continues with the same call."""
+    decoded and saved ``llm.reasoning_chunk_rows`` at a time (``batch_decoding.write_answers``) under
+    ``reasoning_dir``: a run stopped at the end of ``timebox`` or killed continues with the same call."""
     folder = registry.folder(config, name)
     out, metrics_file = answers_path(config, name, rules), answers_metrics_path(config, name, rules)
     if out.exists() and not force:
@@ -215,22 +213,18 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     settings = GenerationSettings.from_config(config.llm)
     if not rules:
         settings = replace(settings, min_new_tokens=0, no_repeat_ngram=0)
-    decoder = decoding_backbone(model.backbone, config.llm.decode_dtype)  # as the demo streams them
+    dtype = decode_dtype_here(config.llm.decode_dtype)  # what "auto" means here, recorded with the answers
+    decoder = decoding_backbone(model.backbone, dtype)  # as the demo streams them
 
     def answer(positions: np.ndarray) -> pd.DataFrame:
-        texts, p_yes, new_tokens = [], [], []
-        for number in positions:
-            routing = mixture(torch.as_tensor(weights[number][None])) if weights is not None else nullcontext()
-            with routing:
-                stream = stream_text(model, builder.tokenizer, prompts[number], settings, decoder=decoder)
-                texts.append("".join(stream))
-                p_yes.append(stream.p_yes)
-                new_tokens.append(stream.new_tokens)
-        return pd.DataFrame({"generated": texts, "p_yes": p_yes, "new_tokens": new_tokens})
+        written = write_answers(model, builder.tokenizer, [prompts[n] for n in positions], settings, decoder,
+                                None if weights is None else weights[positions])
+        return pd.DataFrame({"generated": [a.text for a in written], "p_yes": [a.p_yes for a in written],
+                             "new_tokens": [a.new_tokens for a in written]})
 
     step = config.llm.reasoning_chunk_rows
     chunks = [np.arange(start, min(start + step, len(prompts))) for start in range(0, len(prompts), step)]
-    job = job_digest(model, prompts, weights, {**asdict(settings), "decode_dtype": config.llm.decode_dtype})
+    job = job_digest(model, prompts, weights, {**asdict(settings), "decode_dtype": dtype})
     work = reasoning_dir(config, name if rules else f"{name}_free")
     try:
         done = run_chunks(chunks, answer, Chunks(work / job[:16]), timebox, f"reasoning {name}")
@@ -242,7 +236,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
         reference=references["trace"], generated=done["generated"], p_yes=done["p_yes"], allowed=allowed,
         new_tokens=done["new_tokens"])
     report = answer_report(prepared, config, answers) | {"seconds": round(float(done["seconds"].sum()), 1),
-                                                          "decode_dtype": config.llm.decode_dtype,
+                                                          "decode_dtype": dtype,
                                                           "decoding_rules": rules}
     folder.mkdir(parents=True, exist_ok=True)
     answers.to_parquet(out, index=False)

@@ -1,4 +1,5 @@
-"""The backbone streamed answers run on (``llm.decode_dtype``): a bfloat16 copy prepared for decoding on a CPU.
+"""The backbone streamed answers run on (``llm.decode_dtype``): a bfloat16 copy prepared for decoding on a CPU
+that multiplies bfloat16 natively, the fp32 backbone itself elsewhere.
 
 A decoding step of a 135M model on two cores costs what its matrix products over a handful of
 rows cost. From bfloat16 weights that oneDNN has packed once (``PackedLinear``) they run about
@@ -22,6 +23,18 @@ from thinkrec.llm.cpu import native_bf16
 log = logging.getLogger(__name__)
 
 DECODE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+AUTO = "auto"  # bfloat16 where the CPU multiplies it natively, else float32
+
+
+def decode_dtype_here(name: str) -> str:
+    """The dtype ``llm.decode_dtype`` stands for on this CPU. "auto" is bfloat16 with native bfloat16 and
+    float32 without: on an AVX2-only CPU emulated bfloat16 decodes about 3.5 times slower than fp32 and waits
+    about 9 times longer for the first token (``benchmarks/llm_speed.py``)."""
+    if name == AUTO:
+        return "bfloat16" if native_bf16() else "float32"
+    if name not in DECODE_DTYPES:
+        raise ValueError(f"llm.decode_dtype must be {AUTO} or one of {', '.join(DECODE_DTYPES)}, not {name!r}")
+    return name
 
 
 def can_pack(tensor: torch.Tensor) -> bool:
@@ -74,10 +87,9 @@ def pack_linears(module: nn.Module) -> None:
 
 
 def decoding_backbone(backbone: nn.Module, dtype: str) -> nn.Module:
-    """The backbone streamed answers run on: ``backbone`` itself for "float32", else a copy in ``dtype`` with eager
-    attention, packed weights and ``backbone``'s LM head in fp32."""
-    if dtype not in DECODE_DTYPES:
-        raise ValueError(f"llm.decode_dtype must be one of {', '.join(DECODE_DTYPES)}, not {dtype!r}")
+    """The backbone streamed answers run on: ``backbone`` itself for "float32" (and for "auto" without native
+    bfloat16), else a copy in bfloat16 with eager attention, packed weights and ``backbone``'s LM head in fp32."""
+    dtype = decode_dtype_here(dtype)
     if DECODE_DTYPES[dtype] == torch.float32:
         return backbone
     if not native_bf16():

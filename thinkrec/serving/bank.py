@@ -5,8 +5,8 @@ the adapters of all systems at once (``thinkrec.llm.lora_mixture``): ThinkRec's 
 its cluster experts, CoLLM-style and TALLRec-style. A request names a system and a ``Case`` and
 gets that system's adapter mixture (the gate's weights for fused ThinkRec, one-hot for the others,
 none for zero-shot), its projector and its prompt. Nothing shared is modified per request. Scores
-run on the backbone in fp32; streamed answers run on one copy of it in ``llm.decode_dtype``
-(bfloat16: 270 MB more, for faster decoding).
+run on the backbone in fp32; streamed answers run in ``llm.decode_dtype``: on a CPU with native
+bfloat16 one bfloat16 copy of it (270 MB more, for faster decoding), elsewhere the backbone itself.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from thinkrec.fusion.experts import Experts, adapter_weights, expert_alone, has_
 from thinkrec.fusion.gate import Routing
 from thinkrec.guest import GuestUser
 from thinkrec.llm.backbone import load_backbone
-from thinkrec.llm.decoder import decoding_backbone
+from thinkrec.llm.decoder import decode_dtype_here, decoding_backbone
 from thinkrec.llm.generate import GenerationSettings, TextStream
 from thinkrec.llm.lora_mixture import install_mixture, mixture
 from thinkrec.llm.model import SoftTokenLM, collate
@@ -243,5 +243,5 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
                                 None)
     decoder = decoding_backbone(backbone, config.llm.decode_dtype)
     log.info("LLM systems ready on one backbone: %s (%d adapters); answers stream in %s", ", ".join(served),
-             len(adapters), config.llm.decode_dtype)
+             len(adapters), decode_dtype_here(config.llm.decode_dtype))
     return LLMBank(served, max(len(adapters), 1), prepared.items["title"].tolist(), experts, decoder)
