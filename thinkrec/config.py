@@ -166,7 +166,7 @@ class LLMConfig:
     eval_scope: str = "subset"  # "subset": the eval_rows test rows; "all": every test row and the valid subset too
     score_batch_size: int = 16  # rows per scoring batch (rows of similar length, so a batch barely pads)
     score_chunk_rows: int = 128  # rows per saved chunk of a resumable scoring run (under training/eval/scoring/)
-    reasoning_chunk_rows: int = 10  # answers decoded together and saved as one chunk (training/eval/reasoning/)
+    reasoning_chunk_rows: int = 20  # answers decoded together and saved as one chunk (training/eval/reasoning/)
     score_bf16: bool = False  # bfloat16 autocast scoring: fails the bar on the shipped ThinkRec (score_speed.py)
     eval_every_tokens: int = 150_000
     max_new_tokens: int = 160

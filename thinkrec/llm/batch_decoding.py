@@ -2,9 +2,10 @@
 
 One decoding step of a 135M model on two CPU cores goes mostly into reading its weights, so a step over
 ten answers costs about twice a step over one (143 against 65 ms here): decoding the reference rows in batches
-gives each answer the tokens ``lookup_decoding`` gives it alone (up to floating-point ties), under the
-same ``AnswerRules``, in less time: 1.73 times faster on ten of ThinkRec's reference rows in fp32 on an
-AVX2 CPU, every answer the same text (``benchmarks/llm_speed.py --batch 10``). Prompts are
+(``llm.reasoning_chunk_rows``) gives each answer the tokens ``lookup_decoding`` gives it alone (up to
+floating-point ties), under the same ``AnswerRules``, in less time. On ThinkRec's first reference rows in fp32
+on an AVX2 CPU: 1.73 times faster in batches of 10, 2.53 in batches of 20, every answer the same text
+(``benchmarks/llm_speed.py --batch 20``). Prompts are
 left-padded (``model.collate``) with positions counted from each row's first real token, as scoring does;
 a row that has ended is fed its end token until every row has ended, and its later tokens are dropped.
 """
