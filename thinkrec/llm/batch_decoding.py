@@ -5,9 +5,11 @@ ten answers costs about twice a step over one (143 against 65 ms here): decoding
 (``llm.reasoning_chunk_rows``) gives each answer the tokens ``lookup_decoding`` gives it alone (up to
 floating-point ties), under the same ``AnswerRules``, in less time. On ThinkRec's first reference rows in fp32
 on an AVX2 CPU: 1.73 times faster in batches of 10, 2.53 in batches of 20, every answer the same text
-(``benchmarks/llm_speed.py --batch 20``). Prompts are
-left-padded (``model.collate``) with positions counted from each row's first real token, as scoring does;
-a row that has ended is fed its end token until every row has ended, and its later tokens are dropped.
+(``benchmarks/llm_speed.py --batch 20``).
+
+Prompts are left-padded (``model.collate``) with positions counted from each row's first real token, as
+scoring does; a row that has ended is fed its end token until every row has ended, and its later tokens are
+dropped.
 """
 
 from __future__ import annotations
