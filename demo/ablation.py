@@ -15,7 +15,6 @@ from demo.handlers import gate_markdown, link_markdown, stream_explanation
 from demo.views import API, CaseKey, Views
 from thinkrec.config import GATE_TAU_RANGE
 from thinkrec.explorer import Explorer, UnknownIdError
-from thinkrec.llm.generate import GenerationSettings
 
 log = logging.getLogger(__name__)
 COLUMNS = ["answered by", "p_like", "verdict"]
@@ -90,7 +89,7 @@ def ablation_streams(explorer: Explorer, user_id: str | None, item_id: str | Non
         return
     try:
         case = explorer.case(user_id, item_id)
-        settings = GenerationSettings.from_config(explorer.config.llm, max_new_tokens=int(max_new_tokens))
+        settings = explorer.decoding("fused", int(max_new_tokens))
         variants = explorer.bank.ablation(case.user, float(tau))
         key = ablation_key(explorer, user_id, item_id, float(tau))
     except (UnknownIdError, ValueError, TypeError) as err:

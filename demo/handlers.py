@@ -17,8 +17,18 @@ from demo.charts import gate_chart, genre_chart, user_map_chart
 from demo.views import API, CaseKey, Views
 from thinkrec import registry
 from thinkrec.claims import FALSE, TRUE, UNCHECKED
-from thinkrec.explorer import FOUND, MISSING, TARGET, Case, Citations, Claim, Explanation, Explorer, UnknownIdError
-from thinkrec.llm.generate import GenerationSettings
+from thinkrec.explorer import (
+    FOUND,
+    MISSING,
+    TARGET,
+    UNKNOWN,
+    Case,
+    Citations,
+    Claim,
+    Explanation,
+    Explorer,
+    UnknownIdError,
+)
 
 log = logging.getLogger(__name__)
 SCORE_COLUMNS = ["system", "p_like", "verdict"]
@@ -250,7 +260,8 @@ def auto_think(explorer: Explorer, views: Views, view: dict | None, automatic: b
     yield from think(explorer, key.user, key.item, system, max_new_tokens, views, session, if_shown=True)
 
 
-TITLE_MARKS = {TARGET: ("cited-target", "🎯 target"), FOUND: ("cited-ok", "✓"), MISSING: ("cited-missing", "✗")}
+TITLE_MARKS = {TARGET: ("cited-target", "🎯 target"), FOUND: ("cited-ok", "✓"), MISSING: ("cited-missing", "✗"),
+               UNKNOWN: ("cited-missing", "✗ no such film")}
 CLAIM_SIGNS = {TRUE: "✓", FALSE: "✗", UNCHECKED: "?"}
 CLAIM_KINDS = {"year": "Year", "era": "Era", "genre": "Genre", "reaction": "Reaction", "audience": "Audience",
                "profile_genre": "Profile genre"}
@@ -266,8 +277,9 @@ def claim_note(claim: Claim) -> str:
 
 def highlight(text: str, cited: Citations, claims: list[Claim] = ()) -> str:
     """The reasoning as safe HTML with every cited title marked, the target (🎯), found in the history the
-    prompt showed (✓) or not found there (✗), and every checkable claim marked true (✓, solid underline),
-    false (✗, wavy) or unchecked (?, dotted), the fact it was checked against in its ``title``."""
+    prompt showed (✓), not found there (✗) or no film at all (✗ no such film), and every checkable claim
+    marked true (✓, solid underline), false (✗, wavy) or unchecked (?, dotted), the fact it was checked
+    against in its ``title``."""
     spans = [(c.start, c.end, f'<span class="claim claim-{c.verdict}" title="{html.escape(claim_note(c))}">',
               f'<sup class="claim-sign">{CLAIM_SIGNS[c.verdict]}</sup></span>') for c in claims]
     spans += [(start, end, f'<mark class="{TITLE_MARKS[kind][0]}">', f" {TITLE_MARKS[kind][1]}</mark>")
@@ -331,8 +343,7 @@ def stream_answer(explorer: Explorer, make_case: Callable[[], Case], system: str
     (``key``); a case or a setting that cannot be answered gives a message instead. With ``views`` the
     stream stops as soon as its view shows another case or starts another stream."""
     try:
-        settings = GenerationSettings.from_config(explorer.config.llm, max_new_tokens=int(max_new_tokens))
-        run = explorer.explain(make_case(), system, settings)
+        run = explorer.explain(make_case(), system, explorer.decoding(system, int(max_new_tokens)))
     except (UnknownIdError, ValueError, TypeError) as err:  # GuestError is a ValueError
         log.warning("cannot explain: %s", err)
         yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
@@ -378,8 +389,9 @@ def stream_explanation(explorer: Explorer, run: Explanation, label: str = "") ->
 def citation_counts(cited: Citations) -> str:
     """The grounding footer: history titles found, titles not found, and the target counted apart."""
     target = f" · the target named {'(not counted as evidence)' if cited.target else 'nowhere'}"
+    unknown = f" · {len(cited.unknown)} quoted names that are no film in the catalogue" if cited.unknown else ""
     return (f"cited titles: {len(cited.found)} found in the history the prompt showed, {len(cited.missing)} "
-            f"not found{target}")
+            f"not found{target}{unknown}")
 
 
 def claim_counts(claims: list[Claim]) -> str:

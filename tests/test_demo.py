@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gradio as gr
 
 from demo import ablation, analysis, build, build_demo, handlers, links
@@ -113,6 +115,16 @@ def test_highlight_marks_found_and_missing_titles_safely():
     marked = handlers.highlight(text, cited)
     assert '<mark class="cited-ok">Alpha ✓</mark>' in marked
     assert '<mark class="cited-missing">Ghost ✗</mark>' in marked and "<b>" not in marked
+
+
+def test_a_quoted_name_that_is_no_film_is_marked_and_counted(tiny_explorer):
+    text = 'Yes. Like "Alpha" and "Alphaa Returns".'
+    run = SimpleNamespace(target="Beta", allowed=["Alpha"])
+    cited = tiny_explorer.citations(text, run)
+    assert cited.found == ["Alpha"] and cited.unknown == ["Alphaa Returns"] and cited.missing == []
+    marked = handlers.highlight(text, cited)
+    assert '<mark class="cited-missing">Alphaa Returns ✗ no such film</mark>' in marked
+    assert "1 quoted names that are no film in the catalogue" in handlers.citation_counts(cited)
 
 
 def test_search_titles(tiny_explorer):

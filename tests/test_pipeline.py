@@ -216,3 +216,30 @@ def test_report_recomputes_from_stored_predictions(tiny_prepared, tiny_pipeline_
     assert "Test-subset AUC within each cluster" in text and "| K | own cluster, alone |" in text
     assert f"| ThinkRec-fused | {reasoning['meteor']:.4f} | {reasoning['bleu4']:.4f} |" in text
     assert "Not trained or scored yet: Zero-shot LLM, TALLRec-style, CoLLM-style." in text
+
+
+def test_the_decoding_rules_stay_on_until_answers_without_them_measure_as_well(tiny_config):
+    from dataclasses import replace
+
+    from thinkrec.config import ConfigError
+    from thinkrec.files import write_json
+    from thinkrec.llm.generate import GenerationSettings
+    from thinkrec.reasoning_scores import answers_metrics_path, decodes_with_rules
+
+    assert decodes_with_rules(tiny_config, "thinkrec")  # no evidence: the rules stay
+    ruled, free = (answers_metrics_path(tiny_config, "thinkrec", rules) for rules in (True, False))
+    ruled.parent.mkdir(parents=True)
+    write_json(ruled, {"loop_rate": 0.02, "completion_rate": 0.99})
+    write_json(free, {"loop_rate": 0.10, "completion_rate": 0.99})
+    assert decodes_with_rules(tiny_config, "thinkrec")  # without them it loops more: keep them
+    write_json(free, {"loop_rate": 0.02, "completion_rate": 1.0})
+    assert not decodes_with_rules(tiny_config, "thinkrec")  # as good without them: drop them
+    assert decodes_with_rules(tiny_config, "collm")  # another system's answers decide nothing here
+    forced = replace(tiny_config, llm=replace(tiny_config.llm, decoding_rules="on"))
+    assert decodes_with_rules(forced, "thinkrec")
+    with pytest.raises(ConfigError, match="decoding_rules"):
+        decodes_with_rules(replace(tiny_config, llm=replace(tiny_config.llm, decoding_rules="maybe")), "thinkrec")
+    free_settings = GenerationSettings.from_config(tiny_config.llm, 40, rules=False)
+    assert (free_settings.min_new_tokens, free_settings.no_repeat_ngram, free_settings.max_new_tokens) == (0, 0, 40)
+    ruled_settings = GenerationSettings.from_config(tiny_config.llm, 40)
+    assert (ruled_settings.min_new_tokens, ruled_settings.no_repeat_ngram) == (32, 6)

@@ -92,6 +92,37 @@ def test_evidence_prompt_without_cf_tokens_needs_no_embeddings_and_marks_nothing
         builder_for(tiny_prepared, tiny_tokenizer, tiny_config.llm, "thinkrec")
 
 
+def test_evidence_lines_gather_the_close_and_genre_sharing_films_as_the_history_shows_them(
+        tiny_prepared, tiny_config, tiny_tokenizer):
+    items = np.random.default_rng(0).normal(size=(tiny_prepared.n_items, 8))
+    lines_on = dataclasses.replace(tiny_config.llm, prompt_evidence_lines=True)
+    builder = builder_for(tiny_prepared, tiny_tokenizer, lines_on, items=items)
+    plain = builder_for(tiny_prepared, tiny_tokenizer, tiny_config.llm, items=items)
+    titles, genres = tiny_prepared.items["title"].tolist(), tiny_prepared.items["genres"].tolist()
+    gathered = 0
+    for _, row in tiny_prepared.rows.iterrows():
+        text, without = builder.encode_row(row).text, plain.encode_row(row).text
+        assert "Closest to the target" not in without and "sharing its genres" not in without
+        extra = [line for line in text.splitlines() if line not in without.splitlines()]
+        assert not extra or text.replace("\n".join(extra) + "\n", "") == without  # the lines are all it adds
+        shown = {int(i): bool(label) for i, label in zip(row["hist_items"], row["hist_labels"]) if i >= 0}
+        closest = next((line for line in extra if line.startswith("Closest")), "")
+        assert closest.count('" (') == text.count(CLOSE_MARK)  # every film marked close, and only those
+        for line in extra:
+            for title, detail in re.findall(r'"([^"]+)" \(([^)]+)\)', line):
+                item = titles.index(title)
+                assert item in shown and item != int(row["item"])
+                if line.startswith("Closest"):
+                    assert detail == ("liked" if shown[item] else "disliked")
+                    assert CLOSE_MARK in next(s for s in text.splitlines() if s.endswith(CLOSE_MARK) and title in s)
+                else:
+                    assert line.startswith("Liked" if shown[item] else "Disliked")
+                    assert set(detail.split(", ")) <= {g.lower() for g in genres[item]} & \
+                        {g.lower() for g in genres[int(row["item"])]}
+            gathered += 1
+    assert gathered > 0
+
+
 def test_a_trained_system_keeps_the_prompt_it_recorded(tiny_config):
     settings = tiny_config.llm
     assert (settings.prompt_evidence, settings.era_rule) == (True, "thirds")

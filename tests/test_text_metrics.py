@@ -14,6 +14,7 @@ from thinkrec.text_metrics import (
     bleu4,
     cited_titles,
     claim_accuracy,
+    claims_by_kind,
     complete,
     completion_rate,
     conclusion_report,
@@ -30,6 +31,7 @@ from thinkrec.text_metrics import (
     text_measures,
     title_may_continue,
     title_mentions,
+    unknown_titles,
     verdict_agreement,
     verdict_report,
 )
@@ -275,3 +277,24 @@ def test_a_full_stop_inside_a_title_ends_no_sentence():
     text = 'Yes. It is close to "Judge Dredd". So I expect they will enjoy "The Island of Dr. Moreau".'
     assert last_sentence(text) == 'So I expect they will enjoy "The Island of Dr. Moreau".'
     assert conclusion_report([text]) == {"agreement": 1.0, "unclear_share": 0.0}
+
+
+def test_a_quoted_name_that_is_no_catalogue_film_is_ungrounded_and_cites_nothing():
+    catalogue = [*CATALOGUE, "Nikita (La Femme Nikita)"]
+    text = ('Yes. They loved "Toy Story 7", "Sleepless in Selecion" and "Alien (1979)"; "Nikita" too, '
+            'and "Fargo" twice: "Fargo". They said "wow".')
+    assert [name for _, _, name in unknown_titles(text, catalogue)] == ["Toy Story 7", "Sleepless in Selecion"]
+    start, end, _ = unknown_titles(text, catalogue)[0]
+    assert text[start:end] == "Toy Story 7"
+    assert cited_titles(text, catalogue) == ["Alien", "Fargo"]  # not "Toy Story" inside "Toy Story 7"
+    grounded, ungrounded = grounding_of(text, {"Alien", "Fargo"}, catalogue)
+    assert grounded == ["Alien", "Fargo"] and ungrounded == ["Toy Story 7", "Sleepless in Selecion"]
+    assert grounding_rate([text], [{"Alien", "Fargo"}], catalogue) == pytest.approx(2 / 4)
+
+
+def test_claims_are_tallied_true_over_checked_per_kind():
+    claims = [[Claim(0, 1, "reaction", "true", ""), Claim(2, 3, "reaction", "false", ""),
+               Claim(4, 5, "era", "true", "")],
+              [Claim(0, 1, "reaction", "unchecked", ""), Claim(2, 3, "genre", "false", "")]]
+    assert claims_by_kind(claims) == {"era": [1, 1], "genre": [0, 1], "reaction": [1, 2]}
+    assert text_measures(["Yes. Fine.", "No. Fine."], claims)["claims_by_kind"] == claims_by_kind(claims)

@@ -131,6 +131,7 @@ class LLMConfig:
     history_len: int = 10  # interactions shown in the prompt (at most data.history_len)
     history_keywords: int = 2  # keywords shown per history item; the target shows all of its own
     prompt_evidence: bool = True  # show what the teacher argues from (profile line, all history genres, close films)
+    prompt_evidence_lines: bool = False  # with prompt_evidence: also gather the close and genre-sharing films in lines
     era_rule: str = "thirds"  # era keywords: "thirds" (early / mid / late decade) or "halves" (the shipped prompt's)
     lora_r: int = 8
     lora_alpha: int = 16
@@ -172,6 +173,8 @@ class LLMConfig:
     max_new_tokens: int = 160
     min_new_tokens: int = 32  # generation may not stop before this: a verdict alone explains nothing
     no_repeat_ngram: int = 6  # no 6-gram repeated within an answer: greedy decoding of a small LM loops
+    decoding_rules: str = "auto"  # the two rules above: "on", "off", or "auto": off for a system whose answers
+    # stored without them loop no more often and end a sentence as often (reasoning_scores.decodes_with_rules)
     decode_dtype: str = "auto"  # streamed answers' dtype: auto = bfloat16 where native, else float32 (llm_speed.py)
     do_sample: bool = False
     temperature: float = 0.7
@@ -277,7 +280,7 @@ class PlanConfig:
 
     candidate_dir: str = "candidate"  # the plan's checkpoints tree, under paths.training_dir (committed with it)
     reasoning_systems: tuple[str, ...] = ("fused", "thinkrec", "collm", "tallrec")  # answers on the reference rows
-    free_decoding_systems: tuple[str, ...] = ("fused",)  # answers also decoded without the rules (do they need them?)
+    free_decoding_systems: tuple[str, ...] = ("fused", "thinkrec")  # also decoded without the rules: needed?
     faithfulness_systems: tuple[str, ...] = ("fused", "thinkrec")  # their answers' cited films, edited
 
 
@@ -302,7 +305,8 @@ class Config:
 
 TRACE_ROWS = ("sample", "errors")
 BASELINE_ROWS = ("own", "thinkrec")
-LEGACY_PROMPT = {"prompt_evidence": False, "era_rule": "halves"}  # a system saved before these settings existed
+# the prompt of a system saved before these settings existed
+LEGACY_PROMPT = {"prompt_evidence": False, "era_rule": "halves", "prompt_evidence_lines": False}
 
 
 def trained_prompt(settings: LLMConfig, stored: dict[str, Any]) -> LLMConfig:

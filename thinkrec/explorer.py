@@ -35,12 +35,13 @@ from thinkrec.llm.generate import GenerationSettings
 from thinkrec.llm.prompt import shown_history
 from thinkrec.manifest import verify_manifest
 from thinkrec.predictions import test_predictions
+from thinkrec.reasoning_scores import decodes_with_rules
 from thinkrec.serving.bank import Explanation, LLMBank, Variant, load_bank
 from thinkrec.serving.case import Case, CaseMaker
 from thinkrec.serving.catalogue import Catalogue, Profile, UnknownIdError
 from thinkrec.serving.system1 import System1, score_table
 from thinkrec.serving.whatif import EditError, Editor, WhatIf, change_table
-from thinkrec.text_metrics import title_key, title_mentions
+from thinkrec.text_metrics import title_key, title_mentions, unknown_titles
 from thinkrec.workbench import FOLDER as WORKBENCH_FOLDER
 from thinkrec.workbench import SUMMARY as WORKBENCH_SUMMARY
 from thinkrec.workbench import Workbench, fingerprint, load_workbench, workbench_for
@@ -50,18 +51,20 @@ __all__ = ["Case", "Citations", "Claim", "EditError", "Explanation", "Explorer",
 
 
 TARGET, FOUND, MISSING = "target", "found", "missing"  # what a cited title is to the case
+UNKNOWN = "unknown"  # a quoted name that is no catalogue film
 
 
 @dataclass(frozen=True)
 class Citations:
     """The catalogue titles an answer names: the target itself, titles from the history its prompt showed
-    (found), and titles that are neither (not found); ``spans`` places every citation in the text as
-    (start, end, TARGET | FOUND | MISSING)."""
+    (found), titles that are neither (not found) and quoted names that are no film at all (unknown);
+    ``spans`` places every one in the text as (start, end, TARGET | FOUND | MISSING | UNKNOWN)."""
 
     target: list[str]
     found: list[str]
     missing: list[str]
     spans: tuple[tuple[int, int, str], ...] = ()
+    unknown: list[str] = ()  # quoted names that are no catalogue film (``text_metrics.unknown_titles``)
 
 
 class Explorer:
@@ -84,6 +87,7 @@ class Explorer:
         self.system1 = System1(prepared, models)
         self.editor = Editor(prepared, models, config.guest, config.whatif)
         self.claim_checker = ClaimChecker(prepared, config)
+        self._rules: dict[str, bool] = {}  # system -> whether it decodes with the rules (``decoding``)
 
     @classmethod
     def load(cls, config: Config, with_llm: bool = True) -> Explorer:
@@ -255,6 +259,14 @@ class Explorer:
         p_yes = self.bank.p_yes_under("thinkrec", case, [v.weights for v in experts]) if experts else []
         return score_table([f"ThinkRec {v.label.lower()} alone" for v in experts], p_yes)
 
+    def decoding(self, system: str, max_new_tokens: int | None = None) -> GenerationSettings:
+        """The decoding ``system`` streams with: the configured one, its minimum-length and no-repeat rules
+        kept only where the system's stored answers say it needs them (``reasoning_scores.decodes_with_rules``;
+        the ablation's experts decide as the fused model)."""
+        if system not in self._rules:
+            self._rules[system] = decodes_with_rules(self.config, system)
+        return GenerationSettings.from_config(self.config.llm, max_new_tokens, rules=self._rules[system])
+
     def explain(self, case: Case, system: str, settings: GenerationSettings, tau: float | None = None,
                 variant: Variant | None = None) -> Explanation:
         """Start streaming a system's answer for the case (under an ablation ``variant``'s mixture, if
@@ -265,7 +277,8 @@ class Explorer:
 
     def citations(self, text: str, run: Explanation) -> Citations:
         """The titles an answer cites, where it cites them, the target counted apart from the history it was
-        shown (the citation rule is the grounding measure's, ``text_metrics.title_mentions``)."""
+        shown, and the quoted names that are no film (the rules are the grounding measure's,
+        ``text_metrics.title_mentions`` and ``unknown_titles``)."""
         target = title_key(run.target)
         history = {title_key(title) for title in run.allowed} - {target}
         mentions = title_mentions(text, self.data.items["title"].tolist())
@@ -273,8 +286,11 @@ class Explorer:
                  for _, _, title in mentions]
         titles = {kind: list(dict.fromkeys(title for (_, _, title), k in zip(mentions, kinds) if k == kind))
                   for kind in (TARGET, FOUND, MISSING)}
-        spans = tuple((start, end, kind) for (start, end, _), kind in zip(mentions, kinds))
-        return Citations(titles[TARGET], titles[FOUND], titles[MISSING], spans)
+        unknown = unknown_titles(text, self.data.items["title"].tolist())
+        spans = tuple(sorted([(start, end, kind) for (start, end, _), kind in zip(mentions, kinds)]
+                             + [(start, end, UNKNOWN) for start, end, _ in unknown]))
+        return Citations(titles[TARGET], titles[FOUND], titles[MISSING], spans,
+                         list(dict.fromkeys(name for _, _, name in unknown)))
 
     def claims(self, text: str, run: Explanation) -> list[Claim]:
         """Every checkable claim of an answer to ``run``'s case, judged true, false or unchecked against the

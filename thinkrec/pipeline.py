@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -210,9 +210,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     keys = ["user", "item", "timestamp"]
     rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
     prompts = [builder.encode(row.user, row.item, row.hist_items, row.hist_labels) for row in rows.itertuples()]
-    settings = GenerationSettings.from_config(config.llm)
-    if not rules:
-        settings = replace(settings, min_new_tokens=0, no_repeat_ngram=0)
+    settings = GenerationSettings.from_config(config.llm, rules=rules)
     dtype = decode_dtype_here(config.llm.decode_dtype)  # what "auto" means here, recorded with the answers
     decoder = decoding_backbone(model.backbone, dtype)  # as the demo streams them
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from thinkrec import registry
 from thinkrec.claims import Claim, ClaimChecker
-from thinkrec.config import Config
+from thinkrec.config import Config, ConfigError
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json, write_json
 from thinkrec.text_metrics import explanation_report, grounding_rate, text_measures
@@ -34,6 +34,23 @@ def answers_metrics_path(config: Config, name: str, rules: bool = True) -> Path:
     """The measures of ``answers_path`` (and how long generating them took)."""
     path = answers_path(config, name, rules)
     return path.with_name(f"{path.stem}_metrics.json")
+
+
+def decodes_with_rules(config: Config, name: str) -> bool:
+    """Whether ``name`` decodes with the minimum-length and no-repeat rules: as ``llm.decoding_rules`` says,
+    and under "auto" unless its reference answers stored without the rules loop no more often and end a
+    sentence as often as those stored with them (a model that no longer needs the rules is only hurt by
+    them: the no-repeat rule garbles a title the answer names twice)."""
+    setting = config.llm.decoding_rules
+    if setting not in ("auto", "on", "off"):
+        raise ConfigError(f"llm.decoding_rules: expected auto, on or off, got {setting!r}")
+    if setting != "auto":
+        return setting == "on"
+    ruled, free = (answers_metrics_path(config, name, rules) for rules in (True, False))
+    if not (ruled.exists() and free.exists()):
+        return True
+    ruled, free = read_json(ruled), read_json(free)
+    return not (free["loop_rate"] <= ruled["loop_rate"] and free["completion_rate"] >= ruled["completion_rate"])
 
 
 def with_history(prepared: PreparedData, answers: pd.DataFrame) -> pd.DataFrame:

@@ -227,7 +227,8 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
              f"{config.llm.no_repeat_ngram}-gram of the answer repeated) for the held-out reference rows and "
              "compared with the grounded teacher's traces. Grounding: share of cited titles that are in the history "
              "the prompt shows or are the target (a title is cited when it is quoted, given with its year, or, of "
-             "several words, capitalised as a name: \"here the candidate is\" cites no film). Verdict agreement: "
+             "several words, capitalised as a name: \"here the candidate is\" cites no film; a quoted name that is "
+             "no film of the catalogue, invented or garbled, counts as ungrounded). Verdict agreement: "
              "the verdict the text states vs. P(Yes) > 0.5, over the texts that state one (stated share)."), "",
             *_table(["system", "METEOR", "BLEU-4", "ROUGE-L", "grounding", "verdict agreement", "stated share",
                      "rows"], rows), "", *reasoning_measures_table(prepared, config, reports | free_reports(prepared,
@@ -251,7 +252,8 @@ def reasoning_measures_table(prepared: PreparedData, config: Config, reports: di
                    **reports}
     rows = [[name, report["loop_rate"], report["completion_rate"],
              f"{report['claim_accuracy']:.4f} ({report['claims_checked']})" if report["claims_checked"] else "n/a",
-             conclusion_cell(report), *[report.get(k, math.nan) for k in ("meteor", "bleu4", "rouge_l")],
+             by_kind_cell(report), conclusion_cell(report),
+             *[report.get(k, math.nan) for k in ("meteor", "bleu4", "rouge_l")],
              report["grounding_rate"]] for name, report in reports.items()]
     return [("Loop rate: answers in which a word 3-gram occurs three times or more. Completion: answers that end a "
              "sentence and were not cut at the token cap. Claim accuracy: the share of checked claims that are true "
@@ -259,8 +261,14 @@ def reasoning_measures_table(prepared: PreparedData, config: Config, reports: di
              "their history films, audience and profile-genre claims; eras in thirds of a decade), claims checked in "
              "brackets. Conclusion agreement: the stance of the last sentence matches the opening verdict, over the "
              "answers whose last sentence takes a clear stance (in brackets the share that takes none)."), "",
-            *_table(["system", "loop rate", "completion", "claim accuracy (claims)",
+            *_table(["system", "loop rate", "completion", "claim accuracy (claims)", "true / checked by kind",
                      "conclusion agreement (unclear share)", "METEOR", "BLEU-4", "ROUGE-L", "grounding"], rows)]
+
+
+def by_kind_cell(report: dict) -> str:
+    """"reaction 41/86, era 17/17, ...": the checked claims of each kind and how many were true."""
+    kinds = report.get("claims_by_kind") or {}
+    return ", ".join(f"{kind} {true}/{checked}" for kind, (true, checked) in kinds.items()) or "n/a"
 
 
 def conclusion_cell(report: dict) -> str:

@@ -1,5 +1,6 @@
 """Metrics of generated reasoning: overlap with reference traces (METEOR, BLEU-4, ROUGE-L),
-grounding of the titles it cites, and agreement of the verdict it states with the model's score.
+grounding of the titles it cites (a quoted name that is no catalogue film counts as ungrounded), and
+agreement of the verdict it states with the model's score.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ _LEADING_VERDICT = re.compile(r"\A\s*[*\"']*(yes|no)\b[*\"']*\s*(?:[.!,:;]|\Z)",
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*\s*\Z")
 _SENTENCES = re.compile(r"[^.!?\n]*(?:[.!?]+[\"'”’)\]]*|\n|\Z)")
 _QUOTED = re.compile(r'"[^"\n]*"|“[^”\n]*”')
+_QUOTED_NAME = re.compile(r'"([^"\n]{2,80})"|“([^”\n]{2,80})”')  # a name in double quotes, captured
+_YEAR_AT_END = re.compile(r"\s*\(\d{4}\)\s*\Z")
+_BRACKETS_AT_END = re.compile(r"\s*\([^()]*\)\s*\Z")
 _YEAR_AFTER = re.compile(r"[\"'”’]?[^\S\n]*\(\d{4}\)")  # a title's year in brackets right after it
 _YES_WORDS = r"(?:enjoy|like|love|appreciate)"
 _STANCES = (  # (pattern, stance) on one sentence
@@ -108,6 +112,28 @@ def _title_matcher(titles: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, 
     return pattern, by_key
 
 
+@lru_cache(maxsize=8)
+def _title_keys(titles: tuple[str, ...]) -> frozenset[str]:
+    """The keys a quoted name may take to name a catalogue film: a title, or one without its bracketed
+    alternative title ("Nikita" for "Nikita (La Femme Nikita)")."""
+    return frozenset(key for title in titles for key in (title_key(title), title_key(_BRACKETS_AT_END.sub("", title))))
+
+
+def unknown_titles(text: str, catalogue_titles: list[str]) -> list[tuple[int, int, str]]:
+    """Every name in double quotes that is no catalogue film, as (start, end, the name as written): a span
+    written as a title (it begins with a capital or a digit) whose text, a year in brackets aside, is no
+    catalogue title, such as an invented or garbled one ("Sleepless in Selecion", "Independence Day ( ID4)")."""
+    keys = _title_keys(tuple(catalogue_titles))
+    names = []
+    for match in _QUOTED_NAME.finditer(text):
+        group = 1 if match.group(1) is not None else 2
+        name = match.group(group)
+        written_as_title = name[:1].isupper() or name[:1].isdigit()
+        if written_as_title and not {title_key(name), title_key(_YEAR_AT_END.sub("", name))} & keys:
+            names.append((match.start(group), match.end(group), name))
+    return names
+
+
 def title_mentions(text: str, catalogue_titles: list[str]) -> list[tuple[int, int, str]]:
     """Every catalogue title the text cites, as (start, end, catalogue title), in order: the one rule for
     what counts as citing a film, shared by grounding, the claim checker and the demo's marks.
@@ -117,13 +143,16 @@ def title_mentions(text: str, catalogue_titles: list[str]) -> list[tuple[int, in
     rather than uses its words: it is written with its year in brackets, ``Heat (1995)``, or it is
     quoted (a one-word title, "Heat", needs quotes on both sides; a longer one a quote before it), or,
     for a title of several words, it begins with a capital or a digit as a name does ("The Lion King
-    is ..."), so that "here the candidate is" does not cite "The Candidate".
+    is ..."), so that "here the candidate is" does not cite "The Candidate". Words inside a quoted name that
+    is no catalogue title (``unknown_titles``: "Toy Story 7") cite nothing.
     """
     pattern, by_key = _title_matcher(tuple(catalogue_titles))
     if not by_key:
         return []
+    unknown = [(start, end) for start, end, _ in unknown_titles(text, catalogue_titles)]
     return [(match.start(), match.end(), by_key[title_key(match.group())]) for match in pattern.finditer(text)
-            if _cites(text, match.start(), match.end(), " " in title_key(match.group()))]
+            if _cites(text, match.start(), match.end(), " " in title_key(match.group()))
+            and not any(start <= match.start() and match.end() <= end for start, end in unknown)]
 
 
 def _cites(text: str, start: int, end: int, several_words: bool) -> bool:
@@ -163,12 +192,14 @@ def _quoted(text: str, start: int, end: int) -> bool:
 
 
 def grounding_of(text: str, allowed: set[str], catalogue_titles: list[str]) -> tuple[list[str], list[str]]:
-    """The text's citations split into (grounded: in ``allowed``, ungrounded: not in it)."""
+    """The text's citations split into (grounded: in ``allowed``, ungrounded: not in it, and every quoted name
+    that is no catalogue film, ``unknown_titles``), each once."""
     allowed_keys = {title_key(title) for title in allowed}
     grounded: list[str] = []
     ungrounded: list[str] = []
     for title in cited_titles(text, catalogue_titles):
         (grounded if title_key(title) in allowed_keys else ungrounded).append(title)
+    ungrounded += dict.fromkeys(name for _, _, name in unknown_titles(text, catalogue_titles))
     return grounded, ungrounded
 
 
@@ -254,6 +285,16 @@ def claim_accuracy(claims_per_text: list[list]) -> tuple[float, int]:
     return (verdicts.count("true") / len(verdicts) if verdicts else math.nan), len(verdicts)
 
 
+def claims_by_kind(claims_per_text: list[list]) -> dict[str, list[int]]:
+    """Per claim kind, [true, checked] over the checked claims (verdict true or false), kinds in name order."""
+    tally: dict[str, list[int]] = {}
+    for claim in (claim for claims in claims_per_text for claim in claims if claim.verdict != "unchecked"):
+        counts = tally.setdefault(claim.kind, [0, 0])
+        counts[0] += claim.verdict == "true"
+        counts[1] += 1
+    return dict(sorted(tally.items()))
+
+
 def sentence_stance(sentence: str) -> int | None:
     """1 / 0 when a sentence clearly concludes yes / no (a prediction or an outright yes or no), else None."""
     stances = {stance for pattern, stance in _STANCES if pattern.search(sentence)}
@@ -293,11 +334,13 @@ def conclusion_report(texts: list[str]) -> dict:
 
 def text_measures(texts: list[str], claims_per_text: list[list], new_tokens: list[int] | None = None,
                   max_new_tokens: int | None = None) -> dict:
-    """Loop rate, completion rate, claim accuracy (with claims checked) and conclusion agreement, rounded."""
+    """Loop rate, completion rate, claim accuracy (with claims checked, and [true, checked] per kind) and
+    conclusion agreement, rounded."""
     accuracy, checked = claim_accuracy(claims_per_text)
     conclusion = conclusion_report(texts)
     return {"loop_rate": round(loop_rate(texts), 4),
             "completion_rate": round(completion_rate(texts, new_tokens, max_new_tokens), 4),
             "claim_accuracy": round(accuracy, 4), "claims_checked": checked,
+            "claims_by_kind": claims_by_kind(claims_per_text),
             "conclusion_agreement": round(conclusion["agreement"], 4),
             "conclusion_unclear_share": round(conclusion["unclear_share"], 4)}

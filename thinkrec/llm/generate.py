@@ -51,12 +51,13 @@ class GenerationSettings:
     top_p: float = 0.95
 
     @classmethod
-    def from_config(cls, llm, max_new_tokens: int | None = None) -> GenerationSettings:
-        """The configured decoding (``config.llm``), optionally with another cap on new tokens."""
+    def from_config(cls, llm, max_new_tokens: int | None = None, rules: bool = True) -> GenerationSettings:
+        """The configured decoding (``config.llm``), optionally with another cap on new tokens; ``rules`` False
+        drops the minimum-length and no-repeat rules."""
         cap = llm.max_new_tokens if max_new_tokens is None else max_new_tokens
-        return cls(max_new_tokens=cap, min_new_tokens=min(llm.min_new_tokens, cap),
-                   no_repeat_ngram=llm.no_repeat_ngram, do_sample=llm.do_sample, temperature=llm.temperature,
-                   top_p=llm.top_p)
+        return cls(max_new_tokens=cap, min_new_tokens=min(llm.min_new_tokens, cap) if rules else 0,
+                   no_repeat_ngram=llm.no_repeat_ngram if rules else 0, do_sample=llm.do_sample,
+                   temperature=llm.temperature, top_p=llm.top_p)
 
     def checked(self) -> GenerationSettings:
         """Raise ``ValueError`` on settings out of range."""

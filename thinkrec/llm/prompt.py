@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from thinkrec.cf.fold_in import FoldedUser
-from thinkrec.cf.neighbours import close_items, comparable_history, unit_rows
+from thinkrec.cf.neighbours import CLOSE_MIN, close_items, comparable_history, nearest, unit_rows
 from thinkrec.config import LLMConfig
 from thinkrec.data.keywords import item_keywords
 from thinkrec.data.prepared import PreparedData
@@ -84,6 +84,7 @@ class PromptBuilder:
             raise ValueError("llm.prompt_evidence marks the history films close to the target: "
                              "the prompt needs the CF encoder's item embeddings")
         self._vectors = unit_rows(item_embeddings) if self.mark_close else None
+        self.evidence_lines = self.mark_close and config.prompt_evidence_lines
         self.placeholder_id = tokenizer.convert_tokens_to_ids(tokenizer.pad_token or tokenizer.eos_token)
         self._titles = prepared.items["title"].tolist()
         self._years = prepared.items["year"].tolist()
@@ -143,6 +144,8 @@ class PromptBuilder:
         else:
             lines.append("No ratings yet: judge from the profile and the movie alone.")
         lines.append(f"Target: {self._movie(item, None)}")
+        if self.evidence_lines and history:
+            lines += self._evidence_lines(item, history)
         if self.use_cf_tokens:
             soft.append(SoftToken("item", item))
         if self.use_match:
@@ -152,6 +155,28 @@ class PromptBuilder:
         messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "\n".join(lines)}]
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text, soft
+
+    def _evidence_lines(self, item: int, history: list[tuple[int, int]]) -> list[str]:
+        """The history films the teacher argues from, gathered under the target: those CF finds close to it
+        (nearest first), and the liked and the disliked ones that share its genres (newest first, at most
+        three each, with the genres they share)."""
+        latest = comparable_history(self._titles, item, [i for i, _ in history], [label for _, label in history])
+        verdict = {True: "liked", False: "disliked"}
+        close = [(other, latest[other]) for other, similarity in nearest(self._vectors, item, list(latest))
+                 if similarity >= CLOSE_MIN]
+        lines = []
+        if close:
+            lines.append("Closest to the target: " + ", ".join(f'"{self._titles[other]}" ({verdict[liked]})'
+                                                               for other, liked in close) + ".")
+        target_genres = [g for g in self._genres[item] if g != "unknown"]
+        for liked in (True, False):
+            sharing = [(other, [g.lower() for g in target_genres if g in self._genres[other]])
+                       for other in reversed(latest) if latest[other] == liked]
+            sharing = [(other, genres) for other, genres in sharing if genres][:3]
+            if sharing:
+                lines.append(f"{verdict[liked].capitalize()}, sharing its genres: " + ", ".join(
+                    f'"{self._titles[other]}" ({", ".join(genres)})' for other, genres in sharing) + ".")
+        return lines
 
     def close_to_target(self, item: int, history: list[tuple[int, int]]) -> set[int]:
         """The shown history films CF finds close to the target (``cf.neighbours``, as the teacher argues)."""

@@ -1,0 +1,190 @@
+"""Does more LoRA capacity, or a prompt that gathers the evidence, make ThinkRec-global's reasoning truer?
+
+    python benchmarks/grown_adapter.py [--config training/plan.json] [--tokens 80000] [--answers 40]
+                                       [--arms qv-r8 all-r8 qv-r8-lines]
+
+Issue 15 items 4 and 5. Every arm starts from the trained ThinkRec-global (``llm/thinkrec`` in the plan's
+candidate tree): its LoRA on q and v and its projector. ``qv-r8`` is the control and continues the adapter
+as it is; ``all-r8`` grows it onto every attention and MLP projection, the new LoRA B matrices zero, so the
+grown model starts as the same function; ``qv-r8-lines`` continues it on prompts that also gather the films
+the teacher argues from in lines under the target (``llm.prompt_evidence_lines``). Each arm continues for
+``--tokens`` of the plan's recipe (the first rows of its data order) with the training loop's own step and
+optimiser. Each arm, and the starting point, is then measured on the held-out traces (rows the teacher wrote
+but training never saw): their LM loss, and the claims of the answers it writes for the first ``--answers``
+of them, judged by the claim checker, by kind. Every difference to the first arm comes with a paired 95 %
+interval over users (LM loss) or over answers (claim accuracy). One model in memory at a time; each measured
+arm is cached under ``work/grown_adapter/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+from safetensors.torch import load_file
+from train_speed import Run, train_in_turns
+
+from thinkrec.claims import FALSE, TRUE, ClaimChecker
+from thinkrec.config import load_config
+from thinkrec.data.prepared import prepare_dataset
+from thinkrec.files import read_json, write_json
+from thinkrec.intervals import UserBootstrap
+from thinkrec.llm.backbone import load_backbone
+from thinkrec.llm.batch_decoding import write_answers
+from thinkrec.llm.generate import GenerationSettings
+from thinkrec.llm.systems import llm_dir, load_projected_model, prompt_builder, system_spec
+from thinkrec.llm.train import (
+    build_examples,
+    heldout_examples,
+    heldout_lm_losses,
+    loss_weights,
+    make_batches,
+    make_optimiser,
+    split_traces,
+    uses_bf16_autocast,
+)
+from thinkrec.pipeline import traces_path
+from thinkrec.plan import candidate_config
+from thinkrec.teacher.dataset import load_trace_dataset
+
+QV = ["q_proj", "v_proj"]
+ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ARMS = {  # name -> (adapted projections, the prompt gathers the evidence in lines: llm.prompt_evidence_lines)
+    "qv-r8": (QV, False), "all-r8": (ALL, False), "qv-r8-lines": (QV, True)}
+START = "start"  # the trained global model as it is, measured once
+RESAMPLES = 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="training/plan.json", help="the plan whose candidate ThinkRec-global grows")
+    parser.add_argument("--tokens", type=int, default=80_000, help="tokens of further training per arm")
+    parser.add_argument("--answers", type=int, default=40, help="held-out rows each arm answers (claims checked)")
+    parser.add_argument("--arms", nargs="+", default=["qv-r8", "all-r8"], choices=list(ARMS))
+    args = parser.parse_args()
+    config = candidate_config(load_config(args.config))
+    prepared = prepare_dataset(config)
+    traces = load_trace_dataset(traces_path(config))
+    folder = config.paths.work / "grown_adapter"
+    folder.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for name in [START, *args.arms]:
+        saved = folder / f"{Path(args.config).stem}-{name}-{0 if name == START else args.tokens}-{args.answers}.json"
+        if not saved.exists():
+            write_json(saved, measure_arm(name, args, config, prepared, traces))
+        results[name] = read_json(saved)
+        print(f"{name}: measured ({saved})", flush=True)
+    report(results, args.arms[0])
+
+
+def grown_model(modules: list[str], lines: bool, config, prepared):
+    """ThinkRec-global's trained LoRA and projector in a model whose LoRA covers ``modules`` (new B zero), its
+    prompt the recorded one or, with ``lines``, the configured one with the evidence gathered in lines."""
+    settings = config.llm
+    folder = llm_dir(config, "thinkrec")
+    backbone, tokenizer = load_backbone(config)
+    peft = get_peft_model(backbone, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
+                                               lora_dropout=settings.lora_dropout, target_modules=modules,
+                                               task_type="CAUSAL_LM"))
+    loaded = set_peft_model_state_dict(peft, load_file(folder / "adapter" / "adapter_model.safetensors"))
+    if loaded.unexpected_keys:
+        raise ValueError(f"the global adapter has weights the grown one lacks: {loaded.unexpected_keys[:3]}")
+    model = load_projected_model(system_spec("thinkrec"), peft, tokenizer, config, folder)
+    for parameter in model.projector.parameters():
+        parameter.requires_grad_(True)
+    if lines:
+        config = replace(config, llm=replace(config.llm, prompt_evidence_lines=True))
+    return model, prompt_builder(system_spec("thinkrec"), prepared, tokenizer, config, None if lines else folder)
+
+
+def measure_arm(name: str, args, config, prepared, traces) -> dict:
+    """Continue one arm (none for ``START``), then its held-out LM losses and its answers' claims."""
+    settings = config.llm
+    torch.manual_seed(settings.seed)
+    model, builder = grown_model(*ARMS.get(name, ARMS["qv-r8"]), config, prepared)
+    pad_id = builder.tokenizer.pad_token_id
+    bf16 = uses_bf16_autocast(settings)
+    seconds = tokens = 0
+    if name != START:
+        examples = build_examples(system_spec("thinkrec"), builder, prepared, config, traces, budget=args.tokens)
+        run = Run(name, model, make_optimiser(model, settings),
+                  make_batches(examples, settings.batch_size, settings.length_buckets, settings.seed), bf16,
+                  full_head=False)
+        print(f"{name}: {len(examples)} examples ({sum(e.reasoning for e in examples)} with a trace), "
+              f"{sum(e.tokens for e in examples)} tokens, "
+              f"{sum(p.numel() for p in model.parameters() if p.requires_grad):,} trainable weights", flush=True)
+        train_in_turns([run], 1, pad_id, loss_weights(settings))
+        seconds, tokens = run.seconds, run.tokens
+    model.eval()
+    heldout = heldout_examples(builder, prepared, traces, settings, None)
+    losses = heldout_lm_losses(model, heldout, pad_id, 8, bf16)
+    return {"tokens": tokens, "seconds": seconds, "heldout_users": [int(e.key[0]) for e in heldout],
+            "heldout_losses": losses.tolist(), "answers": held_out_answers(model, builder, prepared, config,
+                                                                            traces, args.answers)}
+
+
+def held_out_answers(model, builder, prepared, config, traces, count: int) -> list[dict]:
+    """The first ``count`` held-out trace rows answered (greedy, fp32, without the decoding rules), their claims."""
+    rows = split_traces(traces, config.llm)[1].head(count)
+    train = prepared.split("train").set_index(["user", "item", "timestamp"])
+    shown = [train.loc[(r.user, r.item, r.timestamp)] for r in rows.itertuples(index=False)]
+    prompts = [builder.encode(r.user, r.item, row["hist_items"], row["hist_labels"])
+               for r, row in zip(rows.itertuples(index=False), shown)]
+    settings = replace(GenerationSettings.from_config(config.llm), min_new_tokens=0, no_repeat_ngram=0)
+    written = write_answers(model, builder.tokenizer, prompts, settings, model.backbone, None)
+    checker = ClaimChecker(prepared, config)
+    answers = []
+    for r, row, answer in zip(rows.itertuples(index=False), shown, written):
+        claims = checker.check(answer.text, r.user, r.item, row["hist_items"], row["hist_labels"])
+        answers.append({"user": int(r.user), "item": int(r.item), "text": answer.text,
+                        "claims": [[c.kind, c.verdict] for c in claims]})
+    return answers
+
+
+def claim_tally(answers: list[dict]) -> dict[str, np.ndarray]:
+    """Per answer, (true, false) counts of checked claims: all kinds, and each kind."""
+    kinds = sorted({kind for a in answers for kind, _ in a["claims"]})
+    tally = {}
+    for kind in ["all", *kinds]:
+        tally[kind] = np.array([[sum(1 for k, v in a["claims"] if v == verdict and kind in ("all", k))
+                                 for verdict in (TRUE, FALSE)] for a in answers])
+    return tally
+
+
+def report(results: dict, first: str) -> None:
+    users = np.array(results[START]["heldout_users"])
+    bootstrap = UserBootstrap(users, RESAMPLES, 0)
+    rng = np.random.default_rng(0)
+    n_answers = len(results[START]["answers"])
+    draws = rng.integers(0, n_answers, size=(RESAMPLES, n_answers))
+    print(f"\nheld-out traces: {len(users)} ({len(set(users))} users); answers: {n_answers} per arm; "
+          f"differences to {first}, paired 95 % intervals\n")
+    print("| arm | tokens | tokens/s | held-out LM loss | − first | claim accuracy (all) | − first | by kind |")
+    print("|---|---|---|---|---|---|---|---|")
+    base_losses = np.array(results[first]["heldout_losses"])
+    base_tally = claim_tally(results[first]["answers"])["all"]
+    for name, arm in results.items():
+        losses = np.array(arm["heldout_losses"])
+        gap = losses - base_losses
+        low, high = np.percentile(bootstrap.means(gap), [2.5, 97.5])
+        tally = claim_tally(arm["answers"])
+        counts = tally["all"]
+        accuracy = counts[:, 0].sum() / max(counts.sum(), 1)
+        resampled = counts[draws].sum(axis=1)
+        base = base_tally[draws].sum(axis=1)
+        diff = resampled[:, 0] / resampled.sum(axis=1) - base[:, 0] / base.sum(axis=1)
+        kinds = ", ".join(f"{kind} {c[:, 0].sum()}/{c.sum()}" for kind, c in tally.items() if kind != "all")
+        speed = f"{arm['tokens'] / arm['seconds']:.0f}" if arm["seconds"] else "-"
+        print(f"| {name} | {arm['tokens']:,} | {speed} | {losses.mean():.4f} | {gap.mean():+.4f} "
+              f"[{low:+.4f}, {high:+.4f}] | {accuracy:.3f} ({counts.sum()}) | {diff.mean():+.3f} "
+              f"[{np.percentile(diff, 2.5):+.3f}, {np.percentile(diff, 97.5):+.3f}] | {kinds} |", flush=True)
+    for name, arm in results.items():
+        print(f"\n{name}, first answer: {arm['answers'][0]['text']}")
+
+
+if __name__ == "__main__":
+    main()
