@@ -106,20 +106,21 @@ def test_evidence_lines_gather_the_close_and_genre_sharing_films_as_the_history_
         extra = [line for line in text.splitlines() if line not in without.splitlines()]
         assert not extra or text.replace("\n".join(extra) + "\n", "") == without  # the lines are all it adds
         shown = {int(i): bool(label) for i, label in zip(row["hist_items"], row["hist_labels"]) if i >= 0}
-        closest = next((line for line in extra if line.startswith("Closest")), "")
-        assert closest.count('" (') == text.count(CLOSE_MARK)  # every film marked close, and only those
-        for line in extra:
+        close = [line for line in extra if line.startswith("Close to the target, ")]
+        assert sum(line.count('"') // 2 for line in close) == text.count(CLOSE_MARK)  # the films marked close
+        for line in close:
+            for title in re.findall(r'"([^"]+)"', line):
+                item = titles.index(title)
+                assert line.startswith(f"Close to the target, {'liked' if shown[item] else 'disliked'}: ")
+                assert CLOSE_MARK in next(s for s in text.splitlines() if s.endswith(CLOSE_MARK) and title in s)
+        for line in (line for line in extra if line not in close):
             for title, detail in re.findall(r'"([^"]+)" \(([^)]+)\)', line):
                 item = titles.index(title)
                 assert item in shown and item != int(row["item"])
-                if line.startswith("Closest"):
-                    assert detail == ("liked" if shown[item] else "disliked")
-                    assert CLOSE_MARK in next(s for s in text.splitlines() if s.endswith(CLOSE_MARK) and title in s)
-                else:
-                    assert line.startswith("Liked" if shown[item] else "Disliked")
-                    assert set(detail.split(", ")) <= {g.lower() for g in genres[item]} & \
-                        {g.lower() for g in genres[int(row["item"])]}
-            gathered += 1
+                assert line.startswith("Liked" if shown[item] else "Disliked")
+                assert set(detail.split(", ")) <= {g.lower() for g in genres[item]} & \
+                    {g.lower() for g in genres[int(row["item"])]}
+        gathered += len(extra)
     assert gathered > 0
 
 

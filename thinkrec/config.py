@@ -307,6 +307,7 @@ TRACE_ROWS = ("sample", "errors")
 BASELINE_ROWS = ("own", "thinkrec")
 # the prompt of a system saved before these settings existed
 LEGACY_PROMPT = {"prompt_evidence": False, "era_rule": "halves", "prompt_evidence_lines": False}
+TRACE_PROMPT_KEYS = ("prompt_evidence", "era_rule")  # what a trace's facts depend on (the lines only regroup them)
 
 
 def trained_prompt(settings: LLMConfig, stored: dict[str, Any]) -> LLMConfig:

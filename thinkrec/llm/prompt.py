@@ -157,17 +157,17 @@ class PromptBuilder:
         return text, soft
 
     def _evidence_lines(self, item: int, history: list[tuple[int, int]]) -> list[str]:
-        """The history films the teacher argues from, gathered under the target: those CF finds close to it
-        (nearest first), and the liked and the disliked ones that share its genres (newest first, at most
-        three each, with the genres they share)."""
+        """The history films the teacher argues from, gathered under the target by how the user took them:
+        those CF finds close to it (nearest first), and those that share its genres (newest first, at most
+        three, with the genres they share), liked and disliked apart."""
         latest = comparable_history(self._titles, item, [i for i, _ in history], [label for _, label in history])
         verdict = {True: "liked", False: "disliked"}
-        close = [(other, latest[other]) for other, similarity in nearest(self._vectors, item, list(latest))
-                 if similarity >= CLOSE_MIN]
+        close = [other for other, similarity in nearest(self._vectors, item, list(latest)) if similarity >= CLOSE_MIN]
         lines = []
-        if close:
-            lines.append("Closest to the target: " + ", ".join(f'"{self._titles[other]}" ({verdict[liked]})'
-                                                               for other, liked in close) + ".")
+        for liked in (True, False):
+            titles = [f'"{self._titles[other]}"' for other in close if latest[other] == liked]
+            if titles:
+                lines.append(f"Close to the target, {verdict[liked]}: {', '.join(titles)}.")
         target_genres = [g for g in self._genres[item] if g != "unknown"]
         for liked in (True, False):
             sharing = [(other, [g.lower() for g in target_genres if g in self._genres[other]])

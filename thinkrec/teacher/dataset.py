@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from thinkrec.cf.store import cf_dir, load_cf_model, load_embeddings
 from thinkrec.cf.train import predict, rows_to_batch
-from thinkrec.config import LEGACY_PROMPT, TRACE_ROWS, Config, LLMConfig
+from thinkrec.config import LEGACY_PROMPT, TRACE_PROMPT_KEYS, TRACE_ROWS, Config, LLMConfig
 from thinkrec.data.atomic import DataFileError
 from thinkrec.data.prepared import PreparedData
 from thinkrec.teacher.evidence import EvidenceBuilder
@@ -139,7 +139,7 @@ def write_traces(prepared: PreparedData, config: Config, teacher: Teacher, rows:
 
 def written_for(settings: LLMConfig) -> dict[str, Any]:
     """The prompt settings a trace's evidence depends on."""
-    return {"history_len": settings.history_len, **{key: getattr(settings, key) for key in LEGACY_PROMPT}}
+    return {"history_len": settings.history_len, **{key: getattr(settings, key) for key in TRACE_PROMPT_KEYS}}
 
 
 def check_traces_match(traces: pd.DataFrame, settings: LLMConfig) -> None:
