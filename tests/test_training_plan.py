@@ -163,8 +163,9 @@ def test_a_plan_cut_into_time_boxed_calls_ends_where_one_call_ends(plan_config, 
         whole_answers, piece_answers = (pd.read_parquet(answers_path(c, name, rules)) for c in (whole, pieces))
         assert piece_answers["generated"].tolist() == whole_answers["generated"].tolist(), (name, rules)
         assert np.allclose(piece_answers["p_yes"], whole_answers["p_yes"], atol=1e-4), (name, rules)
-    assert reasoning_jobs(pieces)[-1] == ("fused", False)  # the fused answers are also decoded without the rules
+    assert reasoning_jobs(pieces)[-2:] == [("fused", False), ("thinkrec", False)]  # also decoded without the rules
     assert "ThinkRec-fused, no decoding rules" in pieces.paths.results.read_text()
+    assert "ThinkRec-global, no decoding rules" in pieces.paths.results.read_text()
     for name in pieces.plan.faithfulness_systems:  # each answer draws its controls from its own stream
         whole_records, piece_records = (read_json(result_file(c, name))["records"] for c in (whole, pieces))
         assert [(r["kind"], r["cited_items"], r["control_items"]) for r in piece_records] == \

@@ -264,15 +264,20 @@ class Explorer:
         kept only where the system's stored answers say it needs them (``reasoning_scores.decodes_with_rules``;
         the ablation's experts decide as the fused model)."""
         if system not in self._rules:
+            self.check_llm_system(system)
             self._rules[system] = decodes_with_rules(self.config, system)
         return GenerationSettings.from_config(self.config.llm, max_new_tokens, rules=self._rules[system])
+
+    def check_llm_system(self, system: str) -> None:
+        """Raise ``UnknownIdError`` unless ``system`` is one of the LLM systems loaded."""
+        if system not in self.llm_systems():
+            raise UnknownIdError(f"unknown LLM system {system[:40]!r}; available: {', '.join(self.llm_systems())}")
 
     def explain(self, case: Case, system: str, settings: GenerationSettings, tau: float | None = None,
                 variant: Variant | None = None) -> Explanation:
         """Start streaming a system's answer for the case (under an ablation ``variant``'s mixture, if
         given); the prompt comes with it, and P(Yes) once the first piece of text has arrived."""
-        if system not in self.llm_systems():
-            raise UnknownIdError(f"unknown LLM system {system[:40]!r}; available: {', '.join(self.llm_systems())}")
+        self.check_llm_system(system)
         return self.bank.explain(system, case, settings, tau, None if variant is None else variant.weights)
 
     def citations(self, text: str, run: Explanation) -> Citations:

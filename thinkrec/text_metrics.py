@@ -124,13 +124,17 @@ def unknown_titles(text: str, catalogue_titles: list[str]) -> list[tuple[int, in
     written as a title (it begins with a capital or a digit) whose text, a year in brackets aside, is no
     catalogue title, such as an invented or garbled one ("Sleepless in Selecion", "Independence Day ( ID4)")."""
     keys = _title_keys(tuple(catalogue_titles))
+    pattern, by_key = _title_matcher(tuple(catalogue_titles))
+    titles = [match.span() for match in pattern.finditer(text)] if by_key else []
     names = []
     for match in _QUOTED_NAME.finditer(text):
         group = 1 if match.group(1) is not None else 2
-        name = match.group(group)
+        start, end, name = match.start(group), match.end(group), match.group(group)
         written_as_title = name[:1].isupper() or name[:1].isdigit()
-        if written_as_title and not {title_key(name), title_key(_YEAR_AT_END.sub("", name))} & keys:
-            names.append((match.start(group), match.end(group), name))
+        # a title that holds quotes itself ('The "Co"') reaches out of the quotes it pairs with: no unknown name
+        reaches_out = any(a < end and start < b and not (start <= a and b <= end) for a, b in titles)
+        if written_as_title and not reaches_out and not {title_key(name), title_key(_YEAR_AT_END.sub("", name))} & keys:
+            names.append((start, end, name))
     return names
 
 
