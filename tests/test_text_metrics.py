@@ -282,7 +282,7 @@ def test_a_full_stop_inside_a_title_ends_no_sentence():
 def test_a_quoted_name_that_is_no_catalogue_film_is_ungrounded_and_cites_nothing():
     catalogue = [*CATALOGUE, "Nikita (La Femme Nikita)"]
     text = ('Yes. They loved "Toy Story 7", "Sleepless in Selecion" and "Alien (1979)"; "Nikita" too, '
-            'and "Fargo" twice: "Fargo". They said "wow".')
+            'and "Fargo" twice: "Fargo". They said "wow". "Fargo," and "Heat..." too.')
     assert [name for _, _, name in unknown_titles(text, catalogue)] == ["Toy Story 7", "Sleepless in Selecion"]
     start, end, _ = unknown_titles(text, catalogue)[0]
     assert text[start:end] == "Toy Story 7"

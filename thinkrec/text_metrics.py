@@ -28,6 +28,7 @@ _QUOTED = re.compile(r'"[^"\n]*"|“[^”\n]*”')
 _QUOTED_NAME = re.compile(r'"([^"\n]{2,80})"|“([^”\n]{2,80})”')  # a name in double quotes, captured
 _YEAR_AT_END = re.compile(r"\s*\(\d{4}\)\s*\Z")
 _BRACKETS_AT_END = re.compile(r"\s*\([^()]*\)\s*\Z")
+_PAUSE_AT_END = re.compile(r"[\s,;:.…]+\Z")  # "The Great Race," or "Heat..." inside the quotes still names the film
 _YEAR_AFTER = re.compile(r"[\"'”’]?[^\S\n]*\(\d{4}\)")  # a title's year in brackets right after it
 _YES_WORDS = r"(?:enjoy|like|love|appreciate)"
 _STANCES = (  # (pattern, stance) on one sentence
@@ -133,7 +134,8 @@ def unknown_titles(text: str, catalogue_titles: list[str]) -> list[tuple[int, in
         written_as_title = name[:1].isupper() or name[:1].isdigit()
         # a title that holds quotes itself ('The "Co"') reaches out of the quotes it pairs with: no unknown name
         reaches_out = any(a < end and start < b and not (start <= a and b <= end) for a, b in titles)
-        if written_as_title and not reaches_out and not {title_key(name), title_key(_YEAR_AT_END.sub("", name))} & keys:
+        forms = {title_key(name), title_key(_YEAR_AT_END.sub("", name)), title_key(_PAUSE_AT_END.sub("", name))}
+        if written_as_title and not reaches_out and not forms & keys:
             names.append((start, end, name))
     return names
 
