@@ -124,9 +124,13 @@ def unknown_titles(text: str, catalogue_titles: list[str]) -> list[tuple[int, in
     """Every name in double quotes that is no catalogue film, as (start, end, the name as written): a span
     written as a title (it begins with a capital or a digit) whose text, a year in brackets aside, is no
     catalogue title, such as an invented or garbled one ("Sleepless in Selecion", "Independence Day ( ID4)")."""
-    keys = _title_keys(tuple(catalogue_titles))
     pattern, by_key = _title_matcher(tuple(catalogue_titles))
     titles = [match.span() for match in pattern.finditer(text)] if by_key else []
+    return _unknown_names(text, _title_keys(tuple(catalogue_titles)), titles)
+
+
+def _unknown_names(text: str, keys: frozenset[str], titles: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """``unknown_titles`` given the catalogue's keys and the spans where catalogue titles match the text."""
     names = []
     for match in _QUOTED_NAME.finditer(text):
         group = 1 if match.group(1) is not None else 2
@@ -155,8 +159,10 @@ def title_mentions(text: str, catalogue_titles: list[str]) -> list[tuple[int, in
     pattern, by_key = _title_matcher(tuple(catalogue_titles))
     if not by_key:
         return []
-    unknown = [(start, end) for start, end, _ in unknown_titles(text, catalogue_titles)]
-    return [(match.start(), match.end(), by_key[title_key(match.group())]) for match in pattern.finditer(text)
+    matches = list(pattern.finditer(text))  # one pass of the catalogue's pattern serves both rules
+    unknown = [(start, end) for start, end, _ in
+               _unknown_names(text, _title_keys(tuple(catalogue_titles)), [match.span() for match in matches])]
+    return [(match.start(), match.end(), by_key[title_key(match.group())]) for match in matches
             if _cites(text, match.start(), match.end(), " " in title_key(match.group()))
             and not any(start <= match.start() and match.end() <= end for start, end in unknown)]
 

@@ -45,6 +45,7 @@ def nearest(unit_vectors: np.ndarray, target: int, candidates: Sequence[int]) ->
     return [(int(candidates[i]), round(float(sims[i]), 4)) for i in order]
 
 
-def close_items(unit_vectors: np.ndarray, target: int, candidates: Sequence[int]) -> set[int]:
-    """The nearest candidates whose cosine reaches ``CLOSE_MIN``: the films the prompt marks as close."""
-    return {item for item, similarity in nearest(unit_vectors, target, candidates) if similarity >= CLOSE_MIN}
+def close_items(unit_vectors: np.ndarray, target: int, candidates: Sequence[int]) -> list[int]:
+    """The nearest candidates whose cosine reaches ``CLOSE_MIN``, nearest first: the films the prompt marks
+    as close."""
+    return [item for item, similarity in nearest(unit_vectors, target, candidates) if similarity >= CLOSE_MIN]

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from thinkrec.cf.fold_in import FoldedUser
-from thinkrec.cf.neighbours import CLOSE_MIN, close_items, comparable_history, nearest, unit_rows
+from thinkrec.cf.neighbours import close_items, comparable_history, unit_rows
 from thinkrec.config import LLMConfig
 from thinkrec.data.keywords import item_keywords
 from thinkrec.data.prepared import PreparedData
@@ -162,10 +162,10 @@ class PromptBuilder:
         three, with the genres they share), liked and disliked apart."""
         latest = comparable_history(self._titles, item, [i for i, _ in history], [label for _, label in history])
         verdict = {True: "liked", False: "disliked"}
-        close = [other for other, similarity in nearest(self._vectors, item, list(latest)) if similarity >= CLOSE_MIN]
+        close = close_items(self._vectors, item, list(latest))
         lines = []
         for liked in (True, False):
-            titles = [f'"{self._titles[other]}"' for other in close if latest[other] == liked]
+            titles = [f'"{self._titles[other]}"' for other in close if latest[other] == liked]  # nearest first
             if titles:
                 lines.append(f"Close to the target, {verdict[liked]}: {', '.join(titles)}.")
         target_genres = [g for g in self._genres[item] if g != "unknown"]
@@ -181,7 +181,7 @@ class PromptBuilder:
     def close_to_target(self, item: int, history: list[tuple[int, int]]) -> set[int]:
         """The shown history films CF finds close to the target (``cf.neighbours``, as the teacher argues)."""
         candidates = comparable_history(self._titles, item, [i for i, _ in history], [label for _, label in history])
-        return close_items(self._vectors, item, list(candidates))
+        return set(close_items(self._vectors, item, list(candidates)))
 
     def encode(self, user: int | GuestUser, item: int, hist_items, hist_labels) -> EncodedPrompt:
         """Tokenise piece by piece so that every marker becomes exactly one placeholder token."""
