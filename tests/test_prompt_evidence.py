@@ -15,7 +15,7 @@ import pytest
 
 from thinkrec.config import LEGACY_PROMPT, trained_prompt
 from thinkrec.data.keywords import ERA_WORDS, era_keyword, restate_era
-from thinkrec.llm.prompt import CLOSE_MARK, MARKER, PromptBuilder
+from thinkrec.llm.prompt import CLOSE_MARK, EVIDENCE_HEADER, MARKER, PromptBuilder
 from thinkrec.teacher import grounded
 from thinkrec.teacher.dataset import (
     check_traces_match,
@@ -92,36 +92,69 @@ def test_evidence_prompt_without_cf_tokens_needs_no_embeddings_and_marks_nothing
         builder_for(tiny_prepared, tiny_tokenizer, tiny_config.llm, "thinkrec")
 
 
-def test_evidence_lines_gather_the_close_and_genre_sharing_films_as_the_history_shows_them(
+def evidence_block(text: str) -> list[str]:
+    """The evidence lines of a rendered prompt (none without the header)."""
+    if EVIDENCE_HEADER not in text:
+        return []
+    return text.split(EVIDENCE_HEADER + "\n")[1].split("\nCollaborative-filtering match")[0].splitlines()
+
+
+def test_evidence_lines_state_each_history_argument_with_the_reaction_the_history_shows(
         tiny_prepared, tiny_config, tiny_tokenizer):
     items = np.random.default_rng(0).normal(size=(tiny_prepared.n_items, 8))
     lines_on = dataclasses.replace(tiny_config.llm, prompt_evidence_lines=True)
     builder = builder_for(tiny_prepared, tiny_tokenizer, lines_on, items=items)
     plain = builder_for(tiny_prepared, tiny_tokenizer, tiny_config.llm, items=items)
-    titles, genres = tiny_prepared.items["title"].tolist(), tiny_prepared.items["genres"].tolist()
-    gathered = 0
+    titles = tiny_prepared.items["title"].tolist()
+    stated = 0
     for _, row in tiny_prepared.rows.iterrows():
         text, without = builder.encode_row(row).text, plain.encode_row(row).text
-        assert "Closest to the target" not in without and "sharing its genres" not in without
-        extra = [line for line in text.splitlines() if line not in without.splitlines()]
-        assert not extra or text.replace("\n".join(extra) + "\n", "") == without  # the lines are all it adds
+        lines = evidence_block(text)
+        assert EVIDENCE_HEADER not in without
+        added = "\n".join([EVIDENCE_HEADER, *lines]) + "\n"
+        assert text.replace(added, "") == without if lines else text == without  # the lines are all it adds
         shown = {int(i): bool(label) for i, label in zip(row["hist_items"], row["hist_labels"]) if i >= 0}
-        close = [line for line in extra if line.startswith("Close to the target, ")]
-        assert sum(line.count('"') // 2 for line in close) == text.count(CLOSE_MARK)  # the films marked close
-        for line in close:
+        close = {title for title in titles if f'"{title}"' in without and f'"{title}"' in "".join(
+            line for line in without.splitlines() if line.endswith(CLOSE_MARK))}
+        sides = []
+        for line in lines:
+            liked = " did not " not in line
+            sides.append(liked)
             for title in re.findall(r'"([^"]+)"', line):
                 item = titles.index(title)
-                assert line.startswith(f"Close to the target, {'liked' if shown[item] else 'disliked'}: ")
-                assert CLOSE_MARK in next(s for s in text.splitlines() if s.endswith(CLOSE_MARK) and title in s)
-        for line in (line for line in extra if line not in close):
-            for title, detail in re.findall(r'"([^"]+)" \(([^)]+)\)', line):
-                item = titles.index(title)
-                assert item in shown and item != int(row["item"])
-                assert line.startswith("Liked" if shown[item] else "Disliked")
-                assert set(detail.split(", ")) <= {g.lower() for g in genres[item]} & \
-                    {g.lower() for g in genres[int(row["item"])]}
-        gathered += len(extra)
-    assert gathered > 0
+                assert item in shown and item != int(row["item"]) and shown[item] == liked, line
+                if line.startswith("It is close to "):
+                    assert title in close  # a film called close is one the history marks close
+        assert sides == sorted(sides, reverse=True)  # arguments for a like first
+        titled = [t for line in lines for t in re.findall(r'"([^"]+)"', line)]
+        assert len(titled) == len(set(titled))  # each film stated once
+        stated += len(lines)
+    assert stated > 0
+
+
+def test_the_statements_teacher_words_each_history_argument_as_its_evidence_line(
+        tiny_prepared, tiny_config, tiny_tokenizer):
+    from thinkrec.teacher.evidence import EvidenceBuilder
+    from thinkrec.teacher.grounded import HISTORY, GroundedTeacher
+
+    items = np.random.default_rng(0).normal(size=(tiny_prepared.n_items, 8))
+    lines_on = dataclasses.replace(tiny_config.llm, prompt_evidence_lines=True)
+    builder = builder_for(tiny_prepared, tiny_tokenizer, lines_on, items=items)
+    evidence_builder = EvidenceBuilder(tiny_prepared, items, lines_on.history_len)
+    history_sentences = [template_pattern(t) for templates in HISTORY.values() for t in templates]
+    copied = 0
+    for _, row in tiny_prepared.rows.iterrows():
+        lines = [line.removesuffix(".") for line in evidence_block(builder.encode_row(row).text)]
+        evidence = evidence_builder.gather(row)
+        for label in (0, 1):
+            rest = trace = GroundedTeacher(0, statements=True).explain(evidence, label)
+            for line in lines:
+                copied += trace.count(line) + trace.count(line[:1].lower() + line[1:])
+                rest = rest.replace(line, "").replace(line[:1].lower() + line[1:], "")
+            for pattern in history_sentences:  # recent films named for the verdict, not an argument
+                rest = pattern.sub("", rest)
+            assert set(grounded.cited_titles(rest)) <= {evidence.title}, (trace, lines)
+    assert copied > 0
 
 
 def test_a_trained_system_keeps_the_prompt_it_recorded(tiny_config):

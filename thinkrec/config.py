@@ -131,7 +131,7 @@ class LLMConfig:
     history_len: int = 10  # interactions shown in the prompt (at most data.history_len)
     history_keywords: int = 2  # keywords shown per history item; the target shows all of its own
     prompt_evidence: bool = True  # show what the teacher argues from (profile line, all history genres, close films)
-    prompt_evidence_lines: bool = False  # with prompt_evidence: also gather the close and genre-sharing films in lines
+    prompt_evidence_lines: bool = False  # with prompt_evidence: the history arguments in lines, as traces word them
     era_rule: str = "thirds"  # era keywords: "thirds" (early / mid / late decade) or "halves" (the shipped prompt's)
     lora_r: int = 8
     lora_alpha: int = 16
@@ -307,7 +307,7 @@ TRACE_ROWS = ("sample", "errors")
 BASELINE_ROWS = ("own", "thinkrec")
 # the prompt of a system saved before these settings existed
 LEGACY_PROMPT = {"prompt_evidence": False, "era_rule": "halves", "prompt_evidence_lines": False}
-TRACE_PROMPT_KEYS = ("prompt_evidence", "era_rule")  # what a trace's facts depend on (the lines only regroup them)
+TRACE_PROMPT_KEYS = ("prompt_evidence", "era_rule", "prompt_evidence_lines")  # what a trace's wording depends on
 
 
 def trained_prompt(settings: LLMConfig, stored: dict[str, Any]) -> LLMConfig:

@@ -72,7 +72,8 @@ def stage_traces(prepared: PreparedData, config: Config, force: bool = False) ->
     settings = config.llm
     scores = system1_train_scores(prepared, config, settings.trace_system1)
     rows = trace_rows(prepared, scores, settings)
-    traces = write_traces(prepared, config, GroundedTeacher(settings.seed), rows, cf_name=settings.cf_encoder)
+    teacher = GroundedTeacher(settings.seed, statements=settings.prompt_evidence_lines)
+    traces = write_traces(prepared, config, teacher, rows, cf_name=settings.cf_encoder)
     save_trace_dataset(traces, path)
     write_manifest(config.paths.checkpoints)
     purposes = traces["purpose"].value_counts().to_dict()

@@ -8,7 +8,9 @@ model overwrites with the projected CF vector (CoLLM's soft tokens).
 With ``llm.prompt_evidence`` the prompt also shows what the grounded teacher argues from, so a
 trace states nothing the student cannot read: a profile line (favoured and avoided genres and the
 like-rate, train-only; with the keywords), every genre of each history film, and which history
-films CF finds close to the target (with the CF tokens). Off, the prompt is the published one.
+films CF finds close to the target (with the CF tokens). ``llm.prompt_evidence_lines`` adds, under
+the target, each argument from history films (close, sharing its genres, linked) worded as the
+teacher then states it. Off, the prompt is the published one.
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from thinkrec.data.prepared import PreparedData
 from thinkrec.data.profiles import RATE_MIN_TRAIN, genre_preferences
 from thinkrec.data.split import PAD
 from thinkrec.guest import GUEST, GuestUser
+from thinkrec.teacher.evidence import EvidenceBuilder, title_genres
+from thinkrec.teacher.grounded import stated_lines
 
 MARKER = "<|cf|>"  # stands for one soft token in the rendered text
 SYSTEM = "You are a movie recommender. Answer Yes or No, then explain why."
 QUESTION = "Will the user like the target? Answer Yes or No."
+EVIDENCE_HEADER = "What their history says about the target:"
 CLOSE_MARK = ", close to the target"  # follows the verdict of a history film CF finds close to the target
 
 
@@ -85,6 +90,8 @@ class PromptBuilder:
                              "the prompt needs the CF encoder's item embeddings")
         self._vectors = unit_rows(item_embeddings) if self.mark_close else None
         self.evidence_lines = self.mark_close and config.prompt_evidence_lines
+        self._evidence = (EvidenceBuilder(prepared, item_embeddings, None, config.era_rule)
+                          if self.evidence_lines else None)
         self.placeholder_id = tokenizer.convert_tokens_to_ids(tokenizer.pad_token or tokenizer.eos_token)
         self._titles = prepared.items["title"].tolist()
         self._years = prepared.items["year"].tolist()
@@ -157,26 +164,10 @@ class PromptBuilder:
         return text, soft
 
     def _evidence_lines(self, item: int, history: list[tuple[int, int]]) -> list[str]:
-        """The history films the teacher argues from, gathered under the target by how the user took them:
-        those CF finds close to it (nearest first), and those that share its genres (newest first, at most
-        three, with the genres they share), liked and disliked apart."""
-        latest = comparable_history(self._titles, item, [i for i, _ in history], [label for _, label in history])
-        verdict = {True: "liked", False: "disliked"}
-        close = close_items(self._vectors, item, list(latest))
-        lines = []
-        for liked in (True, False):
-            titles = [f'"{self._titles[other]}"' for other in close if latest[other] == liked]  # nearest first
-            if titles:
-                lines.append(f"Close to the target, {verdict[liked]}: {', '.join(titles)}.")
-        target_genres = [g for g in self._genres[item] if g != "unknown"]
-        for liked in (True, False):
-            sharing = [(other, [g.lower() for g in target_genres if g in self._genres[other]])
-                       for other in reversed(latest) if latest[other] == liked]
-            sharing = [(other, genres) for other, genres in sharing if genres][:3]
-            if sharing:
-                lines.append(f"{verdict[liked].capitalize()}, sharing its genres: " + ", ".join(
-                    f'"{self._titles[other]}" ({", ".join(genres)})' for other, genres in sharing) + ".")
-        return lines
+        """The history arguments the teacher may state, one line each as it words them (``stated_lines``)."""
+        shown = self._evidence.history(item, [i for i, _ in history], [label for _, label in history])
+        lines = stated_lines(self._evidence.history_signals(item, shown), title_genres(shown))
+        return [EVIDENCE_HEADER, *lines] if lines else []
 
     def close_to_target(self, item: int, history: list[tuple[int, int]]) -> set[int]:
         """The shown history films CF finds close to the target (``cf.neighbours``, as the teacher argues)."""

@@ -183,20 +183,15 @@ class EvidenceBuilder:
     def build(self, user: int, item: int, label: int, hist_items, hist_labels) -> Evidence:
         user, item, label = int(user), int(item), int(label)
         history = self.history(item, hist_items, hist_labels)
-        target_genres = tuple(g for g in self.genres[item] if g not in IGNORED_GENRES)
-        liked_overlap, liked_examples = genre_overlap(target_genres, history, liked=True)
-        disliked_overlap, disliked_examples = genre_overlap(target_genres, history, liked=False)
+        target_genres = self.target_genres(item)
+        liked_overlap, _ = genre_overlap(target_genres, history, liked=True)
+        disliked_overlap, _ = genre_overlap(target_genres, history, liked=False)
         similar = self.similar(item, history)
-        links = tuple(Link(relation, h.item, h.title, h.liked)
-                      for relation, title in self.links[item] for h in history if h.title == title)
+        links = self.linked(item, history)
         profile_liked = tuple(g for g in target_genres if g in self.liked_genres[user])
         profile_disliked = tuple(g for g in target_genres if g in self.disliked_genres[user])
         signals = [
-            *similar_signals(similar),
-            *genre_signals(liked_overlap, liked_examples, LIKE, history),
-            *genre_signals(disliked_overlap, disliked_examples, DISLIKE, history),
-            *(Signal("link", LIKE if link.liked else DISLIKE, WEIGHTS["link"], (link.title,), detail=link.relation)
-              for link in links),
+            *self.history_signals(item, history),
             *profile_genre_signals(profile_liked, profile_disliked),
             *(Signal("audience", AUDIENCE[word][0], AUDIENCE[word][1], detail=word) for word in self.audience[item]),
             *history_rate_signals(history),
@@ -211,6 +206,29 @@ class EvidenceBuilder:
             overlap_liked=liked_overlap, overlap_disliked=disliked_overlap, similar=similar, links=links,
             support=tuple(s for s in signals if s.points_to == agree),
             counter=tuple(s for s in signals if s.points_to != agree))
+
+    def target_genres(self, item: int) -> tuple[str, ...]:
+        return tuple(g for g in self.genres[item] if g not in IGNORED_GENRES)
+
+    def linked(self, item: int, history: tuple[HistoryItem, ...]) -> tuple[Link, ...]:
+        """The history films a knowledge-graph keyword of the target names."""
+        return tuple(Link(relation, h.item, h.title, h.liked)
+                     for relation, title in self.links[item] for h in history if h.title == title)
+
+    def history_signals(self, item: int, history: tuple[HistoryItem, ...]) -> list[Signal]:
+        """The arguments that cite history films (close, sharing genres, linked): all the prompt can
+        state as lines, since none of them depends on the user beyond the history shown."""
+        target_genres = self.target_genres(item)
+        liked_overlap, liked_examples = genre_overlap(target_genres, history, liked=True)
+        disliked_overlap, disliked_examples = genre_overlap(target_genres, history, liked=False)
+        signals = [
+            *similar_signals(self.similar(item, history)),
+            *genre_signals(liked_overlap, liked_examples, LIKE, history),
+            *genre_signals(disliked_overlap, disliked_examples, DISLIKE, history),
+            *(Signal("link", LIKE if link.liked else DISLIKE, WEIGHTS["link"], (link.title,), detail=link.relation)
+              for link in self.linked(item, history)),
+        ]
+        return sorted(signals, key=lambda s: (-s.weight, s.kind))
 
     def history(self, item: int, hist_items, hist_labels) -> tuple[HistoryItem, ...]:
         """The row's shown history, oldest first, one entry per item (its latest label), without the target."""

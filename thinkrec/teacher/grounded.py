@@ -5,6 +5,10 @@ strongest arguments for the verdict, acknowledges one counter-argument ("Althoug
 ends with the verdict. Titles appear in double quotes and only titles from the evidence are used.
 Phrasing is drawn from several templates per step with an RNG keyed on (seed, user, item), so a
 row always gets the same text while different rows read differently.
+
+With ``statements`` the teacher words every argument that cites history films as the prompt's evidence
+lines state it (``stated_lines``), so the student copies a line instead of pairing each title with the
+user's reaction on its own: a small model does the first reliably and the second at chance.
 """
 
 from __future__ import annotations
@@ -168,7 +172,21 @@ def render_clause(signal: Signal, choose: Choose) -> str:
 
 def describe_signal(signal: Signal) -> str:
     """A plain statement of one argument (the first template), for prompts and logs."""
-    return capitalise(render_clause(signal, lambda options: options[0])) + "."
+    return capitalise(render_clause(signal, first_template)) + "."
+
+
+def first_template(options: Sequence[str]) -> str:
+    return options[0]
+
+
+def stated_lines(signals: Sequence[Signal], genres_of: dict[str, set[str]]) -> list[str]:
+    """The prompt's evidence lines: the history arguments (``EvidenceBuilder.history_signals``) as the
+    teacher states them, those for a like first; within a side each title once, as ``pick_support`` cites it."""
+    lines = []
+    for side in ("like", "dislike"):
+        chosen = pick_support(tuple(s for s in signals if s.points_to == side), len(signals), genres_of)
+        lines += [describe_signal(signal) for signal in chosen if signal.titles]
+    return lines
 
 
 def pick_support(support: tuple[Signal, ...], limit: int, genres_of: dict[str, set[str]] | None = None) -> list[Signal]:
@@ -196,8 +214,14 @@ class GroundedTeacher:
 
     name = "grounded"
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, statements: bool = False):
         self.seed = seed
+        self.statements = statements
+
+    def clause(self, signal: Signal, rng: random.Random) -> str:
+        """One argument; with ``statements`` one that cites history films reads as its evidence line."""
+        stated = self.statements and signal.titles
+        return render_clause(signal, first_template if stated else rng.choice)
 
     def explain(self, evidence: Evidence, label: int) -> str:
         rng = random.Random(f"{self.seed}:{evidence.user}:{evidence.item}")
@@ -214,19 +238,18 @@ class GroundedTeacher:
             body.extend(history_sentence(evidence, label, cited, rng))
         if counter:
             rebuttals = REBUTTALS if chosen else WEAK_REBUTTALS
-            body.append(f"Although {render_clause(counter[0], rng.choice)}, {rng.choice(rebuttals)}.")
+            body.append(f"Although {self.clause(counter[0], rng)}, {rng.choice(rebuttals)}.")
         verdict = rng.choice(VERDICTS[int(label)]).format(T=title)
         return f"{verdict_word(label)}. " + " ".join([*opening, *body, verdict])
 
-    @staticmethod
-    def arguments(chosen: list[Signal], rng: random.Random) -> list[str]:
+    def arguments(self, chosen: list[Signal], rng: random.Random) -> list[str]:
         """One sentence per argument, with varied connectives; a cautious line when there is none."""
         if not chosen:
             return [rng.choice(NO_SUPPORT)]
         wrappers = [rng.choice(FIRST_SUPPORT), *rng.sample(MORE_SUPPORT, len(chosen) - 1)]
         sentences = []
         for signal, wrapper in zip(chosen, wrappers):
-            clause = render_clause(signal, rng.choice)
+            clause = self.clause(signal, rng)
             sentences.append(wrapper.format(C=capitalise(clause), c=clause))
         return sentences
 
