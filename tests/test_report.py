@@ -48,3 +48,15 @@ def test_a_missing_figure_reads_n_a_not_nan():
     header, rule, row = _table(["system", "verdict agreement", "rows"], [["TALLRec-style", float("nan"), 100]])
     assert row == "| TALLRec-style | n/a | 100 |"
     assert interval_text(float("nan"), 0.1) == "n/a" and interval_text(-0.01, 0.02, sign=True) == "[-0.0100, +0.0200]"
+
+
+def test_a_refined_system_reports_each_run_it_grew_from():
+    from thinkrec.report import per_run, training_runs
+
+    first = {"train_tokens": 5_400_000, "train_examples": 12_000, "seconds": 50_000.0}
+    refined = {"train_tokens": 700_000, "train_examples": 1_400, "seconds": 6_000.0,
+               "earlier": {"init_from": "starts/thinkrec_v1", **first}}
+    runs = training_runs(refined)[::-1]
+    assert [run["train_tokens"] for run in runs] == [5_400_000, 700_000]
+    assert per_run(runs, "train_tokens") == "5,400,000 + 700,000"
+    assert per_run([first], "train_tokens") == 5_400_000  # one run: the bare figure

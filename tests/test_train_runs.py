@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from thinkrec.config import PROJECT_ROOT
 from thinkrec.errors import CheckpointError
@@ -28,6 +28,7 @@ from thinkrec.llm.train import (
     make_batches,
     shard,
     train_system,
+    trainable_state,
     uses_bf16_autocast,
 )
 
@@ -180,3 +181,46 @@ def test_each_held_out_trace_keeps_its_own_loss_in_the_given_order(tiny_training
     assert len(heldout) == 3 and len({round(v, 6) for v in alone}) == 3  # three different traces
     assert batched == pytest.approx(alone, abs=1e-5)
     assert all(example.key[0] in set(tiny_prepared.split("train")["user"]) for example in heldout)
+
+
+def test_a_refinement_starts_from_the_system_it_names_under_the_current_prompt(tiny_training, tiny_prepared,
+                                                                               tiny_llama, tiny_tokenizer):
+    from thinkrec import pipeline
+    from thinkrec.llm.systems import initial_system, load_system
+    from thinkrec.report import training_runs
+
+    config, traces = tiny_training
+    spec = system_spec("thinkrec")
+    first = train_system(spec, tiny_prepared, config, traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    start = config.paths.training / "starts" / "first"
+    shutil.copytree(config.paths.checkpoints / "llm" / "thinkrec", start)
+    refined = copy.deepcopy(config)
+    refined.llm.init_from, refined.llm.refine_tokens = "starts/first", 1200
+    refined.llm.prompt_evidence_lines, refined.llm.traces_file = True, "teacher/traces_lines.parquet"
+    line_traces = pipeline.stage_traces(tiny_prepared, refined)
+
+    model, builder = initial_system(spec, tiny_prepared, refined, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    start_model, recorded = load_system("thinkrec", tiny_prepared, config, copy.deepcopy(tiny_llama),
+                                        tiny_tokenizer, folder=start, trainable=True)
+    assert builder.config.prompt_evidence_lines and not recorded.config.prompt_evidence_lines
+    weights, expected = trainable_state(model), trainable_state(start_model)
+    fresh = trainable_state(new_system(spec, tiny_prepared, refined, copy.deepcopy(tiny_llama), tiny_tokenizer)[0])
+    assert any("lora_" in n for n in weights) and any(n.startswith("projector.") for n in weights)
+    assert weights.keys() == expected.keys() == fresh.keys()
+    assert all(torch.equal(weights[n], expected[n]) for n in expected)  # LoRA and projector train on from the start
+    assert not all(torch.equal(weights[n], fresh[n]) for n in fresh)
+
+    report = train_system(spec, tiny_prepared, refined, line_traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    assert report["finished"] and 1200 <= report["train_tokens"] < first["train_tokens"]
+    saved = json.loads((refined.paths.checkpoints / "llm" / "thinkrec" / "config.json").read_text())
+    assert saved["llm_config"]["prompt_evidence_lines"] is True
+    assert [run["train_tokens"] for run in training_runs(saved["train"])] == [report["train_tokens"],
+                                                                              first["train_tokens"]]
+
+    projector = load_file(start / "projector.safetensors")
+    save_file({name: tensor + 1 for name, tensor in projector.items()}, start / "projector.safetensors")
+    with pytest.raises(CheckpointError, match="other starting weights"):  # its state is keyed by the start
+        train_system(spec, tiny_prepared, refined, line_traces, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    refined.llm.init_from = "starts/none"
+    with pytest.raises(CheckpointError, match="llm.init_from: .*starts/none holds no trained ThinkRec-global"):
+        initial_system(spec, tiny_prepared, refined, copy.deepcopy(tiny_llama), tiny_tokenizer)

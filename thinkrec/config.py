@@ -146,6 +146,10 @@ class LLMConfig:
     save_every_minutes: float = 10.0  # the resumable state is written at least this often
     train_tokens: int = 300_000  # training budget in tokens (about 220 tokens/s on 2 CPU cores: 23 min)
     reasoning_share: float = 0.2  # share of training rows that carry a reasoning trace
+    init_from: str = ""  # a trained ThinkRec-global folder under training/ that its run starts from, under the
+    # current prompt settings ("": fresh weights; its first training is part of the system's history)
+    refine_tokens: int = 300_000  # with init_from: this run's budget (train_tokens stays the Yes/No budget of the
+    # baselines and the experts' default)
     baseline_rows: str = "own"  # CoLLM / TALLRec rows: "own" draw filling train_tokens, or "thinkrec": exactly the
     # Yes/No rows ThinkRec-global trains on under the same settings (the same Yes/No budget, the fair comparison)
     bce_weight_reasoning: float = 0.1

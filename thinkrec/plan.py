@@ -102,10 +102,11 @@ def stage_status(config: Config, stage: str) -> StageStatus:
 
 
 def llm_status(config: Config, name: str) -> StageStatus:
-    state = read_state(system_scope(system_spec(name), config).state_folder(config)) or {}
+    scope = system_scope(system_spec(name), config)
+    state = read_state(scope.state_folder(config)) or {}
     digest = state.get("data_digest")
     done = digest is not None and shipped_digest(llm_dir(config, name)) == digest
-    budget = config.llm.train_tokens if name == "thinkrec" or config.llm.baseline_rows == "own" else None
+    budget = scope.train_tokens if name == "thinkrec" or config.llm.baseline_rows == "own" else None
     return StageStatus(name, done, state.get("tokens", 0), state.get("planned_tokens", budget),
                        state.get("seconds") or 0.0)
 

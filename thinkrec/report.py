@@ -283,14 +283,26 @@ def training_seconds(train: dict) -> str:
     return f"{train.get('seconds_this_run', 0):.0f} (last run only)"
 
 
+def training_runs(train: dict) -> list[dict]:
+    """A system's training record followed by those of the systems it started from (``earlier``), latest first."""
+    return [train, *training_runs(train["earlier"])] if "earlier" in train else [train]
+
+
+def per_run(runs: list[dict], key: str):
+    """One table cell: the value of a single run as it is, or each run's, first run first, joined by " + "."""
+    return runs[0][key] if len(runs) == 1 else " + ".join(f"{run[key]:,}" for run in runs)
+
+
 def cost_section(config: Config) -> list[str]:
     rows = []
     for system in reversed(registry.keys(registry.LLM)):  # the trained ones: ThinkRec first
         path = registry.folder(config, system) / "config.json"
         if path.exists():
-            train = read_json(path)["train"]
-            rows.append([registry.label(system), train["train_tokens"], train["train_examples"],
-                         train["reasoning_examples"], train["best_valid_auc"], training_seconds(train)])
+            runs = training_runs(read_json(path)["train"])[::-1]  # the first run first
+            label = registry.label(system) + (f" ({len(runs)} runs)" if len(runs) > 1 else "")
+            rows.append([label, *(per_run(runs, key) for key in ("train_tokens", "train_examples",
+                                                                   "reasoning_examples")),
+                         runs[-1]["best_valid_auc"], " + ".join(training_seconds(run) for run in runs)])
     if has_experts(config):
         for number, train in enumerate(read_selection(config).get("experts", []), start=1):
             rows.append([f"ThinkRec expert {number} (valid AUC on its cluster)", train["train_tokens"], "",

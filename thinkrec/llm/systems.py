@@ -141,6 +141,29 @@ def new_system(spec: SystemSpec, prepared: PreparedData, config: Config, backbon
     return model, prompt_builder(spec, prepared, tokenizer, config)
 
 
+def init_folder(config: Config) -> Path | None:
+    """The trained ThinkRec-global that a new run of it starts from (``llm.init_from``, under training/), or None."""
+    if not config.llm.init_from:
+        return None
+    folder = config.paths.training / config.llm.init_from
+    if not (folder / "config.json").exists() or not (folder / "adapter").is_dir():
+        raise CheckpointError(f"llm.init_from: {folder} holds no trained ThinkRec-global (config.json and adapter/)")
+    return folder
+
+
+def initial_system(spec: SystemSpec, prepared: PreparedData, config: Config, backbone=None, tokenizer=None):
+    """What a run of ``spec`` starts from: fresh weights (``new_system``), or, for ThinkRec-global under
+    ``llm.init_from``, the system trained there with its LoRA and projector trainable and the prompt of the
+    current settings (not the one it was trained with: a refinement may teach a new prompt)."""
+    folder = init_folder(config) if spec.reasoning else None
+    if folder is None:
+        return new_system(spec, prepared, config, backbone, tokenizer)
+    if backbone is None:
+        backbone, tokenizer = load_backbone(config)
+    model, _ = load_system(spec.name, prepared, config, backbone, tokenizer, folder=folder, trainable=True)
+    return model, prompt_builder(spec, prepared, tokenizer, config)
+
+
 def save_system(model: SoftTokenLM, spec: SystemSpec, folder: Path, meta: dict) -> None:
     """LoRA as a standard PEFT folder, projector as safetensors, the rest as JSON (written last). The folder is
     emptied first: what was scored on the weights it held (predictions, reasoning) goes with them."""

@@ -43,7 +43,16 @@ from thinkrec.llm.cpu import native_bf16
 from thinkrec.llm.model import SoftTokenLM, collate, weighted_loss
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
 from thinkrec.llm.score import score_rows
-from thinkrec.llm.systems import SystemSpec, llm_dir, new_system, prompt_builder, save_system, system_spec
+from thinkrec.llm.systems import (
+    SystemSpec,
+    init_folder,
+    initial_system,
+    llm_dir,
+    prompt_builder,
+    save_system,
+    system_digest,
+    system_spec,
+)
 from thinkrec.metrics import auc_report
 from thinkrec.subsets import of_users, valid_subset
 from thinkrec.teacher.dataset import check_traces_match
@@ -68,8 +77,14 @@ class Scope:
 
 
 def system_scope(spec: SystemSpec, config: Config) -> Scope:
-    """The default run: the whole system on ``llm.train_tokens``, shipped to its checkpoint folder."""
-    return Scope(spec.name, llm_dir(config, spec.name), config.llm.train_tokens)
+    """The default run: the whole system on ``llm.train_tokens``, shipped to its checkpoint folder; ThinkRec-global
+    under ``llm.init_from`` trains on ``llm.refine_tokens`` from the system there, whose fingerprint keys the
+    state, kept apart from a first run's (``<training>/llm/thinkrec-from-<start folder>``)."""
+    start = init_folder(config) if spec.reasoning else None
+    if start is None:
+        return Scope(spec.name, llm_dir(config, spec.name), config.llm.train_tokens)
+    return Scope(spec.name, llm_dir(config, spec.name), config.llm.refine_tokens, origin=system_digest(start),
+                 state_dir=config.paths.training / "llm" / f"{spec.name}-from-{start.name}")
 
 
 @dataclass
@@ -367,7 +382,7 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
     deadline = None if max_minutes is None else time.perf_counter() + 60 * max_minutes
     torch.manual_seed(settings.seed)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    model, builder = start or new_system(spec, prepared, config, backbone, tokenizer)
+    model, builder = start or initial_system(spec, prepared, config, backbone, tokenizer)
     examples = training_examples(spec, builder, prepared, config, traces, scope)
     batches = make_batches(examples, settings.batch_size, settings.length_buckets, settings.seed)
     digest = state_digest(data_digest(batches), scope.origin)
@@ -431,9 +446,18 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
         core.load_state_dict(best, strict=False)
     if accelerator.is_main_process:
         # The builder's settings: those of the run, with the prompt settings of the system it started from.
-        meta = {"llm_config": json.loads(json.dumps(vars(builder.config))), "train": report}
+        meta = {"llm_config": json.loads(json.dumps(vars(builder.config))), "train": with_earlier(report, spec, config)}
         save_system(core, spec, scope.out_dir, meta)
     return report
+
+
+def with_earlier(report: dict, spec: SystemSpec, config: Config) -> dict:
+    """The run's report, holding under ``earlier`` the training record of the system it started from when that is
+    ThinkRec-global's ``llm.init_from`` (an expert's start is recorded by the experts' selection)."""
+    start = init_folder(config) if spec.reasoning else None
+    if start is None:
+        return report
+    return {**report, "earlier": {"init_from": config.llm.init_from, **read_json(start / "config.json")["train"]}}
 
 
 def state_digest(data: str, origin: str) -> str:
