@@ -1,19 +1,21 @@
-"""Does more LoRA capacity, or a prompt that gathers the evidence, make ThinkRec-global's reasoning truer?
+"""Does more LoRA capacity, or a prompt that states the evidence, make ThinkRec-global's reasoning truer?
 
-    python benchmarks/grown_adapter.py [--config training/plan.json] [--tokens 80000] [--answers 40]
-                                       [--arms qv-r8 all-r8 qv-r8-lines]
+    python benchmarks/grown_adapter.py [--config training/plan.json] [--start FOLDER] [--tokens 80000]
+                                       [--answers 40] [--arms qv-r8 all-r8 qv-r8-lines]
 
-Issue 15 items 4 and 5. Every arm starts from the trained ThinkRec-global (``llm/thinkrec`` in the plan's
-candidate tree): its LoRA on q and v and its projector. ``qv-r8`` is the control and continues the adapter
-as it is; ``all-r8`` grows it onto every attention and MLP projection, the new LoRA B matrices zero, so the
-grown model starts as the same function; ``qv-r8-lines`` continues it on prompts that also gather the films
-the teacher argues from in lines under the target (``llm.prompt_evidence_lines``). Each arm continues for
+Issue 15 items 4 and 5. Every arm starts from a trained ThinkRec-global (``--start``; by default
+``llm/thinkrec`` in the plan's candidate tree): its LoRA on q and v and its projector. ``qv-r8`` is the
+control and continues the adapter as it is; ``all-r8`` grows it onto every attention and MLP projection, the
+new LoRA B matrices zero, so the grown model starts as the same function; ``qv-r8-lines`` continues it on
+prompts that also state each history argument in a line, as the teacher words it
+(``llm.prompt_evidence_lines``). Each arm continues for
 ``--tokens`` of the plan's recipe (the first rows of its data order) with the training loop's own step and
 optimiser. Each arm, and the starting point, is then measured on the held-out traces (rows the teacher wrote
 but training never saw): their LM loss, and the claims of the answers it writes for the first ``--answers``
 of them, judged by the claim checker, by kind. Every difference to the first arm comes with a paired 95 %
 interval over users (LM loss) or over answers (claim accuracy). One model in memory at a time; each measured
-arm is cached under ``work/grown_adapter/``.
+arm is cached under ``work/grown_adapter/``, keyed by the starting system's fingerprint. ``--arms`` with no
+arm measures the trained global model alone.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from thinkrec.intervals import UserBootstrap
 from thinkrec.llm.backbone import load_backbone
 from thinkrec.llm.batch_decoding import write_answers
 from thinkrec.llm.generate import GenerationSettings
-from thinkrec.llm.systems import llm_dir, load_projected_model, prompt_builder, system_spec
+from thinkrec.llm.systems import llm_dir, load_projected_model, prompt_builder, system_digest, system_spec
 from thinkrec.llm.train import (
     build_examples,
     heldout_examples,
@@ -53,7 +55,7 @@ from thinkrec.teacher.dataset import load_trace_dataset
 
 QV = ["q_proj", "v_proj"]
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-ARMS = {  # name -> (adapted projections, the prompt gathers the evidence in lines: llm.prompt_evidence_lines)
+ARMS = {  # name -> (adapted projections, the prompt states the evidence in lines: llm.prompt_evidence_lines)
     "qv-r8": (QV, False), "all-r8": (ALL, False), "qv-r8-lines": (QV, True)}
 START = "start"  # the trained global model as it is, measured once
 RESAMPLES = 1000
@@ -62,30 +64,34 @@ RESAMPLES = 1000
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="training/plan.json", help="the plan whose candidate ThinkRec-global grows")
+    parser.add_argument("--start", type=Path, help="a trained ThinkRec-global folder to start from "
+                        "(default: the plan candidate's, llm/thinkrec)")
     parser.add_argument("--tokens", type=int, default=80_000, help="tokens of further training per arm")
     parser.add_argument("--answers", type=int, default=40, help="held-out rows each arm answers (claims checked)")
-    parser.add_argument("--arms", nargs="+", default=["qv-r8", "all-r8"], choices=list(ARMS))
+    parser.add_argument("--arms", nargs="*", default=["qv-r8", "all-r8"], choices=list(ARMS))
     args = parser.parse_args()
     config = candidate_config(load_config(args.config))
     prepared = prepare_dataset(config)
     traces = load_trace_dataset(traces_path(config))
     folder = config.paths.work / "grown_adapter"
     folder.mkdir(parents=True, exist_ok=True)
+    args.start = args.start or llm_dir(config, "thinkrec")
+    origin = system_digest(args.start)[:12]
     results = {}
     for name in [START, *args.arms]:
-        saved = folder / f"{Path(args.config).stem}-{name}-{0 if name == START else args.tokens}-{args.answers}.json"
+        saved = folder / f"{Path(args.config).stem}-{origin}-{name}-{0 if name == START else args.tokens}-" \
+                         f"{args.answers}.json"
         if not saved.exists():
             write_json(saved, measure_arm(name, args, config, prepared, traces))
         results[name] = read_json(saved)
         print(f"{name}: measured ({saved})", flush=True)
-    report(results, args.arms[0])
+    report(results, args.arms[0] if args.arms else START)
 
 
-def grown_model(modules: list[str], lines: bool, config, prepared):
+def grown_model(folder: Path, modules: list[str], lines: bool, config, prepared):
     """ThinkRec-global's trained LoRA and projector in a model whose LoRA covers ``modules`` (new B zero), its
-    prompt the recorded one or, with ``lines``, the configured one with the evidence gathered in lines."""
+    prompt the recorded one or, with ``lines``, the configured one with the evidence stated in lines."""
     settings = config.llm
-    folder = llm_dir(config, "thinkrec")
     backbone, tokenizer = load_backbone(config)
     peft = get_peft_model(backbone, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
                                                lora_dropout=settings.lora_dropout, target_modules=modules,
@@ -105,7 +111,7 @@ def measure_arm(name: str, args, config, prepared, traces) -> dict:
     """Continue one arm (none for ``START``), then its held-out LM losses and its answers' claims."""
     settings = config.llm
     torch.manual_seed(settings.seed)
-    model, builder = grown_model(*ARMS.get(name, ARMS["qv-r8"]), config, prepared)
+    model, builder = grown_model(args.start, *ARMS.get(name, ARMS["qv-r8"]), config, prepared)
     pad_id = builder.tokenizer.pad_token_id
     bf16 = uses_bf16_autocast(settings)
     seconds = tokens = 0
