@@ -21,6 +21,18 @@ from thinkrec.files import read_json
 from thinkrec.fusion.choice import ROUTES, choose
 
 
+def test_the_hours_left_take_each_stage_at_its_own_rate():
+    from thinkrec.plan import StageStatus, hours_left
+
+    statuses = [StageStatus("thinkrec", True, 360_000, 360_000, 3_600.0),  # 100 tokens/s, done
+                StageStatus("experts", False, 300_000, 1_380_000, 1_000.0),  # 300 tokens/s: 1 h left
+                StageStatus("collm", False, 0, 400_000, 0.0),  # not started: at the 660,000 / 4,600 s of all runs
+                StageStatus("tallrec", False, 0, None, 0.0),  # size unknown: not counted
+                StageStatus("scoring", False, 0, 5, 0.0, unit="systems")]
+    assert hours_left(statuses) == pytest.approx(1 + 400_000 / (660_000 / 4_600) / 3_600)
+    assert hours_left([StageStatus("thinkrec", False, 0, 360_000, 0.0)]) is None  # nothing timed yet
+
+
 @pytest.fixture
 def plan_config(tiny_pipeline_config, tiny_prepared):
     from thinkrec import pipeline

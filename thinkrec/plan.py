@@ -210,13 +210,23 @@ def log_status(statuses: list[StageStatus], heading: str) -> None:
     training = [s for s in left if s.unit == "tokens"]
     tokens = sum(max(s.planned - s.tokens, 0) for s in training if s.planned is not None)
     unknown = [s.stage for s in training if s.planned is None]
-    trained = [s for s in statuses if s.unit == "tokens"]
-    seconds, done = sum(s.seconds for s in trained), sum(s.tokens for s in trained)
-    rate = f", about {tokens / (done / seconds) / 3600:.1f} h at {done / seconds:.0f} tokens/s" \
-        if seconds and done and tokens else ""
+    hours = hours_left(statuses)
+    rate = f", about {hours:.1f} h at each stage's rate so far" if hours else ""
     log.info("  left: %s training tokens%s%s; %s", f"{tokens:,}", rate,
              f" (plus {', '.join(unknown)}: sized once started)" if unknown else "",
              ", ".join(f"{s.stage} {s.planned - s.tokens} of {s.planned} {s.unit}" for s in left if s.unit != "tokens"))
+
+
+def hours_left(statuses: list[StageStatus]) -> float | None:
+    """Hours of training the unfinished stages of known size still need, each at its own rate so far (a stage
+    not yet started: at the rate of all the runs so far); None before any run has been timed."""
+    trained = [s for s in statuses if s.unit == "tokens" and s.seconds and s.tokens]
+    if not trained:
+        return None
+    overall = sum(s.tokens for s in trained) / sum(s.seconds for s in trained)
+    left = [s for s in statuses if s.unit == "tokens" and not s.done and s.planned is not None]
+    return sum(max(s.planned - s.tokens, 0) / (s.tokens / s.seconds if s.seconds and s.tokens else overall)
+               for s in left) / 3600
 
 
 def continue_plan(prepared: PreparedData, config: Config, max_minutes: float | None = None) -> list[StageStatus]:
