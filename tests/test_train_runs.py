@@ -21,6 +21,7 @@ from thinkrec.llm.prompt import EncodedPrompt
 from thinkrec.llm.systems import new_system, system_spec
 from thinkrec.llm.train import (
     Example,
+    Scope,
     build_examples,
     data_digest,
     heldout_examples,
@@ -216,6 +217,10 @@ def test_a_refinement_starts_from_the_system_it_names_under_the_current_prompt(t
     assert saved["llm_config"]["prompt_evidence_lines"] is True
     assert [run["train_tokens"] for run in training_runs(saved["train"])] == [report["train_tokens"],
                                                                               first["train_tokens"]]
+    own_start = initial_system(spec, tiny_prepared, refined, copy.deepcopy(tiny_llama), tiny_tokenizer)
+    expert = Scope("expert", refined.paths.training / "expert-out", 600)  # a run given its start, as an expert is
+    train_system(spec, tiny_prepared, refined, line_traces, start=own_start, scope=expert)
+    assert "earlier" not in json.loads((expert.out_dir / "config.json").read_text())["train"]
 
     projector = load_file(start / "projector.safetensors")
     save_file({name: tensor + 1 for name, tensor in projector.items()}, start / "projector.safetensors")

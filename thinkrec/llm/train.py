@@ -446,18 +446,20 @@ def train_system(spec: SystemSpec, prepared: PreparedData, config: Config, trace
         core.load_state_dict(best, strict=False)
     if accelerator.is_main_process:
         # The builder's settings: those of the run, with the prompt settings of the system it started from.
-        meta = {"llm_config": json.loads(json.dumps(vars(builder.config))), "train": with_earlier(report, spec, config)}
+        earlier = earlier_training(spec, config) if start is None else None  # an expert's start: see its selection
+        meta = {"llm_config": json.loads(json.dumps(vars(builder.config))),
+                "train": {**report, "earlier": earlier} if earlier else report}
         save_system(core, spec, scope.out_dir, meta)
     return report
 
 
-def with_earlier(report: dict, spec: SystemSpec, config: Config) -> dict:
-    """The run's report, holding under ``earlier`` the training record of the system it started from when that is
-    ThinkRec-global's ``llm.init_from`` (an expert's start is recorded by the experts' selection)."""
+def earlier_training(spec: SystemSpec, config: Config) -> dict | None:
+    """The training record of the system that ``spec``'s own run grows from (ThinkRec-global's ``llm.init_from``),
+    or None for a run from fresh weights."""
     start = init_folder(config) if spec.reasoning else None
     if start is None:
-        return report
-    return {**report, "earlier": {"init_from": config.llm.init_from, **read_json(start / "config.json")["train"]}}
+        return None
+    return {"init_from": config.llm.init_from, **read_json(start / "config.json")["train"]}
 
 
 def state_digest(data: str, origin: str) -> str:
