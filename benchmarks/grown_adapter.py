@@ -4,18 +4,17 @@
                                        [--answers 40] [--arms qv-r8 all-r8 qv-r8-lines]
 
 Issue 15 items 4 and 5. Every arm starts from a trained ThinkRec-global (``--start``; by default
-``llm/thinkrec`` in the plan's candidate tree): its LoRA on q and v and its projector. ``qv-r8`` is the
-control and continues the adapter as it is; ``all-r8`` grows it onto every attention and MLP projection, the
-new LoRA B matrices zero, so the grown model starts as the same function; ``qv-r8-lines`` continues it on
-prompts that also state each history argument in a line, as the teacher words it
-(``llm.prompt_evidence_lines``). Each arm continues for
-``--tokens`` of the plan's recipe (the first rows of its data order) with the training loop's own step and
-optimiser. Each arm, and the starting point, is then measured on the held-out traces (rows the teacher wrote
-but training never saw): their LM loss, and the claims of the answers it writes for the first ``--answers``
-of them, judged by the claim checker, by kind. Every difference to the first arm comes with a paired 95 %
-interval over users (LM loss) or over answers (claim accuracy). One model in memory at a time; each measured
-arm is cached under ``work/grown_adapter/``, keyed by the starting system's fingerprint. ``--arms`` with no
-arm measures the trained global model alone.
+``llm/thinkrec`` in the plan's candidate tree): its LoRA on q and v and its projector. ``qv-r8`` is the control
+and continues the adapter as it is; ``all-r8`` grows it onto every attention and MLP projection, the new LoRA B
+matrices zero, so the grown model starts as the same function; ``qv-r8-lines`` continues it on prompts that also
+state each history argument in a line, as the teacher words it (``llm.prompt_evidence_lines``). Each arm
+continues for ``--tokens`` of the plan's recipe (the first rows of its data order) with the training loop's own
+step and optimiser. Each arm, and the starting point, is then measured on the held-out traces (rows the teacher
+wrote but training never saw): their LM loss, and the claims of the answers it writes for the first
+``--answers`` of them, judged by the claim checker, by kind (a reaction inside the "Although" counter-argument
+apart). Every difference to the first arm comes with a paired 95 % interval over users (LM loss) or over answers
+(claim accuracy). One model in memory at a time; each measured arm is cached under ``work/grown_adapter/``,
+keyed by the starting system's fingerprint. ``--arms`` with no arm measures the trained global model alone.
 """
 
 from __future__ import annotations
@@ -147,8 +146,21 @@ def held_out_answers(model, builder, prepared, config, traces, count: int) -> li
     for r, row, answer in zip(rows.itertuples(index=False), shown, written):
         claims = checker.check(answer.text, r.user, r.item, row["hist_items"], row["hist_labels"])
         answers.append({"user": int(r.user), "item": int(r.item), "text": answer.text,
-                        "claims": [[c.kind, c.verdict] for c in claims]})
+                        "claims": [[kind_by_place(answer.text, c), c.verdict] for c in claims]})
     return answers
+
+
+def kind_by_place(text: str, claim) -> str:
+    """A claim's kind, a reaction inside the counter-argument ("Although ...") told apart: a small model may word
+    the reaction the sentence's place calls for instead of the user's."""
+    if claim.kind != "reaction":
+        return claim.kind
+    opening, quoted = 0, False
+    for position, char in enumerate(text[:claim.start]):
+        quoted ^= char == '"'
+        if char == "." and not quoted:  # a sentence ends outside a title
+            opening = position + 1
+    return "counter reaction" if text[opening:].lstrip().startswith("Although") else "reaction"
 
 
 def claim_tally(answers: list[dict]) -> dict[str, np.ndarray]:
