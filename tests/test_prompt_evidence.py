@@ -99,14 +99,18 @@ def evidence_block(text: str) -> list[str]:
     return text.split(EVIDENCE_HEADER + "\n")[1].split("\nCollaborative-filtering match")[0].splitlines()
 
 
-def test_evidence_lines_state_each_history_argument_with_the_reaction_the_history_shows(
+DISLIKE_LINE = re.compile(r"did not enjoy|turned down|enjoy least|poorly received|little-known|dislike much")
+REACTION_FIRST = re.compile(r"They (?:recently )?(?:enjoyed|did not enjoy|turned down) ")
+
+
+def test_evidence_lines_state_every_argument_with_the_reaction_before_the_films(
         tiny_prepared, tiny_config, tiny_tokenizer):
     items = np.random.default_rng(0).normal(size=(tiny_prepared.n_items, 8))
     lines_on = dataclasses.replace(tiny_config.llm, prompt_evidence_lines=True)
     builder = builder_for(tiny_prepared, tiny_tokenizer, lines_on, items=items)
     plain = builder_for(tiny_prepared, tiny_tokenizer, tiny_config.llm, items=items)
     titles = tiny_prepared.items["title"].tolist()
-    stated = 0
+    stated = untitled = 0
     for _, row in tiny_prepared.rows.iterrows():
         text, without = builder.encode_row(row).text, plain.encode_row(row).text
         lines = evidence_block(text)
@@ -118,31 +122,35 @@ def test_evidence_lines_state_each_history_argument_with_the_reaction_the_histor
             line for line in without.splitlines() if line.endswith(CLOSE_MARK))}
         sides = []
         for line in lines:
-            liked = " did not " not in line
+            liked = not DISLIKE_LINE.search(line)
             sides.append(liked)
-            for title in re.findall(r'"([^"]+)"', line):
+            cited = re.findall(r'"([^"]+)"', line)
+            untitled += not cited
+            if cited:  # the reaction comes first, then the films it is true of
+                assert REACTION_FIRST.match(line), line
+            for title in cited:
                 item = titles.index(title)
                 assert item in shown and item != int(row["item"]) and shown[item] == liked, line
-                if line.startswith("It is close to "):
+                if "nearest neighbour" in line:
                     assert title in close  # a film called close is one the history marks close
         assert sides == sorted(sides, reverse=True)  # arguments for a like first
         titled = [t for line in lines for t in re.findall(r'"([^"]+)"', line)]
         assert len(titled) == len(set(titled))  # each film stated once
         stated += len(lines)
-    assert stated > 0
+    assert stated > untitled > 0  # lines that cite films, and the profile's and audience's arguments
 
 
 def test_the_statements_teacher_words_each_history_argument_as_its_evidence_line(
         tiny_prepared, tiny_config, tiny_tokenizer):
     from thinkrec.teacher.evidence import EvidenceBuilder
-    from thinkrec.teacher.grounded import HISTORY, GroundedTeacher
+    from thinkrec.teacher.grounded import HISTORY, GroundedTeacher, capitalise
 
     items = np.random.default_rng(0).normal(size=(tiny_prepared.n_items, 8))
     lines_on = dataclasses.replace(tiny_config.llm, prompt_evidence_lines=True)
     builder = builder_for(tiny_prepared, tiny_tokenizer, lines_on, items=items)
     evidence_builder = EvidenceBuilder(tiny_prepared, items, lines_on.history_len)
     history_sentences = [template_pattern(t) for templates in HISTORY.values() for t in templates]
-    copied = 0
+    copied = countered = 0
     for _, row in tiny_prepared.rows.iterrows():
         lines = [line.removesuffix(".") for line in evidence_block(builder.encode_row(row).text)]
         evidence = evidence_builder.gather(row)
@@ -154,7 +162,11 @@ def test_the_statements_teacher_words_each_history_argument_as_its_evidence_line
             for pattern in history_sentences:  # recent films named for the verdict, not an argument
                 rest = pattern.sub("", rest)
             assert set(grounded.cited_titles(rest)) <= {evidence.title}, (trace, lines)
-    assert copied > 0
+            counter = re.search(r"Although (.+?), (?:" + "|".join(grounded.REBUTTALS + grounded.WEAK_REBUTTALS) + ")", trace)
+            if counter:  # the counter-argument, whatever its kind, is a line the student can copy
+                assert capitalise(counter.group(1)) in lines, (trace, lines)
+                countered += 1
+    assert copied > countered > 0
 
 
 def test_a_trained_system_keeps_the_prompt_it_recorded(tiny_config):

@@ -131,7 +131,7 @@ class LLMConfig:
     history_len: int = 10  # interactions shown in the prompt (at most data.history_len)
     history_keywords: int = 2  # keywords shown per history item; the target shows all of its own
     prompt_evidence: bool = True  # show what the teacher argues from (profile line, all history genres, close films)
-    prompt_evidence_lines: bool = False  # with prompt_evidence: the history arguments in lines, as traces word them
+    prompt_evidence_lines: bool = False  # with prompt_evidence: every argument in lines, as traces word them
     era_rule: str = "thirds"  # era keywords: "thirds" (early / mid / late decade) or "halves" (the shipped prompt's)
     lora_r: int = 8
     lora_alpha: int = 16

@@ -9,8 +9,8 @@ With ``llm.prompt_evidence`` the prompt also shows what the grounded teacher arg
 trace states nothing the student cannot read: a profile line (favoured and avoided genres and the
 like-rate, train-only; with the keywords), every genre of each history film, and which history
 films CF finds close to the target (with the CF tokens). ``llm.prompt_evidence_lines`` adds, under
-the target, each argument from history films (close, sharing its genres, linked) worded as the
-teacher then states it. Off, the prompt is the published one.
+the target, every argument for either verdict (from the history, the profile and the target's audience),
+one line each, worded as the teacher then states it. Off, the prompt is the published one.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from thinkrec.teacher.grounded import stated_lines
 MARKER = "<|cf|>"  # stands for one soft token in the rendered text
 SYSTEM = "You are a movie recommender. Answer Yes or No, then explain why."
 QUESTION = "Will the user like the target? Answer Yes or No."
-EVIDENCE_HEADER = "What their history says about the target:"
+EVIDENCE_HEADER = "The arguments for and against the target:"
 CLOSE_MARK = ", close to the target"  # follows the verdict of a history film CF finds close to the target
 
 
@@ -108,18 +108,21 @@ class PromptBuilder:
             words = words[:max(keywords, len(self._genres[item]))] if self.config.prompt_evidence else words[:keywords]
         return text + (f" [{', '.join(words)}]" if words else "")
 
-    def _profile_line(self, user: int | GuestUser) -> str | None:
-        """Favoured and avoided genres and the like-rate, from train ratings (a guest's: their picks)."""
+    def _profile(self, user: int | GuestUser) -> tuple[list[str], list[str], int, float]:
+        """Favoured and avoided genres, films rated and the like-rate, from train ratings (a guest's: their picks)."""
         if isinstance(user, GuestUser):
             picks = pd.DataFrame({"item": user.items, "label": user.labels})
-            (liked, disliked), rated, rate = genre_preferences(picks, self._genres), len(picks), picks["label"].mean()
-        else:
-            row = self.data.users.iloc[user]
-            liked, disliked, rated, rate = row["liked_genres"], row["disliked_genres"], row["n_train"], row["like_rate"]
+            (liked, disliked) = genre_preferences(picks, self._genres)
+            return list(liked), list(disliked), len(picks), float(picks["label"].mean())
+        row = self.data.users.iloc[user]
+        return list(row["liked_genres"]), list(row["disliked_genres"]), int(row["n_train"]), float(row["like_rate"])
+
+    def _profile_line(self, user: int | GuestUser) -> str | None:
+        liked, disliked, rated, rate = self._profile(user)
         parts = [f"{verb} {', '.join(g.lower() for g in genres)}"
                  for verb, genres in (("favours", liked), ("avoids", disliked)) if len(genres)]
         if rated >= RATE_MIN_TRAIN:
-            parts.append(f"likes {round(100 * float(rate))} % of the films they rate")
+            parts.append(f"likes {round(100 * rate)} % of the films they rate")
         return f"Profile: {'; '.join(parts)}." if parts else None
 
     def _user_line(self, user: int | GuestUser) -> str:
@@ -151,8 +154,8 @@ class PromptBuilder:
         else:
             lines.append("No ratings yet: judge from the profile and the movie alone.")
         lines.append(f"Target: {self._movie(item, None)}")
-        if self.evidence_lines and history:
-            lines += self._evidence_lines(item, history)
+        if self.evidence_lines:
+            lines += self._evidence_lines(user, item, history)
         if self.use_cf_tokens:
             soft.append(SoftToken("item", item))
         if self.use_match:
@@ -163,10 +166,10 @@ class PromptBuilder:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text, soft
 
-    def _evidence_lines(self, item: int, history: list[tuple[int, int]]) -> list[str]:
-        """The history arguments the teacher may state, one line each as it words them (``stated_lines``)."""
+    def _evidence_lines(self, user: int | GuestUser, item: int, history: list[tuple[int, int]]) -> list[str]:
+        """The arguments the teacher may state, one line each as it words them (``stated_lines``)."""
         shown = self._evidence.history(item, [i for i, _ in history], [label for _, label in history])
-        lines = stated_lines(self._evidence.history_signals(item, shown), title_genres(shown))
+        lines = stated_lines(self._evidence.signals(item, shown, *self._profile(user)), title_genres(shown))
         return [EVIDENCE_HEADER, *lines] if lines else []
 
     def close_to_target(self, item: int, history: list[tuple[int, int]]) -> set[int]:

@@ -186,26 +186,33 @@ class EvidenceBuilder:
         target_genres = self.target_genres(item)
         liked_overlap, _ = genre_overlap(target_genres, history, liked=True)
         disliked_overlap, _ = genre_overlap(target_genres, history, liked=False)
-        similar = self.similar(item, history)
-        links = self.linked(item, history)
-        profile_liked = tuple(g for g in target_genres if g in self.liked_genres[user])
-        profile_disliked = tuple(g for g in target_genres if g in self.disliked_genres[user])
-        signals = [
-            *self.history_signals(item, history),
-            *profile_genre_signals(profile_liked, profile_disliked),
-            *(Signal("audience", AUDIENCE[word][0], AUDIENCE[word][1], detail=word) for word in self.audience[item]),
-            *history_rate_signals(history),
-            *self.profile_rate_signals(user),
-        ]
-        signals.sort(key=lambda s: (-s.weight, s.kind))
+        signals = self.signals(item, history, self.liked_genres[user], self.disliked_genres[user],
+                               int(self.n_train[user]), float(self.like_rate[user]))
         agree = LIKE if label == 1 else DISLIKE
         return Evidence(
             user=user, item=item, label=label, title=self.titles[item], genres=self.genres[item],
             keywords=self.keywords[item], era=self.eras[item], audience=self.audience[item], history=history,
             profile_liked_genres=self.liked_genres[user], profile_disliked_genres=self.disliked_genres[user],
-            overlap_liked=liked_overlap, overlap_disliked=disliked_overlap, similar=similar, links=links,
+            overlap_liked=liked_overlap, overlap_disliked=disliked_overlap, similar=self.similar(item, history),
+            links=self.linked(item, history),
             support=tuple(s for s in signals if s.points_to == agree),
             counter=tuple(s for s in signals if s.points_to != agree))
+
+    def signals(self, item: int, history: tuple[HistoryItem, ...], liked_genres, disliked_genres,
+                rated: int, like_rate: float) -> list[Signal]:
+        """Every argument for either verdict, strongest first: from the shown history, the user's profile
+        (favoured and avoided genres, how many films they rated and the share they liked) and the target's
+        audience. Nothing here depends on the label, so the prompt can state them all."""
+        target_genres = self.target_genres(item)
+        signals = [
+            *self.history_signals(item, history),
+            *profile_genre_signals(tuple(g for g in target_genres if g in liked_genres),
+                                   tuple(g for g in target_genres if g in disliked_genres)),
+            *(Signal("audience", AUDIENCE[word][0], AUDIENCE[word][1], detail=word) for word in self.audience[item]),
+            *history_rate_signals(history),
+            *profile_rate_signals(rated, like_rate),
+        ]
+        return sorted(signals, key=lambda s: (-s.weight, s.kind))
 
     def target_genres(self, item: int) -> tuple[str, ...]:
         return tuple(g for g in self.genres[item] if g not in IGNORED_GENRES)
@@ -244,17 +251,6 @@ class EvidenceBuilder:
         liked = {h.item: h.liked for h in history}
         return tuple(SimilarItem(other, self.titles[other], similarity, liked[other])
                      for other, similarity in nearest(self.vectors, item, [h.item for h in history]))
-
-    def profile_rate_signals(self, user: int) -> list[Signal]:
-        """The user's overall like-rate on train, when there is enough of it."""
-        if self.n_train[user] < RATE_MIN_TRAIN:
-            return []
-        rate = self.like_rate[user]
-        if rate >= 0.7:
-            return [Signal("profile_rate", LIKE, WEIGHTS["profile_rate"])]
-        if rate <= 0.3:
-            return [Signal("profile_rate", DISLIKE, WEIGHTS["profile_rate"])]
-        return []
 
 
 def genre_overlap(target_genres: tuple[str, ...], history: tuple[HistoryItem, ...],
@@ -319,6 +315,17 @@ def profile_genre_signals(liked: tuple[str, ...], disliked: tuple[str, ...]) -> 
     if disliked:
         signals.append(Signal("profile_genre", DISLIKE, WEIGHTS["profile_genre"], genres=disliked[:1]))
     return signals
+
+
+def profile_rate_signals(rated: int, like_rate: float) -> list[Signal]:
+    """The user's overall like-rate, once they have rated enough films to have one."""
+    if rated < RATE_MIN_TRAIN:
+        return []
+    if like_rate >= 0.7:
+        return [Signal("profile_rate", LIKE, WEIGHTS["profile_rate"])]
+    if like_rate <= 0.3:
+        return [Signal("profile_rate", DISLIKE, WEIGHTS["profile_rate"])]
+    return []
 
 
 def history_rate_signals(history: tuple[HistoryItem, ...]) -> list[Signal]:

@@ -6,9 +6,11 @@ ends with the verdict. Titles appear in double quotes and only titles from the e
 Phrasing is drawn from several templates per step with an RNG keyed on (seed, user, item), so a
 row always gets the same text while different rows read differently.
 
-With ``statements`` the teacher words every argument that cites history films as the prompt's evidence
-lines state it (``stated_lines``), so the student copies a line instead of pairing each title with the
-user's reaction on its own: a small model does the first reliably and the second at chance.
+With ``statements`` the teacher words every argument as the prompt's evidence lines state it
+(``stated_lines``: every argument for either verdict, one line each), so the student copies a line instead
+of pairing each title with the user's reaction on its own: a small model does the first reliably and the
+second at chance. A line that cites films names the user's reaction before the titles (``STATED``): the
+student picks the line by the reaction its verdict needs, then copies the titles that follow it.
 """
 
 from __future__ import annotations
@@ -89,6 +91,14 @@ CLAUSES = {  # (kind, direction) -> clause templates over {titles}, {first}, {s}
         "they are generally hard to please",
     ),
 }
+STATED = {  # (kind, direction) -> an argument that cites films as a line states it: the reaction first
+    ("similar", "like"): "they enjoyed {titles}, its nearest neighbour{s} in their history",
+    ("similar", "dislike"): "they did not enjoy {titles}, its nearest neighbour{s} in their history",
+    ("genre", "like"): "they recently enjoyed {genre} films such as {titles}",
+    ("genre", "dislike"): "they recently turned down {genre} films such as {titles}",
+    ("link", "like"): "they enjoyed {first}, a film it {detail}",
+    ("link", "dislike"): "they did not enjoy {first}, a film it {detail}",
+}
 AUDIENCE_CLAUSES = {
     "acclaimed": ("audiences broadly admired it", "it is widely acclaimed"),
     "crowd favourite": ("it is a crowd favourite", "it is one of the most watched films around"),
@@ -163,7 +173,16 @@ def render_clause(signal: Signal, choose: Choose) -> str:
     """One argument as a clause (no capital, no full stop); ``choose`` picks the template."""
     if signal.kind == "audience":
         return choose(AUDIENCE_CLAUSES[signal.detail])
-    template = choose(CLAUSES[(signal.kind, signal.points_to)])
+    return fill(choose(CLAUSES[(signal.kind, signal.points_to)]), signal)
+
+
+def stated_clause(signal: Signal) -> str:
+    """One argument as the prompt's evidence line words it (``STATED``, else the first template)."""
+    template = STATED.get((signal.kind, signal.points_to))
+    return fill(template, signal) if template else render_clause(signal, first_template)
+
+
+def fill(template: str, signal: Signal) -> str:
     titles = [quote(t) for t in signal.titles]
     return template.format(titles=join_words(titles) if titles else "", first=titles[0] if titles else "",
                            genre=join_words([g.lower() for g in signal.genres]) if signal.genres else "",
@@ -171,8 +190,8 @@ def render_clause(signal: Signal, choose: Choose) -> str:
 
 
 def describe_signal(signal: Signal) -> str:
-    """A plain statement of one argument (the first template), for prompts and logs."""
-    return capitalise(render_clause(signal, first_template)) + "."
+    """A plain statement of one argument, as a line of the prompt states it."""
+    return capitalise(stated_clause(signal)) + "."
 
 
 def first_template(options: Sequence[str]) -> str:
@@ -180,12 +199,13 @@ def first_template(options: Sequence[str]) -> str:
 
 
 def stated_lines(signals: Sequence[Signal], genres_of: dict[str, set[str]]) -> list[str]:
-    """The prompt's evidence lines: the history arguments (``EvidenceBuilder.history_signals``) as the
-    teacher states them, those for a like first; within a side each title once, as ``pick_support`` cites it."""
+    """The prompt's evidence lines: every argument for either verdict (``EvidenceBuilder.signals``) as the
+    teacher states it, those for a like first; within a side one per kind and each title once, as
+    ``pick_support`` chooses them, so the teacher's counter-argument is always a line."""
     lines = []
     for side in ("like", "dislike"):
         chosen = pick_support(tuple(s for s in signals if s.points_to == side), len(signals), genres_of)
-        lines += [describe_signal(signal) for signal in chosen if signal.titles]
+        lines += [describe_signal(signal) for signal in chosen]
     return lines
 
 
@@ -219,9 +239,8 @@ class GroundedTeacher:
         self.statements = statements
 
     def clause(self, signal: Signal, rng: random.Random) -> str:
-        """One argument; with ``statements`` one that cites history films reads as its evidence line."""
-        stated = self.statements and signal.titles
-        return render_clause(signal, first_template if stated else rng.choice)
+        """One argument; with ``statements`` it reads as its evidence line."""
+        return stated_clause(signal) if self.statements else render_clause(signal, rng.choice)
 
     def explain(self, evidence: Evidence, label: int) -> str:
         rng = random.Random(f"{self.seed}:{evidence.user}:{evidence.item}")
