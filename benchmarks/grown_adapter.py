@@ -12,7 +12,8 @@ continues for ``--tokens`` of the plan's recipe (the first rows of its data orde
 step and optimiser. Each arm, and the starting point, is then measured on the held-out traces (rows the teacher
 wrote but training never saw): their LM loss, and the claims of the answers it writes for the first
 ``--answers`` of them, judged by the claim checker, by kind (a reaction inside the "Although" counter-argument
-apart). Every difference to the first arm comes with a paired 95 % interval over users (LM loss) or over answers
+apart), and how many of the reactions they state point the way their place calls for (``argument_agreement``).
+Every difference to the first arm comes with a paired 95 % interval over users (LM loss) or over answers
 (claim accuracy). One model in memory at a time; each measured arm is cached under ``work/grown_adapter/``,
 keyed by the starting system's fingerprint. ``--arms`` with no arm measures the trained global model alone.
 """
@@ -29,7 +30,7 @@ from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 from safetensors.torch import load_file
 from train_speed import Run, train_in_turns
 
-from thinkrec.claims import FALSE, TRUE, ClaimChecker
+from thinkrec.claims import FALSE, TRUE, Claim, ClaimChecker
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.files import read_json, write_json
@@ -51,6 +52,7 @@ from thinkrec.llm.train import (
 from thinkrec.pipeline import traces_path
 from thinkrec.plan import candidate_config
 from thinkrec.teacher.dataset import load_trace_dataset
+from thinkrec.text_metrics import argument_agreement
 
 QV = ["q_proj", "v_proj"]
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -84,7 +86,8 @@ def main() -> None:
             write_json(saved, measure_arm(name, args, config, prepared, traces))
         results[name] = read_json(saved)
         print(f"{name}: measured ({saved})", flush=True)
-    report(results, args.arms[0] if args.arms else START)
+    claims = {name: checked_claims(arm["answers"], prepared, config, traces) for name, arm in results.items()}
+    report(results, claims, args.arms[0] if args.arms else START)
 
 
 def grown_model(folder: Path, modules: list[str], lines: bool, config, prepared):
@@ -132,48 +135,80 @@ def measure_arm(name: str, args, config, prepared, traces) -> dict:
                                                                             traces, args.answers)}
 
 
-def held_out_answers(model, builder, prepared, config, traces, count: int) -> list[dict]:
-    """The first ``count`` held-out trace rows answered (greedy, fp32, without the decoding rules), their claims."""
+def held_out_rows(prepared, config, traces, count: int) -> list[tuple]:
+    """The first ``count`` held-out trace rows: (user, item, the train row with the history its prompt shows)."""
     rows = split_traces(traces, config.llm)[1].head(count)
     train = prepared.split("train").set_index(["user", "item", "timestamp"])
-    shown = [train.loc[(r.user, r.item, r.timestamp)] for r in rows.itertuples(index=False)]
-    prompts = [builder.encode(r.user, r.item, row["hist_items"], row["hist_labels"])
-               for r, row in zip(rows.itertuples(index=False), shown)]
+    return [(int(r.user), int(r.item), train.loc[(r.user, r.item, r.timestamp)]) for r in rows.itertuples(index=False)]
+
+
+def held_out_answers(model, builder, prepared, config, traces, count: int) -> list[dict]:
+    """The first ``count`` held-out trace rows answered (greedy, fp32, without the decoding rules)."""
+    rows = held_out_rows(prepared, config, traces, count)
+    prompts = [builder.encode(user, item, row["hist_items"], row["hist_labels"]) for user, item, row in rows]
     settings = replace(GenerationSettings.from_config(config.llm), min_new_tokens=0, no_repeat_ngram=0)
     written = write_answers(model, builder.tokenizer, prompts, settings, model.backbone, None)
+    return [{"user": user, "item": item, "text": answer.text} for (user, item, _), answer in zip(rows, written)]
+
+
+def checked_claims(answers: list[dict], prepared, config, traces) -> list[list[Claim]]:
+    """Each answer's claims, judged now (so a cached arm is measured by today's checker)."""
     checker = ClaimChecker(prepared, config)
-    answers = []
-    for r, row, answer in zip(rows.itertuples(index=False), shown, written):
-        claims = checker.check(answer.text, r.user, r.item, row["hist_items"], row["hist_labels"])
-        answers.append({"user": int(r.user), "item": int(r.item), "text": answer.text,
-                        "claims": [[kind_by_place(answer.text, c), c.verdict] for c in claims]})
-    return answers
+    claims = []
+    for answer, (user, item, row) in zip(answers, held_out_rows(prepared, config, traces, len(answers))):
+        if (answer["user"], answer["item"]) != (user, item):
+            raise ValueError(f"a cached answer is for ({answer['user']}, {answer['item']}), the held-out row for "
+                             f"({user}, {item}): delete work/grown_adapter/ and measure again")
+        claims.append(checker.check(answer["text"], user, item, row["hist_items"], row["hist_labels"]))
+    return claims
 
 
-def kind_by_place(text: str, claim) -> str:
+def place_kind(claim: Claim) -> str:
     """A claim's kind, a reaction inside the counter-argument ("Although ...") told apart: a small model may word
     the reaction the sentence's place calls for instead of the user's."""
-    if claim.kind != "reaction":
-        return claim.kind
-    opening, quoted = 0, False
-    for position, char in enumerate(text[:claim.start]):
-        quoted ^= char == '"'
-        if char == "." and not quoted:  # a sentence ends outside a title
-            opening = position + 1
-    return "counter reaction" if text[opening:].lstrip().startswith("Although") else "reaction"
+    return "counter reaction" if claim.kind == "reaction" and claim.counter else claim.kind
 
 
-def claim_tally(answers: list[dict]) -> dict[str, np.ndarray]:
+def claim_tally(claims_per_answer: list[list[Claim]]) -> dict[str, np.ndarray]:
     """Per answer, (true, false) counts of checked claims: all kinds, and each kind."""
-    kinds = sorted({kind for a in answers for kind, _ in a["claims"]})
+    kinds = sorted({place_kind(c) for claims in claims_per_answer for c in claims})
     tally = {}
     for kind in ["all", *kinds]:
-        tally[kind] = np.array([[sum(1 for k, v in a["claims"] if v == verdict and kind in ("all", k))
-                                 for verdict in (TRUE, FALSE)] for a in answers])
+        tally[kind] = np.array([[sum(1 for c in claims if c.verdict == verdict and kind in ("all", place_kind(c)))
+                                 for verdict in (TRUE, FALSE)] for claims in claims_per_answer])
     return tally
 
 
-def report(results: dict, first: str) -> None:
+def argument_tally(answers: list[dict], claims_per_answer: list[list[Claim]]) -> np.ndarray:
+    """Per answer, (agreeing, disagreeing) reactions: ``text_metrics.argument_agreement`` answer by answer."""
+    counts = []
+    for answer, claims in zip(answers, claims_per_answer):
+        share, judged = argument_agreement([answer["text"]], [claims])
+        agree = round(share * judged) if judged else 0
+        counts.append([agree, judged - agree])
+    return np.array(counts)
+
+
+def sound_reactions(answers: list[dict], claims_per_answer: list[list[Claim]]) -> tuple[int, int]:
+    """(true and pointing the way their place calls for, checked) reaction claims over all answers."""
+    sound = checked = 0
+    for answer, claims in zip(answers, claims_per_answer):
+        for claim in claims:
+            if claim.said_liked is not None and claim.verdict in (TRUE, FALSE):
+                checked += 1
+                sound += claim.verdict == TRUE and argument_agreement([answer["text"]], [[claim]])[0] == 1
+    return sound, checked
+
+
+def share_cells(counts: np.ndarray, base: np.ndarray, draws: np.ndarray) -> str:
+    """"share (judged) | gap to base [95 % interval]" for per-answer (hits, misses), resampling answers paired."""
+    resampled, base_resampled = counts[draws].sum(axis=1), base[draws].sum(axis=1)
+    gap = resampled[:, 0] / resampled.sum(axis=1) - base_resampled[:, 0] / base_resampled.sum(axis=1)
+    return (f"{counts[:, 0].sum() / max(counts.sum(), 1):.3f} ({counts.sum()}) | {gap.mean():+.3f} "
+            f"[{np.percentile(gap, 2.5):+.3f}, {np.percentile(gap, 97.5):+.3f}]")
+
+
+def report(results: dict, claims: dict[str, list[list[Claim]]], first: str) -> None:
     users = np.array(results[START]["heldout_users"])
     bootstrap = UserBootstrap(users, RESAMPLES, 0)
     rng = np.random.default_rng(0)
@@ -181,27 +216,27 @@ def report(results: dict, first: str) -> None:
     draws = rng.integers(0, n_answers, size=(RESAMPLES, n_answers))
     print(f"\nheld-out traces: {len(users)} ({len(set(users))} users); answers: {n_answers} per arm; "
           f"differences to {first}, paired 95 % intervals\n")
-    print("| arm | tokens | tokens/s | held-out LM loss | − first | claim accuracy (all) | − first | by kind |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| arm | tokens | tokens/s | held-out LM loss | − first | claim accuracy (all) | − first | "
+          "argument agreement (reactions) | − first | by kind |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     base_losses = np.array(results[first]["heldout_losses"])
-    base_tally = claim_tally(results[first]["answers"])["all"]
+    base_claims = claim_tally(claims[first])["all"]
+    base_arguments = argument_tally(results[first]["answers"], claims[first])
     for name, arm in results.items():
         losses = np.array(arm["heldout_losses"])
         gap = losses - base_losses
         low, high = np.percentile(bootstrap.means(gap), [2.5, 97.5])
-        tally = claim_tally(arm["answers"])
-        counts = tally["all"]
-        accuracy = counts[:, 0].sum() / max(counts.sum(), 1)
-        resampled = counts[draws].sum(axis=1)
-        base = base_tally[draws].sum(axis=1)
-        diff = resampled[:, 0] / resampled.sum(axis=1) - base[:, 0] / base.sum(axis=1)
+        tally = claim_tally(claims[name])
+        arguments = argument_tally(arm["answers"], claims[name])
         kinds = ", ".join(f"{kind} {c[:, 0].sum()}/{c.sum()}" for kind, c in tally.items() if kind != "all")
         speed = f"{arm['tokens'] / arm['seconds']:.0f}" if arm["seconds"] else "-"
         print(f"| {name} | {arm['tokens']:,} | {speed} | {losses.mean():.4f} | {gap.mean():+.4f} "
-              f"[{low:+.4f}, {high:+.4f}] | {accuracy:.3f} ({counts.sum()}) | {diff.mean():+.3f} "
-              f"[{np.percentile(diff, 2.5):+.3f}, {np.percentile(diff, 97.5):+.3f}] | {kinds} |", flush=True)
+              f"[{low:+.4f}, {high:+.4f}] | {share_cells(tally['all'], base_claims, draws)} "
+              f"| {share_cells(arguments, base_arguments, draws)} | {kinds} |", flush=True)
     for name, arm in results.items():
-        print(f"\n{name}, first answer: {arm['answers'][0]['text']}")
+        sound, checked = sound_reactions(arm["answers"], claims[name])
+        print(f"\n{name}: {sound} of {checked} checked reactions true and in their place; "
+              f"first answer: {arm['answers'][0]['text']}")
 
 
 if __name__ == "__main__":

@@ -139,3 +139,16 @@ def test_what_a_streamed_prefix_marks_is_final(checker, tiny_prepared, tiny_conf
     ends = [STREAMED.index(end) + len(end) for end in ("No.", "comedy.", 'Alpha".\n', 'Reel".', "to it.", "drama!")]
     assert sorted(set(cuts)) == [0, *ends]  # sentence by sentence; the last one only once the answer has ended
     assert checker.settled(STREAMED) < len(STREAMED) and checker.settled(STREAMED + " ") == len(STREAMED)
+
+
+def test_a_reaction_records_what_it_says_and_whether_it_is_the_counter_argument(checker):
+    from thinkrec.text_metrics import argument_agreement
+
+    text = ('No. They did not enjoy "The Garden", its nearest neighbour. They enjoyed "Quiet Sea" too. '
+            'Although they enjoyed "Alpha", the other signals weigh more.')
+    claims = [c for c in checker.check(text, 0, LAUGH_TRACK, *HISTORY) if c.kind == "reaction"]
+    assert [(text[c.start:c.end], c.verdict, c.said_liked, c.counter) for c in claims] == [
+        ("The Garden", "true", False, False), ("Quiet Sea", "true", True, False), ("Alpha", "true", True, True)]
+    # every reaction is true, but "Quiet Sea", liked, argues for a Yes inside an answer that says No
+    assert argument_agreement([text], [claims]) == (pytest.approx(2 / 3), 3)
+    assert argument_agreement(["Yes" + text[2:]], [claims]) == (pytest.approx(1 / 3), 3)

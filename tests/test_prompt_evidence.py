@@ -101,6 +101,7 @@ def evidence_block(text: str) -> list[str]:
 
 DISLIKE_LINE = re.compile(r"did not enjoy|turned down|enjoy least|poorly received|little-known|dislike much")
 REACTION_FIRST = re.compile(r"They (?:recently )?(?:enjoyed|did not enjoy|turned down) ")
+COUNTER = re.compile(r"Although (.+?), (?:" + "|".join(grounded.REBUTTALS + grounded.WEAK_REBUTTALS) + ")")
 
 
 def test_evidence_lines_state_every_argument_with_the_reaction_before_the_films(
@@ -162,7 +163,7 @@ def test_the_statements_teacher_words_each_history_argument_as_its_evidence_line
             for pattern in history_sentences:  # recent films named for the verdict, not an argument
                 rest = pattern.sub("", rest)
             assert set(grounded.cited_titles(rest)) <= {evidence.title}, (trace, lines)
-            counter = re.search(r"Although (.+?), (?:" + "|".join(grounded.REBUTTALS + grounded.WEAK_REBUTTALS) + ")", trace)
+            counter = COUNTER.search(trace)
             if counter:  # the counter-argument, whatever its kind, is a line the student can copy
                 assert capitalise(counter.group(1)) in lines, (trace, lines)
                 countered += 1

@@ -51,3 +51,4 @@ def test_references_loop_and_complete_like_a_teacher(prepared, config):
     assert report["rows"] == config.llm.reference_rows
     assert report["completion_rate"] == 1.0 and report["loop_rate"] <= 0.05
     assert report["conclusion_agreement"] == 1.0 and report["conclusion_unclear_share"] == 0.0
+    assert report["argument_agreement"] == 1.0 and report["arguments_judged"] >= 100  # each reaction in its place

@@ -19,12 +19,17 @@ Films count as named by the one citation rule, ``text_metrics.title_mentions``. 
 tells how much of an answer still streaming no continuation can change, so that marks shown while it
 streams are the final ones.
 
+Each claim also records whether it sits in the counter-argument (a sentence that opens with "Although")
+and, for a reaction, the reaction the text gives, so that ``text_metrics.argument_agreement`` can tell
+whether each argument points the way its place in the answer calls for.
+
 Eras split a decade into thirds: years ending 0-3 are early, 4-6 mid, 7-9 late; before 1960 a
 film is a golden-age classic.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -97,6 +102,7 @@ REACTION_AFTER = (  # (pattern starting right after the last title of a group, t
                 rf"(?:(?:which|that|(?:was\s+)?a\s+(?:film|movie))\s+{WHO}\s+(?:also\s+)?(?:enjoyed|liked|loved)"
                 r"|went\s+down\s+well\s+with\s+them|worked\s+for\s+them)\b", re.I), True),
 )
+COUNTER_OPENING = re.compile(r"\s*(?:although|even\s+though|though)\b", re.IGNORECASE)  # a counter-argument
 NEGATION_BEFORE = re.compile(r"(?:\bnot|n['’]t|\bnever|\bunlikely\s+to\s+be)(?:\s+(?:a|an|very|so|that|too))*\s*\Z",
                              re.IGNORECASE)
 AUDIENCE = (  # (pattern, signal, positive): "acclaim" and "popular" are tiers, "majority" is > half liking it
@@ -134,6 +140,8 @@ class Claim:
     kind: str  # year | era | genre | reaction | audience | profile_genre
     verdict: str  # true | false | unchecked
     fact: str  # what it was checked against, in words
+    said_liked: bool | None = None  # a reaction claim: the reaction the text gives the user
+    counter: bool = False  # in the counter-argument, a sentence that opens with "Although"
 
 
 @dataclass(frozen=True)
@@ -223,12 +231,13 @@ class ClaimChecker:
         last_film: int | None = None
         for start, end in sentences(text, mentions):
             inside = [m for m in mentions if start <= m.start < end]
-            claims += self.years_named(text, inside)
-            claims += self.descriptions(text, start, end, inside, item, last_film)
-            claims += self.reactions(text, start, end, inside, item, shown)
+            found = [*self.years_named(text, inside), *self.descriptions(text, start, end, inside, item, last_film),
+                     *self.reactions(text, start, end, inside, item, shown)]
             if all(m.items == (item,) for m in inside) and self.quotes_only(text[start:end], item):
-                claims += self.audience(text, start, end, item)
-            claims += self.profile(text, start, end, profile)
+                found += self.audience(text, start, end, item)
+            found += self.profile(text, start, end, profile)
+            counter = bool(COUNTER_OPENING.match(text, start))
+            claims += [dataclasses.replace(c, counter=True) for c in found] if counter else found
             if inside:
                 last_film = inside[-1].items[0] if len(inside[-1].items) == 1 else -1
         return sorted(claims, key=lambda c: (c.start, c.end))
@@ -349,14 +358,15 @@ class ClaimChecker:
         items = [i for i in mention.items if i in shown]
         if len(items) != 1:
             return Claim(mention.start, mention.end, "reaction", UNCHECKED,
-                         f"\"{self.titles[mention.items[0]]}\" is not in the history the prompt shows (said: {said})")
+                         f"\"{self.titles[mention.items[0]]}\" is not in the history the prompt shows (said: {said})",
+                         liked)
         labels = shown[items[0]]
         if len(labels) != 1:
             return Claim(mention.start, mention.end, "reaction", UNCHECKED,
-                         f"\"{self.titles[items[0]]}\" is shown both liked and disliked")
+                         f"\"{self.titles[items[0]]}\" is shown both liked and disliked", liked)
         actual = next(iter(labels))
         return Claim(mention.start, mention.end, "reaction", TRUE if actual == liked else FALSE,
-                     f"history: \"{self.titles[items[0]]}\" {'liked' if actual else 'disliked'}")
+                     f"history: \"{self.titles[items[0]]}\" {'liked' if actual else 'disliked'}", liked)
 
     def audience(self, text: str, start: int, end: int, target: int) -> list[Claim]:
         """What viewers made of the target, against its train ratings."""

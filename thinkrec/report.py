@@ -245,14 +245,14 @@ def free_reports(prepared: PreparedData, config: Config) -> dict[str, dict]:
 
 
 def reasoning_measures_table(prepared: PreparedData, config: Config, reports: dict[str, dict]) -> list[str]:
-    """Loops, completion, claim accuracy and conclusion agreement of each system, the teacher's references
-    (when the traces are stored) as the ceiling."""
+    """Loops, completion, claim accuracy, conclusion and argument agreement of each system, the teacher's
+    references (when the traces are stored) as the ceiling."""
     if traces_path(config).exists():
         reports = {"teacher's references (ceiling)": references_report(prepared, config, reference_traces(config)),
                    **reports}
     rows = [[name, report["loop_rate"], report["completion_rate"],
              f"{report['claim_accuracy']:.4f} ({report['claims_checked']})" if report["claims_checked"] else "n/a",
-             by_kind_cell(report), conclusion_cell(report),
+             by_kind_cell(report), conclusion_cell(report), argument_cell(report),
              *[report.get(k, math.nan) for k in ("meteor", "bleu4", "rouge_l")],
              report["grounding_rate"]] for name, report in reports.items()]
     return [("Loop rate: answers in which a word 3-gram occurs three times or more. Completion: answers that end a "
@@ -260,9 +260,13 @@ def reasoning_measures_table(prepared: PreparedData, config: Config, reports: di
              "(`thinkrec/claims.py`: the films' genres, eras and years, the reactions the text gives the user to "
              "their history films, audience and profile-genre claims; eras in thirds of a decade), claims checked in "
              "brackets. Conclusion agreement: the stance of the last sentence matches the opening verdict, over the "
-             "answers whose last sentence takes a clear stance (in brackets the share that takes none)."), "",
+             "answers whose last sentence takes a clear stance (in brackets the share that takes none). Argument "
+             "agreement: the share of the reactions an answer states that point the way their place calls for, "
+             "towards the verdict in a supporting sentence and against it after \"Although\", true or not "
+             "(reactions judged in brackets)."), "",
             *_table(["system", "loop rate", "completion", "claim accuracy (claims)", "true / checked by kind",
-                     "conclusion agreement (unclear share)", "METEOR", "BLEU-4", "ROUGE-L", "grounding"], rows)]
+                     "conclusion agreement (unclear share)", "argument agreement (reactions)", "METEOR", "BLEU-4",
+                     "ROUGE-L", "grounding"], rows)]
 
 
 def by_kind_cell(report: dict) -> str:
@@ -275,6 +279,11 @@ def conclusion_cell(report: dict) -> str:
     agreement = report["conclusion_agreement"]
     shown = "n/a" if math.isnan(agreement) else f"{agreement:.4f}"
     return f"{shown} ({report['conclusion_unclear_share']:.2f})"
+
+
+def argument_cell(report: dict) -> str:
+    agreement = report["argument_agreement"]
+    return "n/a" if math.isnan(agreement) else f"{agreement:.4f} ({report['arguments_judged']})"
 
 
 def training_seconds(train: dict) -> str:

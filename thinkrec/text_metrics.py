@@ -344,15 +344,35 @@ def conclusion_report(texts: list[str]) -> dict:
     return {"agreement": agree / clear if clear else math.nan, "unclear_share": 1 - clear / len(texts)}
 
 
+def argument_agreement(texts: list[str], claims_per_text: list[list]) -> tuple[float, int]:
+    """(share, judged) of the reactions an answer states that point the way their place calls for: towards
+    the opening verdict in a supporting sentence ("Yes. ... they enjoyed "X""), against it in the
+    counter-argument ("Although they did not enjoy "Y", ..."), whether or not the reaction is true. An answer
+    that argues for a No with a film the user liked is true and still broken; claim accuracy cannot see it."""
+    agree = judged = 0
+    for text, claims in zip(texts, claims_per_text):
+        opening = _LEADING_VERDICT.match(text)
+        if opening is None:
+            continue
+        yes = opening.group(1).lower() == "yes"
+        for claim in claims:
+            if claim.said_liked is not None:
+                judged += 1
+                agree += (claim.said_liked == yes) != claim.counter
+    return (agree / judged if judged else math.nan), judged
+
+
 def text_measures(texts: list[str], claims_per_text: list[list], new_tokens: list[int] | None = None,
                   max_new_tokens: int | None = None) -> dict:
-    """Loop rate, completion rate, claim accuracy (with claims checked, and [true, checked] per kind) and
-    conclusion agreement, rounded."""
+    """Loop rate, completion rate, claim accuracy (with claims checked, and [true, checked] per kind),
+    conclusion agreement and argument agreement (with the reactions judged), rounded."""
     accuracy, checked = claim_accuracy(claims_per_text)
     conclusion = conclusion_report(texts)
+    arguments, judged = argument_agreement(texts, claims_per_text)
     return {"loop_rate": round(loop_rate(texts), 4),
             "completion_rate": round(completion_rate(texts, new_tokens, max_new_tokens), 4),
             "claim_accuracy": round(accuracy, 4), "claims_checked": checked,
             "claims_by_kind": claims_by_kind(claims_per_text),
             "conclusion_agreement": round(conclusion["agreement"], 4),
-            "conclusion_unclear_share": round(conclusion["unclear_share"], 4)}
+            "conclusion_unclear_share": round(conclusion["unclear_share"], 4),
+            "argument_agreement": round(arguments, 4), "arguments_judged": judged}
