@@ -52,7 +52,7 @@ from thinkrec.llm.train import (
 from thinkrec.pipeline import traces_path
 from thinkrec.plan import candidate_config
 from thinkrec.teacher.dataset import load_trace_dataset
-from thinkrec.text_metrics import argument_agreement
+from thinkrec.text_metrics import in_its_place, opening_yes
 
 QV = ["q_proj", "v_proj"]
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -180,23 +180,24 @@ def claim_tally(claims_per_answer: list[list[Claim]]) -> dict[str, np.ndarray]:
 
 
 def argument_tally(answers: list[dict], claims_per_answer: list[list[Claim]]) -> np.ndarray:
-    """Per answer, (agreeing, disagreeing) reactions: ``text_metrics.argument_agreement`` answer by answer."""
+    """Per answer, (in their place, not) of the reactions it states (``text_metrics.argument_agreement``)."""
     counts = []
     for answer, claims in zip(answers, claims_per_answer):
-        share, judged = argument_agreement([answer["text"]], [claims])
-        agree = round(share * judged) if judged else 0
-        counts.append([agree, judged - agree])
+        yes = opening_yes(answer["text"])
+        placed = [in_its_place(c, yes) for c in claims if c.said_liked is not None] if yes is not None else []
+        counts.append([sum(placed), len(placed) - sum(placed)])
     return np.array(counts)
 
 
 def sound_reactions(answers: list[dict], claims_per_answer: list[list[Claim]]) -> tuple[int, int]:
-    """(true and pointing the way their place calls for, checked) reaction claims over all answers."""
+    """(true and in their place, checked) reaction claims over all answers."""
     sound = checked = 0
     for answer, claims in zip(answers, claims_per_answer):
+        yes = opening_yes(answer["text"])
         for claim in claims:
             if claim.said_liked is not None and claim.verdict in (TRUE, FALSE):
                 checked += 1
-                sound += claim.verdict == TRUE and argument_agreement([answer["text"]], [[claim]])[0] == 1
+                sound += claim.verdict == TRUE and yes is not None and in_its_place(claim, yes)
     return sound, checked
 
 

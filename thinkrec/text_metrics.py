@@ -344,6 +344,17 @@ def conclusion_report(texts: list[str]) -> dict:
     return {"agreement": agree / clear if clear else math.nan, "unclear_share": 1 - clear / len(texts)}
 
 
+def opening_yes(text: str) -> bool | None:
+    """Whether the answer opens with Yes (None: no opening verdict)."""
+    opening = _LEADING_VERDICT.match(text)
+    return None if opening is None else opening.group(1).lower() == "yes"
+
+
+def in_its_place(claim, yes: bool) -> bool:
+    """A reaction claim (``said_liked`` set) points towards the verdict in support, against it after "Although"."""
+    return (claim.said_liked == yes) != claim.counter
+
+
 def argument_agreement(texts: list[str], claims_per_text: list[list]) -> tuple[float, int]:
     """(share, judged) of the reactions an answer states that point the way their place calls for: towards
     the opening verdict in a supporting sentence ("Yes. ... they enjoyed "X""), against it in the
@@ -351,14 +362,12 @@ def argument_agreement(texts: list[str], claims_per_text: list[list]) -> tuple[f
     that argues for a No with a film the user liked is true and still broken; claim accuracy cannot see it."""
     agree = judged = 0
     for text, claims in zip(texts, claims_per_text):
-        opening = _LEADING_VERDICT.match(text)
-        if opening is None:
+        yes = opening_yes(text)
+        if yes is None:
             continue
-        yes = opening.group(1).lower() == "yes"
-        for claim in claims:
-            if claim.said_liked is not None:
-                judged += 1
-                agree += (claim.said_liked == yes) != claim.counter
+        reactions = [c for c in claims if c.said_liked is not None]
+        judged += len(reactions)
+        agree += sum(in_its_place(c, yes) for c in reactions)
     return (agree / judged if judged else math.nan), judged
 
 

@@ -117,8 +117,9 @@ class PromptBuilder:
         row = self.data.users.iloc[user]
         return list(row["liked_genres"]), list(row["disliked_genres"]), int(row["n_train"]), float(row["like_rate"])
 
-    def _profile_line(self, user: int | GuestUser) -> str | None:
-        liked, disliked, rated, rate = self._profile(user)
+    @staticmethod
+    def _profile_line(profile: tuple[list[str], list[str], int, float]) -> str | None:
+        liked, disliked, rated, rate = profile
         parts = [f"{verb} {', '.join(g.lower() for g in genres)}"
                  for verb, genres in (("favours", liked), ("avoids", disliked)) if len(genres)]
         if rated >= RATE_MIN_TRAIN:
@@ -139,7 +140,8 @@ class PromptBuilder:
         index = GUEST if isinstance(user, GuestUser) else user
         soft = [SoftToken("user", index)] if self.use_cf_tokens else []
         lines = [self._user_line(user)]
-        profile = self._profile_line(user) if self.show_profile else None
+        facts = self._profile(user) if self.show_profile or self.evidence_lines else None
+        profile = self._profile_line(facts) if self.show_profile else None
         if profile:
             lines.append(profile)
         history = shown_history(hist_items, hist_labels, self.config.history_len)
@@ -155,7 +157,7 @@ class PromptBuilder:
             lines.append("No ratings yet: judge from the profile and the movie alone.")
         lines.append(f"Target: {self._movie(item, None)}")
         if self.evidence_lines:
-            lines += self._evidence_lines(user, item, history)
+            lines += self._evidence_lines(facts, item, history)
         if self.use_cf_tokens:
             soft.append(SoftToken("item", item))
         if self.use_match:
@@ -166,10 +168,11 @@ class PromptBuilder:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return text, soft
 
-    def _evidence_lines(self, user: int | GuestUser, item: int, history: list[tuple[int, int]]) -> list[str]:
+    def _evidence_lines(self, profile: tuple[list[str], list[str], int, float], item: int,
+                        history: list[tuple[int, int]]) -> list[str]:
         """The arguments the teacher may state, one line each as it words them (``stated_lines``)."""
         shown = self._evidence.history(item, [i for i, _ in history], [label for _, label in history])
-        lines = stated_lines(self._evidence.signals(item, shown, *self._profile(user)), title_genres(shown))
+        lines = stated_lines(self._evidence.signals(item, shown, *profile), title_genres(shown))
         return [EVIDENCE_HEADER, *lines] if lines else []
 
     def close_to_target(self, item: int, history: list[tuple[int, int]]) -> set[int]:
