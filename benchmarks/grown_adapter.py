@@ -1,7 +1,7 @@
 """Does more LoRA capacity, or a prompt that states the evidence, make ThinkRec-global's reasoning truer?
 
     python benchmarks/grown_adapter.py [--config training/plan.json] [--start FOLDER] [--tokens 80000]
-                                       [--answers 40] [--arms qv-r8 all-r8 qv-r8-lines]
+                                       [--answers 40] [--arms qv-r8 all-r8 qv-r8-lines] [--baseline FOLDER]
 
 Issue 15 items 4 and 5. Every arm starts from a trained ThinkRec-global (``--start``; by default
 ``llm/thinkrec`` in the plan's candidate tree): its LoRA on q and v and its projector. ``qv-r8`` is the control
@@ -12,10 +12,12 @@ continues for ``--tokens`` of the plan's recipe (the first rows of its data orde
 step and optimiser. Each arm, and the starting point, is then measured on the held-out traces (rows the teacher
 wrote but training never saw): their LM loss, and the claims of the answers it writes for the first
 ``--answers`` of them, judged by the claim checker, by kind (a reaction inside the "Although" counter-argument
-apart), and how many of the reactions they state point the way their place calls for (``argument_agreement``).
-Every difference to the first arm comes with a paired 95 % interval over users (LM loss) or over answers
-(claim accuracy). One model in memory at a time; each measured arm is cached under ``work/grown_adapter/``,
-keyed by the starting system's fingerprint. ``--arms`` with no arm measures the trained global model alone.
+apart), how many of the reactions they state point the way their place calls for (``argument_agreement``), and
+how many answers state an argument twice (``repeats``). Every difference to the first arm (or to ``--baseline``,
+another trained global measured as it is, such as the run the start grew from) comes with a paired 95 %
+interval over users (LM loss) or over answers (claim accuracy, argument agreement, repetition). One model in
+memory at a time; each measured arm is cached under ``work/grown_adapter/``, keyed by the starting system's
+fingerprint. ``--arms`` with no arm measures the trained global model alone.
 """
 
 from __future__ import annotations
@@ -52,13 +54,14 @@ from thinkrec.llm.train import (
 from thinkrec.pipeline import traces_path
 from thinkrec.plan import candidate_config
 from thinkrec.teacher.dataset import load_trace_dataset
-from thinkrec.text_metrics import in_its_place, opening_yes
+from thinkrec.text_metrics import in_its_place, opening_yes, repeats
 
 QV = ["q_proj", "v_proj"]
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 ARMS = {  # name -> (adapted projections, the prompt states the evidence in lines: llm.prompt_evidence_lines)
     "qv-r8": (QV, False), "all-r8": (ALL, False), "qv-r8-lines": (QV, True)}
 START = "start"  # the trained global model as it is, measured once
+BASELINE = "baseline"  # another trained global model as it is (``--baseline``), the one differences are taken to
 RESAMPLES = 1000
 
 
@@ -70,6 +73,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=80_000, help="tokens of further training per arm")
     parser.add_argument("--answers", type=int, default=40, help="held-out rows each arm answers (claims checked)")
     parser.add_argument("--arms", nargs="*", default=["qv-r8", "all-r8"], choices=list(ARMS))
+    parser.add_argument("--baseline", type=Path, help="another trained ThinkRec-global folder, measured as it is: "
+                        "differences are then to it")
     args = parser.parse_args()
     config = candidate_config(load_config(args.config))
     prepared = prepare_dataset(config)
@@ -77,17 +82,20 @@ def main() -> None:
     folder = config.paths.work / "grown_adapter"
     folder.mkdir(parents=True, exist_ok=True)
     args.start = args.start or llm_dir(config, "thinkrec")
-    origin = system_digest(args.start)[:12]
+    arms = [(name, args.start) for name in [START, *args.arms]]
+    if args.baseline:
+        arms.insert(0, (BASELINE, args.baseline))
     results = {}
-    for name in [START, *args.arms]:
-        saved = folder / f"{Path(args.config).stem}-{origin}-{name}-{0 if name == START else args.tokens}-" \
-                         f"{args.answers}.json"
+    for name, start in arms:
+        measured = START if name == BASELINE else name
+        saved = folder / f"{Path(args.config).stem}-{system_digest(start)[:12]}-{measured}-" \
+                         f"{0 if measured == START else args.tokens}-{args.answers}.json"
         if not saved.exists():
-            write_json(saved, measure_arm(name, args, config, prepared, traces))
+            write_json(saved, measure_arm(measured, replace(args, start=start), config, prepared, traces))
         results[name] = read_json(saved)
         print(f"{name}: measured ({saved})", flush=True)
     claims = {name: checked_claims(arm["answers"], prepared, config, traces) for name, arm in results.items()}
-    report(results, claims, args.arms[0] if args.arms else START)
+    report(results, claims, BASELINE if args.baseline else args.arms[0] if args.arms else START)
 
 
 def grown_model(folder: Path, modules: list[str], lines: bool, config, prepared):
@@ -201,6 +209,11 @@ def sound_reactions(answers: list[dict], claims_per_answer: list[list[Claim]]) -
     return sound, checked
 
 
+def repetition_tally(answers: list[dict], claims_per_answer: list[list[Claim]]) -> np.ndarray:
+    """Per answer, (states an argument twice, does not) (``text_metrics.repeats``)."""
+    return np.array([[int(r), 1 - int(r)] for r in (repeats(a["text"], c) for a, c in zip(answers, claims_per_answer))])
+
+
 def share_cells(counts: np.ndarray, base: np.ndarray, draws: np.ndarray) -> str:
     """"share (judged) | gap to base [95 % interval]" for per-answer (hits, misses), resampling answers paired."""
     resampled, base_resampled = counts[draws].sum(axis=1), base[draws].sum(axis=1)
@@ -218,11 +231,12 @@ def report(results: dict, claims: dict[str, list[list[Claim]]], first: str) -> N
     print(f"\nheld-out traces: {len(users)} ({len(set(users))} users); answers: {n_answers} per arm; "
           f"differences to {first}, paired 95 % intervals\n")
     print("| arm | tokens | tokens/s | held-out LM loss | − first | claim accuracy (all) | − first | "
-          "argument agreement (reactions) | − first | by kind |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "argument agreement (reactions) | − first | repetition (answers) | − first | by kind |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     base_losses = np.array(results[first]["heldout_losses"])
     base_claims = claim_tally(claims[first])["all"]
     base_arguments = argument_tally(results[first]["answers"], claims[first])
+    base_repetitions = repetition_tally(results[first]["answers"], claims[first])
     for name, arm in results.items():
         losses = np.array(arm["heldout_losses"])
         gap = losses - base_losses
@@ -233,7 +247,9 @@ def report(results: dict, claims: dict[str, list[list[Claim]]], first: str) -> N
         speed = f"{arm['tokens'] / arm['seconds']:.0f}" if arm["seconds"] else "-"
         print(f"| {name} | {arm['tokens']:,} | {speed} | {losses.mean():.4f} | {gap.mean():+.4f} "
               f"[{low:+.4f}, {high:+.4f}] | {share_cells(tally['all'], base_claims, draws)} "
-              f"| {share_cells(arguments, base_arguments, draws)} | {kinds} |", flush=True)
+              f"| {share_cells(arguments, base_arguments, draws)} "
+              f"| {share_cells(repetition_tally(arm['answers'], claims[name]), base_repetitions, draws)} | {kinds} |",
+              flush=True)
     for name, arm in results.items():
         sound, checked = sound_reactions(arm["answers"], claims[name])
         print(f"\n{name}: {sound} of {checked} checked reactions true and in their place; "

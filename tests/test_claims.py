@@ -68,7 +68,13 @@ def test_reactions_to_history_films(checker):
 
 def test_reactions_outside_the_shown_history_and_to_the_target(checker):
     text = 'No. They enjoyed "Old Reel". They did not like "Laugh Track". They would not enjoy "Alpha".'
-    assert judged(checker, text) == [("reaction", "Old Reel", "unchecked")]  # the target's reaction is the verdict
+    # a past reaction to the target is false (they have not rated it); a prediction is no reaction
+    assert judged(checker, text) == [("reaction", "Old Reel", "unchecked"), ("reaction", "Laugh Track", "false")]
+    claim = checker.check('Yes. Although they did not enjoy "Laugh Track" before, it fits.', 0, LAUGH_TRACK,
+                          *HISTORY)[0]
+    assert (claim.verdict, claim.said_liked, claim.counter) == ("false", False, True)
+    assert claim.fact == '"Laugh Track" is the target: they have not rated it (said: disliked)'
+    assert judged(checker, 'Yes. So I expect they will enjoy "Laugh Track".') == []
 
 
 def test_audience_claims(checker):
@@ -152,3 +158,20 @@ def test_a_reaction_records_what_it_says_and_whether_it_is_the_counter_argument(
     # every reaction is true, but "Quiet Sea", liked, argues for a Yes inside an answer that says No
     assert argument_agreement([text], [claims]) == (pytest.approx(2 / 3), 3)
     assert argument_agreement(["Yes" + text[2:]], [claims]) == (pytest.approx(1 / 3), 3)
+
+
+def test_an_argument_stated_twice_is_a_repetition(checker):
+    from thinkrec.text_metrics import repeats, repetition_rate
+
+    def repeated(text):
+        return repeats(text, checker.check(text, 0, LAUGH_TRACK, *HISTORY))
+
+    line = 'they enjoyed "Quiet Sea", its nearest neighbour in their history.'
+    assert repeated(f"Yes. Most tellingly, {line} On top of that, {line}")  # one line said twice
+    assert repeated('Yes. They enjoyed "Quiet Sea". Although they did not enjoy "Quiet Sea", it fits.')
+    assert repeated("Yes. It is a comedy of its time. Besides, it is a comedy of its time.")
+    assert not repeated(f'Yes. {line} Although they did not enjoy "The Garden", its nearest neighbour in their '
+                        'history, that matters less here. So I expect they will enjoy "Laugh Track".')
+    assert not repeated("Yes. It fits. Also, it fits.")  # a sentence under four words is no argument
+    texts = [f"Yes. {line} Also, {line}", "No. They did not enjoy \"The Garden\"."]
+    assert repetition_rate(texts, [checker.check(t, 0, LAUGH_TRACK, *HISTORY) for t in texts]) == 0.5

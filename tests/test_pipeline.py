@@ -234,6 +234,9 @@ def test_the_decoding_rules_stay_on_until_answers_without_them_measure_as_well(t
     assert decodes_with_rules(tiny_config, "thinkrec")  # without them it loops more: keep them
     write_json(free, {"loop_rate": 0.02, "completion_rate": 1.0})
     assert not decodes_with_rules(tiny_config, "thinkrec")  # as good without them: drop them
+    write_json(ruled, {"loop_rate": 0.02, "repetition_rate": 0.01, "completion_rate": 0.99})
+    write_json(free, {"loop_rate": 0.02, "repetition_rate": 0.08, "completion_rate": 1.0})
+    assert decodes_with_rules(tiny_config, "thinkrec")  # without them it states arguments twice: keep them
     assert decodes_with_rules(tiny_config, "collm")  # another system's answers decide nothing here
     forced = replace(tiny_config, llm=replace(tiny_config.llm, decoding_rules="on"))
     assert decodes_with_rules(forced, "thinkrec")

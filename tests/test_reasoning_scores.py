@@ -49,6 +49,6 @@ def test_the_first_teachers_only_false_claims_are_mid_decade_eras(prepared, firs
 def test_references_loop_and_complete_like_a_teacher(prepared, config):
     report = references_report(prepared, config, reference_traces(config))
     assert report["rows"] == config.llm.reference_rows
-    assert report["completion_rate"] == 1.0 and report["loop_rate"] <= 0.05
+    assert report["completion_rate"] == 1.0 and report["loop_rate"] <= 0.05 and report["repetition_rate"] <= 0.01
     assert report["conclusion_agreement"] == 1.0 and report["conclusion_unclear_share"] == 0.0
     assert report["argument_agreement"] == 1.0 and report["arguments_judged"] >= 100  # each reaction in its place

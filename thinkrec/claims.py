@@ -8,8 +8,9 @@ Claims are found by precise patterns only (what cannot be parsed reliably is not
   the movie, the target, it) means the target when the last film named before it was the target;
 - ``reaction``: a history film the prompt shows with the reaction the text says the user had
   (``they did not enjoy "X"``, ``"X", which they liked``, ``Their recent misses include "X"``);
-  a film outside the shown history is ``unchecked``; the target's own reaction is the verdict,
-  not a claim;
+  a film outside the shown history is ``unchecked``; a reaction to the target itself is ``false``
+  (``Although they did not enjoy "Toy Story" in the past``: they have not rated it), as the verdict
+  is a prediction, not a past reaction;
 - ``audience``: what viewers made of the target (acclaimed, well received, poorly received, crowd
   favourite, little-known), in a sentence that names or quotes no other film, against the train-only
   audience signal the keywords use;
@@ -337,10 +338,18 @@ class ClaimChecker:
                 continue
             liked = said.pop()
             for mention in group:
-                if mention.items == (target,) or target in mention.items:
-                    continue
-                claims.append(self.judge_reaction(mention, liked, shown))
+                if target in mention.items and target not in shown:
+                    claims.append(self.target_rated(mention, liked))
+                else:
+                    claims.append(self.judge_reaction(mention, liked, shown))
         return claims
+
+    def target_rated(self, mention: Mention, liked: bool) -> Claim:
+        """A reaction the text gives the user to the target itself, which they have not rated: false."""
+        said = "liked" if liked else "disliked"
+        return Claim(mention.start, mention.end, "reaction", FALSE,
+                     f"\"{self.titles[mention.items[0]]}\" is the target: they have not rated it (said: {said})",
+                     liked)
 
     @staticmethod
     def groups(text: str, mentions: list[Mention]) -> list[list[Mention]]:

@@ -1,5 +1,5 @@
 """Every reasoning measure of stored answers: overlap with the teacher's references, grounding, verdicts,
-loops, completion, claim accuracy and conclusion agreement.
+loops, repetitions, completion, claim accuracy, conclusion and argument agreement.
 
 ``answer_report`` scores a table of answers (one per reference row); ``stored_report`` rescores a system's
 stored answers (``answers_path``) without generating anything, and ``references_report`` scores the teacher's
@@ -39,8 +39,9 @@ def answers_metrics_path(config: Config, name: str, rules: bool = True) -> Path:
 def decodes_with_rules(config: Config, name: str) -> bool:
     """Whether ``name`` decodes with the minimum-length and no-repeat rules: as ``llm.decoding_rules`` says,
     and under "auto" unless its reference answers stored without the rules loop no more often and end a
-    sentence as often as those stored with them (a model that no longer needs the rules is only hurt by
-    them: the no-repeat rule garbles a title the answer names twice)."""
+    sentence as often and repeat an argument no more often (where both measured it) than those stored with them
+    (a model that no longer needs the rules is only hurt by them: the no-repeat rule garbles a title the answer
+    names twice)."""
     setting = config.llm.decoding_rules
     if setting not in ("auto", "on", "off"):
         raise ConfigError(f"llm.decoding_rules: expected auto, on or off, got {setting!r}")
@@ -50,7 +51,8 @@ def decodes_with_rules(config: Config, name: str) -> bool:
     if not (ruled.exists() and free.exists()):
         return True
     ruled, free = read_json(ruled), read_json(free)
-    return not (free["loop_rate"] <= ruled["loop_rate"] and free["completion_rate"] >= ruled["completion_rate"])
+    faults = [key for key in ("loop_rate", "repetition_rate") if key in ruled and key in free]
+    return not (all(free[key] <= ruled[key] for key in faults) and free["completion_rate"] >= ruled["completion_rate"])
 
 
 def with_history(prepared: PreparedData, answers: pd.DataFrame) -> pd.DataFrame:

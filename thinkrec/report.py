@@ -245,17 +245,19 @@ def free_reports(prepared: PreparedData, config: Config) -> dict[str, dict]:
 
 
 def reasoning_measures_table(prepared: PreparedData, config: Config, reports: dict[str, dict]) -> list[str]:
-    """Loops, completion, claim accuracy, conclusion and argument agreement of each system, the teacher's
+    """Loops, repetitions, completion, claim accuracy, conclusion and argument agreement of each system, the teacher's
     references (when the traces are stored) as the ceiling."""
     if traces_path(config).exists():
         reports = {"teacher's references (ceiling)": references_report(prepared, config, reference_traces(config)),
                    **reports}
-    rows = [[name, report["loop_rate"], report["completion_rate"],
+    rows = [[name, report["loop_rate"], report["repetition_rate"], report["completion_rate"],
              f"{report['claim_accuracy']:.4f} ({report['claims_checked']})" if report["claims_checked"] else "n/a",
              by_kind_cell(report), conclusion_cell(report), argument_cell(report),
              *[report.get(k, math.nan) for k in ("meteor", "bleu4", "rouge_l")],
              report["grounding_rate"]] for name, report in reports.items()]
-    return [("Loop rate: answers in which a word 3-gram occurs three times or more. Completion: answers that end a "
+    return [("Loop rate: answers in which a word 3-gram occurs three times or more. Repetition: answers that state "
+             "one argument twice (a reaction to the same film twice, or one sentence twice, its opening connective "
+             "aside). Completion: answers that end a "
              "sentence and were not cut at the token cap. Claim accuracy: the share of checked claims that are true "
              "(`thinkrec/claims.py`: the films' genres, eras and years, the reactions the text gives the user to "
              "their history films, audience and profile-genre claims; eras in thirds of a decade), claims checked in "
@@ -264,9 +266,9 @@ def reasoning_measures_table(prepared: PreparedData, config: Config, reports: di
              "agreement: the share of the reactions an answer states that point the way their place calls for, "
              "towards the verdict in a supporting sentence and against it after \"Although\", true or not "
              "(reactions judged in brackets)."), "",
-            *_table(["system", "loop rate", "completion", "claim accuracy (claims)", "true / checked by kind",
-                     "conclusion agreement (unclear share)", "argument agreement (reactions)", "METEOR", "BLEU-4",
-                     "ROUGE-L", "grounding"], rows)]
+            *_table(["system", "loop rate", "repetition", "completion", "claim accuracy (claims)",
+                     "true / checked by kind", "conclusion agreement (unclear share)", "argument agreement (reactions)",
+                     "METEOR", "BLEU-4", "ROUGE-L", "grounding"], rows)]
 
 
 def by_kind_cell(report: dict) -> str:

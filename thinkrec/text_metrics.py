@@ -20,6 +20,8 @@ from thinkrec.assets import resolve_asset
 
 MIN_TITLE_CHARS = 3
 LOOP_NGRAM, LOOP_REPEATS = 3, 3  # a word 3-gram seen three times or more is a loop
+MIN_REPEATED_WORDS = 4  # a sentence said twice counts as a repeated argument from this many words on
+_OPENING_CONNECTIVE = re.compile(r"\A(?:[^\W\d]+\s+){0,3}[^\W\d]+,\s*")  # "Besides, " "On top of that, "
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 _LEADING_VERDICT = re.compile(r"\A\s*[*\"']*(yes|no)\b[*\"']*\s*(?:[.!,:;]|\Z)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*\s*\Z")
@@ -318,13 +320,18 @@ def _mask_quoted(text: str) -> str:
     return _QUOTED.sub(lambda match: re.sub(r"[.!?]", "·", match.group()), text)
 
 
-def last_sentence(text: str) -> str | None:
-    """The last complete sentence after the opening verdict; None when there is none. A full stop
-    inside a quoted title ends no sentence."""
+def complete_sentences(text: str) -> list[str]:
+    """The complete sentences after the opening verdict, in order. A full stop inside a quoted title ends
+    no sentence."""
     opening = _LEADING_VERDICT.match(text)
     body = text[opening.end():] if opening else text
     spans = [m.span() for m in _SENTENCES.finditer(_mask_quoted(body))]
-    sentences = [body[a:b].strip() for a, b in spans if _SENTENCE_END.search(body[a:b]) and _tokens(body[a:b])]
+    return [body[a:b].strip() for a, b in spans if _SENTENCE_END.search(body[a:b]) and _tokens(body[a:b])]
+
+
+def last_sentence(text: str) -> str | None:
+    """The last complete sentence after the opening verdict; None when there is none."""
+    sentences = complete_sentences(text)
     return sentences[-1] if sentences else None
 
 
@@ -371,14 +378,33 @@ def argument_agreement(texts: list[str], claims_per_text: list[list]) -> tuple[f
     return (agree / judged if judged else math.nan), judged
 
 
+def repeats(text: str, claims: list) -> bool:
+    """Whether the answer states one argument twice: it gives the user a reaction to the same film twice
+    (a supporting line said again, or the counter-argument citing a film the support cited), or it says one
+    sentence twice, its opening connective ("Besides,", "On top of that,") aside. The loop rate misses
+    an argument said two or three times, since its words are the prompt's lines, not a loop of its own."""
+    films = Counter(title_key(text[claim.start:claim.end]) for claim in claims if claim.said_liked is not None)
+    bodies = Counter(" ".join(words) for words in (_tokens(_OPENING_CONNECTIVE.sub("", sentence))
+                                                   for sentence in complete_sentences(text))
+                     if len(words) >= MIN_REPEATED_WORDS)
+    return any(count > 1 for count in (*films.values(), *bodies.values()))
+
+
+def repetition_rate(texts: list[str], claims_per_text: list[list]) -> float:
+    """Share of texts that state an argument twice (see ``repeats``)."""
+    _check_pairs(texts, claims_per_text)
+    return sum(map(repeats, texts, claims_per_text)) / len(texts)
+
+
 def text_measures(texts: list[str], claims_per_text: list[list], new_tokens: list[int] | None = None,
                   max_new_tokens: int | None = None) -> dict:
-    """Loop rate, completion rate, claim accuracy (with claims checked, and [true, checked] per kind),
-    conclusion agreement and argument agreement (with the reactions judged), rounded."""
+    """Loop rate, repetition rate, completion rate, claim accuracy (with claims checked, and [true, checked]
+    per kind), conclusion agreement and argument agreement (with the reactions judged), rounded."""
     accuracy, checked = claim_accuracy(claims_per_text)
     conclusion = conclusion_report(texts)
     arguments, judged = argument_agreement(texts, claims_per_text)
     return {"loop_rate": round(loop_rate(texts), 4),
+            "repetition_rate": round(repetition_rate(texts, claims_per_text), 4),
             "completion_rate": round(completion_rate(texts, new_tokens, max_new_tokens), 4),
             "claim_accuracy": round(accuracy, 4), "claims_checked": checked,
             "claims_by_kind": claims_by_kind(claims_per_text),
