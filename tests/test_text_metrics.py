@@ -286,10 +286,21 @@ def test_a_quoted_name_that_is_no_catalogue_film_is_ungrounded_and_cites_nothing
     assert [name for _, _, name in unknown_titles(text, catalogue)] == ["Toy Story 7", "Sleepless in Selecion"]
     start, end, _ = unknown_titles(text, catalogue)[0]
     assert text[start:end] == "Toy Story 7"
-    assert cited_titles(text, catalogue) == ["Alien", "Fargo"]  # not "Toy Story" inside "Toy Story 7"
+    # not "Toy Story" inside "Toy Story 7"; "Nikita", quoted, is the short form of a catalogue title
+    assert cited_titles(text, catalogue) == ["Alien", "Nikita (La Femme Nikita)", "Fargo"]
     grounded, ungrounded = grounding_of(text, {"Alien", "Fargo"}, catalogue)
-    assert grounded == ["Alien", "Fargo"] and ungrounded == ["Toy Story 7", "Sleepless in Selecion"]
-    assert grounding_rate([text], [{"Alien", "Fargo"}], catalogue) == pytest.approx(2 / 4)
+    assert grounded == ["Alien", "Fargo"]
+    assert ungrounded == ["Nikita (La Femme Nikita)", "Toy Story 7", "Sleepless in Selecion"]
+    assert grounding_rate([text], [{"Alien", "Fargo", "Nikita (La Femme Nikita)"}], catalogue) == pytest.approx(3 / 5)
+
+
+def test_a_short_form_cites_its_film_only_when_named_as_one():
+    catalogue = [*CATALOGUE, "Nikita (La Femme Nikita)", "Independence Day (ID4)", "Seven (Se7en)"]
+    text = ('Yes. They enjoyed "Independence Day" and Seven (1995), not "Nikita (La Femme Nikita)". '
+            'Independence Day is a holiday; seven films were Nikita\'s.')
+    assert [(text[a:b], title) for a, b, title in title_mentions(text, catalogue)] == [
+        ("Independence Day", "Independence Day (ID4)"), ("Seven", "Seven (Se7en)"),
+        ("Nikita (La Femme Nikita)", "Nikita (La Femme Nikita)")]
 
 
 def test_claims_are_tallied_true_over_checked_per_kind():

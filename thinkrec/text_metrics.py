@@ -102,12 +102,17 @@ def title_key(title: str) -> str:
     return " ".join(title.lower().split())
 
 
+def short_form(title: str) -> str:
+    """A title without its bracketed alternative: "Nikita" for "Nikita (La Femme Nikita)"."""
+    return _BRACKETS_AT_END.sub("", title)
+
+
 @lru_cache(maxsize=8)
 def _title_matcher(titles: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, str]]:
-    """One alternation of all titles, longest first, and a map from title key to catalogue title."""
+    """One alternation of all titles and their short forms, longest first, and a map from the key of each to
+    its catalogue title (a short form that is another film's whole title names that film)."""
     by_key: dict[str, str] = {}
-    for title in titles:
-        key = title_key(title)
+    for key, title in [*((title_key(t), t) for t in titles), *((title_key(short_form(t)), t) for t in titles)]:
         if len(key) >= MIN_TITLE_CHARS:
             by_key.setdefault(key, title.strip())
     alternatives = (r"\s+".join(map(re.escape, key.split())) for key in sorted(by_key, key=len, reverse=True))
@@ -119,7 +124,7 @@ def _title_matcher(titles: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, 
 def _title_keys(titles: tuple[str, ...]) -> frozenset[str]:
     """The keys a quoted name may take to name a catalogue film: a title, or one without its bracketed
     alternative title ("Nikita" for "Nikita (La Femme Nikita)")."""
-    return frozenset(key for title in titles for key in (title_key(title), title_key(_BRACKETS_AT_END.sub("", title))))
+    return frozenset(key for title in titles for key in (title_key(title), title_key(short_form(title))))
 
 
 def unknown_titles(text: str, catalogue_titles: list[str]) -> list[tuple[int, int, str]]:
@@ -155,8 +160,9 @@ def title_mentions(text: str, catalogue_titles: list[str]) -> list[tuple[int, in
     rather than uses its words: it is written with its year in brackets, ``Heat (1995)``, or it is
     quoted (a one-word title, "Heat", needs quotes on both sides; a longer one a quote before it), or,
     for a title of several words, it begins with a capital or a digit as a name does ("The Lion King
-    is ..."), so that "here the candidate is" does not cite "The Candidate". Words inside a quoted name that
-    is no catalogue title (``unknown_titles``: "Toy Story 7") cite nothing.
+    is ..."), so that "here the candidate is" does not cite "The Candidate". A title's short form, without
+    its bracketed alternative ("Nikita"), cites the film only in quotes on both sides or with its year.
+    Words inside a quoted name that is no catalogue title (``unknown_titles``: "Toy Story 7") cite nothing.
     """
     pattern, by_key = _title_matcher(tuple(catalogue_titles))
     if not by_key:
@@ -165,8 +171,16 @@ def title_mentions(text: str, catalogue_titles: list[str]) -> list[tuple[int, in
     unknown = [(start, end) for start, end, _ in
                _unknown_names(text, _title_keys(tuple(catalogue_titles)), [match.span() for match in matches])]
     return [(match.start(), match.end(), by_key[title_key(match.group())]) for match in matches
-            if _cites(text, match.start(), match.end(), " " in title_key(match.group()))
+            if _names_film(text, match, by_key)
             and not any(start <= match.start() and match.end() <= end for start, end in unknown)]
+
+
+def _names_film(text: str, match: re.Match, by_key: dict[str, str]) -> bool:
+    """Whether a title or short-form match cites the film (see ``title_mentions``)."""
+    key = title_key(match.group())
+    if key != title_key(by_key[key]):  # a short form: quoted on both sides, or with its year
+        return _quoted(text, match.start(), match.end()) or bool(_YEAR_AFTER.match(text, match.end()))
+    return _cites(text, match.start(), match.end(), " " in key)
 
 
 def _cites(text: str, start: int, end: int, several_words: bool) -> bool:
