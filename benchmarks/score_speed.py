@@ -1,12 +1,16 @@
 """Batch scoring throughput of an LLM system, fp32 against cheaper settings, in one run, with the precision bar.
 
-    python benchmarks/score_speed.py [--system thinkrec] [--rows 48] [--rounds 2] [--split-padding]
+    python benchmarks/score_speed.py [--config training/plan.json] [--system thinkrec] [--rows 48] [--rounds 2]
+                                     [--bf16-layers 20 24] [--split-padding]
 
-Scores the same test rows (``length_order`` batches of 16, as evaluation forms them) four ways,
+Scores the same test rows (``length_order`` batches of 16, as evaluation forms them) several ways,
 taking turns per round so a busy machine slows them alike: ``today`` (fp32 with the LM head over
 every position, the scoring before the answer-position head), ``fp32`` (the Yes and No rows of the
-LM head at the answer position only: what evaluation runs unless ``llm.score_bf16``), ``bf16
-autocast`` and ``bf16 decoder`` (the bfloat16 copy streamed answers run on, ``decoding_backbone``).
+LM head at the answer position only: what evaluation runs unless ``llm.score_bf16_layers``), ``bf16
+autocast`` over every layer, ``bf16 first K layers`` for each K of ``--bf16-layers`` (the later layers
+in fp32, ``score.bf16_leading_layers``) and ``bf16 decoder`` (the bfloat16 copy streamed answers run on,
+``decoding_backbone``). ``--config`` names a plan: its candidate's system is measured (the one its scoring
+stage will score).
 Prints rows/s and, against fp32, the largest P(Yes) gap, the share of rows within the bar's gap,
 the share of unchanged verdicts and whether the setting meets the bar (``score.PrecisionCheck``);
 then the padding share of the batches and what a whole-split evaluation costs at the fp32 rate
@@ -29,6 +33,7 @@ from thinkrec.llm.decoder import decoding_backbone
 from thinkrec.llm.model import collate
 from thinkrec.llm.score import GAP_BAR, ScoreSettings, compare_precision, length_order, padding_share, score_rows
 from thinkrec.llm.systems import load_system
+from thinkrec.plan import candidate_config
 from thinkrec.subsets import valid_subset
 
 
@@ -58,12 +63,15 @@ def running_on(model, backbone):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="a plan whose candidate system is measured (default: the shipped one)")
     parser.add_argument("--system", default="thinkrec")
+    parser.add_argument("--bf16-layers", type=int, nargs="*", default=[20, 24],
+                        help="leading decoder layers under bfloat16 autocast, one setting each")
     parser.add_argument("--rows", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--split-padding", action="store_true", help="tokenise the whole test split for its padding")
     args = parser.parse_args()
-    config = load_config()
+    config = candidate_config(load_config(args.config)) if args.config else load_config()
     prepared = prepare_dataset(config)
     model, builder = load_system(args.system, prepared, config)
     decoder = decoding_backbone(model.backbone, "bfloat16")
@@ -73,9 +81,13 @@ def main() -> None:
         with running_on(model, decoder):
             return score_rows(model, builder, part)
 
+    every_layer = len(model.backbone.get_decoder().layers)
     ways = {"today": lambda part: score_today(model, builder, part),
             "fp32": lambda part: score_rows(model, builder, part),
-            "bf16 autocast": lambda part: score_rows(model, builder, part, ScoreSettings(bf16=True)),
+            "bf16 autocast": lambda part: score_rows(model, builder, part, ScoreSettings(bf16_layers=every_layer)),
+            **{f"bf16 first {k} layers": lambda part, k=k: score_rows(model, builder, part,
+                                                                       ScoreSettings(bf16_layers=k))
+               for k in args.bf16_layers},
             "bf16 decoder": bf16_weights}
     seconds = dict.fromkeys(ways, 0.0)
     scores = {name: np.zeros(len(rows)) for name in ways}

@@ -10,6 +10,7 @@ from thinkrec.chunks import Chunks, Unfinished
 from thinkrec.llm import score
 from thinkrec.llm.score import (
     ScoreSettings,
+    bf16_leading_layers,
     compare_precision,
     length_order,
     padding_share,
@@ -48,13 +49,46 @@ def test_the_bar_takes_every_gap_and_the_share_of_kept_verdicts():
 def test_bf16_scoring_is_measured_against_fp32_on_the_tiny_model(tiny_scorer):
     model, builder, rows = tiny_scorer
     fp32 = score_rows(model, builder, rows)
-    bf16 = score_rows(model, builder, rows, ScoreSettings(bf16=True))
+    bf16 = score_rows(model, builder, rows, ScoreSettings(bf16_layers=2))
     check = compare_precision(fp32, bf16)
     gap = np.abs(bf16 - fp32)
     assert check.rows == len(rows) and check.max_gap == pytest.approx(gap.max())
     assert check.same_verdict == pytest.approx(np.mean((bf16 >= 0.5) == (fp32 >= 0.5)))
     assert 0 < check.max_gap and check.passes == (gap.max() <= 0.01 and check.same_verdict >= 0.995)
     assert compare_precision(fp32, score_rows(model, builder, rows, ScoreSettings(batch_size=5))).max_gap < 1e-5
+
+
+def test_bf16_leading_layers_run_in_bf16_and_the_later_ones_in_fp32(tiny_scorer):
+    model, builder, rows = tiny_scorer
+    layers = model.backbone.get_decoder().layers
+    seen = {}
+
+    def note_dtype(number):
+        def hook(module, args, out):
+            seen.setdefault(number, out.dtype)
+        return hook
+
+    for number, layer in enumerate(layers):
+        layer.mlp.down_proj.register_forward_hook(note_dtype(number))
+    with bf16_leading_layers(model, 1):
+        score_rows(model, builder, rows.head(2))
+    assert seen == {0: torch.bfloat16, 1: torch.float32}
+    assert all("forward" not in layer.__dict__ for layer in layers)  # the class's forward again afterwards
+    seen.clear()
+    score_rows(model, builder, rows.head(2))
+    assert seen == {0: torch.float32, 1: torch.float32}
+    fp32, one = score_rows(model, builder, rows), score_rows(model, builder, rows, ScoreSettings(bf16_layers=1))
+    assert 0 < np.abs(one - fp32).max()  # the first layer's rounding shows
+    assert np.array_equal(score_rows(model, builder, rows, ScoreSettings(bf16_layers=0)), fp32)
+    with pytest.raises(ValueError, match="bfloat16 layers"):
+        ScoreSettings(bf16_layers=-1)
+
+
+def test_bf16_layers_are_configured_only_where_the_cpu_has_bfloat16(tiny_config, monkeypatch):
+    tiny_config.llm.score_bf16_layers = 20
+    for native, layers in ((True, 20), (False, 0)):
+        monkeypatch.setattr(score, "native_bf16", lambda native=native: native)
+        assert ScoreSettings.from_config(tiny_config.llm).bf16_layers == layers
 
 
 def test_sorted_batches_barely_pad_and_score_as_rows_alone(tiny_scorer):

@@ -172,7 +172,8 @@ class LLMConfig:
     score_batch_size: int = 16  # rows per scoring batch (rows of similar length, so a batch barely pads)
     score_chunk_rows: int = 128  # rows per saved chunk of a resumable scoring run (under training/eval/scoring/)
     reasoning_chunk_rows: int = 20  # answers decoded together and saved as one chunk (training/eval/reasoning/)
-    score_bf16: bool = False  # bfloat16 autocast scoring: fails the bar on the shipped ThinkRec (score_speed.py)
+    score_bf16_layers: int = 0  # leading decoder layers scored under bfloat16 autocast where the CPU has it
+    # natively, the rest in fp32 (0: all fp32; all 30 fail the bar on the shipped ThinkRec: score_speed.py)
     eval_every_tokens: int = 150_000
     max_new_tokens: int = 160
     min_new_tokens: int = 32  # generation may not stop before this: a verdict alone explains nothing

@@ -6,14 +6,17 @@ different mixtures in one pass. A long run saves its scores chunk by chunk (``th
 killed, or stopped at the end of its time box, the same call continues after the last saved chunk with the
 same batches, so it gives the same scores.
 
-A cheaper setting (bfloat16 autocast) may replace fp32 only where it meets the bar that
-``PrecisionCheck`` applies: every P(Yes) within ``GAP_BAR`` of fp32's and the verdict (P(Yes) >= 0.5)
-unchanged on at least ``VERDICT_BAR`` of the rows.
+A cheaper setting may replace fp32 only where it meets the bar that ``PrecisionCheck`` applies: every
+P(Yes) within ``GAP_BAR`` of fp32's and the verdict (P(Yes) >= 0.5) unchanged on at least ``VERDICT_BAR`` of
+the rows. The cheaper setting is bfloat16 autocast over the first ``bf16_layers`` decoder layers, the later
+ones (where rounding moves P(Yes) most) and the Yes/No head in fp32; it applies only on a CPU that multiplies
+bfloat16 natively (emulated bfloat16 is several times slower than fp32), so a job's settings, and the digest
+its saved chunks are kept under, are this machine's.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import pandas as pd
 import torch
 
 from thinkrec.chunks import Chunks, run_chunks
+from thinkrec.llm.cpu import native_bf16
 from thinkrec.llm.fingerprint import job_digest
 from thinkrec.llm.lora_mixture import mixture
 from thinkrec.llm.model import SoftTokenLM, collate
@@ -34,21 +38,22 @@ VERDICT_BAR = 0.995  # smallest share of rows whose verdict must stay as fp32's
 
 @dataclass(frozen=True)
 class ScoreSettings:
-    """How rows are scored: rows per batch, rows per saved chunk, and bfloat16 autocast or fp32."""
+    """How rows are scored: rows per batch, rows per saved chunk, and how many leading decoder layers run under
+    bfloat16 autocast (0: all in fp32; at least the backbone's layer count: all of them)."""
 
     batch_size: int = 16
     chunk_rows: int = 128
-    bf16: bool = False
+    bf16_layers: int = 0
 
     @classmethod
     def from_config(cls, llm) -> ScoreSettings:
-        """The configured scoring (``config.llm``)."""
-        return cls(llm.score_batch_size, llm.score_chunk_rows, llm.score_bf16)
+        """The configured scoring (``config.llm``) on this machine: bfloat16 layers only where native."""
+        return cls(llm.score_batch_size, llm.score_chunk_rows, llm.score_bf16_layers if native_bf16() else 0)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.chunk_rows < 1:
-            raise ValueError(f"score batch size and chunk rows must be at least 1, got {self.batch_size} and "
-                             f"{self.chunk_rows}")
+        if self.batch_size < 1 or self.chunk_rows < 1 or self.bf16_layers < 0:
+            raise ValueError(f"score batch size and chunk rows must be at least 1 and bfloat16 layers at least 0, "
+                             f"got {self.batch_size}, {self.chunk_rows} and {self.bf16_layers}")
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,43 @@ def score_chunk(model: SoftTokenLM, prompts: list[EncodedPrompt], rows: np.ndarr
         index = rows[start:start + settings.batch_size]
         batch = collate([prompts[i] for i in index], pad_id).to(device)
         routing = mixture(torch.as_tensor(mixtures[index])) if mixtures is not None else nullcontext()
-        with routing, torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=settings.bf16):
+        with routing, bf16_leading_layers(model, settings.bf16_layers):
             scores[start:start + len(index)] = model.p_yes(batch).float().cpu().numpy()
     return scores
+
+
+@contextmanager
+def bf16_leading_layers(model: SoftTokenLM, layers: int):
+    """Within the block, ``model`` runs its first ``layers`` decoder layers under bfloat16 autocast and the
+    later ones in fp32 (their ``forward`` wrapped for the block, then restored); 0 changes nothing."""
+    if layers <= 0:
+        yield
+        return
+    device_type = next(model.parameters()).device.type
+    later = model.backbone.get_decoder().layers[layers:]
+    own = [layer.__dict__.get("forward") for layer in later]  # an instance forward (a hook's) is kept
+    for layer in later:
+        layer.forward = _in_fp32(layer.forward, device_type)
+    try:
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16):
+            yield
+    finally:
+        for layer, forward in zip(later, own):
+            if forward is None:
+                del layer.forward  # the class's forward again
+            else:
+                layer.forward = forward
+
+
+def _in_fp32(forward, device_type: str):
+    """``forward`` with autocast off and its floating-point tensor arguments in fp32."""
+    def run(*args, **kwargs):
+        with torch.autocast(device_type=device_type, enabled=False):
+            return forward(*_fp32(args), **{key: _fp32(value) for key, value in kwargs.items()})
+    return run
+
+
+def _fp32(value):
+    if torch.is_tensor(value) and value.is_floating_point():
+        return value.float()
+    return tuple(_fp32(v) for v in value) if isinstance(value, tuple) else value
