@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from thinkrec.errors import CheckpointError
+from thinkrec.llm import score
 from thinkrec.timebox import TimeBox
 
 
-def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
+def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config, monkeypatch):
     from thinkrec import expert_stages, pipeline
     from thinkrec.expert_stages import global_origin
     from thinkrec.fusion.choice import choose
@@ -28,6 +29,15 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config):
     pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
     metrics = pipeline.stage_eval_llm("thinkrec", tiny_prepared, config)
     assert metrics["test"]["rows"] == 3 and metrics["scope"] == "subset"
+    assert metrics["precision_check"] is None and metrics["scoring"]["bf16_layers"] == 0  # fp32: nothing to check
+    config.llm.score_bf16_layers = 1  # on a CPU with native bfloat16, the probe decides
+    monkeypatch.setattr(score, "native_bf16", lambda: True)
+    cheaper = pipeline.stage_eval_llm("thinkrec", tiny_prepared, config, force=True)
+    check = cheaper["precision_check"]
+    assert check["rows"] == 3 and cheaper["scoring"]["bf16_layers"] == (1 if check["passes"] else 0)
+    config.llm.score_bf16_layers = 0
+    restored = pipeline.stage_eval_llm("thinkrec", tiny_prepared, config, force=True)["test"]
+    assert json.dumps(restored, sort_keys=True) == json.dumps(metrics["test"], sort_keys=True)  # NaN == NaN
     reasoning = pipeline.stage_reasoning("thinkrec", tiny_prepared, config)
     assert reasoning["rows"] == 2 and 0 <= reasoning["meteor"] <= 1
     assert 0 <= reasoning["loop_rate"] <= 1 and 0 <= reasoning["completion_rate"] <= 1

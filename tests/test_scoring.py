@@ -10,6 +10,7 @@ from thinkrec.chunks import Chunks, Unfinished
 from thinkrec.llm import score
 from thinkrec.llm.score import (
     ScoreSettings,
+    bar_checked,
     bf16_leading_layers,
     compare_precision,
     length_order,
@@ -89,6 +90,21 @@ def test_bf16_layers_are_configured_only_where_the_cpu_has_bfloat16(tiny_config,
     for native, layers in ((True, 20), (False, 0)):
         monkeypatch.setattr(score, "native_bf16", lambda native=native: native)
         assert ScoreSettings.from_config(tiny_config.llm).bf16_layers == layers
+
+
+def test_a_cheaper_setting_is_trusted_only_where_it_meets_the_bar_on_the_probe():
+    reference = np.linspace(0.1, 0.9, 64)
+    cheap = ScoreSettings(bf16_layers=20)
+    for gap, trusted in ((0.004, cheap), (0.02, ScoreSettings())):
+        asked = []
+
+        def score(settings, gap=gap, asked=asked):
+            asked.append(settings.bf16_layers)
+            return reference + (gap if settings.bf16_layers else 0.0)
+
+        chosen, check = bar_checked(score, cheap)
+        assert chosen == trusted and check.max_gap == pytest.approx(gap) and sorted(asked) == [0, 20]
+    assert bar_checked(lambda settings: pytest.fail("fp32 needs no check"), ScoreSettings()) == (ScoreSettings(), None)
 
 
 def test_sorted_batches_barely_pad_and_score_as_rows_alone(tiny_scorer):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from thinkrec.llm.batch_decoding import write_answers
 from thinkrec.llm.decoder import decode_dtype_here, decoding_backbone
 from thinkrec.llm.fingerprint import job_digest
 from thinkrec.llm.generate import GenerationSettings
-from thinkrec.llm.score import Scored, ScoreSettings, score_job
+from thinkrec.llm.score import PROBE_ROWS, Scored, ScoreSettings, bar_checked, score_job, score_rows
 from thinkrec.llm.systems import llm_dir, load_system, system_spec
 from thinkrec.llm.train import needs_traces, train_system
 from thinkrec.manifest import write_manifest
@@ -131,6 +132,18 @@ def evaluated(folder: Path, config: Config) -> bool:
         read_json(folder / "metrics.json").get("scope", "subset") in (config.llm.eval_scope, "all")
 
 
+def trusted_scoring(name: str, score: Callable[[ScoreSettings], np.ndarray], settings: ScoreSettings
+                    ) -> tuple[ScoreSettings, dict | None]:
+    """The scoring an evaluation of ``name`` runs: ``settings`` where they meet the precision bar on a probe of
+    this very system (``score.bar_checked``), else fp32; and the check as recorded in its metrics."""
+    chosen, check = bar_checked(score, settings)
+    if check is not None:
+        log.info("%s: bfloat16 over the first %d layers %s the bar on %d probe rows (max gap %.4f, verdicts kept "
+                 "%.1f %%): scoring %s", name, settings.bf16_layers, "meets" if check.passes else "misses",
+                 check.rows, check.max_gap, 100 * check.same_verdict, "so" if check.passes else "in fp32")
+    return chosen, None if check is None else asdict(check) | {"passes": check.passes}
+
+
 def unfinished(name: str, split: str, stop: Unfinished) -> dict:
     log.info("%s: stopped at the end of the time box, %s %s rows done; the same command continues from the saved "
              "chunks",
@@ -158,9 +171,12 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
         return read_json(folder / "metrics.json")
     started = time.perf_counter()
     model, builder = load_system(name, prepared, config)
-    settings = ScoreSettings.from_config(config.llm)
+    splits = eval_splits(prepared, config)
+    probe = splits["test"].head(PROBE_ROWS)
+    settings, check = trusted_scoring(name, lambda chosen: score_rows(model, builder, probe, chosen, "precision check"),
+                                      ScoreSettings.from_config(config.llm))
     tables, metrics, scored = {}, {}, []
-    for split, rows in eval_splits(prepared, config).items():
+    for split, rows in splits.items():
         try:
             result = score_job(model, builder, rows, settings, f"{split} {name}", None,
                                scoring_dir(config, name) / split, timebox)
@@ -170,7 +186,7 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
         metrics[split] = auc_report(rows["user"], rows["label"], result.p_yes)
         scored.append(result)
     write_predictions(folder, tables)
-    metrics |= {"scope": config.llm.eval_scope, "scoring": asdict(settings),
+    metrics |= {"scope": config.llm.eval_scope, "scoring": asdict(settings), "precision_check": check,
                 "seconds": round(time.perf_counter() - started, 1), "rows_per_second": rows_per_second(scored),
                 "prompt": {key: getattr(builder.config, key) for key in LEGACY_PROMPT}}  # what serving renders
     write_json(folder / "metrics.json", metrics)
@@ -300,6 +316,12 @@ def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False
     splits = eval_splits(prepared, config)
     global_scores = {split: stored_global_scores(config, split, rows) for split, rows in splits.items()}
     fused = load_fused(prepared, config)
+    probe = splits["test"].head(PROBE_ROWS)
+
+    def score_probe(chosen: ScoreSettings) -> np.ndarray:
+        return replace(fused, scoring=chosen).score(probe, "fused", "precision check")
+
+    fused.scoring, check = trusted_scoring("fused", score_probe, fused.scoring)
     tables, scored = {}, []
     for split, rows in splits.items():
         try:
@@ -321,7 +343,7 @@ def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False
     if "valid" in tables:
         metrics |= {"valid": auc_report(tables["valid"]["user"], tables["valid"]["label"], tables["valid"]["p_yes"]),
                     "valid_modes": mode_metrics(tables["valid"])}
-    metrics |= {"scope": config.llm.eval_scope, "scoring": asdict(fused.scoring),
+    metrics |= {"scope": config.llm.eval_scope, "scoring": asdict(fused.scoring), "precision_check": check,
                 "rows_scored": sum(len(s.p_yes) for s in scored), "seconds": round(time.perf_counter() - started, 1),
                 "rows_per_second": rows_per_second(scored)}
     write_predictions(folder, tables)

@@ -16,6 +16,8 @@ its saved chunks are kept under, are this machine's.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ from thinkrec.timebox import TimeBox
 
 GAP_BAR = 0.01  # largest |P(Yes) - fp32's P(Yes)| a cheaper setting may show on any row
 VERDICT_BAR = 0.995  # smallest share of rows whose verdict must stay as fp32's
+PROBE_ROWS = 64  # rows an evaluation scores both ways before it trusts a cheaper setting (``bar_checked``)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,18 @@ def compare_precision(reference: np.ndarray, candidate: np.ndarray) -> Precision
     gap = np.abs(candidate - reference)
     return PrecisionCheck(len(gap), float(gap.max()), float(np.mean(gap <= GAP_BAR)),
                           float(np.mean((candidate >= 0.5) == (reference >= 0.5))))
+
+
+def bar_checked(score: Callable[[ScoreSettings], np.ndarray], settings: ScoreSettings
+                ) -> tuple[ScoreSettings, PrecisionCheck | None]:
+    """``settings`` where they meet the bar against fp32 on the rows ``score`` scores (a probe of the system
+    about to be evaluated, since the bar holds for one model, not for all), else fp32; and the check (None
+    when ``settings`` are fp32 already)."""
+    if settings.bf16_layers == 0:
+        return settings, None
+    fp32 = dataclasses.replace(settings, bf16_layers=0)
+    check = compare_precision(score(fp32), score(settings))
+    return (settings if check.passes else fp32), check
 
 
 def length_order(prompts: list[EncodedPrompt]) -> np.ndarray:
