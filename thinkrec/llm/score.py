@@ -16,10 +16,9 @@ its saved chunks are kept under, are this machine's.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -90,7 +89,7 @@ def bar_checked(score: Callable[[ScoreSettings], np.ndarray], settings: ScoreSet
     when ``settings`` are fp32 already)."""
     if settings.bf16_layers == 0:
         return settings, None
-    fp32 = dataclasses.replace(settings, bf16_layers=0)
+    fp32 = replace(settings, bf16_layers=0)
     check = compare_precision(score(fp32), score(settings))
     return (settings if check.passes else fp32), check
 
