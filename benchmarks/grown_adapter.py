@@ -1,13 +1,15 @@
 """Does more LoRA capacity, or a prompt that states the evidence, make ThinkRec-global's reasoning truer?
 
     python benchmarks/grown_adapter.py [--config training/plan.json] [--start FOLDER] [--tokens 80000]
-                                       [--answers 40] [--arms qv-r8 all-r8 qv-r8-lines] [--baseline FOLDER]
+                                       [--answers 40] [--arms qv-r8 all-r8 qv-r8-lines qv-r8-sides]
+                                       [--baseline FOLDER]
 
 Issue 15 items 4 and 5. Every arm starts from a trained ThinkRec-global (``--start``; by default
 ``llm/thinkrec`` in the plan's candidate tree): its LoRA on q and v and its projector. ``qv-r8`` is the control
 and continues the adapter as it is; ``all-r8`` grows it onto every attention and MLP projection, the new LoRA B
 matrices zero, so the grown model starts as the same function; ``qv-r8-lines`` continues it on prompts that also
-state each history argument in a line, as the teacher words it (``llm.prompt_evidence_lines``). Each arm
+state each history argument in a line, as the teacher words it (``llm.prompt_evidence_lines``), and
+``qv-r8-sides`` on those lines headed by the verdict each side argues for (``llm.prompt_evidence_sides``). Each arm
 continues for ``--tokens`` of the plan's recipe (the first rows of its data order) with the training loop's own
 step and optimiser. Each arm, and the starting point, is then measured on the held-out traces (rows the teacher
 wrote but training never saw): their LM loss, and the claims of the answers it writes for the first
@@ -58,8 +60,10 @@ from thinkrec.text_metrics import in_its_place, opening_yes, repeats
 
 QV = ["q_proj", "v_proj"]
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-ARMS = {  # name -> (adapted projections, the prompt states the evidence in lines: llm.prompt_evidence_lines)
-    "qv-r8": (QV, False), "all-r8": (ALL, False), "qv-r8-lines": (QV, True)}
+LINES = {"prompt_evidence_lines": True}
+ARMS = {  # name -> (adapted projections, the prompt settings it trains and answers under; none: the recorded ones)
+    "qv-r8": (QV, {}), "all-r8": (ALL, {}), "qv-r8-lines": (QV, LINES),
+    "qv-r8-sides": (QV, LINES | {"prompt_evidence_sides": True})}
 START = "start"  # the trained global model as it is, measured once
 BASELINE = "baseline"  # another trained global model as it is (``--baseline``), the one differences are taken to
 RESAMPLES = 1000
@@ -91,16 +95,17 @@ def main() -> None:
         saved = folder / f"{Path(args.config).stem}-{system_digest(start)[:12]}-{measured}-" \
                          f"{0 if measured == START else args.tokens}-{args.answers}.json"
         if not saved.exists():
-            write_json(saved, measure_arm(measured, replace(args, start=start), config, prepared, traces))
+            write_json(saved, measure_arm(measured, argparse.Namespace(**{**vars(args), 'start': start}), config,
+                                          prepared, traces))
         results[name] = read_json(saved)
         print(f"{name}: measured ({saved})", flush=True)
     claims = {name: checked_claims(arm["answers"], prepared, config, traces) for name, arm in results.items()}
     report(results, claims, BASELINE if args.baseline else args.arms[0] if args.arms else START)
 
 
-def grown_model(folder: Path, modules: list[str], lines: bool, config, prepared):
+def grown_model(folder: Path, modules: list[str], prompt: dict, config, prepared):
     """ThinkRec-global's trained LoRA and projector in a model whose LoRA covers ``modules`` (new B zero), its
-    prompt the recorded one or, with ``lines``, the configured one with the evidence stated in lines."""
+    prompt the recorded one or, with ``prompt`` settings, the configured one with those."""
     settings = config.llm
     backbone, tokenizer = load_backbone(config)
     peft = get_peft_model(backbone, LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
@@ -112,9 +117,9 @@ def grown_model(folder: Path, modules: list[str], lines: bool, config, prepared)
     model = load_projected_model(system_spec("thinkrec"), peft, tokenizer, config, folder)
     for parameter in model.projector.parameters():
         parameter.requires_grad_(True)
-    if lines:
-        config = replace(config, llm=replace(config.llm, prompt_evidence_lines=True))
-    return model, prompt_builder(system_spec("thinkrec"), prepared, tokenizer, config, None if lines else folder)
+    if prompt:
+        config = replace(config, llm=replace(config.llm, **prompt))
+    return model, prompt_builder(system_spec("thinkrec"), prepared, tokenizer, config, None if prompt else folder)
 
 
 def measure_arm(name: str, args, config, prepared, traces) -> dict:

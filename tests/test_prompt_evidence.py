@@ -141,6 +141,29 @@ def test_evidence_lines_state_every_argument_with_the_reaction_before_the_films(
     assert stated > untitled > 0  # lines that cite films, and the profile's and audience's arguments
 
 
+def test_sides_head_the_arguments_for_a_yes_and_for_a_no_apart(tiny_prepared, tiny_config, tiny_tokenizer):
+    from thinkrec.llm.prompt import SIDE_HEADERS
+
+    items = np.random.default_rng(0).normal(size=(tiny_prepared.n_items, 8))
+    lines_on = dataclasses.replace(tiny_config.llm, prompt_evidence_lines=True)
+    flat = builder_for(tiny_prepared, tiny_tokenizer, lines_on, items=items)
+    sided = builder_for(tiny_prepared, tiny_tokenizer, dataclasses.replace(lines_on, prompt_evidence_sides=True),
+                        items=items)
+    both = 0
+    for _, row in tiny_prepared.rows.iterrows():
+        lines, headed = evidence_block(flat.encode_row(row).text), evidence_block(sided.encode_row(row).text)
+        assert [line for line in headed if line not in SIDE_HEADERS] == lines  # the same lines, in the same order
+        side = None
+        for number, line in enumerate(headed):
+            if line in SIDE_HEADERS:
+                assert number + 1 < len(headed) and headed[number + 1] not in SIDE_HEADERS  # no empty side
+                side = line
+            else:
+                assert side == SIDE_HEADERS[bool(DISLIKE_LINE.search(line))], (side, line)
+        both += all(header in headed for header in SIDE_HEADERS)
+    assert both > 0
+
+
 def test_the_statements_teacher_words_each_history_argument_as_its_evidence_line(
         tiny_prepared, tiny_config, tiny_tokenizer):
     from thinkrec.teacher.evidence import EvidenceBuilder

@@ -132,6 +132,7 @@ class LLMConfig:
     history_keywords: int = 2  # keywords shown per history item; the target shows all of its own
     prompt_evidence: bool = True  # show what the teacher argues from (profile line, all history genres, close films)
     prompt_evidence_lines: bool = False  # with prompt_evidence: every argument in lines, as traces word them
+    prompt_evidence_sides: bool = False  # with prompt_evidence_lines: the arguments for a yes and for a no headed apart
     era_rule: str = "thirds"  # era keywords: "thirds" (early / mid / late decade) or "halves" (the shipped prompt's)
     lora_r: int = 8
     lora_alpha: int = 16
@@ -311,7 +312,8 @@ class Config:
 TRACE_ROWS = ("sample", "errors")
 BASELINE_ROWS = ("own", "thinkrec")
 # the prompt of a system saved before these settings existed
-LEGACY_PROMPT = {"prompt_evidence": False, "era_rule": "halves", "prompt_evidence_lines": False}
+LEGACY_PROMPT = {"prompt_evidence": False, "era_rule": "halves", "prompt_evidence_lines": False,
+                 "prompt_evidence_sides": False}
 TRACE_PROMPT_KEYS = ("prompt_evidence", "era_rule", "prompt_evidence_lines")  # what a trace's wording depends on
 
 

@@ -10,7 +10,8 @@ trace states nothing the student cannot read: a profile line (favoured and avoid
 like-rate, train-only; with the keywords), every genre of each history film, and which history
 films CF finds close to the target (with the CF tokens). ``llm.prompt_evidence_lines`` adds, under
 the target, every argument for either verdict (from the history, the profile and the target's audience),
-one line each, worded as the teacher then states it. Off, the prompt is the published one.
+one line each, worded as the teacher then states it; ``llm.prompt_evidence_sides`` heads the arguments for a
+yes and those for a no apart. Off, the prompt is the published one.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ from thinkrec.data.profiles import RATE_MIN_TRAIN, genre_preferences
 from thinkrec.data.split import PAD
 from thinkrec.guest import GUEST, GuestUser
 from thinkrec.teacher.evidence import EvidenceBuilder, title_genres
-from thinkrec.teacher.grounded import stated_lines
+from thinkrec.teacher.grounded import stated_sides
 
 MARKER = "<|cf|>"  # stands for one soft token in the rendered text
 SYSTEM = "You are a movie recommender. Answer Yes or No, then explain why."
 QUESTION = "Will the user like the target? Answer Yes or No."
 EVIDENCE_HEADER = "The arguments for and against the target:"
+SIDE_HEADERS = ("For a yes:", "For a no:")  # with llm.prompt_evidence_sides, above each side's lines
 CLOSE_MARK = ", close to the target"  # follows the verdict of a history film CF finds close to the target
 
 
@@ -170,10 +172,16 @@ class PromptBuilder:
 
     def _evidence_lines(self, profile: tuple[list[str], list[str], int, float], item: int,
                         history: list[tuple[int, int]]) -> list[str]:
-        """The arguments the teacher may state, one line each as it words them (``stated_lines``)."""
+        """The arguments the teacher may state, one line each as it words them (``stated_sides``); with
+        ``llm.prompt_evidence_sides`` under a header that names the verdict each side argues for."""
         shown = self._evidence.history(item, [i for i, _ in history], [label for _, label in history])
-        lines = stated_lines(self._evidence.signals(item, shown, *profile), title_genres(shown))
-        return [EVIDENCE_HEADER, *lines] if lines else []
+        sides = stated_sides(self._evidence.signals(item, shown, *profile), title_genres(shown))
+        if not any(sides):
+            return []
+        if not self.config.prompt_evidence_sides:
+            return [EVIDENCE_HEADER, *sides[0], *sides[1]]
+        return [EVIDENCE_HEADER, *(line for header, lines in zip(SIDE_HEADERS, sides) if lines
+                                   for line in (header, *lines))]
 
     def close_to_target(self, item: int, history: list[tuple[int, int]]) -> set[int]:
         """The shown history films CF finds close to the target (``cf.neighbours``, as the teacher argues)."""

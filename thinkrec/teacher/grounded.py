@@ -7,7 +7,7 @@ Phrasing is drawn from several templates per step with an RNG keyed on (seed, us
 row always gets the same text while different rows read differently.
 
 With ``statements`` the teacher words every argument as the prompt's evidence lines state it
-(``stated_lines``: every argument for either verdict, one line each), so the student copies a line instead
+(``stated_sides``: every argument for either verdict, one line each), so the student copies a line instead
 of pairing each title with the user's reaction on its own: a small model does the first reliably and the
 second at chance. A line that cites films names the user's reaction before the titles (``STATED``): the
 student picks the line by the reaction its verdict needs, then copies the titles that follow it.
@@ -198,15 +198,14 @@ def first_template(options: Sequence[str]) -> str:
     return options[0]
 
 
-def stated_lines(signals: Sequence[Signal], genres_of: dict[str, set[str]]) -> list[str]:
-    """The prompt's evidence lines: every argument for either verdict (``EvidenceBuilder.signals``) as the
-    teacher states it, those for a like first; within a side one per kind and each title once, as
+def stated_sides(signals: Sequence[Signal], genres_of: dict[str, set[str]]) -> tuple[list[str], list[str]]:
+    """The prompt's evidence lines, (for a like, for a dislike): every argument for either verdict
+    (``EvidenceBuilder.signals``) as the teacher states it; within a side one per kind and each title once, as
     ``pick_support`` chooses them, so the teacher's counter-argument is always a line."""
-    lines = []
-    for side in ("like", "dislike"):
-        chosen = pick_support(tuple(s for s in signals if s.points_to == side), len(signals), genres_of)
-        lines += [describe_signal(signal) for signal in chosen]
-    return lines
+    like, dislike = ([describe_signal(signal) for signal in
+                      pick_support(tuple(s for s in signals if s.points_to == side), len(signals), genres_of)]
+                     for side in ("like", "dislike"))
+    return like, dislike
 
 
 def pick_support(support: tuple[Signal, ...], limit: int, genres_of: dict[str, set[str]] | None = None) -> list[Signal]:
