@@ -170,8 +170,15 @@ def test_an_argument_stated_twice_is_a_repetition(checker):
     assert repeated(f"Yes. Most tellingly, {line} On top of that, {line}")  # one line said twice
     assert repeated('Yes. They enjoyed "Quiet Sea". Although they did not enjoy "Quiet Sea", it fits.')
     assert repeated("Yes. It is a comedy of its time. Besides, it is a comedy of its time.")
+    assert repeated("No. The clearest signal is that they enjoy most of what they watch. Although they enjoy "
+                    "most of what they watch, this does not outweigh the rest.")  # a profile argument twice
     assert not repeated(f'Yes. {line} Although they did not enjoy "The Garden", its nearest neighbour in their '
                         'history, that matters less here. So I expect they will enjoy "Laugh Track".')
-    assert not repeated("Yes. It fits. Also, it fits.")  # a sentence under four words is no argument
+    assert not repeated("Yes. It fits. Also, it fits.")  # under seven words: no argument
+    assert not repeated('No. "The Garden", one of the closest matches in their history, left them cold. Although '
+                        '"Quiet Sea", one of the closest matches in their history, was a film they enjoyed, it is '
+                        'less.')  # one frame, two films
+    long_title = '"Like Water For Chocolate (Como agua para chocolate)"'
+    assert not repeated(f"Yes. {long_title} is a drama. So I expect they will enjoy {long_title}.")  # one word
     texts = [f"Yes. {line} Also, {line}", "No. They did not enjoy \"The Garden\"."]
     assert repetition_rate(texts, [checker.check(t, 0, LAUGH_TRACK, *HISTORY) for t in texts]) == 0.5

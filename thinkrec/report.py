@@ -256,8 +256,8 @@ def reasoning_measures_table(prepared: PreparedData, config: Config, reports: di
              *[report.get(k, math.nan) for k in ("meteor", "bleu4", "rouge_l")],
              report["grounding_rate"]] for name, report in reports.items()]
     return [("Loop rate: answers in which a word 3-gram occurs three times or more. Repetition: answers that state "
-             "one argument twice (a reaction to the same film twice, or one sentence twice, its opening connective "
-             "aside). Completion: answers that end a "
+             "one argument twice (a reaction to the same film twice or, outside the sentences that give reactions, a "
+             "phrase of seven words twice, a quoted title counting as one word). Completion: answers that end a "
              "sentence and were not cut at the token cap. Claim accuracy: the share of checked claims that are true "
              "(`thinkrec/claims.py`: the films' genres, eras and years, the reactions the text gives the user to "
              "their history films, audience and profile-genre claims; eras in thirds of a decade), claims checked in "

@@ -20,8 +20,7 @@ from thinkrec.assets import resolve_asset
 
 MIN_TITLE_CHARS = 3
 LOOP_NGRAM, LOOP_REPEATS = 3, 3  # a word 3-gram seen three times or more is a loop
-MIN_REPEATED_WORDS = 4  # a sentence said twice counts as a repeated argument from this many words on
-_OPENING_CONNECTIVE = re.compile(r"\A(?:[^\W\d]+\s+){0,3}[^\W\d]+,\s*")  # "Besides, " "On top of that, "
+REPEATED_PHRASE_WORDS = 7  # a phrase this long said twice (a quoted title one word) states an argument twice
 _WORD = re.compile(r"\w+(?:['’]\w+)*")
 _LEADING_VERDICT = re.compile(r"\A\s*[*\"']*(yes|no)\b[*\"']*\s*(?:[.!,:;]|\Z)", re.IGNORECASE)
 _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*\s*\Z")
@@ -334,18 +333,13 @@ def _mask_quoted(text: str) -> str:
     return _QUOTED.sub(lambda match: re.sub(r"[.!?]", "·", match.group()), text)
 
 
-def complete_sentences(text: str) -> list[str]:
-    """The complete sentences after the opening verdict, in order. A full stop inside a quoted title ends
-    no sentence."""
+def last_sentence(text: str) -> str | None:
+    """The last complete sentence after the opening verdict; None when there is none. A full stop
+    inside a quoted title ends no sentence."""
     opening = _LEADING_VERDICT.match(text)
     body = text[opening.end():] if opening else text
     spans = [m.span() for m in _SENTENCES.finditer(_mask_quoted(body))]
-    return [body[a:b].strip() for a, b in spans if _SENTENCE_END.search(body[a:b]) and _tokens(body[a:b])]
-
-
-def last_sentence(text: str) -> str | None:
-    """The last complete sentence after the opening verdict; None when there is none."""
-    sentences = complete_sentences(text)
+    sentences = [body[a:b].strip() for a, b in spans if _SENTENCE_END.search(body[a:b]) and _tokens(body[a:b])]
     return sentences[-1] if sentences else None
 
 
@@ -394,14 +388,19 @@ def argument_agreement(texts: list[str], claims_per_text: list[list]) -> tuple[f
 
 def repeats(text: str, claims: list) -> bool:
     """Whether the answer states one argument twice: it gives the user a reaction to the same film twice
-    (a supporting line said again, or the counter-argument citing a film the support cited), or it says one
-    sentence twice, its opening connective ("Besides,", "On top of that,") aside. The loop rate misses
-    an argument said two or three times, since its words are the prompt's lines, not a loop of its own."""
-    films = Counter(title_key(text[claim.start:claim.end]) for claim in claims if claim.said_liked is not None)
-    bodies = Counter(" ".join(words) for words in (_tokens(_OPENING_CONNECTIVE.sub("", sentence))
-                                                   for sentence in complete_sentences(text))
-                     if len(words) >= MIN_REPEATED_WORDS)
-    return any(count > 1 for count in (*films.values(), *bodies.values()))
+    (a supporting line said again, or the counter-argument citing a film the support cited), or, outside the
+    sentences that give reactions, it says a phrase of ``REPEATED_PHRASE_WORDS`` words twice, a quoted title
+    counting as one word ("The clearest signal is that they enjoy most of what they watch. Although they
+    enjoy most of what they watch, ..."); a frame that cites different films each time ("X, one of the
+    closest matches in their history, ...") is no repetition. The loop rate misses an argument said two or
+    three times: its words are the prompt's lines, not a loop."""
+    reactions = [claim for claim in claims if claim.said_liked is not None]
+    films = Counter(title_key(text[claim.start:claim.end]) for claim in reactions)
+    spans = [match.span() for match in _SENTENCES.finditer(_mask_quoted(text))]
+    rest = " ".join(text[a:b] for a, b in spans if not any(a <= claim.start < b for claim in reactions))
+    words = _tokens(_QUOTED.sub(lambda title: " " + "_".join(_tokens(title.group())) + " ", rest))
+    phrases = Counter(zip(*(words[i:] for i in range(REPEATED_PHRASE_WORDS))))
+    return any(count > 1 for count in (*films.values(), *phrases.values()))
 
 
 def repetition_rate(texts: list[str], claims_per_text: list[list]) -> float:
