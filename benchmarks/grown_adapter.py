@@ -95,7 +95,7 @@ def main() -> None:
         saved = folder / f"{Path(args.config).stem}-{system_digest(start)[:12]}-{measured}-" \
                          f"{0 if measured == START else args.tokens}-{args.answers}.json"
         if not saved.exists():
-            write_json(saved, measure_arm(measured, argparse.Namespace(**{**vars(args), 'start': start}), config,
+            write_json(saved, measure_arm(measured, argparse.Namespace(**{**vars(args), "start": start}), config,
                                           prepared, traces))
         results[name] = read_json(saved)
         print(f"{name}: measured ({saved})", flush=True)

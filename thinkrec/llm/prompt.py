@@ -176,12 +176,11 @@ class PromptBuilder:
         ``llm.prompt_evidence_sides`` under a header that names the verdict each side argues for."""
         shown = self._evidence.history(item, [i for i, _ in history], [label for _, label in history])
         sides = stated_sides(self._evidence.signals(item, shown, *profile), title_genres(shown))
-        if not any(sides):
-            return []
-        if not self.config.prompt_evidence_sides:
-            return [EVIDENCE_HEADER, *sides[0], *sides[1]]
-        return [EVIDENCE_HEADER, *(line for header, lines in zip(SIDE_HEADERS, sides) if lines
-                                   for line in (header, *lines))]
+        lines = []
+        for header, side in zip(SIDE_HEADERS, sides):
+            if side:
+                lines += [header, *side] if self.config.prompt_evidence_sides else side
+        return [EVIDENCE_HEADER, *lines] if lines else []
 
     def close_to_target(self, item: int, history: list[tuple[int, int]]) -> set[int]:
         """The shown history films CF finds close to the target (``cf.neighbours``, as the teacher argues)."""
