@@ -4,6 +4,7 @@ traces -> ThinkRec-global -> test scoring -> reasoning -> clusters and experts -
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -82,7 +83,29 @@ def test_pipeline_end_to_end(tiny_prepared, tiny_pipeline_config, monkeypatch):
     assert expert_stages.stage_experts(tiny_prepared, config, force=True) == selection
     assert (config.paths.checkpoints / "llm" / "experts" / "test_predictions.parquet").exists()
     assert (config.paths.checkpoints / "llm" / "experts" / "reasoning.parquet").exists()
+    resumed_scoring_keeps_its_precision_check(tiny_prepared, config, monkeypatch)
     whole_split_replaces_the_subset(tiny_prepared, config)
+
+
+def resumed_scoring_keeps_its_precision_check(prepared, config, monkeypatch):
+    """A whole-split scoring stopped by its time box saves the probe's scores both ways; resumed, it scores
+    only the next chunk of rows, not the probe again (the test has set ``native_bf16``)."""
+    from thinkrec import pipeline
+
+    config.llm.eval_scope, config.llm.score_chunk_rows, config.llm.score_bf16_layers = "all", 1, 1
+    stopped = pipeline.stage_eval_llm("thinkrec", prepared, config, timebox=TimeBox(0.0))
+    assert stopped["finished"] is False and stopped["scored"] == 1
+    probe = pipeline.scoring_dir(config, "thinkrec") / pipeline.PROBE_FOLDER
+    assert len(list(probe.iterdir())) == 2  # one job per setting: fp32 and bfloat16 over the first layer
+    rows_scored = []
+    score_chunk = score.score_chunk
+    monkeypatch.setattr(score, "score_chunk", lambda model, prompts, rows, *rest: rows_scored.append(len(rows))
+                        or score_chunk(model, prompts, rows, *rest))
+    assert pipeline.stage_eval_llm("thinkrec", prepared, config, timebox=TimeBox(0.0))["scored"] == 2
+    assert rows_scored == [1]  # the next test row only
+    monkeypatch.setattr(score, "score_chunk", score_chunk)
+    shutil.rmtree(pipeline.scoring_dir(config, "thinkrec"))
+    config.llm.eval_scope, config.llm.score_bf16_layers = "subset", 0
 
 
 def whole_split_replaces_the_subset(prepared, config):
@@ -117,6 +140,11 @@ def whole_split_replaces_the_subset(prepared, config):
     assert np.allclose(score_rows(model, builder, test.iloc[[3, 0]]), stored["test"]["p_yes"].to_numpy()[[3, 0]],
                        atol=1e-4)
     assert not pipeline.scoring_dir(config, "thinkrec").exists()  # the chunks go once the predictions are stored
+    config.llm.score_bf16_layers = 1  # the fused model's probe is saved the same way (native_bf16 is set)
+    assert pipeline.stage_eval_fused(prepared, config, timebox=TimeBox(0.0))["finished"] is False
+    assert len(list((pipeline.scoring_dir(config, "fused") / pipeline.PROBE_FOLDER).iterdir())) == 2
+    config.llm.score_bf16_layers = 0
+    shutil.rmtree(pipeline.scoring_dir(config, "fused"))
     fused = pipeline.stage_eval_fused(prepared, config)
     tables = {split: pd.read_parquet(experts / f"{split}_predictions.parquet") for split in ("test", "valid")}
     for split, table in tables.items():

@@ -31,7 +31,7 @@ from thinkrec.llm.batch_decoding import write_answers
 from thinkrec.llm.decoder import decode_dtype_here, decoding_backbone
 from thinkrec.llm.fingerprint import job_digest
 from thinkrec.llm.generate import GenerationSettings
-from thinkrec.llm.score import PROBE_ROWS, Scored, ScoreSettings, bar_checked, score_job, score_rows
+from thinkrec.llm.score import PROBE_ROWS, Scored, ScoreSettings, bar_checked, score_job
 from thinkrec.llm.systems import llm_dir, load_system, system_spec
 from thinkrec.llm.train import needs_traces, train_system
 from thinkrec.manifest import write_manifest
@@ -110,6 +110,9 @@ def scoring_dir(config: Config, name: str) -> Path:
     return config.paths.training / "eval" / "scoring" / name
 
 
+PROBE_FOLDER = "probe"  # under ``scoring_dir``: the precision check's scores, so a resumed evaluation reuses them
+
+
 def reasoning_dir(config: Config, name: str) -> Path:
     """Where ``stage_reasoning`` saves the answers of ``name`` chunk by chunk until it finishes (as ``scoring_dir``)."""
     return config.paths.training / "eval" / "reasoning" / name
@@ -172,8 +175,9 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
     started = time.perf_counter()
     model, builder = load_system(name, prepared, config)
     splits = eval_splits(prepared, config)
-    probe = splits["test"].head(PROBE_ROWS)
-    settings, check = trusted_scoring(name, lambda chosen: score_rows(model, builder, probe, chosen, "precision check"),
+    probe, saved = splits["test"].head(PROBE_ROWS), scoring_dir(config, name) / PROBE_FOLDER
+    settings, check = trusted_scoring(name, lambda chosen: score_job(model, builder, probe, chosen, "precision check",
+                                                                     resume=saved).p_yes,
                                       ScoreSettings.from_config(config.llm))
     tables, metrics, scored = {}, {}, []
     for split, rows in splits.items():
@@ -319,7 +323,9 @@ def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False
     probe = splits["test"].head(PROBE_ROWS)
 
     def score_probe(chosen: ScoreSettings) -> np.ndarray:
-        return replace(fused, scoring=chosen).score(probe, "fused", "precision check")
+        modes, _ = replace(fused, scoring=chosen).score_modes(probe, ("fused",), "precision check",
+                                                              scoring_dir(config, "fused") / PROBE_FOLDER)
+        return modes["fused"]
 
     fused.scoring, check = trusted_scoring("fused", score_probe, fused.scoring)
     tables, scored = {}, []
