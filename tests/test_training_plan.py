@@ -178,6 +178,9 @@ def test_a_plan_cut_into_time_boxed_calls_ends_where_one_call_ends(plan_config, 
     assert reasoning_jobs(pieces)[-2:] == [("fused", False), ("thinkrec", False)]  # also decoded without the rules
     assert "ThinkRec-fused, no decoding rules" in pieces.paths.results.read_text()
     assert "ThinkRec-global, no decoding rules" in pieces.paths.results.read_text()
+    differences = pieces.paths.results.read_text().split("Differences to ThinkRec-fused")[1]
+    assert "| ThinkRec-global, no decoding rules | 2 |" in differences  # each set, on the 2 reference rows
+    assert "| teacher's references (ceiling) | 2 |" in differences
     for name in pieces.plan.faithfulness_systems:  # each answer draws its controls from its own stream
         whole_records, piece_records = (read_json(result_file(c, name))["records"] for c in (whole, pieces))
         assert [(r["kind"], r["cited_items"], r["control_items"]) for r in piece_records] == \

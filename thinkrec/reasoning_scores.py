@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from thinkrec import registry
@@ -19,6 +20,7 @@ from thinkrec.claims import Claim, ClaimChecker
 from thinkrec.config import Config, ConfigError
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json, write_json
+from thinkrec.text_intervals import answer_tallies
 from thinkrec.text_metrics import explanation_report, grounding_rate, text_measures
 
 REFERENCES = "references"  # the teacher's references, scored as if they were a system's answers
@@ -69,6 +71,16 @@ def check_claims(prepared: PreparedData, config: Config, answers: pd.DataFrame, 
     checker = ClaimChecker(prepared, config)
     return [checker.check(text, user, item, hist, labels) for text, user, item, hist, labels in
             zip(answers[column], answers["user"], answers["item"], answers["hist_items"], answers["hist_labels"])]
+
+
+def tallies_of(prepared: PreparedData, config: Config, answers: pd.DataFrame, column: str = "generated"
+               ) -> dict[str, np.ndarray]:
+    """The per-answer counts behind the compared measures (``text_intervals.answer_tallies``) of the texts in
+    ``answers[column]`` (test rows by user and item; with ``new_tokens`` when generation counted them)."""
+    frame = with_history(prepared, answers)
+    tokens = frame["new_tokens"].tolist() if "new_tokens" in frame else None
+    return answer_tallies(frame[column].tolist(), check_claims(prepared, config, frame, column), tokens,
+                          config.llm.max_new_tokens)
 
 
 def answer_report(prepared: PreparedData, config: Config, answers: pd.DataFrame) -> dict:

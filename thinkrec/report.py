@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -23,12 +24,13 @@ from thinkrec.data.prepared import PreparedData
 from thinkrec.faithfulness import report_section as faithfulness_section
 from thinkrec.files import read_json
 from thinkrec.fusion.experts import experts_dir, has_experts, load_shipped_clustering, read_selection
-from thinkrec.intervals import paired_difference, system_intervals, verdict
+from thinkrec.intervals import Interval, UserBootstrap, paired_difference, system_intervals, verdict
 from thinkrec.metrics import auc_report
 from thinkrec.pipeline import reference_traces, traces_path
 from thinkrec.predictions import metrics_by_cluster, metrics_by_system, systems_in, test_predictions
-from thinkrec.reasoning_scores import answer_report, answers_path, references_report
+from thinkrec.reasoning_scores import answer_report, answers_path, references_report, tallies_of
 from thinkrec.svg_chart import grouped_bars
+from thinkrec.text_intervals import MEASURES, TextMeasure, judged, ratio_difference
 from thinkrec.workbench import reference_system, write_workbench
 
 PAPER_ML1M = {  # as reported in arXiv 2505.15091 (ML-1M, Llama-3-8B-Instruct): AUC, UAUC
@@ -212,16 +214,43 @@ def choice_lines(selection: dict) -> list[str]:
                      "cluster sizes"], rows)]
 
 
+class AnswerSet(NamedTuple):
+    """One stored set of answers on the reference rows: the table, the column of its texts, and whether it was
+    decoded with the configured rules (the teacher's references count as with them: they are no decoding)."""
+
+    frame: pd.DataFrame
+    column: str
+    rules: bool = True
+
+
+REFERENCES_LABEL = "teacher's references (ceiling)"
+
+
+def stored_answers(config: Config) -> dict[str, AnswerSet]:
+    """Every system's stored answers on the reference rows by label, ThinkRec-fused first, then those decoded
+    without the rules."""
+    answers = {}
+    for rules in (True, False):
+        for system in reversed(registry.keys()):
+            path = answers_path(config, system, rules)
+            if registry.system(system).writes_text and path.exists():
+                label = registry.label(system) + ("" if rules else ", no decoding rules")
+                answers[label] = AnswerSet(pd.read_parquet(path), "generated", rules)
+    return answers
+
+
 def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
-    reports = {}
-    for system in reversed(registry.keys()):  # ThinkRec-fused first
-        if registry.system(system).writes_text and answers_path(config, system).exists():
-            reports[registry.label(system)] = answer_report(prepared, config,
-                                                            pd.read_parquet(answers_path(config, system)))
+    answers = stored_answers(config)
+    reports = {label: answer_report(prepared, config, entry.frame) for label, entry in answers.items()}
     if not reports:
         return ["## Reasoning", "", "Not generated yet (`python -m thinkrec eval-reasoning fused thinkrec`)."]
     rows = [[name, *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate", "verdict_agreement",
-                                         "stated_share", "rows")]] for name, report in reports.items()]
+                                         "stated_share", "rows")]]
+            for name, report in reports.items() if answers[name].rules]
+    if traces_path(config).exists():
+        references = reference_traces(config)
+        reports = {REFERENCES_LABEL: references_report(prepared, config, references), **reports}
+        answers[REFERENCES_LABEL] = AnswerSet(references, "trace")
     return ["## Reasoning on the reference test rows", "",
             (f"Generated greedily ({config.llm.min_new_tokens} to {config.llm.max_new_tokens} new tokens, no "
              f"{config.llm.no_repeat_ngram}-gram of the answer repeated) for the held-out reference rows and "
@@ -231,25 +260,46 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
              "no film of the catalogue, invented or garbled, counts as ungrounded). Verdict agreement: "
              "the verdict the text states vs. P(Yes) > 0.5, over the texts that state one (stated share)."), "",
             *_table(["system", "METEOR", "BLEU-4", "ROUGE-L", "grounding", "verdict agreement", "stated share",
-                     "rows"], rows), "", *reasoning_measures_table(prepared, config, reports | free_reports(prepared,
-                                                                                                           config))]
+                     "rows"], rows), "", *reasoning_measures_table(reports), "",
+            *reasoning_differences_table(prepared, config, answers)]
 
 
-def free_reports(prepared: PreparedData, config: Config) -> dict[str, dict]:
-    """The measures of the answers decoded without the no-repeat and minimum-length rules, where generated: do
-    the trained models still need the rules?"""
-    return {f"{registry.label(system)}, no decoding rules": answer_report(
-        prepared, config, pd.read_parquet(answers_path(config, system, rules=False)))
-        for system in reversed(registry.keys())
-        if registry.system(system).writes_text and answers_path(config, system, rules=False).exists()}
+def reasoning_differences_table(prepared: PreparedData, config: Config, answers: dict[str, AnswerSet]) -> list[str]:
+    """Each set of answers' measures minus the first system's (ThinkRec-fused's, where stored) on the reference
+    rows both answered, with paired intervals over users and the verdict they allow (``text_intervals``)."""
+    systems = [label for label in answers if label != REFERENCES_LABEL]
+    if not systems or len(answers) < 2:
+        return []
+    keys, settings = ["user", "item"], config.analysis
+    base_name, base = systems[0], answers[systems[0]]
+    rows = []
+    for name, entry in answers.items():
+        if name == base_name:
+            continue
+        common = base.frame[keys].merge(entry.frame[keys], on=keys)
+        bootstrap = UserBootstrap(common["user"].to_numpy(), settings.resamples, settings.seed, settings.confidence)
+        mine = tallies_of(prepared, config, common.merge(entry.frame, on=keys), entry.column)
+        theirs = tallies_of(prepared, config, common.merge(base.frame, on=keys), base.column)
+        differences = [(ratio_difference(bootstrap, mine[m.key], theirs[m.key]), m) for m in MEASURES]
+        rows.append([name, len(common), *(difference_cell(d, m) for d, m in differences)])
+    return [(f"Differences to {base_name} on the reference rows both answered: each measure minus {base_name}'s, "
+             f"with its paired {100 * settings.confidence:g} % interval over users ({settings.resamples} resamples); "
+             "better or worse where the interval excludes 0 (less repetition and fewer loops are better), level "
+             "where it holds 0."), "",
+            *_table(["answers", "rows", *(measure.label for measure in MEASURES)], rows)]
 
 
-def reasoning_measures_table(prepared: PreparedData, config: Config, reports: dict[str, dict]) -> list[str]:
-    """Loops, repetitions, completion, claim accuracy, conclusion and argument agreement of each system, the teacher's
-    references (when the traces are stored) as the ceiling."""
-    if traces_path(config).exists():
-        reports = {"teacher's references (ceiling)": references_report(prepared, config, reference_traces(config)),
-                   **reports}
+def difference_cell(difference: Interval, measure: TextMeasure) -> str:
+    """"+0.018 [-0.041, +0.076] level"; "n/a" where one side judged nothing (no reactions, say)."""
+    if math.isnan(difference.estimate):
+        return "n/a"
+    return (f"{difference.estimate:+.3f} [{difference.low:+.3f}, {difference.high:+.3f}] "
+            f"{judged(difference, measure)}")
+
+
+def reasoning_measures_table(reports: dict[str, dict]) -> list[str]:
+    """Loops, repetitions, completion, claim accuracy, conclusion and argument agreement of each set of answers (the
+    teacher's references, when stored, first: the ceiling)."""
     rows = [[name, report["loop_rate"], report["repetition_rate"], report["completion_rate"],
              f"{report['claim_accuracy']:.4f} ({report['claims_checked']})" if report["claims_checked"] else "n/a",
              by_kind_cell(report), conclusion_cell(report), argument_cell(report),

@@ -1,0 +1,79 @@
+"""Paired intervals for the reasoning measures: is one system's text truer, or less repetitive, than another's on
+the same reference rows?
+
+Each measure compared here is a ratio of per-answer counts, hits over judged: claim accuracy (true claims over
+checked claims), argument agreement (reactions in their place over reactions judged), and the shares of answers
+that repeat an argument, loop or end complete (one judged per answer). ``answer_tallies`` gives those counts; the
+ratios of their sums are ``text_metrics.text_measures``' figures. The interval of a difference resamples users
+(``intervals.UserBootstrap``, as the AUC intervals do), and a drawn user's answers weigh alike in both systems, so
+the interval is paired.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from thinkrec.intervals import Interval, UserBootstrap
+from thinkrec.text_metrics import complete, in_its_place, loops, opening_yes, repeats
+
+
+@dataclass(frozen=True)
+class TextMeasure:
+    """One compared measure: its key in ``text_measures``, its name in a table, and which way is better."""
+
+    key: str
+    label: str
+    higher_is_better: bool
+
+
+MEASURES = (TextMeasure("claim_accuracy", "claim accuracy", True),
+            TextMeasure("argument_agreement", "argument agreement", True),
+            TextMeasure("repetition_rate", "repetition", False),
+            TextMeasure("loop_rate", "loop rate", False),
+            TextMeasure("completion_rate", "completion", True))
+
+
+def answer_tallies(texts: list[str], claims_per_text: list[list], new_tokens: list[int] | None = None,
+                   max_new_tokens: int | None = None) -> dict[str, np.ndarray]:
+    """Per measure key of ``MEASURES``, an (answers, 2) array of (hits, judged), one row per text."""
+    counts = new_tokens if new_tokens is not None else [None] * len(texts)
+    rows: dict[str, list[tuple[int, int]]] = {measure.key: [] for measure in MEASURES}
+    for text, claims, tokens in zip(texts, claims_per_text, counts, strict=True):
+        checked = [claim for claim in claims if claim.verdict != "unchecked"]
+        rows["claim_accuracy"].append((sum(claim.verdict == "true" for claim in checked), len(checked)))
+        yes = opening_yes(text)
+        reactions = [claim for claim in claims if claim.said_liked is not None] if yes is not None else []
+        rows["argument_agreement"].append((sum(in_its_place(claim, yes) for claim in reactions), len(reactions)))
+        rows["repetition_rate"].append((int(repeats(text, claims)), 1))
+        rows["loop_rate"].append((int(loops(text)), 1))
+        rows["completion_rate"].append((int(complete(text, tokens, max_new_tokens)), 1))
+    return {key: np.array(value, dtype=float).reshape(-1, 2) for key, value in rows.items()}
+
+
+def _ratio(hits: np.ndarray, judged: np.ndarray) -> np.ndarray:
+    return np.where(judged > 0, hits / np.where(judged > 0, judged, 1.0), np.nan)
+
+
+def ratio_difference(bootstrap: UserBootstrap, tally: np.ndarray, base: np.ndarray) -> Interval:
+    """``tally``'s ratio of sums minus ``base``'s, over the same answers (rows aligned with the users
+    ``bootstrap`` was drawn for), with its paired percentile interval."""
+    if tally.shape != base.shape or len(tally) != len(bootstrap.codes):
+        raise ValueError(f"tallies of shapes {tally.shape} and {base.shape} for {len(bootstrap.codes)} answers")
+    estimate = float(_ratio(tally[:, 0].sum(), tally[:, 1].sum()) - _ratio(base[:, 0].sum(), base[:, 1].sum()))
+    weights = bootstrap.counts[:, bootstrap.codes].astype(float)
+    resampled = (_ratio(weights @ tally[:, 0], weights @ tally[:, 1])
+                 - _ratio(weights @ base[:, 0], weights @ base[:, 1]))
+    return bootstrap.interval(estimate, resampled)
+
+
+def judged(difference: Interval, measure: TextMeasure) -> str:
+    """"better" or "worse" when the whole interval lies on one side of 0 (which side is better depends on the
+    measure), "level" when it holds 0, "n/a" without an interval."""
+    if math.isnan(difference.low) or math.isnan(difference.high):
+        return "n/a"
+    if difference.low > 0 or difference.high < 0:
+        return "better" if (difference.low > 0) == measure.higher_is_better else "worse"
+    return "level"
