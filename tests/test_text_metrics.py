@@ -19,6 +19,8 @@ from thinkrec.text_metrics import (
     completion_rate,
     conclusion_report,
     explanation_report,
+    garble_rate,
+    glued_words,
     grounding_of,
     grounding_rate,
     last_sentence,
@@ -31,6 +33,7 @@ from thinkrec.text_metrics import (
     text_measures,
     title_may_continue,
     title_mentions,
+    title_words,
     unknown_titles,
     verdict_agreement,
     verdict_report,
@@ -309,3 +312,14 @@ def test_claims_are_tallied_true_over_checked_per_kind():
               [Claim(0, 1, "reaction", "unchecked", ""), Claim(2, 3, "genre", "false", "")]]
     assert claims_by_kind(claims) == {"era": [1, 1], "genre": [0, 1], "reaction": [1, 2]}
     assert text_measures(["Yes. Fine.", "No. Fine."], claims)["claims_by_kind"] == claims_by_kind(claims)
+
+
+def test_glued_words_are_two_words_of_the_answer_run_together():
+    text = ('No. They did not enjoy "As Good As It Gets", its nearest neighbour in their history. Although they '
+            'enjoyed comedy films such as "Heat", its nearest neighbour in theirhistory, they will not enjoy '
+            '"As Good As ItGets". Films suchas "Heat".')
+    assert glued_words(text) == ["theirhistory", "ItGets", "suchas"]
+    assert glued_words('Yes. They enjoyed "The Long Kiss Goodnight". Good night to "The Long Kiss Good Night".',
+                       title_words(["The Long Kiss Goodnight (1996)"])) == []  # a title's own word
+    assert glued_words("Yes. A comedy they enjoyed, with comedy films they enjoyed.") == []
+    assert garble_rate([text, "Yes. Fine."]) == 0.5

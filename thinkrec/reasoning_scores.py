@@ -21,7 +21,7 @@ from thinkrec.config import Config, ConfigError
 from thinkrec.data.prepared import PreparedData
 from thinkrec.files import read_json, write_json
 from thinkrec.text_intervals import answer_tallies
-from thinkrec.text_metrics import explanation_report, grounding_rate, text_measures
+from thinkrec.text_metrics import explanation_report, grounding_rate, text_measures, title_words
 
 REFERENCES = "references"  # the teacher's references, scored as if they were a system's answers
 GENERATION_KEYS = ("seconds", "decode_dtype", "decoding_rules")  # facts of the generation run, not measures
@@ -53,7 +53,7 @@ def decodes_with_rules(config: Config, name: str) -> bool:
     if not (ruled.exists() and free.exists()):
         return True
     ruled, free = read_json(ruled), read_json(free)
-    faults = [key for key in ("loop_rate", "repetition_rate") if key in ruled and key in free]
+    faults = [key for key in ("loop_rate", "repetition_rate", "garble_rate") if key in ruled and key in free]
     return not (all(free[key] <= ruled[key] for key in faults) and free["completion_rate"] >= ruled["completion_rate"])
 
 
@@ -80,7 +80,7 @@ def tallies_of(prepared: PreparedData, config: Config, answers: pd.DataFrame, co
     frame = with_history(prepared, answers)
     tokens = frame["new_tokens"].tolist() if "new_tokens" in frame else None
     return answer_tallies(frame[column].tolist(), check_claims(prepared, config, frame, column), tokens,
-                          config.llm.max_new_tokens)
+                          config.llm.max_new_tokens, title_words(prepared.items["title"].tolist()))
 
 
 def answer_report(prepared: PreparedData, config: Config, answers: pd.DataFrame) -> dict:
@@ -92,7 +92,7 @@ def answer_report(prepared: PreparedData, config: Config, answers: pd.DataFrame)
                                 answers["p_yes"].tolist(), cache_dir=config.paths.cache)
     tokens = answers["new_tokens"].tolist() if "new_tokens" in answers else None
     claims = check_claims(prepared, config, with_history(prepared, answers), "generated")
-    return report | text_measures(texts, claims, tokens, config.llm.max_new_tokens)
+    return report | text_measures(texts, claims, tokens, config.llm.max_new_tokens, title_words(titles))
 
 
 def stored_report(prepared: PreparedData, config: Config, name: str, rules: bool = True) -> dict:
@@ -117,5 +117,5 @@ def references_report(prepared: PreparedData, config: Config, references: pd.Dat
     allowed = [{titles[i] for i in hist if i >= 0} | {titles[item]}
                for hist, item in zip(references["hist_items"], references["item"])]
     claims = check_claims(prepared, config, references, "trace")
-    return ({"grounding_rate": round(grounding_rate(texts, allowed, titles), 4)} | text_measures(texts, claims)
-            | {"rows": len(texts)})
+    return ({"grounding_rate": round(grounding_rate(texts, allowed, titles), 4)}
+            | text_measures(texts, claims, known_words=title_words(titles)) | {"rows": len(texts)})

@@ -298,17 +298,20 @@ def difference_cell(difference: Interval, measure: TextMeasure) -> str:
 
 
 def reasoning_measures_table(reports: dict[str, dict]) -> list[str]:
-    """Loops, repetitions, completion, claim accuracy, conclusion and argument agreement of each set of answers (the
-    teacher's references, when stored, first: the ceiling)."""
-    rows = [[name, report["loop_rate"], report["repetition_rate"], report["completion_rate"],
+    """Loops, repetitions, garbles, completion, claim accuracy, conclusion and argument agreement of each set of
+    answers (the teacher's references, when stored, first: the ceiling)."""
+    rows = [[name, report["loop_rate"], report["repetition_rate"], report["garble_rate"],
+             report["completion_rate"],
              f"{report['claim_accuracy']:.4f} ({report['claims_checked']})" if report["claims_checked"] else "n/a",
              by_kind_cell(report), conclusion_cell(report), argument_cell(report),
              *[report.get(k, math.nan) for k in ("meteor", "bleu4", "rouge_l")],
              report["grounding_rate"]] for name, report in reports.items()]
     return [("Loop rate: answers in which a word 3-gram occurs three times or more. Repetition: answers that state "
              "one argument twice (a reaction to the same film twice or, outside the sentences that give reactions, a "
-             "phrase of seven words twice, a quoted title counting as one word). Completion: answers that end a "
-             "sentence and were not cut at the token cap. Claim accuracy: the share of checked claims that are true "
+             "phrase of seven words twice, a quoted title counting as one word). Garbled: answers that run together "
+             "two words they say apart elsewhere (\"theirhistory\" beside \"their history\", what the no-repeat rule "
+             "leaves behind). Completion: answers that end a sentence and were not cut at the token cap. Claim "
+             "accuracy: the share of checked claims that are true "
              "(`thinkrec/claims.py`: the films' genres, eras and years, the reactions the text gives the user to "
              "their history films, audience and profile-genre claims; eras in thirds of a decade), claims checked in "
              "brackets. Conclusion agreement: the stance of the last sentence matches the opening verdict, over the "
@@ -316,7 +319,7 @@ def reasoning_measures_table(reports: dict[str, dict]) -> list[str]:
              "agreement: the share of the reactions an answer states that point the way their place calls for, "
              "towards the verdict in a supporting sentence and against it after \"Although\", true or not "
              "(reactions judged in brackets)."), "",
-            *_table(["system", "loop rate", "repetition", "completion", "claim accuracy (claims)",
+            *_table(["system", "loop rate", "repetition", "garbled", "completion", "claim accuracy (claims)",
                      "true / checked by kind", "conclusion agreement (unclear share)", "argument agreement (reactions)",
                      "METEOR", "BLEU-4", "ROUGE-L", "grounding"], rows)]
 

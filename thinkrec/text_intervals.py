@@ -3,10 +3,10 @@ the same reference rows?
 
 Each measure compared here is a ratio of per-answer counts, hits over judged: claim accuracy (true claims over
 checked claims), argument agreement (reactions in their place over reactions judged), and the shares of answers
-that repeat an argument, loop or end complete (one judged per answer). ``answer_tallies`` gives those counts; the
-ratios of their sums are ``text_metrics.text_measures``' figures. The interval of a difference resamples users
-(``intervals.UserBootstrap``, as the AUC intervals do), and a drawn user's answers weigh alike in both systems, so
-the interval is paired.
+that repeat an argument, glue two words together, loop or end complete (one judged per answer).
+``answer_tallies`` gives those counts; the ratios of their sums are ``text_metrics.text_measures``' figures. The
+interval of a difference resamples users (``intervals.UserBootstrap``, as the AUC intervals do), and a drawn user's
+answers weigh alike in both systems, so the interval is paired.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thinkrec.intervals import Interval, UserBootstrap
-from thinkrec.text_metrics import complete, in_its_place, loops, opening_yes, repeats
+from thinkrec.text_metrics import complete, glued_words, in_its_place, loops, opening_yes, repeats
 
 
 @dataclass(frozen=True)
@@ -32,13 +32,16 @@ class TextMeasure:
 MEASURES = (TextMeasure("claim_accuracy", "claim accuracy", True),
             TextMeasure("argument_agreement", "argument agreement", True),
             TextMeasure("repetition_rate", "repetition", False),
+            TextMeasure("garble_rate", "garbled", False),
             TextMeasure("loop_rate", "loop rate", False),
             TextMeasure("completion_rate", "completion", True))
 
 
 def answer_tallies(texts: list[str], claims_per_text: list[list], new_tokens: list[int] | None = None,
-                   max_new_tokens: int | None = None) -> dict[str, np.ndarray]:
-    """Per measure key of ``MEASURES``, an (answers, 2) array of (hits, judged), one row per text."""
+                   max_new_tokens: int | None = None, known_words: frozenset[str] = frozenset()
+                   ) -> dict[str, np.ndarray]:
+    """Per measure key of ``MEASURES``, an (answers, 2) array of (hits, judged), one row per text (the arguments
+    as ``text_measures`` takes them)."""
     counts = new_tokens if new_tokens is not None else [None] * len(texts)
     rows: dict[str, list[tuple[int, int]]] = {measure.key: [] for measure in MEASURES}
     for text, claims, tokens in zip(texts, claims_per_text, counts, strict=True):
@@ -48,6 +51,7 @@ def answer_tallies(texts: list[str], claims_per_text: list[list], new_tokens: li
         reactions = [claim for claim in claims if claim.said_liked is not None] if yes is not None else []
         rows["argument_agreement"].append((sum(in_its_place(claim, yes) for claim in reactions), len(reactions)))
         rows["repetition_rate"].append((int(repeats(text, claims)), 1))
+        rows["garble_rate"].append((int(bool(glued_words(text, known_words))), 1))
         rows["loop_rate"].append((int(loops(text)), 1))
         rows["completion_rate"].append((int(complete(text, tokens, max_new_tokens)), 1))
     return {key: np.array(value, dtype=float).reshape(-1, 2) for key, value in rows.items()}

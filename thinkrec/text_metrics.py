@@ -27,6 +27,7 @@ _SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*\s*\Z")
 _SENTENCES = re.compile(r"[^.!?\n]*(?:[.!?]+[\"'”’)\]]*|\n|\Z)")
 _QUOTED = re.compile(r'"[^"\n]*"|“[^”\n]*”')
 _QUOTED_NAME = re.compile(r'"([^"\n]{2,80})"|“([^”\n]{2,80})”')  # a name in double quotes, captured
+_LETTERS = re.compile(r"[A-Za-z]+")
 _YEAR_AT_END = re.compile(r"\s*\(\d{4}\)\s*\Z")
 _BRACKETS_AT_END = re.compile(r"\s*\([^()]*\)\s*\Z")
 _PAUSE_AT_END = re.compile(r"[\s,;:.…]+\Z")  # "The Great Race," or "Heat..." inside the quotes still names the film
@@ -403,6 +404,27 @@ def repeats(text: str, claims: list) -> bool:
     return any(count > 1 for count in (*films.values(), *phrases.values()))
 
 
+def glued_words(text: str, known_words: frozenset[str] = frozenset()) -> list[str]:
+    """Words that run together two words the answer says apart elsewhere ("theirhistory" beside "their history",
+    "suchas", "ItGets" beside "As Good As It Gets"): what decoding leaves when the no-repeat rule bars the spaced
+    token of a phrase said before. ``known_words`` (lower case, the catalogue titles' words, say) are never glued:
+    "Goodnight" is a title's word even where the answer also writes "Good Night"."""
+    words = list(_LETTERS.finditer(text))
+    pairs = {(a.group() + b.group()).lower() for a, b in zip(words, words[1:]) if text[a.end():b.start()] == " "}
+    return [w.group() for w in words if w.group().lower() in pairs and w.group().lower() not in known_words]
+
+
+def title_words(catalogue_titles: list[str]) -> frozenset[str]:
+    """Every word of the catalogue's titles, lower case (``glued_words``' known words)."""
+    return frozenset(word.lower() for title in catalogue_titles for word in _LETTERS.findall(title))
+
+
+def garble_rate(texts: list[str], known_words: frozenset[str] = frozenset()) -> float:
+    """Share of texts with a glued word (see ``glued_words``)."""
+    _check_pairs(texts, texts)
+    return sum(bool(glued_words(text, known_words)) for text in texts) / len(texts)
+
+
 def repetition_rate(texts: list[str], claims_per_text: list[list]) -> float:
     """Share of texts that state an argument twice (see ``repeats``)."""
     _check_pairs(texts, claims_per_text)
@@ -410,14 +432,15 @@ def repetition_rate(texts: list[str], claims_per_text: list[list]) -> float:
 
 
 def text_measures(texts: list[str], claims_per_text: list[list], new_tokens: list[int] | None = None,
-                  max_new_tokens: int | None = None) -> dict:
-    """Loop rate, repetition rate, completion rate, claim accuracy (with claims checked, and [true, checked]
-    per kind), conclusion agreement and argument agreement (with the reactions judged), rounded."""
+                  max_new_tokens: int | None = None, known_words: frozenset[str] = frozenset()) -> dict:
+    """Loop rate, repetition rate, garble rate, completion rate, claim accuracy (with claims checked, and [true,
+    checked] per kind), conclusion agreement and argument agreement (with the reactions judged), rounded."""
     accuracy, checked = claim_accuracy(claims_per_text)
     conclusion = conclusion_report(texts)
     arguments, judged = argument_agreement(texts, claims_per_text)
     return {"loop_rate": round(loop_rate(texts), 4),
             "repetition_rate": round(repetition_rate(texts, claims_per_text), 4),
+            "garble_rate": round(garble_rate(texts, known_words), 4),
             "completion_rate": round(completion_rate(texts, new_tokens, max_new_tokens), 4),
             "claim_accuracy": round(accuracy, 4), "claims_checked": checked,
             "claims_by_kind": claims_by_kind(claims_per_text),
