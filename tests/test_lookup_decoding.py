@@ -10,6 +10,7 @@ from thinkrec.llm.lookup_decoding import (
     draft_from_history,
     greedy_lookup_decode,
     repeated_ngram_bans,
+    spelling_variants,
 )
 
 
@@ -126,3 +127,21 @@ def test_lookup_decoding_with_ngram_bans_matches_generate_with_the_same_ban(tiny
                                         logits_processor=LogitsProcessorList([AnswerNgramBan(3)]))
     assert has_repeated_ngram(free, 3) and not has_repeated_ngram(banned, 3)
     assert banned == reference[0].tolist()
+
+
+class WordVocabulary:
+    """A tokenizer's vocabulary and nothing else: "their history", spaced and run on."""
+
+    def get_vocab(self) -> dict[str, int]:
+        return {"<eos>": 0, "Ġhistory": 5, "history": 6, "Ġtheir": 7, "their": 8, "x": 9, "Ġ": 10}
+
+
+def test_a_barred_word_is_barred_in_both_spellings():
+    variants = spelling_variants(WordVocabulary())
+    assert variants == {5: (6,), 6: (5,), 7: (8,), 8: (7,)}
+    logits = torch.full((11,), -10.0)
+    logits[[5, 6, 9]] = torch.tensor([3.0, 2.0, 1.0])  # " history", then "history" glued on, then "x"
+    answer = [7, 5, 7]  # "their history their": the bigram "their history" is in the answer already
+    assert AnswerRules(0, no_repeat_ngram=2).choose(logits, answer) == 6  # "theirhistory"
+    assert AnswerRules(0, no_repeat_ngram=2, spellings=variants).choose(logits, answer) == 9
+    assert AnswerRules(0, spellings=variants).choose(logits, answer) == 5  # no rule, nothing barred

@@ -99,7 +99,7 @@ def write_answers(model: SoftTokenLM, tokenizer, prompts: list[EncodedPrompt], s
                 text = "".join(stream)
             written.append(WrittenAnswer(text, stream.p_yes, stream.new_tokens))
         return written
-    rules = AnswerRules(tokenizer.eos_token_id, settings.min_new_tokens, settings.no_repeat_ngram)
+    rules = AnswerRules.from_settings(tokenizer, settings)
     with routing(slice(None)):
         decoded = greedy_decode_batch(model, prompts, tokenizer.pad_token_id, settings.max_new_tokens, rules, decoder)
     return [WrittenAnswer(tokenizer.decode(answer.token_ids, skip_special_tokens=True), answer.p_yes,

@@ -46,6 +46,7 @@ class GenerationSettings:
     max_new_tokens: int = 160
     min_new_tokens: int = 0  # the end token is barred before this many tokens (a verdict alone is no reasoning)
     no_repeat_ngram: int = 0  # bar repeating any n-gram of the answer itself (0: off); quoting the prompt stays free
+    bar_spellings: bool = False  # a token the no-repeat rule bars is barred with or without its leading space
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.95
@@ -56,7 +57,8 @@ class GenerationSettings:
         drops the minimum-length and no-repeat rules."""
         cap = llm.max_new_tokens if max_new_tokens is None else max_new_tokens
         return cls(max_new_tokens=cap, min_new_tokens=min(llm.min_new_tokens, cap) if rules else 0,
-                   no_repeat_ngram=llm.no_repeat_ngram if rules else 0, do_sample=llm.do_sample,
+                   no_repeat_ngram=llm.no_repeat_ngram if rules else 0,
+                   bar_spellings=llm.no_repeat_spellings and rules, do_sample=llm.do_sample,
                    temperature=llm.temperature, top_p=llm.top_p)
 
     def checked(self) -> GenerationSettings:
@@ -168,7 +170,7 @@ class TextStream:
             if settings.do_sample else {"do_sample": False}
         self._tokenizer = tokenizer
         self._greedy = not settings.do_sample
-        self._rules = AnswerRules(tokenizer.eos_token_id, settings.min_new_tokens, settings.no_repeat_ngram)
+        self._rules = AnswerRules.from_settings(tokenizer, settings)
         self.token_ids: list[int] = []  # the greedy answer's tokens so far
         self._prompt_ids = batch.input_ids[0]
         self._probe = VerdictProbe(model.yes_id, model.no_id)

@@ -16,7 +16,8 @@ usual rule, quoting the prompt (titles, genres) stays allowed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from functools import lru_cache
 
 import torch
 
@@ -25,6 +26,7 @@ LONGEST_NGRAM = 3  # n-grams tried, longest first, to find where the answer quot
 SHORTEST_NGRAM = 2  # a single shared token predicts the continuation too poorly to pay for checking it
 PLAIN_STEPS = 2  # the first tokens (the verdict and its full stop) are decoded without a draft
 OCCURRENCES_TRIED = 16  # earlier occurrences of one n-gram looked at, latest first
+SPACE_MARK = "Ġ"  # how a byte-level BPE vocabulary writes the space that opens a word
 
 
 def draft_from_history(history: list[int], max_tokens: int, longest_ngram: int = LONGEST_NGRAM,
@@ -77,15 +79,40 @@ def ngrams(tokens: list[int], n: int) -> set[tuple[int, ...]]:
     return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
 
 
-class AnswerRules:
-    """What greedy decoding may not choose next, given the answer so far."""
+@lru_cache(maxsize=4)
+def spelling_variants(tokenizer) -> dict[int, tuple[int, ...]]:
+    """Each token that is a word after a space ("Ġhistory") and the token of the same word run on ("history"),
+    mapped to each other: a word the no-repeat rule bars, barred in both spellings, cannot come back glued to the
+    word before it ("in theirhistory")."""
+    vocab = tokenizer.get_vocab()
+    variants: dict[int, list[int]] = {}
+    for token, spaced in vocab.items():
+        run_on = vocab.get(token[1:]) if token.startswith(SPACE_MARK) and len(token) > 1 else None
+        if run_on is not None:
+            variants.setdefault(spaced, []).append(run_on)
+            variants.setdefault(run_on, []).append(spaced)
+    return {token: tuple(others) for token, others in variants.items()}
 
-    def __init__(self, eos_token_id: int, min_new_tokens: int = 0, no_repeat_ngram: int = 0):
+
+class AnswerRules:
+    """What greedy decoding may not choose next, given the answer so far. With ``spellings``
+    (``spelling_variants``), a token the no-repeat rule bars is barred in its other spelling too."""
+
+    def __init__(self, eos_token_id: int, min_new_tokens: int = 0, no_repeat_ngram: int = 0,
+                 spellings: Mapping[int, tuple[int, ...]] | None = None):
         self.eos_token_id, self.min_new_tokens, self.no_repeat_ngram = eos_token_id, min_new_tokens, no_repeat_ngram
+        self.spellings = spellings or {}
+
+    @classmethod
+    def from_settings(cls, tokenizer, settings) -> AnswerRules:
+        """The rules of ``GenerationSettings`` for ``tokenizer``."""
+        spellings = spelling_variants(tokenizer) if settings.bar_spellings and settings.no_repeat_ngram else None
+        return cls(tokenizer.eos_token_id, settings.min_new_tokens, settings.no_repeat_ngram, spellings)
 
     def choose(self, logits: torch.Tensor, answer: list[int]) -> int:
         """The best token after ``answer`` that the rules allow."""
         barred = repeated_ngram_bans(answer, self.no_repeat_ngram)
+        barred += [other for token in barred for other in self.spellings.get(token, ())]
         if len(answer) < self.min_new_tokens:
             barred.append(self.eos_token_id)
         if barred:

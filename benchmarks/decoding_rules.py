@@ -1,0 +1,92 @@
+"""Do the decoding rules help a trained system's answers? Each arm writes the first reference rows, then the
+measures and their paired differences to the first arm.
+
+    python benchmarks/decoding_rules.py [--config training/plan.json] [--system fused] [--rows 100]
+                                        [--arms rules spellings free]
+
+Arms: ``rules`` (the configured minimum length and no-repeat rule), ``spellings`` (the same, a barred token also
+barred with or without its leading space, ``llm.no_repeat_spellings``: no "in theirhistory" where the answer
+said "in their history" before), ``free`` (neither rule). Answers are written as the reasoning stage writes them
+(``batch_decoding.write_answers``, in ``llm.decode_dtype``) for the first ``--rows`` reference rows; every
+measure of ``text_intervals.MEASURES`` is printed with its difference to the first arm, paired over users
+(``text_intervals.ratio_difference``). ``--config`` names a plan: its candidate's system is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import replace
+
+from thinkrec.config import load_config
+from thinkrec.data.prepared import prepare_dataset
+from thinkrec.fusion.fused import load_fused
+from thinkrec.intervals import UserBootstrap
+from thinkrec.llm.batch_decoding import write_answers
+from thinkrec.llm.decoder import decoding_backbone
+from thinkrec.llm.generate import GenerationSettings
+from thinkrec.llm.systems import load_system
+from thinkrec.pipeline import reference_traces
+from thinkrec.plan import candidate_config
+from thinkrec.reasoning_scores import tallies_of
+from thinkrec.text_intervals import MEASURES, judged, ratio_difference
+
+ARMS = ("rules", "spellings", "free")
+
+
+def arm_settings(config, arm: str) -> GenerationSettings:
+    settings = GenerationSettings.from_config(config.llm, rules=arm != "free")
+    return replace(settings, bar_spellings=arm == "spellings")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="a plan whose candidate system is measured (default: the shipped one)")
+    parser.add_argument("--system", default="fused")
+    parser.add_argument("--rows", type=int, default=100)
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=["rules", "spellings"])
+    args = parser.parse_args()
+    config = candidate_config(load_config(args.config)) if args.config else load_config()
+    prepared = prepare_dataset(config)
+    references = reference_traces(config).head(args.rows)
+    rows = references[["user", "item", "timestamp"]].merge(prepared.rows, on=["user", "item", "timestamp"],
+                                                           how="left", validate="one_to_one")
+    if args.system == "fused":
+        fused = load_fused(prepared, config)
+        model, builder, weights = fused.model, fused.builder, fused.mixtures(rows["user"].to_numpy(), "fused")
+    else:
+        (model, builder), weights = load_system(args.system, prepared, config), None
+    prompts = [builder.encode(row.user, row.item, row.hist_items, row.hist_labels) for row in rows.itertuples()]
+    decoder = decoding_backbone(model.backbone, config.llm.decode_dtype)
+    tallies = {}
+    for arm in args.arms:
+        started = time.perf_counter()
+        written = write_answers(model, builder.tokenizer, prompts, arm_settings(config, arm), decoder, weights)
+        answers = rows[["user", "item"]].assign(generated=[a.text for a in written],
+                                                new_tokens=[a.new_tokens for a in written])
+        tallies[arm] = tallies_of(prepared, config, answers)
+        print(f"{arm}: {len(written)} answers in {time.perf_counter() - started:.0f} s", flush=True)
+        for text in answers["generated"].head(3):
+            print(f"  {text}")
+    bootstrap = UserBootstrap(rows["user"].to_numpy(), config.analysis.resamples, config.analysis.seed)
+    first = args.arms[0]
+    print(f"\n{args.system}, {len(rows)} reference rows; each measure, then its difference to {first} "
+          f"[paired 95 % interval over users]\n")
+    print("| arm | " + " | ".join(m.label for m in MEASURES) + " |")
+    print("|---|" + "---|" * len(MEASURES))
+    for arm, tally in tallies.items():
+        cells = []
+        for measure in MEASURES:
+            counts = tally[measure.key]
+            share = counts[:, 0].sum() / max(counts[:, 1].sum(), 1)
+            if arm == first:
+                cells.append(f"{share:.3f}")
+                continue
+            difference = ratio_difference(bootstrap, counts, tallies[first][measure.key])
+            cells.append(f"{share:.3f} ({difference.estimate:+.3f} [{difference.low:+.3f}, {difference.high:+.3f}] "
+                         f"{judged(difference, measure)})")
+        print(f"| {arm} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
