@@ -14,7 +14,7 @@ PACKAGE = ROOT / "thinkrec"
 LAYERS = (  # bottom first; a module may import its own layer and the layers below it
     ("foundation", ("config", "errors", "files", "metrics", "intervals", "svg_chart", "manifest", "assets",
                     "registry", "timebox", "chunks")),
-    ("data", ("data", "subsets", "text_metrics", "claims")),
+    ("data", ("data", "subsets", "text_metrics", "text_intervals", "claims")),
     ("System-1", ("cf",)),
     ("teacher and guests", ("teacher", "guest")),
     ("LLM", ("llm",)),
