@@ -271,16 +271,18 @@ def reasoning_differences_table(prepared: PreparedData, config: Config, answers:
     if not systems or len(answers) < 2:
         return []
     keys, settings = ["user", "item"], config.analysis
-    base_name, base = systems[0], answers[systems[0]]
+    base_name = systems[0]
+    tallies = {label: tallies_of(prepared, config, entry.frame, entry.column) for label, entry in answers.items()}
+    base = answers[base_name].frame[keys].reset_index(drop=True).reset_index(names="base_row")
     rows = []
     for name, entry in answers.items():
         if name == base_name:
             continue
-        common = base.frame[keys].merge(entry.frame[keys], on=keys)
+        common = base.merge(entry.frame[keys].reset_index(drop=True).reset_index(names="row"), on=keys)
         bootstrap = UserBootstrap(common["user"].to_numpy(), settings.resamples, settings.seed, settings.confidence)
-        mine = tallies_of(prepared, config, common.merge(entry.frame, on=keys), entry.column)
-        theirs = tallies_of(prepared, config, common.merge(base.frame, on=keys), base.column)
-        differences = [(ratio_difference(bootstrap, mine[m.key], theirs[m.key]), m) for m in MEASURES]
+        mine, theirs = common["row"].to_numpy(), common["base_row"].to_numpy()
+        differences = [(ratio_difference(bootstrap, tallies[name][m.key][mine], tallies[base_name][m.key][theirs]), m)
+                       for m in MEASURES]
         rows.append([name, len(common), *(difference_cell(d, m) for d, m in differences)])
     return [(f"Differences to {base_name} on the reference rows both answered: each measure minus {base_name}'s, "
              f"with its paired {100 * settings.confidence:g} % interval over users ({settings.resamples} resamples); "

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thinkrec.intervals import Interval, UserBootstrap
-from thinkrec.text_metrics import complete, glued_words, in_its_place, loops, opening_yes, repeats
+from thinkrec.text_metrics import complete, glued_words, loops, placed_reactions, repeats
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,7 @@ def answer_tallies(texts: list[str], claims_per_text: list[list], new_tokens: li
     for text, claims, tokens in zip(texts, claims_per_text, counts, strict=True):
         checked = [claim for claim in claims if claim.verdict != "unchecked"]
         rows["claim_accuracy"].append((sum(claim.verdict == "true" for claim in checked), len(checked)))
-        yes = opening_yes(text)
-        reactions = [claim for claim in claims if claim.said_liked is not None] if yes is not None else []
-        rows["argument_agreement"].append((sum(in_its_place(claim, yes) for claim in reactions), len(reactions)))
+        rows["argument_agreement"].append(placed_reactions(text, claims))
         rows["repetition_rate"].append((int(repeats(text, claims)), 1))
         rows["garble_rate"].append((int(bool(glued_words(text, known_words))), 1))
         rows["loop_rate"].append((int(loops(text)), 1))

@@ -376,15 +376,17 @@ def argument_agreement(texts: list[str], claims_per_text: list[list]) -> tuple[f
     the opening verdict in a supporting sentence ("Yes. ... they enjoyed "X""), against it in the
     counter-argument ("Although they did not enjoy "Y", ..."), whether or not the reaction is true. An answer
     that argues for a No with a film the user liked is true and still broken; claim accuracy cannot see it."""
-    agree = judged = 0
-    for text, claims in zip(texts, claims_per_text):
-        yes = opening_yes(text)
-        if yes is None:
-            continue
-        reactions = [c for c in claims if c.said_liked is not None]
-        judged += len(reactions)
-        agree += sum(in_its_place(c, yes) for c in reactions)
+    counts = [placed_reactions(text, claims) for text, claims in zip(texts, claims_per_text)]
+    agree, judged = sum(c[0] for c in counts), sum(c[1] for c in counts)
     return (agree / judged if judged else math.nan), judged
+
+
+def placed_reactions(text: str, claims: list) -> tuple[int, int]:
+    """(in their place, judged) of one answer's reactions (``argument_agreement``); none judged without an
+    opening verdict."""
+    yes = opening_yes(text)
+    reactions = [c for c in claims if c.said_liked is not None] if yes is not None else []
+    return sum(in_its_place(c, yes) for c in reactions), len(reactions)
 
 
 def repeats(text: str, claims: list) -> bool:
