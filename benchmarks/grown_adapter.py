@@ -14,7 +14,7 @@ continues for ``--tokens`` of the plan's recipe (the first rows of its data orde
 step and optimiser. Each arm, and the starting point, is then measured on the held-out traces (rows the teacher
 wrote but training never saw): their LM loss, and the claims of the answers it writes for the first
 ``--answers`` of them, judged by the claim checker, by kind (a reaction inside the "Although" counter-argument
-apart), how many of the reactions they state point the way their place calls for (``argument_agreement``), and
+apart), how many of the arguments they state point the way their place calls for (``argument_agreement``), and
 how many answers state an argument twice (``repeats``). Every difference to the first arm (or to ``--baseline``,
 another trained global measured as it is, such as the run the start grew from) comes with a paired 95 %
 interval over users (LM loss) or over answers (claim accuracy, argument agreement, repetition). One model in
@@ -56,7 +56,7 @@ from thinkrec.llm.train import (
 from thinkrec.pipeline import traces_path
 from thinkrec.plan import candidate_config
 from thinkrec.teacher.dataset import load_trace_dataset
-from thinkrec.text_metrics import in_its_place, opening_yes, repeats
+from thinkrec.text_metrics import in_its_place, opening_yes, placed_arguments, repeats
 
 QV = ["q_proj", "v_proj"]
 ALL = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -193,13 +193,9 @@ def claim_tally(claims_per_answer: list[list[Claim]]) -> dict[str, np.ndarray]:
 
 
 def argument_tally(answers: list[dict], claims_per_answer: list[list[Claim]]) -> np.ndarray:
-    """Per answer, (in their place, not) of the reactions it states (``text_metrics.argument_agreement``)."""
-    counts = []
-    for answer, claims in zip(answers, claims_per_answer):
-        yes = opening_yes(answer["text"])
-        placed = [in_its_place(c, yes) for c in claims if c.said_liked is not None] if yes is not None else []
-        counts.append([sum(placed), len(placed) - sum(placed)])
-    return np.array(counts)
+    """Per answer, (in their place, not) of the arguments it states (``text_metrics.argument_agreement``)."""
+    counts = [placed_arguments(answer["text"], claims) for answer, claims in zip(answers, claims_per_answer)]
+    return np.array([[placed, judged - placed] for placed, judged in counts])
 
 
 def sound_reactions(answers: list[dict], claims_per_answer: list[list[Claim]]) -> tuple[int, int]:
@@ -208,7 +204,7 @@ def sound_reactions(answers: list[dict], claims_per_answer: list[list[Claim]]) -
     for answer, claims in zip(answers, claims_per_answer):
         yes = opening_yes(answer["text"])
         for claim in claims:
-            if claim.said_liked is not None and claim.verdict in (TRUE, FALSE):
+            if claim.kind == "reaction" and claim.verdict in (TRUE, FALSE):
                 checked += 1
                 sound += claim.verdict == TRUE and yes is not None and in_its_place(claim, yes)
     return sound, checked

@@ -72,7 +72,7 @@ def test_reactions_outside_the_shown_history_and_to_the_target(checker):
     assert judged(checker, text) == [("reaction", "Old Reel", "unchecked"), ("reaction", "Laugh Track", "false")]
     claim = checker.check('Yes. Although they did not enjoy "Laugh Track" before, it fits.', 0, LAUGH_TRACK,
                           *HISTORY)[0]
-    assert (claim.verdict, claim.said_liked, claim.counter) == ("false", False, True)
+    assert (claim.verdict, claim.argues_yes, claim.counter) == ("false", False, True)
     assert claim.fact == '"Laugh Track" is the target: they have not rated it (said: disliked)'
     assert judged(checker, 'Yes. So I expect they will enjoy "Laugh Track".') == []
 
@@ -153,11 +153,27 @@ def test_a_reaction_records_what_it_says_and_whether_it_is_the_counter_argument(
     text = ('No. They did not enjoy "The Garden", its nearest neighbour. They enjoyed "Quiet Sea" too. '
             'Although they enjoyed "Alpha", the other signals weigh more.')
     claims = [c for c in checker.check(text, 0, LAUGH_TRACK, *HISTORY) if c.kind == "reaction"]
-    assert [(text[c.start:c.end], c.verdict, c.said_liked, c.counter) for c in claims] == [
+    assert [(text[c.start:c.end], c.verdict, c.argues_yes, c.counter) for c in claims] == [
         ("The Garden", "true", False, False), ("Quiet Sea", "true", True, False), ("Alpha", "true", True, True)]
     # every reaction is true, but "Quiet Sea", liked, argues for a Yes inside an answer that says No
     assert argument_agreement([text], [claims]) == (pytest.approx(2 / 3), 3)
     assert argument_agreement(["Yes" + text[2:]], [claims]) == (pytest.approx(1 / 3), 3)
+
+
+def test_audience_and_genre_appetite_argue_a_side_too(checker):
+    from thinkrec.text_metrics import argument_agreement
+
+    text = ("No. Comedy is among the genres they enjoy least. Although it was poorly received by most viewers, "
+            "the other signals weigh more.")
+    claims = checker.check(text, 0, LAUGH_TRACK, *HISTORY)
+    assert [(c.kind, c.argues_yes, c.counter) for c in claims] == [
+        ("profile_genre", False, False), ("audience", False, True)]
+    # the counter-argument concedes nothing: "poorly received" argues for the verdict's own No
+    assert argument_agreement([text], [claims]) == (pytest.approx(1 / 2), 2)
+    assert [c.argues_yes for c in checker.check("Yes. It was not well received. It is a crowd favourite.", 0,
+                                                LAUGH_TRACK, *HISTORY)] == [False, True]
+    other_genre = checker.check("Yes. Drama is among the genres they favour most.", 1, LAUGH_TRACK, *HISTORY)
+    assert [c.argues_yes for c in other_genre] == [None]  # not a genre of the comedy "Laugh Track": no side
 
 
 def test_an_argument_stated_twice_is_a_repetition(checker):

@@ -9,7 +9,7 @@ import pytest
 from thinkrec.claims import Claim
 from thinkrec.intervals import UserBootstrap
 from thinkrec.text_intervals import MEASURES, answer_tallies, judged, ratio_difference
-from thinkrec.text_metrics import text_measures
+from thinkrec.text_metrics import grounding_rate, text_measures
 
 TEXTS = ['Yes. They enjoyed "Heat". They enjoyed "Heat". So I expect they will enjoy it.',
          'No. Although they enjoyed "Fargo", they did not enjoy "Alien". It is a comedy',
@@ -22,17 +22,22 @@ def span(text: str, words: str, start: int = 0) -> tuple[int, int]:
 
 
 HEAT = span(TEXTS[0], "Heat"), span(TEXTS[0], "Heat", span(TEXTS[0], "Heat")[1])
-CLAIMS = [[Claim(*HEAT[0], "reaction", "true", "", said_liked=True),
-           Claim(*HEAT[1], "reaction", "false", "", said_liked=True)],
-          [Claim(*span(TEXTS[1], "Fargo"), "reaction", "true", "", said_liked=True, counter=True),
-           Claim(*span(TEXTS[1], "Alien"), "reaction", "true", "", said_liked=False),
+CLAIMS = [[Claim(*HEAT[0], "reaction", "true", "", argues_yes=True),
+           Claim(*HEAT[1], "reaction", "false", "", argues_yes=True)],
+          [Claim(*span(TEXTS[1], "Fargo"), "reaction", "true", "", argues_yes=True, counter=True),
+           Claim(*span(TEXTS[1], "Alien"), "reaction", "true", "", argues_yes=False),
            Claim(*span(TEXTS[1], "comedy"), "genre", "unchecked", "")],
           [Claim(*span(TEXTS[2], "film"), "era", "false", "")]]
 
 
+CATALOGUE = ["Heat", "Fargo", "Alien", "Brazil"]
+SHOWN = [{"Heat"}, {"Fargo"}, {"Heat"}]  # the second answer cites "Alien", which its prompt does not show
+
+
 def test_tallies_add_up_to_the_measures_of_text_measures():
-    tallies = answer_tallies(TEXTS, CLAIMS, [30, 160, 40], 160)
-    measures = text_measures(TEXTS, CLAIMS, [30, 160, 40], 160)
+    tallies = answer_tallies(TEXTS, CLAIMS, SHOWN, CATALOGUE, [30, 160, 40], 160)
+    measures = text_measures(TEXTS, CLAIMS, [30, 160, 40], 160) | {
+        "grounding_rate": grounding_rate(TEXTS, SHOWN, CATALOGUE)}
     assert set(tallies) == {measure.key for measure in MEASURES}
     for key, tally in tallies.items():
         assert tally.shape == (3, 2)
@@ -42,6 +47,7 @@ def test_tallies_add_up_to_the_measures_of_text_measures():
     assert tallies["loop_rate"][:, 0].tolist() == [0, 0, 1]
     assert tallies["argument_agreement"].tolist() == [[2, 2], [2, 2], [0, 0]]  # "Although" + liked: in its place
     assert tallies["completion_rate"][:, 0].tolist() == [1, 0, 1]  # the second is cut at the cap
+    assert tallies["grounding_rate"].tolist() == [[1, 1], [1, 2], [0, 0]]  # each title once; the third cites none
 
 
 def test_a_difference_on_the_same_answers_is_paired():

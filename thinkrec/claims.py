@@ -21,7 +21,9 @@ tells how much of an answer still streaming no continuation can change, so that 
 streams are the final ones.
 
 Each claim also records whether it sits in the counter-argument (a sentence that opens with "Although")
-and, for a reaction, the reaction the text gives, so that ``text_metrics.argument_agreement`` can tell
+and which way it argues, as the teacher weighs the same evidence: a reaction the text gives the user to a
+film, what viewers made of the target (acclaimed, a crowd favourite: Yes; poorly received, little-known: No)
+and the user's appetite for one of the target's genres. So ``text_metrics.argument_agreement`` can tell
 whether each argument points the way its place in the answer calls for.
 
 Eras split a decade into thirds: years ending 0-3 are early, 4-6 mid, 7-9 late; before 1960 a
@@ -141,7 +143,7 @@ class Claim:
     kind: str  # year | era | genre | reaction | audience | profile_genre
     verdict: str  # true | false | unchecked
     fact: str  # what it was checked against, in words
-    said_liked: bool | None = None  # a reaction claim: the reaction the text gives the user
+    argues_yes: bool | None = None  # the way it argues: Yes (a reaction: they liked the film), No, or neither
     counter: bool = False  # in the counter-argument, a sentence that opens with "Although"
 
 
@@ -236,7 +238,7 @@ class ClaimChecker:
                      *self.reactions(text, start, end, inside, item, shown)]
             if all(m.items == (item,) for m in inside) and self.quotes_only(text[start:end], item):
                 found += self.audience(text, start, end, item)
-            found += self.profile(text, start, end, profile)
+            found += self.profile(text, start, end, profile, self.genres[item])
             counter = bool(COUNTER_OPENING.match(text, start))
             claims += [dataclasses.replace(c, counter=True) for c in found] if counter else found
             if inside:
@@ -396,7 +398,7 @@ class ClaimChecker:
                 fact = (f"{count} train ratings, {rate:.0%} liked (mean {self.mean_rate:.0%})" if count
                         else "no train ratings")
                 claims.append(Claim(negation.start() if negated else match.start(), match.end(), "audience", verdict,
-                                    fact))
+                                    fact, argues_yes=positive != negated))
         return claims
 
     def judge_audience(self, signal: str, positive: bool, negated: bool, target: int, rate: float,
@@ -418,8 +420,10 @@ class ClaimChecker:
         return TRUE if (rate > 0.5) == (positive != negated) else FALSE
 
     @staticmethod
-    def profile(text: str, start: int, end: int, profile: tuple[list[str], list[str]]) -> list[Claim]:
-        """The user's favoured or avoided genres, against their profile (favoured, avoided)."""
+    def profile(text: str, start: int, end: int, profile: tuple[list[str], list[str]], target_genres: tuple[str, ...]
+                ) -> list[Claim]:
+        """The user's favoured or avoided genres, against their profile (favoured, avoided); a genre of the
+        target argues for Yes when favoured, for No when avoided."""
         liked, disliked = profile
         fact = f"favoured: {join(liked)}; avoided: {join(disliked)}"
         claims = []
@@ -430,5 +434,6 @@ class ClaimChecker:
                     genre = GENRE_WORDS[word.group().lower()]
                     same, opposite = (liked, disliked) if favoured else (disliked, liked)
                     verdict = TRUE if genre in same else FALSE if genre in opposite else UNCHECKED
-                    claims.append(Claim(offset + word.start(), offset + word.end(), "profile_genre", verdict, fact))
+                    claims.append(Claim(offset + word.start(), offset + word.end(), "profile_genre", verdict, fact,
+                                        argues_yes=favoured if genre in target_genres else None))
         return claims

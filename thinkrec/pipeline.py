@@ -42,6 +42,7 @@ from thinkrec.reasoning_scores import (
     answers_metrics_path,
     answers_path,
     references_report,
+    shown_titles,
     stored_report,
 )
 from thinkrec.subsets import test_rows, valid_subset
@@ -249,8 +250,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
         done = run_chunks(chunks, answer, Chunks(work / job[:16]), timebox, f"reasoning {name}")
     except Unfinished as stop:
         return unfinished(name, "reference", stop)
-    titles = prepared.items["title"].tolist()
-    allowed = [sorted({titles[i] for i in row.hist_items if i >= 0} | {titles[row.item]}) for row in rows.itertuples()]
+    allowed = [sorted(shown) for shown in shown_titles(prepared, rows)]
     answers = references[["user", "item", "label"]].assign(
         reference=references["trace"], generated=done["generated"], p_yes=done["p_yes"], allowed=allowed,
         new_tokens=done["new_tokens"])

@@ -66,6 +66,14 @@ def with_history(prepared: PreparedData, answers: pd.DataFrame) -> pd.DataFrame:
     return joined
 
 
+def shown_titles(prepared: PreparedData, frame: pd.DataFrame) -> list[set[str]]:
+    """The titles each row's prompt shows (its history and its target; rows with item, hist_items): what its
+    answer may cite."""
+    titles = prepared.items["title"].tolist()
+    return [{titles[i] for i in hist if i >= 0} | {titles[item]}
+            for hist, item in zip(frame["hist_items"], frame["item"], strict=True)]
+
+
 def check_claims(prepared: PreparedData, config: Config, answers: pd.DataFrame, column: str) -> list[list[Claim]]:
     """The claims of each text in ``answers[column]`` (rows with user, item, hist_items, hist_labels)."""
     checker = ClaimChecker(prepared, config)
@@ -79,8 +87,9 @@ def tallies_of(prepared: PreparedData, config: Config, answers: pd.DataFrame, co
     ``answers[column]`` (test rows by user and item; with ``new_tokens`` when generation counted them)."""
     frame = with_history(prepared, answers)
     tokens = frame["new_tokens"].tolist() if "new_tokens" in frame else None
-    return answer_tallies(frame[column].tolist(), check_claims(prepared, config, frame, column), tokens,
-                          config.llm.max_new_tokens, title_words(prepared.items["title"].tolist()))
+    return answer_tallies(frame[column].tolist(), check_claims(prepared, config, frame, column),
+                          shown_titles(prepared, frame), prepared.items["title"].tolist(), tokens,
+                          config.llm.max_new_tokens)
 
 
 def answer_report(prepared: PreparedData, config: Config, answers: pd.DataFrame) -> dict:
@@ -114,8 +123,6 @@ def references_report(prepared: PreparedData, config: Config, references: pd.Dat
     references = with_history(prepared, references[["user", "item", "trace"]])
     titles = prepared.items["title"].tolist()
     texts = references["trace"].tolist()
-    allowed = [{titles[i] for i in hist if i >= 0} | {titles[item]}
-               for hist, item in zip(references["hist_items"], references["item"])]
     claims = check_claims(prepared, config, references, "trace")
-    return ({"grounding_rate": round(grounding_rate(texts, allowed, titles), 4)}
+    return ({"grounding_rate": round(grounding_rate(texts, shown_titles(prepared, references), titles), 4)}
             | text_measures(texts, claims, known_words=title_words(titles)) | {"rows": len(texts)})

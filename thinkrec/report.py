@@ -318,11 +318,12 @@ def reasoning_measures_table(reports: dict[str, dict]) -> list[str]:
              "their history films, audience and profile-genre claims; eras in thirds of a decade), claims checked in "
              "brackets. Conclusion agreement: the stance of the last sentence matches the opening verdict, over the "
              "answers whose last sentence takes a clear stance (in brackets the share that takes none). Argument "
-             "agreement: the share of the reactions an answer states that point the way their place calls for, "
-             "towards the verdict in a supporting sentence and against it after \"Although\", true or not "
-             "(reactions judged in brackets)."), "",
+             "agreement: the share of the arguments an answer states (the reactions it gives the user, what viewers "
+             "made of the target, the user's appetite for the target's genres) that point the way their place calls "
+             "for, towards the verdict in a supporting sentence and against it after \"Although\", true or not "
+             "(arguments judged in brackets)."), "",
             *_table(["system", "loop rate", "repetition", "garbled", "completion", "claim accuracy (claims)",
-                     "true / checked by kind", "conclusion agreement (unclear share)", "argument agreement (reactions)",
+                     "true / checked by kind", "conclusion agreement (unclear share)", "argument agreement (arguments)",
                      "METEOR", "BLEU-4", "ROUGE-L", "grounding"], rows)]
 
 

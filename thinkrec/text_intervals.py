@@ -2,9 +2,11 @@
 the same reference rows?
 
 Each measure compared here is a ratio of per-answer counts, hits over judged: claim accuracy (true claims over
-checked claims), argument agreement (reactions in their place over reactions judged), and the shares of answers
-that repeat an argument, glue two words together, loop or end complete (one judged per answer).
-``answer_tallies`` gives those counts; the ratios of their sums are ``text_metrics.text_measures``' figures. The
+checked claims), argument agreement (arguments in their place over arguments judged), grounding (cited titles
+the prompt shows over titles cited), and the shares of answers that repeat an argument, glue two words together,
+loop or end complete (one judged per answer).
+``answer_tallies`` gives those counts; the ratios of their sums are ``text_metrics.text_measures``' figures
+(grounding: ``text_metrics.grounding_rate``). The
 interval of a difference resamples users (``intervals.UserBootstrap``, as the AUC intervals do), and a drawn user's
 answers weigh alike in both systems, so the interval is paired.
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thinkrec.intervals import Interval, UserBootstrap
-from thinkrec.text_metrics import complete, glued_words, loops, placed_reactions, repeats
+from thinkrec.text_metrics import complete, glued_words, grounding_of, loops, placed_arguments, repeats, title_words
 
 
 @dataclass(frozen=True)
@@ -31,23 +33,27 @@ class TextMeasure:
 
 MEASURES = (TextMeasure("claim_accuracy", "claim accuracy", True),
             TextMeasure("argument_agreement", "argument agreement", True),
+            TextMeasure("grounding_rate", "grounding", True),
             TextMeasure("repetition_rate", "repetition", False),
             TextMeasure("garble_rate", "garbled", False),
             TextMeasure("loop_rate", "loop rate", False),
             TextMeasure("completion_rate", "completion", True))
 
 
-def answer_tallies(texts: list[str], claims_per_text: list[list], new_tokens: list[int] | None = None,
-                   max_new_tokens: int | None = None, known_words: frozenset[str] = frozenset()
-                   ) -> dict[str, np.ndarray]:
-    """Per measure key of ``MEASURES``, an (answers, 2) array of (hits, judged), one row per text (the arguments
-    as ``text_measures`` takes them)."""
+def answer_tallies(texts: list[str], claims_per_text: list[list], allowed: list[set[str]], catalogue_titles: list[str],
+                   new_tokens: list[int] | None = None, max_new_tokens: int | None = None) -> dict[str, np.ndarray]:
+    """Per measure key of ``MEASURES``, an (answers, 2) array of (hits, judged), one row per text: ``allowed``
+    holds each text's titles that its prompt shows (as ``grounding_rate`` takes them), the catalogue's words are
+    never glued (``title_words``), the other arguments are ``text_measures``'."""
     counts = new_tokens if new_tokens is not None else [None] * len(texts)
+    known_words = title_words(catalogue_titles)
     rows: dict[str, list[tuple[int, int]]] = {measure.key: [] for measure in MEASURES}
-    for text, claims, tokens in zip(texts, claims_per_text, counts, strict=True):
+    for text, claims, titles, tokens in zip(texts, claims_per_text, allowed, counts, strict=True):
         checked = [claim for claim in claims if claim.verdict != "unchecked"]
         rows["claim_accuracy"].append((sum(claim.verdict == "true" for claim in checked), len(checked)))
-        rows["argument_agreement"].append(placed_reactions(text, claims))
+        rows["argument_agreement"].append(placed_arguments(text, claims))
+        grounded, ungrounded = grounding_of(text, titles, catalogue_titles)
+        rows["grounding_rate"].append((len(grounded), len(grounded) + len(ungrounded)))
         rows["repetition_rate"].append((int(repeats(text, claims)), 1))
         rows["garble_rate"].append((int(bool(glued_words(text, known_words))), 1))
         rows["loop_rate"].append((int(loops(text)), 1))

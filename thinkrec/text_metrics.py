@@ -367,26 +367,28 @@ def opening_yes(text: str) -> bool | None:
 
 
 def in_its_place(claim, yes: bool) -> bool:
-    """A reaction claim (``said_liked`` set) points towards the verdict in support, against it after "Although"."""
-    return (claim.said_liked == yes) != claim.counter
+    """An argument (``argues_yes`` set) points towards the verdict in support, against it after "Although"."""
+    return (claim.argues_yes == yes) != claim.counter
 
 
 def argument_agreement(texts: list[str], claims_per_text: list[list]) -> tuple[float, int]:
-    """(share, judged) of the reactions an answer states that point the way their place calls for: towards
+    """(share, judged) of the arguments an answer states that point the way their place calls for: towards
     the opening verdict in a supporting sentence ("Yes. ... they enjoyed "X""), against it in the
-    counter-argument ("Although they did not enjoy "Y", ..."), whether or not the reaction is true. An answer
-    that argues for a No with a film the user liked is true and still broken; claim accuracy cannot see it."""
-    counts = [placed_reactions(text, claims) for text, claims in zip(texts, claims_per_text)]
+    counter-argument ("Although they did not enjoy "Y", ..."), whether or not they are true. The arguments are
+    the reactions it gives the user, what viewers made of the target and the user's appetite for its genres
+    (``Claim.argues_yes``). An answer that argues for a No with a film the user liked, or that concedes "No.
+    ... Although it was poorly received, ...", is true and still broken; claim accuracy cannot see it."""
+    counts = [placed_arguments(text, claims) for text, claims in zip(texts, claims_per_text)]
     agree, judged = sum(c[0] for c in counts), sum(c[1] for c in counts)
     return (agree / judged if judged else math.nan), judged
 
 
-def placed_reactions(text: str, claims: list) -> tuple[int, int]:
-    """(in their place, judged) of one answer's reactions (``argument_agreement``); none judged without an
+def placed_arguments(text: str, claims: list) -> tuple[int, int]:
+    """(in their place, judged) of one answer's arguments (``argument_agreement``); none judged without an
     opening verdict."""
     yes = opening_yes(text)
-    reactions = [c for c in claims if c.said_liked is not None] if yes is not None else []
-    return sum(in_its_place(c, yes) for c in reactions), len(reactions)
+    arguments = [c for c in claims if c.argues_yes is not None] if yes is not None else []
+    return sum(in_its_place(c, yes) for c in arguments), len(arguments)
 
 
 def repeats(text: str, claims: list) -> bool:
@@ -397,7 +399,7 @@ def repeats(text: str, claims: list) -> bool:
     enjoy most of what they watch, ..."); a frame that cites different films each time ("X, one of the
     closest matches in their history, ...") is no repetition. The loop rate misses an argument said two or
     three times: its words are the prompt's lines, not a loop."""
-    reactions = [claim for claim in claims if claim.said_liked is not None]
+    reactions = [claim for claim in claims if claim.kind == "reaction"]
     films = Counter(title_key(text[claim.start:claim.end]) for claim in reactions)
     spans = [match.span() for match in _SENTENCES.finditer(_mask_quoted(text))]
     rest = " ".join(text[a:b] for a, b in spans if not any(a <= claim.start < b for claim in reactions))
@@ -436,7 +438,7 @@ def repetition_rate(texts: list[str], claims_per_text: list[list]) -> float:
 def text_measures(texts: list[str], claims_per_text: list[list], new_tokens: list[int] | None = None,
                   max_new_tokens: int | None = None, known_words: frozenset[str] = frozenset()) -> dict:
     """Loop rate, repetition rate, garble rate, completion rate, claim accuracy (with claims checked, and [true,
-    checked] per kind), conclusion agreement and argument agreement (with the reactions judged), rounded."""
+    checked] per kind), conclusion agreement and argument agreement (with the arguments judged), rounded."""
     accuracy, checked = claim_accuracy(claims_per_text)
     conclusion = conclusion_report(texts)
     arguments, judged = argument_agreement(texts, claims_per_text)
