@@ -2,14 +2,16 @@
 measures and their paired differences to the first arm.
 
     python benchmarks/decoding_rules.py [--config training/plan.json] [--system fused] [--rows 100]
-                                        [--arms rules spellings free]
+                                        [--arms rules spellings quotes free]
 
-Arms: ``rules`` (the configured minimum length and no-repeat rule), ``spellings`` (the same, a barred token also
-barred with or without its leading space, ``llm.no_repeat_spellings``: no "in theirhistory" where the answer
-said "in their history" before), ``free`` (neither rule). Answers are written as the reasoning stage writes them
-(``batch_decoding.write_answers``, in ``llm.decode_dtype``) for the first ``--rows`` reference rows; every
-measure of ``text_intervals.MEASURES`` is printed with its difference to the first arm, paired over users
-(``text_intervals.ratio_difference``). ``--config`` names a plan: its candidate's system is measured.
+Arms: ``rules`` (the minimum length and the no-repeat rule, titles included), ``spellings`` (the same, a barred
+token also barred with or without its leading space, ``llm.no_repeat_spellings``: no "in theirhistory" where the
+answer said "in their history" before), ``quotes`` (the same as ``rules``, the no-repeat rule off inside double
+quotes, ``llm.no_repeat_spares_quotes``, the configured default: a title named again stays whole), ``free``
+(neither rule). Answers are written as the reasoning stage writes them (``batch_decoding.write_answers``, in
+``llm.decode_dtype``) for the first ``--rows`` reference rows; every measure of ``text_intervals.MEASURES`` is
+printed with its difference to the first arm, paired over users (``text_intervals.ratio_difference``).
+``--config`` names a plan: its candidate's system is measured.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from thinkrec.plan import candidate_config
 from thinkrec.reasoning_scores import tallies_of
 from thinkrec.text_intervals import MEASURES, judged, ratio_difference
 
-ARMS = ("rules", "spellings", "free")
+ARMS = ("rules", "spellings", "quotes", "free")
 
 
 def arm_settings(config, arm: str) -> GenerationSettings:
     settings = GenerationSettings.from_config(config.llm, rules=arm != "free")
-    return replace(settings, bar_spellings=arm == "spellings")
+    return replace(settings, bar_spellings=arm == "spellings", spare_quotes=arm == "quotes")
 
 
 def main() -> None:

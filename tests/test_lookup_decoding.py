@@ -5,10 +5,13 @@ import torch
 
 from thinkrec.llm.generate import AnswerNgramBan
 from thinkrec.llm.lookup_decoding import (
+    QUOTED_TOKENS_SPARED,
     AnswerRules,
     allowed_prefix,
     draft_from_history,
     greedy_lookup_decode,
+    quote_state,
+    quote_tokens,
     repeated_ngram_bans,
     spelling_variants,
 )
@@ -121,10 +124,11 @@ def test_lookup_decoding_with_ngram_bans_matches_generate_with_the_same_ban(tiny
     with torch.no_grad():
         embeds = tiny_llama.get_input_embeddings()(ids)
         free = decode(tiny_llama, embeds, ids[0].tolist(), 40, AnswerRules(-1))
-        banned = decode(tiny_llama, embeds, ids[0].tolist(), 40, AnswerRules(-1, no_repeat_ngram=3))
+        rules = AnswerRules(-1, no_repeat_ngram=3)
+        banned = decode(tiny_llama, embeds, ids[0].tolist(), 40, rules)
         reference = tiny_llama.generate(inputs_embeds=embeds, attention_mask=torch.ones_like(ids), max_new_tokens=40,
                                         do_sample=False, pad_token_id=0, eos_token_id=None,
-                                        logits_processor=LogitsProcessorList([AnswerNgramBan(3)]))
+                                        logits_processor=LogitsProcessorList([AnswerNgramBan(rules)]))
     assert has_repeated_ngram(free, 3) and not has_repeated_ngram(banned, 3)
     assert banned == reference[0].tolist()
 
@@ -145,3 +149,54 @@ def test_a_barred_word_is_barred_in_both_spellings():
     assert AnswerRules(0, no_repeat_ngram=2).choose(logits, answer) == 6  # "theirhistory"
     assert AnswerRules(0, no_repeat_ngram=2, spellings=variants).choose(logits, answer) == 9
     assert AnswerRules(0, spellings=variants).choose(logits, answer) == 5  # no rule, nothing barred
+
+
+class QuotingVocabulary:
+    """A byte-level vocabulary with quotes: ' "', '".', '""' (two marks: opens and closes), words."""
+
+    def get_vocab(self) -> dict[str, int]:
+        return {"<eos>": 0, 'Ġ"': 1, '".': 2, '""': 3, "ĠAs": 4, "ĠGood": 5, "ĠGets": 6, "Gets": 7, "Ġx": 8}
+
+
+def test_the_no_repeat_rule_sleeps_inside_a_quote_so_a_title_said_again_stays_whole():
+    quotes = quote_tokens(QuotingVocabulary())
+    assert quotes == {1, 2}
+    first = [1, 4, 5, 6, 2]  # ' "As Good Gets".'
+    again = first + [8, 1, 4, 5]  # ... x "As Good
+    assert quote_state(again, quotes) == (True, 2) and quote_state(first, quotes) == (False, 0)
+    logits = torch.full((9,), -10.0)
+    logits[[6, 7]] = torch.tensor([3.0, 2.0])  # " Gets", or "Gets" glued on
+    assert AnswerRules(0, no_repeat_ngram=3).choose(logits, again) == 7  # "As GoodGets"
+    spared = AnswerRules(0, no_repeat_ngram=3, quotes=quotes)
+    assert spared.choose(logits, again) == 6  # the title whole
+    logits[[2, 8]] = torch.tensor([5.0, 6.0])
+    assert spared.choose(logits, again + [6]) == 8  # inside the span nothing is barred
+    assert spared.choose(logits, again + [6, 2]) == 2  # outside again: ' x' would repeat 'Gets". x'
+    assert spared.repeat_bans(first + [8, 4, 5]) == [6]  # a repeated phrase outside quotes is barred as before
+    unclosed = [1] + [4, 5, 6] * 11  # a quote never closed is no title: the rule wakes up
+    assert spared.repeat_bans(unclosed[:QUOTED_TOKENS_SPARED]) == []
+    assert spared.repeat_bans(unclosed[:QUOTED_TOKENS_SPARED + 1]) != []
+
+
+def test_the_draft_trimmer_spares_quotes_as_the_rules_do():
+    quotes = quote_tokens(QuotingVocabulary())
+    answer = [1, 4, 5, 6, 2, 8]  # ' "As Good Gets". x'
+    draft = [1, 4, 5, 6, 2, 8]  # the same again
+    assert allowed_prefix(draft, answer, 3) == [1, 4]  # ' "As Good' is said already
+    assert allowed_prefix(draft, answer, 3, quotes=quotes) == [1, 4, 5, 6, 2]  # whole, up to 'Gets". x' outside
+    rules = AnswerRules(0, no_repeat_ngram=3, quotes=quotes)
+    history = list(answer)
+    for token in draft:
+        if token in rules.repeat_bans(history):
+            break
+        history.append(token)
+    assert history[len(answer):] == allowed_prefix(draft, answer, 3, quotes=quotes)
+
+
+def test_sampling_keeps_the_same_rule_as_greedy_decoding():
+    quotes = quote_tokens(QuotingVocabulary())
+    rules = AnswerRules(0, no_repeat_ngram=3, quotes=quotes)
+    answer = torch.tensor([[1, 4, 5, 6, 2, 8, 1, 4, 5], [4, 5, 6, 8, 8, 8, 8, 4, 5]])
+    scores = AnswerNgramBan(rules)(answer, torch.zeros(2, 9))
+    assert scores[0].isinf().sum() == 0  # inside a quote: nothing barred
+    assert scores[1].isinf().nonzero().flatten().tolist() == [6]  # "As Good Gets" outside quotes: barred

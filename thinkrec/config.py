@@ -180,6 +180,7 @@ class LLMConfig:
     min_new_tokens: int = 32  # generation may not stop before this: a verdict alone explains nothing
     no_repeat_ngram: int = 6  # no 6-gram repeated within an answer: greedy decoding of a small LM loops
     no_repeat_spellings: bool = False  # the barred token also without (or with) its leading space: no "theirhistory"
+    no_repeat_spares_quotes: bool = True  # the rule is off inside double quotes: a title named again stays whole
     decoding_rules: str = "auto"  # the two rules above: "on", "off", or "auto": off for a system whose answers
     # stored without them loop no more often and end a sentence as often (reasoning_scores.decodes_with_rules)
     decode_dtype: str = "auto"  # streamed answers' dtype: auto = bfloat16 where native, else float32 (llm_speed.py)

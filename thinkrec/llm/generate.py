@@ -32,7 +32,7 @@ from transformers import (
     TextStreamer,
 )
 
-from thinkrec.llm.lookup_decoding import AnswerRules, greedy_lookup_decode, repeated_ngram_bans
+from thinkrec.llm.lookup_decoding import AnswerRules, greedy_lookup_decode
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt
 
@@ -47,6 +47,7 @@ class GenerationSettings:
     min_new_tokens: int = 0  # the end token is barred before this many tokens (a verdict alone is no reasoning)
     no_repeat_ngram: int = 0  # bar repeating any n-gram of the answer itself (0: off); quoting the prompt stays free
     bar_spellings: bool = False  # a token the no-repeat rule bars is barred with or without its leading space
+    spare_quotes: bool = False  # the no-repeat rule is off inside a double-quoted span: a title said again stays whole
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.95
@@ -58,7 +59,8 @@ class GenerationSettings:
         cap = llm.max_new_tokens if max_new_tokens is None else max_new_tokens
         return cls(max_new_tokens=cap, min_new_tokens=min(llm.min_new_tokens, cap) if rules else 0,
                    no_repeat_ngram=llm.no_repeat_ngram if rules else 0,
-                   bar_spellings=llm.no_repeat_spellings and rules, do_sample=llm.do_sample,
+                   bar_spellings=llm.no_repeat_spellings and rules, spare_quotes=llm.no_repeat_spares_quotes and rules,
+                   do_sample=llm.do_sample,
                    temperature=llm.temperature, top_p=llm.top_p)
 
     def checked(self) -> GenerationSettings:
@@ -128,15 +130,15 @@ class VerdictProbe(LogitsProcessor):
 
 
 class AnswerNgramBan(LogitsProcessor):
-    """Bars tokens that would repeat an n-gram of the answer (``generate`` started from embeddings
-    alone, so ``input_ids`` holds only the answer)."""
+    """Bars the tokens ``rules``' no-repeat rule bars (``generate`` started from embeddings alone, so
+    ``input_ids`` holds only the answer); ``generate`` keeps the minimum length itself."""
 
-    def __init__(self, n: int):
-        self.n = n
+    def __init__(self, rules: AnswerRules):
+        self.rules = rules
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         for row, answer in enumerate(input_ids.tolist()):
-            banned = repeated_ngram_bans(answer, self.n)
+            banned = self.rules.repeat_bans(answer)
             if banned:
                 scores[row, banned] = float("-inf")
         return scores
@@ -179,7 +181,7 @@ class TextStream:
                             max_new_tokens=settings.max_new_tokens, min_new_tokens=settings.min_new_tokens,
                             streamer=self.streamer,
                             logits_processor=LogitsProcessorList([self._probe,
-                                                                  AnswerNgramBan(settings.no_repeat_ngram)]),
+                                                                  AnswerNgramBan(self._rules)]),
                             stopping_criteria=StoppingCriteriaList([StopWhenAsked(self._stop)]),
                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
         self._errors: list[BaseException] = []

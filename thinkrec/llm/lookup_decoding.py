@@ -11,7 +11,9 @@ half on ThinkRec's answers: more when the answer quotes the prompt, less when it
 
 A small model decoding greedily loops ("It's a film that has been ... It's a film that has been");
 ``no_repeat_ngram`` bars any token that would repeat an n-gram of the answer itself. Unlike the
-usual rule, quoting the prompt (titles, genres) stays allowed.
+usual rule, quoting the prompt (titles, genres) stays allowed, and with ``quotes`` (``quote_tokens``) the
+rule sleeps inside a double-quoted span, so that a title the answer names a second time comes out whole,
+not as "As Good As ItGets" or "Sense and Sensible".
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ SHORTEST_NGRAM = 2  # a single shared token predicts the continuation too poorly
 PLAIN_STEPS = 2  # the first tokens (the verdict and its full stop) are decoded without a draft
 OCCURRENCES_TRIED = 16  # earlier occurrences of one n-gram looked at, latest first
 SPACE_MARK = "Ġ"  # how a byte-level BPE vocabulary writes the space that opens a word
+QUOTE = '"'  # what opens and closes a title in ThinkRec's answers
+QUOTED_TOKENS_SPARED = 32  # the catalogue's longest title takes 25 tokens: a quote still open after 32 is no title
 
 
 def draft_from_history(history: list[int], max_tokens: int, longest_ngram: int = LONGEST_NGRAM,
@@ -59,19 +63,47 @@ def repeated_ngram_bans(answer: list[int], n: int) -> list[int]:
     return [answer[i + n - 1] for i in range(len(answer) - n + 1) if answer[i:i + n - 1] == prefix]
 
 
-def allowed_prefix(draft: list[int], answer: list[int], n: int, answer_ngrams: set[tuple[int, ...]] | None = None
-                   ) -> list[int]:
+def allowed_prefix(draft: list[int], answer: list[int], n: int, answer_ngrams: set[tuple[int, ...]] | None = None,
+                   quotes: frozenset[int] = frozenset()) -> list[int]:
     """The longest start of ``draft`` that repeats no n-gram of ``answer`` + itself (``answer_ngrams``: the
-    answer's n-grams, when the caller has them already)."""
+    answer's n-grams, when the caller has them already), a token inside a double-quoted span (``quotes``: the
+    tokens that open or close one) excepted."""
     seen = set(answer_ngrams) if answer_ngrams is not None else ngrams(answer, n)
     text = answer[len(answer) - n + 1:] if n > 1 else []
+    state = quote_state(answer, quotes)
     for length, token in enumerate(draft):
         text = (text + [token])[-n:]
         if len(text) == n:
-            if tuple(text) in seen:
+            if tuple(text) in seen and not spared(state):
                 return draft[:length]
             seen.add(tuple(text))
+        state = quote_state([token], quotes, state)
     return draft
+
+
+def quote_state(tokens: list[int], quotes: frozenset[int], state: tuple[bool, int] = (False, 0)) -> tuple[bool, int]:
+    """(inside a double-quoted span, tokens since it opened) after ``tokens``, continuing from ``state``
+    (``quotes``: the tokens that open or close a span)."""
+    inside, since = state
+    for token in tokens:
+        if token in quotes:
+            inside, since = not inside, 0
+        elif inside:
+            since += 1
+    return inside, since
+
+
+def spared(state: tuple[bool, int]) -> bool:
+    """Whether the next token is spared the no-repeat rule: it falls inside a quote short enough to be a title."""
+    inside, since = state
+    return inside and since < QUOTED_TOKENS_SPARED
+
+
+@lru_cache(maxsize=4)
+def quote_tokens(tokenizer) -> frozenset[int]:
+    """The tokens that open or close a double-quoted span: those whose text holds an odd number of ``QUOTE``
+    (' "', '".', '",' in a byte-level BPE vocabulary)."""
+    return frozenset(token_id for token, token_id in tokenizer.get_vocab().items() if token.count(QUOTE) % 2)
 
 
 def ngrams(tokens: list[int], n: int) -> set[tuple[int, ...]]:
@@ -96,23 +128,31 @@ def spelling_variants(tokenizer) -> dict[int, tuple[int, ...]]:
 
 class AnswerRules:
     """What greedy decoding may not choose next, given the answer so far. With ``spellings``
-    (``spelling_variants``), a token the no-repeat rule bars is barred in its other spelling too."""
+    (``spelling_variants``), a token the no-repeat rule bars is barred in its other spelling too; with
+    ``quotes`` (``quote_tokens``), the no-repeat rule is off inside a double-quoted span."""
 
     def __init__(self, eos_token_id: int, min_new_tokens: int = 0, no_repeat_ngram: int = 0,
-                 spellings: Mapping[int, tuple[int, ...]] | None = None):
+                 spellings: Mapping[int, tuple[int, ...]] | None = None, quotes: frozenset[int] = frozenset()):
         self.eos_token_id, self.min_new_tokens, self.no_repeat_ngram = eos_token_id, min_new_tokens, no_repeat_ngram
-        self.spellings = spellings or {}
+        self.spellings, self.quotes = spellings or {}, quotes
 
     @classmethod
     def from_settings(cls, tokenizer, settings) -> AnswerRules:
         """The rules of ``GenerationSettings`` for ``tokenizer``."""
         spellings = spelling_variants(tokenizer) if settings.bar_spellings and settings.no_repeat_ngram else None
-        return cls(tokenizer.eos_token_id, settings.min_new_tokens, settings.no_repeat_ngram, spellings)
+        quotes = quote_tokens(tokenizer) if settings.spare_quotes and settings.no_repeat_ngram else frozenset()
+        return cls(tokenizer.eos_token_id, settings.min_new_tokens, settings.no_repeat_ngram, spellings, quotes)
+
+    def repeat_bans(self, answer: list[int]) -> list[int]:
+        """The tokens the no-repeat rule bars after ``answer``."""
+        if spared(quote_state(answer, self.quotes)):
+            return []
+        barred = repeated_ngram_bans(answer, self.no_repeat_ngram)
+        return barred + [other for token in barred for other in self.spellings.get(token, ())]
 
     def choose(self, logits: torch.Tensor, answer: list[int]) -> int:
         """The best token after ``answer`` that the rules allow."""
-        barred = repeated_ngram_bans(answer, self.no_repeat_ngram)
-        barred += [other for token in barred for other in self.spellings.get(token, ())]
+        barred = self.repeat_bans(answer)
         if len(answer) < self.min_new_tokens:
             barred.append(self.eos_token_id)
         if barred:
@@ -125,7 +165,7 @@ class AnswerRules:
         if not self.no_repeat_ngram:
             return lambda draft: draft
         seen = ngrams(answer, self.no_repeat_ngram)
-        return lambda draft: allowed_prefix(draft, answer, self.no_repeat_ngram, seen)
+        return lambda draft: allowed_prefix(draft, answer, self.no_repeat_ngram, seen, self.quotes)
 
 
 @torch.inference_mode()
