@@ -22,13 +22,11 @@ from dataclasses import replace
 
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
-from thinkrec.fusion.fused import load_fused
 from thinkrec.intervals import UserBootstrap
 from thinkrec.llm.batch_decoding import write_answers
 from thinkrec.llm.decoder import decoding_backbone
 from thinkrec.llm.generate import GenerationSettings
-from thinkrec.llm.systems import load_system
-from thinkrec.pipeline import reference_traces
+from thinkrec.pipeline import answering_model, reference_prompts, reference_traces
 from thinkrec.plan import candidate_config
 from thinkrec.reasoning_scores import tallies_of
 from thinkrec.text_intervals import MEASURES, judged, ratio_difference
@@ -46,19 +44,13 @@ def main() -> None:
     parser.add_argument("--config", help="a plan whose candidate system is measured (default: the shipped one)")
     parser.add_argument("--system", default="fused")
     parser.add_argument("--rows", type=int, default=100)
-    parser.add_argument("--arms", nargs="+", choices=ARMS, default=["rules", "spellings"])
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=["rules", "quotes"])
     args = parser.parse_args()
     config = candidate_config(load_config(args.config)) if args.config else load_config()
     prepared = prepare_dataset(config)
     references = reference_traces(config).head(args.rows)
-    rows = references[["user", "item", "timestamp"]].merge(prepared.rows, on=["user", "item", "timestamp"],
-                                                           how="left", validate="one_to_one")
-    if args.system == "fused":
-        fused = load_fused(prepared, config)
-        model, builder, weights = fused.model, fused.builder, fused.mixtures(rows["user"].to_numpy(), "fused")
-    else:
-        (model, builder), weights = load_system(args.system, prepared, config), None
-    prompts = [builder.encode(row.user, row.item, row.hist_items, row.hist_labels) for row in rows.itertuples()]
+    model, builder, weights = answering_model(args.system, prepared, config, references["user"].to_numpy())
+    rows, prompts = reference_prompts(prepared, builder, references)
     decoder = decoding_backbone(model.backbone, config.llm.decode_dtype)
     tallies = {}
     for arm in args.arms:

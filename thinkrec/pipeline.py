@@ -220,18 +220,9 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
     if out.exists() and not force:
         log.info("%s: reasoning in %s", name, out)
         return read_json(metrics_file)
-    references = load_trace_dataset(traces_path(config))
-    references = references[references["purpose"] == "reference"].reset_index(drop=True)
-    if name == "fused":
-        fused = load_fused(prepared, config)
-        model, builder = fused.model, fused.builder
-        weights = fused.mixtures(references["user"].to_numpy(), "fused")
-    else:
-        model, builder = load_system(name, prepared, config)
-        weights = None
-    keys = ["user", "item", "timestamp"]
-    rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
-    prompts = [builder.encode(row.user, row.item, row.hist_items, row.hist_labels) for row in rows.itertuples()]
+    references = reference_traces(config)
+    model, builder, weights = answering_model(name, prepared, config, references["user"].to_numpy())
+    rows, prompts = reference_prompts(prepared, builder, references)
     settings = GenerationSettings.from_config(config.llm, rules=rules)
     dtype = decode_dtype_here(config.llm.decode_dtype)  # what "auto" means here, recorded with the answers
     decoder = decoding_backbone(model.backbone, dtype)  # as the demo streams them
@@ -287,6 +278,23 @@ def reference_traces(config: Config) -> pd.DataFrame:
     """The teacher's traces for the held-out reference test rows."""
     traces = load_trace_dataset(traces_path(config))
     return traces[traces["purpose"] == "reference"].reset_index(drop=True)
+
+
+def answering_model(name: str, prepared: PreparedData, config: Config, users: np.ndarray) -> tuple:
+    """The model, prompt builder and per-row expert mixtures that answer for ``users`` as system ``name``
+    (``fused``: ThinkRec with the gate mixing its experts per user; the mixtures are None for any other)."""
+    if name == "fused":
+        fused = load_fused(prepared, config)
+        return fused.model, fused.builder, fused.mixtures(users, "fused")
+    model, builder = load_system(name, prepared, config)
+    return model, builder, None
+
+
+def reference_prompts(prepared: PreparedData, builder, references: pd.DataFrame) -> tuple[pd.DataFrame, list]:
+    """The prepared rows (with their histories) of the reference traces, in order, and their encoded prompts."""
+    keys = ["user", "item", "timestamp"]
+    rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
+    return rows, [builder.encode(row.user, row.item, row.hist_items, row.hist_labels) for row in rows.itertuples()]
 
 
 def stage_user_map(prepared: PreparedData, config: Config, force: bool = False) -> dict:
