@@ -90,7 +90,8 @@ def filter_cases(table: pd.DataFrame, system: str, rival: str | None, show: str,
     ``show``: all cases, wrong / right answers of ``system``, or cases where ``system`` and
     ``rival`` give different verdicts. ``min_confidence`` (0..1) keeps cases where ``system`` is at
     least that sure: |2 P(like) - 1| >= min_confidence. ``slice_key`` and ``slice_value`` keep one
-    slice value (a genre keeps every movie of that genre); "all" or None keeps every row.
+    slice value (a genre keeps every movie of that genre); "all" or None keeps every row. The rows come
+    surest first (|2 P(like) - 1| of ``system``, then in stored order), so confidently wrong answers lead.
     """
     if show not in SHOW:
         raise ValueError(f"show must be one of {', '.join(SHOW)}, not {show!r}")
@@ -111,7 +112,9 @@ def filter_cases(table: pd.DataFrame, system: str, rival: str | None, show: str,
     ids = [c for c in ID_COLUMNS if c in table.columns]
     extra = [slice_key] if slice_key and slice_key not in ids else []
     columns = ids + extra + [system] + ([rival] if rival and rival != system else [])
-    shown = shown_text(table.loc[keep, columns])
+    kept = table.loc[keep, columns]
+    kept = kept.iloc[np.argsort(-np.abs(2 * kept[system].to_numpy() - 1), kind="stable")]
+    shown = shown_text(kept)
     shown[f"{system} right"] = (shown[system] > 0.5) == shown["liked"]
     shown = shown.rename(columns={s: f"P(like) {registry.label(s)}" for s in (system, rival) if s})
     return rounded(shown).reset_index(drop=True)
@@ -119,7 +122,8 @@ def filter_cases(table: pd.DataFrame, system: str, rival: str | None, show: str,
 
 def refresh_cases(explorer: Explorer, system: str | None, rival: str | None, show: str, slice_key: str | None,
                   slice_value: str | None, min_confidence: float):
-    """The analysts' table for the current filters, its CSV file and a one-line summary."""
+    """The analysts' table for the current filters (at most ``analysis.cases_shown`` rows, the system's surest),
+    its CSV file (every matching row) and a one-line summary."""
     workbench = explorer.workbench
     if workbench is None or not system:
         return pd.DataFrame(columns=ID_COLUMNS), None, "No stored test predictions to analyse yet."
@@ -131,7 +135,10 @@ def refresh_cases(explorer: Explorer, system: str | None, rival: str | None, sho
         return pd.DataFrame(columns=ID_COLUMNS), None, f"**Cannot filter:** {html.escape(str(err))}"
     right = shown.iloc[:, -1].mean() if len(shown) else float("nan")
     note = f"{len(shown)} of {len(table)} cases" + (f" · {right:.0%} answered right" if len(shown) else "")
-    return shown, str(export_csv(shown)), note
+    limit = explorer.config.analysis.cases_shown
+    if len(shown) > limit:
+        note += f" · shown: the {limit} {registry.label(system)} is surest of; the CSV holds all {len(shown)}"
+    return shown.head(limit), str(export_csv(shown)), note
 
 
 # ---- slices -----------------------------------------------------------------------------------------

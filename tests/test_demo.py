@@ -251,6 +251,20 @@ def test_refresh_cases_filters_and_exports(tiny_llm_explorer):
     assert table.empty and path is None and "Cannot filter" in note
 
 
+def test_cases_table_shows_the_surest_rows_and_the_csv_keeps_every_one(tiny_llm_explorer, monkeypatch):
+    import pandas as pd
+
+    everything = tiny_llm_explorer.workbench.rows
+    monkeypatch.setattr(tiny_llm_explorer.config.analysis, "cases_shown", 3)
+    table, path, note = analysis.refresh_cases(tiny_llm_explorer, "fused", "mf", "all cases", None, None, 0)
+    assert len(table) == 3 and len(pd.read_csv(path)) == len(everything) > 3
+    assert note.startswith(f"{len(everything)} of {len(everything)} cases")
+    assert "the 3 ThinkRec-fused is surest of" in note
+    sureness = (2 * table["P(like) ThinkRec-fused"] - 1).abs()
+    assert sureness.is_monotonic_decreasing
+    assert sureness.iloc[-1] >= (2 * everything["fused"].round(3) - 1).abs().nlargest(3).iloc[-1]
+
+
 def test_the_analyse_tab_charts_slices_calibration_and_disagreements(tiny_llm_explorer):
     workbench = tiny_llm_explorer.workbench
     assert {"cluster", "activity", "popularity", "genre", "age", "gender", "occupation", "routing"} <= set(

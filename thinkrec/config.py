@@ -259,6 +259,7 @@ class AnalysisConfig:
     age_edges: tuple[int, ...] = (18, 25, 35, 45, 50, 56)  # MovieLens-1M's age bands: under 18, 18-24, ..., 56+
     calibration_bins: int = 10  # equal-width P(like) bins of the reliability diagram and the ECE
     disagreements: int = 200  # rows the disagreements table keeps
+    cases_shown: int = 500  # rows the cases table shows, surest first (the CSV keeps all): a browser draws 10k slowly
 
 
 @dataclass
