@@ -2,16 +2,18 @@
 measures and their paired differences to the first arm.
 
     python benchmarks/decoding_rules.py [--config training/plan.json] [--system fused] [--rows 100]
-                                        [--arms rules spellings quotes free]
+                                        [--arms rules spellings quotes free quotes:10 ...]
+                                        [--answers-dir DIR]
 
 Arms: ``rules`` (the minimum length and the no-repeat rule, titles included), ``spellings`` (the same, a barred
 token also barred with or without its leading space, ``llm.no_repeat_spellings``: no "in theirhistory" where the
 answer said "in their history" before), ``quotes`` (the same as ``rules``, the no-repeat rule off inside double
 quotes, ``llm.no_repeat_spares_quotes``, the configured default: a title named again stays whole), ``free``
-(neither rule). Answers are written as the reasoning stage writes them (``batch_decoding.write_answers``, in
-``llm.decode_dtype``) for the first ``--rows`` reference rows; every measure of ``text_intervals.MEASURES`` is
-printed with its difference to the first arm, paired over users (``text_intervals.ratio_difference``).
-``--config`` names a plan: its candidate's system is measured.
+(neither rule); ``name:n`` runs an arm with an n-gram no-repeat rule. Answers are written as the reasoning stage
+writes them (``batch_decoding.write_answers``, in ``llm.decode_dtype``) for the first ``--rows`` reference rows;
+every measure of ``text_intervals.MEASURES`` is printed with its difference to the first arm, paired over users
+(``text_intervals.ratio_difference``). ``--config`` names a plan: its candidate's system is measured;
+``--answers-dir`` keeps each arm's answers to read.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
@@ -34,9 +37,15 @@ from thinkrec.text_intervals import MEASURES, judged, ratio_difference
 ARMS = ("rules", "spellings", "quotes", "free")
 
 
-def arm_settings(config, arm: str) -> GenerationSettings:
+def arm_settings(config, spec: str) -> GenerationSettings:
+    """The settings of an arm given as ``name`` or ``name:n`` (``n``: the no-repeat rule's n-gram instead of
+    ``llm.no_repeat_ngram``)."""
+    arm, _, ngram = spec.partition(":")
+    if arm not in ARMS or (ngram and not (ngram.isdigit() and int(ngram) > 1)):
+        raise SystemExit(f"unknown arm {spec!r}: choose from {', '.join(ARMS)}, each perhaps with :n (n > 1)")
     settings = GenerationSettings.from_config(config.llm, rules=arm != "free")
-    return replace(settings, bar_spellings=arm == "spellings", spare_quotes=arm == "quotes")
+    settings = replace(settings, bar_spellings=arm == "spellings", spare_quotes=arm == "quotes")
+    return replace(settings, no_repeat_ngram=int(ngram)) if ngram and arm != "free" else settings
 
 
 def main() -> None:
@@ -44,9 +53,12 @@ def main() -> None:
     parser.add_argument("--config", help="a plan whose candidate system is measured (default: the shipped one)")
     parser.add_argument("--system", default="fused")
     parser.add_argument("--rows", type=int, default=100)
-    parser.add_argument("--arms", nargs="+", choices=ARMS, default=["rules", "quotes"])
+    parser.add_argument("--arms", nargs="+", default=["rules", "quotes"],
+                        help=f"each one of {', '.join(ARMS)}, perhaps with :n for the no-repeat rule's n-gram")
+    parser.add_argument("--answers-dir", help="also store each arm's answers there, as <arm>.parquet, to read")
     args = parser.parse_args()
     config = candidate_config(load_config(args.config)) if args.config else load_config()
+    settings = {arm: arm_settings(config, arm) for arm in args.arms}  # a bad arm stops before any model loads
     prepared = prepare_dataset(config)
     references = reference_traces(config).head(args.rows)
     model, builder, weights = answering_model(args.system, prepared, config, references["user"].to_numpy())
@@ -55,9 +67,12 @@ def main() -> None:
     tallies = {}
     for arm in args.arms:
         started = time.perf_counter()
-        written = write_answers(model, builder.tokenizer, prompts, arm_settings(config, arm), decoder, weights)
+        written = write_answers(model, builder.tokenizer, prompts, settings[arm], decoder, weights)
         answers = rows[["user", "item"]].assign(generated=[a.text for a in written],
                                                 new_tokens=[a.new_tokens for a in written])
+        if args.answers_dir:
+            Path(args.answers_dir).mkdir(parents=True, exist_ok=True)
+            answers.assign(p_yes=[a.p_yes for a in written]).to_parquet(Path(args.answers_dir) / f"{arm}.parquet")
         tallies[arm] = tallies_of(prepared, config, answers)
         print(f"{arm}: {len(written)} answers in {time.perf_counter() - started:.0f} s", flush=True)
         for text in answers["generated"].head(3):

@@ -43,6 +43,7 @@ def test_tallies_add_up_to_the_measures_of_text_measures():
         assert tally.shape == (3, 2)
         assert tally[:, 0].sum() / tally[:, 1].sum() == pytest.approx(measures[key], abs=1e-4), key
     assert tallies["claim_accuracy"].tolist() == [[1, 2], [2, 2], [0, 1]]  # the unchecked claim is not judged
+    assert tallies["falsehood_rate"].tolist() == [[1, 1], [0, 1], [1, 1]]  # one false claim is enough
     assert tallies["repetition_rate"][:, 0].tolist() == [1, 0, 1]  # "Heat" given a reaction twice; a phrase twice
     assert tallies["loop_rate"][:, 0].tolist() == [0, 0, 1]
     assert tallies["argument_agreement"].tolist() == [[2, 2], [2, 2], [0, 0]]  # "Although" + liked: in its place

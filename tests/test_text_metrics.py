@@ -19,6 +19,7 @@ from thinkrec.text_metrics import (
     completion_rate,
     conclusion_report,
     explanation_report,
+    falsehood_rate,
     garble_rate,
     glued_words,
     grounding_of,
@@ -30,6 +31,7 @@ from thinkrec.text_metrics import (
     rouge_l,
     sentence_stance,
     stated_verdict,
+    states_falsehood,
     text_measures,
     title_may_continue,
     title_mentions,
@@ -245,6 +247,16 @@ def test_claim_accuracy_counts_only_checked_claims():
     accuracy, checked = claim_accuracy([[claim("true"), claim("unchecked")], [], [claim("false"), claim("true")]])
     assert (accuracy, checked) == (pytest.approx(2 / 3), 3)
     assert math.isnan(claim_accuracy([[claim("unchecked")]])[0])
+
+
+
+def test_falsehood_rate_counts_answers_not_claims():
+    def claim(verdict):
+        return Claim(0, 1, "genre", verdict, "")
+    many_true = [claim("true")] * 9 + [claim("false")]  # claim accuracy 0.9 here, yet the answer states a falsehood
+    assert falsehood_rate([many_true, [claim("true")], [claim("unchecked")], []]) == pytest.approx(1 / 4)
+    assert states_falsehood(many_true) and not states_falsehood([claim("unchecked")])
+    assert math.isnan(falsehood_rate([]))
 
 
 @pytest.mark.parametrize(("sentence", "stance"), [

@@ -253,12 +253,14 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
         answers[REFERENCES_LABEL] = AnswerSet(references, "trace")
     return ["## Reasoning on the reference test rows", "",
             (f"Generated greedily ({config.llm.min_new_tokens} to {config.llm.max_new_tokens} new tokens, no "
-             f"{config.llm.no_repeat_ngram}-gram of the answer repeated) for the held-out reference rows and "
-             "compared with the grounded teacher's traces. Grounding: share of cited titles that are in the history "
-             "the prompt shows or are the target (a title is cited when it is quoted, given with its year, or, of "
-             "several words, capitalised as a name: \"here the candidate is\" cites no film; a quoted name that is "
-             "no film of the catalogue, invented or garbled, counts as ungrounded). Verdict agreement: "
-             "the verdict the text states vs. P(Yes) > 0.5, over the texts that state one (stated share)."), "",
+             f"{config.llm.no_repeat_ngram}-gram of the answer repeated"
+             f"{' outside a quoted title' if config.llm.no_repeat_spares_quotes else ''}) for the held-out "
+             "reference rows and compared with the grounded teacher's traces. Grounding: share of cited titles "
+             "that are in the history the prompt shows or are the target (a title is cited when it is quoted, "
+             "given with its year, or, of several words, capitalised as a name: \"here the candidate is\" cites no "
+             "film; a quoted name that is no film of the catalogue, invented or garbled, counts as ungrounded). "
+             "Verdict agreement: the verdict the text states vs. P(Yes) > 0.5, over the texts that state one "
+             "(stated share)."), "",
             *_table(["system", "METEOR", "BLEU-4", "ROUGE-L", "grounding", "verdict agreement", "stated share",
                      "rows"], rows), "", *reasoning_measures_table(reports), "",
             *reasoning_differences_table(prepared, config, answers)]
@@ -300,12 +302,12 @@ def difference_cell(difference: Interval, measure: TextMeasure) -> str:
 
 
 def reasoning_measures_table(reports: dict[str, dict]) -> list[str]:
-    """Loops, repetitions, garbles, completion, claim accuracy, conclusion and argument agreement of each set of
-    answers (the teacher's references, when stored, first: the ceiling)."""
+    """Loops, repetitions, garbles, completion, claim accuracy, answers with a false claim, conclusion and argument
+    agreement of each set of answers (the teacher's references, when stored, first: the ceiling)."""
     rows = [[name, report["loop_rate"], report["repetition_rate"], report["garble_rate"],
              report["completion_rate"],
              f"{report['claim_accuracy']:.4f} ({report['claims_checked']})" if report["claims_checked"] else "n/a",
-             by_kind_cell(report), conclusion_cell(report), argument_cell(report),
+             report["falsehood_rate"], by_kind_cell(report), conclusion_cell(report), argument_cell(report),
              *[report.get(k, math.nan) for k in ("meteor", "bleu4", "rouge_l")],
              report["grounding_rate"]] for name, report in reports.items()]
     return [("Loop rate: answers in which a word 3-gram occurs three times or more. Repetition: answers that state "
@@ -316,14 +318,17 @@ def reasoning_measures_table(reports: dict[str, dict]) -> list[str]:
              "accuracy: the share of checked claims that are true "
              "(`thinkrec/claims.py`: the films' genres, eras and years, the reactions the text gives the user to "
              "their history films, audience and profile-genre claims; eras in thirds of a decade), claims checked in "
-             "brackets. Conclusion agreement: the stance of the last sentence matches the opening verdict, over the "
+             "brackets. With a false claim: the share of answers that state at least one false claim (claim "
+             "accuracy counts claims, so a few answers' false reactions hide among many true genres and eras). "
+             "Conclusion agreement: the stance of the last sentence matches the opening verdict, over the "
              "answers whose last sentence takes a clear stance (in brackets the share that takes none). Argument "
              "agreement: the share of the arguments an answer states (the reactions it gives the user, what viewers "
              "made of the target, the user's appetite for the target's genres) that point the way their place calls "
              "for, towards the verdict in a supporting sentence and against it after \"Although\", true or not "
              "(arguments judged in brackets)."), "",
             *_table(["system", "loop rate", "repetition", "garbled", "completion", "claim accuracy (claims)",
-                     "true / checked by kind", "conclusion agreement (unclear share)", "argument agreement (arguments)",
+                     "with a false claim", "true / checked by kind", "conclusion agreement (unclear share)",
+                     "argument agreement (arguments)",
                      "METEOR", "BLEU-4", "ROUGE-L", "grounding"], rows)]
 
 

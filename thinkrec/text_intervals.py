@@ -3,8 +3,8 @@ the same reference rows?
 
 Each measure compared here is a ratio of per-answer counts, hits over judged: claim accuracy (true claims over
 checked claims), argument agreement (arguments in their place over arguments judged), grounding (cited titles
-the prompt shows over titles cited), and the shares of answers that repeat an argument, glue two words together,
-loop or end complete (one judged per answer).
+the prompt shows over titles cited), and the shares of answers that state a false claim, repeat an argument, glue
+two words together, loop or end complete (one judged per answer).
 ``answer_tallies`` gives those counts; the ratios of their sums are ``text_metrics.text_measures``' figures
 (grounding: ``text_metrics.grounding_rate``). The
 interval of a difference resamples users (``intervals.UserBootstrap``, as the AUC intervals do), and a drawn user's
@@ -19,7 +19,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from thinkrec.intervals import Interval, UserBootstrap
-from thinkrec.text_metrics import complete, glued_words, grounding_of, loops, placed_arguments, repeats, title_words
+from thinkrec.text_metrics import (
+    complete,
+    glued_words,
+    grounding_of,
+    loops,
+    placed_arguments,
+    repeats,
+    states_falsehood,
+    title_words,
+)
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ class TextMeasure:
 
 
 MEASURES = (TextMeasure("claim_accuracy", "claim accuracy", True),
+            TextMeasure("falsehood_rate", "answers with a false claim", False),
             TextMeasure("argument_agreement", "argument agreement", True),
             TextMeasure("grounding_rate", "grounding", True),
             TextMeasure("repetition_rate", "repetition", False),
@@ -51,6 +61,7 @@ def answer_tallies(texts: list[str], claims_per_text: list[list], allowed: list[
     for text, claims, titles, tokens in zip(texts, claims_per_text, allowed, counts, strict=True):
         checked = [claim for claim in claims if claim.verdict != "unchecked"]
         rows["claim_accuracy"].append((sum(claim.verdict == "true" for claim in checked), len(checked)))
+        rows["falsehood_rate"].append((int(states_falsehood(claims)), 1))
         rows["argument_agreement"].append(placed_arguments(text, claims))
         grounded, ungrounded = grounding_of(text, titles, catalogue_titles)
         rows["grounding_rate"].append((len(grounded), len(grounded) + len(ungrounded)))

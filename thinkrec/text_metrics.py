@@ -313,6 +313,17 @@ def claim_accuracy(claims_per_text: list[list]) -> tuple[float, int]:
     return (verdicts.count("true") / len(verdicts) if verdicts else math.nan), len(verdicts)
 
 
+def states_falsehood(claims: list) -> bool:
+    """Whether one text's claims include a false one: a reader who checks meets a wrong fact."""
+    return any(claim.verdict == "false" for claim in claims)
+
+
+def falsehood_rate(claims_per_text: list[list]) -> float:
+    """Share of texts stating at least one false claim: claim accuracy counts claims, so a few short answers'
+    false reactions hide among many true genres and eras; this counts the answers a reader would distrust."""
+    return sum(map(states_falsehood, claims_per_text)) / len(claims_per_text) if claims_per_text else math.nan
+
+
 def claims_by_kind(claims_per_text: list[list]) -> dict[str, list[int]]:
     """Per claim kind, [true, checked] over the checked claims (verdict true or false), kinds in name order."""
     tally: dict[str, list[int]] = {}
@@ -438,7 +449,8 @@ def repetition_rate(texts: list[str], claims_per_text: list[list]) -> float:
 def text_measures(texts: list[str], claims_per_text: list[list], new_tokens: list[int] | None = None,
                   max_new_tokens: int | None = None, known_words: frozenset[str] = frozenset()) -> dict:
     """Loop rate, repetition rate, garble rate, completion rate, claim accuracy (with claims checked, and [true,
-    checked] per kind), conclusion agreement and argument agreement (with the arguments judged), rounded."""
+    checked] per kind), the share of answers with a false claim, conclusion agreement and argument agreement
+    (with the arguments judged), rounded."""
     accuracy, checked = claim_accuracy(claims_per_text)
     conclusion = conclusion_report(texts)
     arguments, judged = argument_agreement(texts, claims_per_text)
@@ -447,6 +459,7 @@ def text_measures(texts: list[str], claims_per_text: list[list], new_tokens: lis
             "garble_rate": round(garble_rate(texts, known_words), 4),
             "completion_rate": round(completion_rate(texts, new_tokens, max_new_tokens), 4),
             "claim_accuracy": round(accuracy, 4), "claims_checked": checked,
+            "falsehood_rate": round(falsehood_rate(claims_per_text), 4),
             "claims_by_kind": claims_by_kind(claims_per_text),
             "conclusion_agreement": round(conclusion["agreement"], 4),
             "conclusion_unclear_share": round(conclusion["unclear_share"], 4),
