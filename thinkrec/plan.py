@@ -46,7 +46,7 @@ LLM_STAGES = ("thinkrec", "collm", "tallrec")
 TRAINING = ("thinkrec", "clustering", "experts", "collm", "tallrec")
 EVALUATION = ("user-map", "scoring", "reasoning", "faithfulness")
 STAGES = (*TRAINING, *EVALUATION, "promotion")
-SCORED = ("thinkrec", "collm", "tallrec", "zeroshot", "fused")  # fused last: it reads ThinkRec-global's scores
+SCORED = ("thinkrec", "fused", "collm", "tallrec", "zeroshot")  # the centrepiece first; fused reads ThinkRec-global's scores
 SEEDS = ("cf", "teacher")  # what the candidate takes from the shipped checkpoints as they are
 
 
