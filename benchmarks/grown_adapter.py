@@ -53,7 +53,6 @@ from thinkrec.llm.train import (
     split_traces,
     uses_bf16_autocast,
 )
-from thinkrec.pipeline import traces_path
 from thinkrec.plan import candidate_config
 from thinkrec.teacher.dataset import load_trace_dataset
 from thinkrec.text_metrics import in_its_place, opening_yes, placed_arguments, repeats
@@ -82,7 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     config = candidate_config(load_config(args.config))
     prepared = prepare_dataset(config)
-    traces = load_trace_dataset(traces_path(config))
+    traces = load_trace_dataset(config.traces_path)
     folder = config.paths.work / "grown_adapter"
     folder.mkdir(parents=True, exist_ok=True)
     args.start = args.start or llm_dir(config, "thinkrec")

@@ -38,7 +38,6 @@ from thinkrec.llm.train import (
     make_optimiser,
     uses_bf16_autocast,
 )
-from thinkrec.pipeline import traces_path
 from thinkrec.subsets import valid_subset
 from thinkrec.teacher.dataset import load_trace_dataset
 
@@ -63,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     base = load_config(args.config)
     prepared = prepare_dataset(base)
-    traces = load_trace_dataset(traces_path(base))
+    traces = load_trace_dataset(base.traces_path)
     settings = base.llm
     valid = valid_subset(prepared, base)
     valid = valid.sample(n=args.valid_rows, random_state=settings.seed) if args.valid_rows else valid

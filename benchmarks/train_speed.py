@@ -27,7 +27,6 @@ from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.llm.systems import new_system, system_spec
 from thinkrec.llm.train import build_examples, loss_weights, make_batches, train_step
-from thinkrec.pipeline import traces_path
 from thinkrec.teacher.dataset import load_trace_dataset
 
 SETTINGS = {  # name -> (length buckets, bf16 autocast, LM head over every position)
@@ -85,7 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(overrides=["llm.reasoning_share=0.5"])
     prepared = prepare_dataset(config)
-    traces = load_trace_dataset(traces_path(config))
+    traces = load_trace_dataset(config.traces_path)
     spec = system_spec("thinkrec")
     weights = loss_weights(config.llm)
     runs = []

@@ -451,10 +451,9 @@ def real():
     from thinkrec.config import load_config
     from thinkrec.data.prepared import prepare_dataset
     from thinkrec.llm.backbone import load_backbone
-    from thinkrec.pipeline import traces_path
 
     config = load_config()
-    if not (cf_dir(config) / config.llm.cf_encoder / "config.json").exists() or not traces_path(config).exists():
+    if not (cf_dir(config) / config.llm.cf_encoder / "config.json").exists() or not config.traces_path.exists():
         pytest.skip("the CF checkpoints or the trace file are absent: run `python -m thinkrec train-cf traces`")
     _, tokenizer = load_backbone(config)
     return config, prepare_dataset(config), tokenizer, load_embeddings(config, config.llm.cf_encoder)["item"]
@@ -463,12 +462,11 @@ def real():
 @pytest.mark.integration
 def test_every_fact_of_200_new_traces_is_readable_from_the_prompt(real):
     from thinkrec.llm.systems import prompt_builder, system_spec
-    from thinkrec.pipeline import traces_path
     from thinkrec.teacher.dataset import load_trace_dataset, write_traces
     from thinkrec.teacher.grounded import GroundedTeacher
 
     config, prepared, tokenizer, items = real
-    stored = load_trace_dataset(traces_path(config))
+    stored = load_trace_dataset(config.traces_path)
     assert stored.attrs["prompt"] == {"history_len": config.llm.history_len, "prompt_evidence": True,
                                       "era_rule": "thirds"}
     sample = pd.concat([stored[stored["purpose"] != "reference"].sample(n=150, random_state=0),
@@ -506,11 +504,10 @@ def test_the_published_prompt_on_real_data_is_unchanged(real):
 
 @pytest.mark.integration
 def test_the_new_trace_file_samples_train_rows_at_the_natural_error_rate(real):
-    from thinkrec.pipeline import traces_path
     from thinkrec.teacher.dataset import load_trace_dataset, system1_train_scores
 
     config, prepared, _, _ = real
-    traces = load_trace_dataset(traces_path(config))
+    traces = load_trace_dataset(config.traces_path)
     train = traces[traces["purpose"] != "reference"]
     assert len(train) >= 6000 and (traces["purpose"] == "reference").sum() >= 500
     natural = system1_errors(prepared, system1_train_scores(prepared, config, config.llm.trace_system1)).mean()

@@ -119,11 +119,10 @@ def test_each_expert_trains_a_kth_of_the_global_budget_on_its_own_cluster(plan_c
 def test_the_baselines_train_on_exactly_thinkrecs_yes_no_rows(plan_config, tiny_prepared, tiny_tokenizer):
     from thinkrec.llm.systems import prompt_builder, system_spec
     from thinkrec.llm.train import build_examples, system_scope, training_examples
-    from thinkrec.pipeline import traces_path
     from thinkrec.teacher.dataset import load_trace_dataset
 
     config = plan_config
-    traces = load_trace_dataset(traces_path(config))
+    traces = load_trace_dataset(config.traces_path)
     thinkrec = system_spec("thinkrec")
     reference = build_examples(thinkrec, prompt_builder(thinkrec, tiny_prepared, tiny_tokenizer, config),
                                tiny_prepared, config, traces)

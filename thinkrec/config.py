@@ -308,6 +308,11 @@ class Config:
     whatif: WhatIfConfig = field(default_factory=WhatIfConfig)
     plan: PlanConfig = field(default_factory=PlanConfig)
 
+    @property
+    def traces_path(self) -> Path:
+        """The trace file the teacher writes and the LLMs learn from (``llm.traces_file``, under checkpoints/)."""
+        return self.paths.checkpoints / self.llm.traces_file
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 

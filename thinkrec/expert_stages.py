@@ -49,7 +49,6 @@ from thinkrec.llm.systems import expert_start, llm_dir, system_digest, system_sp
 from thinkrec.llm.train import Scope, read_state, shipped_digest, split_traces, train_system
 from thinkrec.manifest import write_manifest
 from thinkrec.metrics import auc_report
-from thinkrec.pipeline import traces_path
 from thinkrec.subsets import valid_subset
 from thinkrec.teacher.dataset import load_trace_dataset
 from thinkrec.timebox import TimeBox
@@ -93,7 +92,7 @@ def stage_clustering(prepared: PreparedData, config: Config, timebox: TimeBox | 
         return stored
     fusion = config.fusion
     vectors = load_embeddings(config, fusion.encoder)["user"].numpy()
-    traces = load_trace_dataset(traces_path(config))
+    traces = load_trace_dataset(config.traces_path)
     trace_users = split_traces(traces, config.llm)[0]["user"].to_numpy()
     candidates, clusterings = [], {}
     for method in fusion.methods:
@@ -199,7 +198,7 @@ def stage_experts(prepared: PreparedData, config: Config, force: bool = False, t
             continue
         if not timebox.may_start():
             return unfinished(config, scopes)
-        traces = traces if traces is not None else load_trace_dataset(traces_path(config))
+        traces = traces if traces is not None else load_trace_dataset(config.traces_path)
         log.info("experts: %s K=%d, expert %d of %d, %d tokens from the global adapter", clustering.method,
                  clustering.k, number + 1, clustering.k, scope.train_tokens)
         report = train_system(system_spec("thinkrec"), prepared, config, traces, scope=scope,

@@ -59,14 +59,9 @@ from thinkrec.timebox import TimeBox
 log = logging.getLogger(__name__)
 
 
-def traces_path(config: Config) -> Path:
-    """The trace file the teacher writes and the reasoning stages read (``llm.traces_file``, under checkpoints/)."""
-    return config.paths.checkpoints / config.llm.traces_file
-
-
 def stage_traces(prepared: PreparedData, config: Config, force: bool = False) -> pd.DataFrame:
     """Grounded-teacher traces for the train rows ``llm.trace_rows`` chooses and for the reference rows."""
-    path = traces_path(config)
+    path = config.traces_path
     if path.exists() and not force:
         log.info("traces: up to date in %s", path)
         return load_trace_dataset(path)
@@ -93,7 +88,7 @@ def stage_train_llm(name: str, prepared: PreparedData, config: Config, force: bo
     if (folder / "config.json").exists() and not force:
         log.info("%s: trained model in %s", name, folder)
         return read_json(folder / "config.json")["train"]
-    traces = load_trace_dataset(traces_path(config)) if needs_traces(spec, config) else None
+    traces = load_trace_dataset(config.traces_path) if needs_traces(spec, config) else None
     started = time.perf_counter()
     report = train_system(spec, prepared, config, traces, max_minutes=max_minutes)
     if not report["finished"]:
@@ -265,7 +260,7 @@ def stage_rescore_reasoning(prepared: PreparedData, config: Config, names: list[
     for name in names:
         if name == REFERENCES:
             reports[name] = references_report(prepared, config, reference_traces(config))
-            write_json(traces_path(config).parent / "reference_metrics.json", reports[name])
+            write_json(config.traces_path.parent / "reference_metrics.json", reports[name])
         else:
             reports[name] = stored_report(prepared, config, name)
             if answers_path(config, name, rules=False).exists():
@@ -276,7 +271,7 @@ def stage_rescore_reasoning(prepared: PreparedData, config: Config, names: list[
 
 def reference_traces(config: Config) -> pd.DataFrame:
     """The teacher's traces for the held-out reference test rows."""
-    traces = load_trace_dataset(traces_path(config))
+    traces = load_trace_dataset(config.traces_path)
     return traces[traces["purpose"] == "reference"].reset_index(drop=True)
 
 

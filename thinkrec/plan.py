@@ -46,7 +46,7 @@ LLM_STAGES = ("thinkrec", "collm", "tallrec")
 TRAINING = ("thinkrec", "clustering", "experts", "collm", "tallrec")
 EVALUATION = ("user-map", "scoring", "reasoning", "faithfulness")
 STAGES = (*TRAINING, *EVALUATION, "promotion")
-SCORED = ("thinkrec", "fused", "collm", "tallrec", "zeroshot")  # the centrepiece first; fused reads ThinkRec-global's scores
+SCORED = ("thinkrec", "fused", "collm", "tallrec", "zeroshot")  # centrepiece first; fused reads ThinkRec-global's
 SEEDS = ("cf", "teacher")  # what the candidate takes from the shipped checkpoints as they are
 
 

@@ -26,7 +26,7 @@ from thinkrec.files import read_json
 from thinkrec.fusion.experts import experts_dir, has_experts, load_shipped_clustering, read_selection
 from thinkrec.intervals import Interval, UserBootstrap, paired_difference, system_intervals, verdict
 from thinkrec.metrics import auc_report
-from thinkrec.pipeline import reference_traces, traces_path
+from thinkrec.pipeline import reference_traces
 from thinkrec.predictions import metrics_by_cluster, metrics_by_system, systems_in, test_predictions
 from thinkrec.reasoning_scores import answer_report, answers_path, references_report, tallies_of
 from thinkrec.svg_chart import grouped_bars
@@ -247,7 +247,7 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
     rows = [[name, *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate", "verdict_agreement",
                                          "stated_share", "rows")]]
             for name, report in reports.items() if answers[name].rules]
-    if traces_path(config).exists():
+    if config.traces_path.exists():
         references = reference_traces(config)
         reports = {REFERENCES_LABEL: references_report(prepared, config, references), **reports}
         answers[REFERENCES_LABEL] = AnswerSet(references, "trace")
