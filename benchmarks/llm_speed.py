@@ -1,13 +1,16 @@
 """Measure the LLM recommender's speed on this machine: scoring throughput and streamed generation.
 
-    python benchmarks/llm_speed.py [--system thinkrec] [--rows 64] [--generations 10] [--candidate-rows 3]
+    python benchmarks/llm_speed.py [--config training/plan.json] [--system thinkrec] [--rows 64] [--generations 10]
+                                   [--candidate-rows 3]
     python benchmarks/llm_speed.py --fusion [--rows 64]
     python benchmarks/llm_speed.py --batch 10 [--system thinkrec] [--max-new-tokens 160]
 
 Prints rows/s for batched P(Yes) scoring of test rows (``--rows 0`` skips it). Then streams the
 answers to the first reference rows (those the system's stored reasoning covers) with the
 configured greedy decoding, taking turns per row between settings: fp32 (the scoring backbone),
-``bfloat16`` (the ``decoding_backbone`` copy: packed weights, eager attention, fp32 LM head) and,
+``bfloat16`` (the ``decoding_backbone`` copy: packed weights, eager attention, fp32 LM head, stepped by
+``decode_steps.LlamaSteps``), the same copy stepped through its own forward (``ModelSteps``: the decoding before
+``LlamaSteps``; whether both write the same tokens is printed) and,
 on the first ``--candidate-rows`` rows only, that copy on one thread (what a stream gets while
 another one holds the other core) and a plain bfloat16 copy (nothing packed, the fused attention
 kernel). For each: the time from the request to the first piece of text, tokens/s and the time to
@@ -38,12 +41,15 @@ from thinkrec.llm.decoder import Float32Head, decode_dtype_here, decoding_backbo
 from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.score import score_rows
 from thinkrec.llm.systems import load_system
+from thinkrec.plan import candidate_config
 from thinkrec.reasoning_scores import answers_path, check_claims, with_history
+from thinkrec.serving.bank import trace_phrasebook
 from thinkrec.text_metrics import text_measures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="a plan whose candidate system is measured (default: the shipped one)")
     parser.add_argument("--system", default="thinkrec")
     parser.add_argument("--rows", type=int, default=64)
     parser.add_argument("--generations", type=int, default=10)
@@ -52,7 +58,7 @@ def main() -> None:
     parser.add_argument("--fusion", action="store_true", help="measure the cost of expert fusion instead")
     parser.add_argument("--batch", type=int, default=0, help="measure answers decoded together against streams")
     args = parser.parse_args()
-    config = load_config()
+    config = candidate_config(load_config(args.config)) if args.config else load_config()
     prepared = prepare_dataset(config)
     if args.fusion:
         fusion_cost(prepared, config, args.rows)
@@ -80,18 +86,21 @@ def main() -> None:
     stored = pd.read_parquet(answers_path(config, args.system)).head(args.generations)
     cases = stored[["user", "item"]].merge(prepared.split("test"), on=["user", "item"], how="left",
                                            validate="one_to_one")
-    ways = {"fp32": (None, threads), "bfloat16": (bf16, threads), "bfloat16, 1 thread": (bf16, 1),
-            "bfloat16, unpacked, fused attention": (plain, threads)}
-    extra = list(ways)[2:]  # measured on the first --candidate-rows rows only
+    book = trace_phrasebook(config, builder.tokenizer)
+    ways = {"fp32": (None, threads, book), "bfloat16": (bf16, threads, book),
+            "bfloat16, prompt lookup only": (bf16, threads, None),
+            "bfloat16, model forward, prompt lookup only": (OwnForward(bf16), threads, None),
+            "bfloat16, 1 thread": (bf16, 1, book), "bfloat16, unpacked, fused attention": (plain, threads, book)}
+    extra = list(ways)[4:]  # measured on the first --candidate-rows rows only
     runs = {name: [] for name in ways}
     stream_text(model, builder.tokenizer, builder.encode_row(cases.iloc[0]), GenerationSettings(max_new_tokens=2),
                 decoder=bf16).__iter__().__next__()  # warm-up
     for number, (_, case) in enumerate(cases.iterrows()):
-        for name, (decoder, count) in ways.items():
+        for name, (decoder, count, phrasebook) in ways.items():
             if name in extra and number >= args.candidate_rows:
                 continue
             torch.set_num_threads(count)
-            runs[name].append(timed_stream(model, builder, case, settings, decoder))
+            runs[name].append(timed_stream(model, builder, case, settings, decoder, phrasebook))
             torch.set_num_threads(threads)
     print(f"generation on {len(cases)} reference rows (greedy, at most {settings.max_new_tokens} new tokens):")
     print("| setting | rows | first token (median) | tokens/s (median) | full answer (median) |")
@@ -102,6 +111,12 @@ def main() -> None:
         print(f"| {name} | {len(measured)} | {statistics.median(r['first'] for r in measured):.2f} s | "
               f"{statistics.median(r['rate'] for r in measured):.1f} | "
               f"{statistics.median(r['total'] for r in measured):.2f} s |")
+    before = runs["bfloat16, model forward, prompt lookup only"]
+    for name in ("bfloat16", "bfloat16, prompt lookup only"):
+        same = sum(a["ids"] == b["ids"] for a, b in zip(runs[name], before))
+        print(f"{name} against the model forward with prompt lookup only: {same} of {len(cases)} answers the same "
+              f"tokens, {sum(r['passes'] for r in runs[name])} forward passes against "
+              f"{sum(r['passes'] for r in before)}")
     if settings.max_new_tokens == config.llm.max_new_tokens:  # as the stored answers were written
         kept = sum(run["text"] == text for run, text in zip(runs["fp32"], stored["generated"]))
         print(f"fp32 writes the stored answer word for word on {kept} of {len(cases)} rows")
@@ -112,17 +127,31 @@ def main() -> None:
         compare_answers(prepared, config, cases, runs["fp32"], runs[chosen], chosen)
 
 
-def timed_stream(model, builder, case, settings, decoder) -> dict:
-    """One streamed answer: seconds to the first piece and to the end, tokens/s, token ids, text, P(Yes)."""
+class OwnForward(torch.nn.Module):
+    """A backbone that ``decode_steps`` steps through its own forward (``ModelSteps``), not ``LlamaSteps``."""
+
+    def __init__(self, backbone):
+        super().__init__()
+        self.backbone = backbone
+
+    def forward(self, **kwargs):
+        return self.backbone(**kwargs)
+
+
+def timed_stream(model, builder, case, settings, decoder, phrasebook=None) -> dict:
+    """One streamed answer: seconds to the first piece and to the end, tokens/s, token ids, text, P(Yes), and
+    the decoding passes it took."""
     started = time.perf_counter()
-    stream = stream_text(model, builder.tokenizer, builder.encode_row(case), settings, decoder=decoder)
+    stream = stream_text(model, builder.tokenizer, builder.encode_row(case), settings, decoder=decoder,
+                         phrasebook=phrasebook)
     first, pieces = None, []
     for piece in stream:
         first = first or time.perf_counter() - started
         pieces.append(piece)
     total = time.perf_counter() - started
     return {"first": first, "total": total, "rate": stream.new_tokens / total, "ids": stream.token_ids,
-            "text": "".join(pieces), "p_yes": stream.p_yes, "new_tokens": stream.new_tokens}
+            "text": "".join(pieces), "p_yes": stream.p_yes, "new_tokens": stream.new_tokens,
+            "passes": stream.passes}
 
 
 def compare_answers(prepared, config, cases: pd.DataFrame, fp32: list[dict], chosen: list[dict], name: str) -> None:

@@ -34,6 +34,7 @@ from transformers import (
 
 from thinkrec.llm.lookup_decoding import AnswerRules, greedy_lookup_decode
 from thinkrec.llm.model import SoftTokenLM, collate
+from thinkrec.llm.phrasebook import Phrasebook
 from thinkrec.llm.prompt import EncodedPrompt
 
 MAX_NEW_TOKENS_LIMIT = 512
@@ -160,11 +161,12 @@ class TextStream:
     ``stop()`` ends the stream at its next decoding step (``stopped`` then says so)."""
 
     def __init__(self, model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings,
-                 timeout: float = 120.0, decoder: nn.Module | None = None):
+                 timeout: float = 120.0, decoder: nn.Module | None = None, phrasebook: Phrasebook | None = None):
         settings = settings.checked()
         device = next(model.parameters()).device
         batch = collate([prompt], tokenizer.pad_token_id).to(device)
         self._decoder = model.backbone if decoder is None else decoder  # a decoding_backbone of model.backbone
+        self._phrasebook = phrasebook  # guesses greedy decoding checks (the text stays the same)
         with torch.no_grad():
             embeds = model.input_embeddings(batch).to(next(self._decoder.parameters()).dtype)
         self.streamer = CountingStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
@@ -174,6 +176,7 @@ class TextStream:
         self._greedy = not settings.do_sample
         self._rules = AnswerRules.from_settings(tokenizer, settings)
         self.token_ids: list[int] = []  # the greedy answer's tokens so far
+        self.passes = 0  # forward passes whose logits chose them (one per group of tokens accepted together)
         self._prompt_ids = batch.input_ids[0]
         self._probe = VerdictProbe(model.yes_id, model.no_id)
         self._stop = Event()
@@ -211,7 +214,8 @@ class TextStream:
         collector = PieceCollector(self._tokenizer)
         groups = greedy_lookup_decode(self._decoder, self._kwargs["inputs_embeds"], self._prompt_ids.tolist(),
                                       self._kwargs["max_new_tokens"], self._rules,
-                                      on_first_logits=lambda logits: self._probe(self._prompt_ids[None], logits[None]))
+                                      on_first_logits=lambda logits: self._probe(self._prompt_ids[None], logits[None]),
+                                      phrasebook=self._phrasebook)
         while not self._stop.is_set():
             try:
                 group = self._context.run(next, groups, None)
@@ -221,6 +225,7 @@ class TextStream:
                 break
             first = not self.token_ids
             self.token_ids += group
+            self.passes += 1
             collector.put(torch.tensor(group))
             if first:
                 collector.flush()
@@ -249,9 +254,11 @@ class TextStream:
 
 
 def stream_text(model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings,
-                timeout: float = 120.0, decoder: nn.Module | None = None) -> TextStream:
-    """A ``TextStream`` over the generated answer (run on ``decoder``, a ``decoding_backbone``, when given)."""
-    return TextStream(model, tokenizer, prompt, settings, timeout, decoder)
+                timeout: float = 120.0, decoder: nn.Module | None = None,
+                phrasebook: Phrasebook | None = None) -> TextStream:
+    """A ``TextStream`` over the generated answer (run on ``decoder``, a ``decoding_backbone``, when given;
+    greedy decoding checks ``phrasebook``'s guesses too)."""
+    return TextStream(model, tokenizer, prompt, settings, timeout, decoder, phrasebook)
 
 
 def generate_text(model: SoftTokenLM, tokenizer, prompt: EncodedPrompt, settings: GenerationSettings) -> str:

@@ -23,6 +23,9 @@ from functools import lru_cache
 
 import torch
 
+from thinkrec.llm.decode_steps import decoding_steps
+from thinkrec.llm.phrasebook import Phrasebook
+
 DRAFT_TOKENS = 8  # longest guess checked per step
 LONGEST_NGRAM = 3  # n-grams tried, longest first, to find where the answer quotes earlier text
 SHORTEST_NGRAM = 2  # a single shared token predicts the continuation too poorly to pay for checking it
@@ -168,36 +171,51 @@ class AnswerRules:
         return lambda draft: allowed_prefix(draft, answer, self.no_repeat_ngram, seen, self.quotes)
 
 
+def next_draft(history: list[int], room: int, trim: Callable[[list[int]], list[int]],
+               phrasebook: Phrasebook | None) -> list[int]:
+    """The prompt's continuation of ``history``'s last n-gram, else the phrasebook's guess (``room`` tokens at most)."""
+    if room <= 0:
+        return []
+    draft = draft_from_history(history, room, trim=trim)
+    return draft if draft or phrasebook is None else phrasebook.draft(history, room, trim)
+
+
 @torch.inference_mode()
 def greedy_lookup_decode(backbone, inputs_embeds: torch.Tensor, prompt_ids: list[int], max_new_tokens: int,
                          rules: AnswerRules, on_first_logits: Callable[[torch.Tensor], None] = lambda logits: None,
-                         draft_tokens: int | None = None) -> Iterator[list[int]]:
+                         draft_tokens: int | None = None, phrasebook: Phrasebook | None = None) -> Iterator[list[int]]:
     """Decode greedily from one prompt (``inputs_embeds``: 1 x T x d, unpadded) under ``rules``, yielding each
     group of accepted tokens as soon as it is known (for streaming); ``on_first_logits`` receives the
-    logits at the answer position, before the first token is chosen."""
+    logits at the answer position, before the first token is chosen. Where the prompt and the answer so far
+    suggest no draft, ``phrasebook`` guesses one."""
     draft_tokens = DRAFT_TOKENS if draft_tokens is None else draft_tokens
     if inputs_embeds.shape[0] != 1:
         raise ValueError(f"lookup decoding serves one prompt at a time, got a batch of {inputs_embeds.shape[0]}")
-    output = backbone(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1)
-    cache, logits = output.cache, output.logits[0, -1]
+    passes = decoding_steps(backbone, inputs_embeds.shape[1] + max_new_tokens + draft_tokens + 1)
+    logits = passes.start(inputs_embeds)
     on_first_logits(logits)
     answer: list[int] = []
     while True:
         accepted = [rules.choose(logits, answer)]
-        if accepted[0] != rules.eos_token_id and len(answer) + 1 < max_new_tokens:
-            # The first words go out after plain steps (a stream shows whole words); later steps also check a draft.
-            room = min(draft_tokens, max_new_tokens - len(answer) - 1) if len(answer) >= PLAIN_STEPS else 0
-            draft = draft_from_history(prompt_ids + answer + accepted, room, trim=rules.trimmer(answer + accepted))
-            step = backbone(input_ids=torch.tensor([accepted + draft], device=inputs_embeds.device),
-                            cache=cache, use_cache=True)
-            # Row j of the step's logits follows answer + accepted + draft[:j].
-            while len(accepted) <= len(draft) and accepted[-1] != rules.eos_token_id \
-                    and rules.choose(step.logits[0, len(accepted) - 1], answer + accepted) == draft[len(accepted) - 1]:
-                accepted.append(draft[len(accepted) - 1])
-            rejected = len(draft) + 1 - len(accepted)
-            if rejected:
-                cache.crop(-rejected)
-            logits = step.logits[0, len(accepted) - 1]
+        ends = accepted[0] == rules.eos_token_id or len(answer) + 1 >= max_new_tokens
+        # The first words go out after plain steps (a stream shows whole words); later steps also check a draft.
+        room = min(draft_tokens, max_new_tokens - len(answer) - 1) if len(answer) >= PLAIN_STEPS else 0
+        draft = [] if ends else next_draft(prompt_ids + answer + accepted, room, rules.trimmer(answer + accepted),
+                                           phrasebook)
+        if not draft:  # nothing to check: the token goes out before the pass that follows it
+            answer += accepted
+            yield accepted
+            if ends:
+                return
+            logits = passes.step(accepted)[0]
+            continue
+        step = passes.step(accepted + draft)
+        # Row j of the step's logits follows answer + accepted + draft[:j].
+        while len(accepted) <= len(draft) and accepted[-1] != rules.eos_token_id \
+                and rules.choose(step[len(accepted) - 1], answer + accepted) == draft[len(accepted) - 1]:
+            accepted.append(draft[len(accepted) - 1])
+        passes.drop(len(draft) + 1 - len(accepted))
+        logits = step[len(accepted) - 1]
         answer += accepted
         yield accepted
         if accepted[-1] == rules.eos_token_id or len(answer) >= max_new_tokens:

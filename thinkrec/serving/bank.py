@@ -6,7 +6,8 @@ its cluster experts, CoLLM-style and TALLRec-style. A request names a system and
 gets that system's adapter mixture (the gate's weights for fused ThinkRec, one-hot for the others,
 none for zero-shot), its projector and its prompt. Nothing shared is modified per request. Scores
 run on the backbone in fp32; streamed answers run in ``llm.decode_dtype``: on a CPU with native
-bfloat16 one bfloat16 copy of it (270 MB more, for faster decoding), elsewhere the backbone itself.
+bfloat16 one bfloat16 copy of it (270 MB more, for faster decoding), elsewhere the backbone itself, and
+check the guesses of a phrasebook of the teacher's traces as they go (``thinkrec.llm.phrasebook``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
 from thinkrec import registry
@@ -30,6 +32,7 @@ from thinkrec.llm.decoder import decode_dtype_here, decoding_backbone
 from thinkrec.llm.generate import GenerationSettings, TextStream
 from thinkrec.llm.lora_mixture import install_mixture, mixture
 from thinkrec.llm.model import SoftTokenLM, collate
+from thinkrec.llm.phrasebook import Phrasebook
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
 from thinkrec.llm.systems import adapter_dir, build_model, llm_dir, load_projected_model, prompt_builder, system_spec
 from thinkrec.serving.case import Case
@@ -100,9 +103,10 @@ class LLMBank:
     [global, expert 1 .. K] are the first K + 1 entries of a mixture."""
 
     def __init__(self, served: dict[str, Served], n_adapters: int, titles: list[str], experts: Experts | None = None,
-                 decoder=None):
+                 decoder=None, phrasebook: Phrasebook | None = None):
         self.served = served
         self.decoder = decoder  # the backbone streamed answers run on (``decoding_backbone``); None: the shared one
+        self.phrasebook = phrasebook  # the teacher's phrases, guessed ahead while decoding (the text is unchanged)
         self.n_adapters = n_adapters
         self.titles = titles
         self.experts = experts  # None without trained experts
@@ -194,7 +198,7 @@ class LLMBank:
         weights = self.weights(system, case.user, tau) if weights is None else weights
         with mixture(torch.as_tensor(weights[None])):
             return TextStream(served.model, served.builder.tokenizer, self.prompt(system, case), settings,
-                              decoder=self.decoder)
+                              decoder=self.decoder, phrasebook=self.phrasebook)
 
     def explain(self, system: str, case: Case, settings: GenerationSettings, tau: float | None = None,
                 weights: np.ndarray | None = None) -> Explanation:
@@ -244,4 +248,19 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
     decoder = decoding_backbone(backbone, config.llm.decode_dtype)
     log.info("LLM systems ready on one backbone: %s (%d adapters); answers stream in %s", ", ".join(served),
              len(adapters), decode_dtype_here(config.llm.decode_dtype))
-    return LLMBank(served, max(len(adapters), 1), prepared.items["title"].tolist(), experts, decoder)
+    return LLMBank(served, max(len(adapters), 1), prepared.items["title"].tolist(), experts, decoder,
+                   trace_phrasebook(config, tokenizer))
+
+
+def trace_phrasebook(config: Config, tokenizer) -> Phrasebook | None:
+    """The phrasebook of the teacher's training traces (``config.traces_path``); None, with a warning, where the
+    file is missing or unreadable: answers then decode with prompt lookup alone, the same text more slowly."""
+    path = config.traces_path
+    try:
+        traces = pd.read_parquet(path, columns=["split", "trace"])
+    except Exception as err:  # missing, damaged, or without those columns
+        log.warning("no phrasebook for decoding: cannot read the traces %s (%s)", path, err)
+        return None
+    phrasebook = Phrasebook.from_texts(tokenizer, traces.loc[traces["split"] == "train", "trace"].tolist())
+    log.info("decoding phrasebook: %d contexts from %s", len(phrasebook), path)
+    return phrasebook
