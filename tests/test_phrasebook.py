@@ -63,3 +63,19 @@ def test_the_bank_phrasebook_learns_the_training_traces_only(tiny_config, tiny_t
     held_out = tiny_tokenizer("No. Quite unlike.", add_special_tokens=False).input_ids
     assert book.draft(taught[:3], 40) == [*taught[3:], tiny_tokenizer.eos_token_id]
     assert tuple(held_out[:4]) not in book.next_token
+
+
+def test_the_bank_phrasebook_reads_the_trace_file_thinkrec_records(tiny_config, tiny_tokenizer):
+    import json
+
+    import pandas as pd
+
+    from thinkrec.llm.systems import llm_dir
+
+    folder = llm_dir(tiny_config, "thinkrec")
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"llm_config": {"traces_file": "teacher/its_own.parquet"}}))
+    path = tiny_config.paths.checkpoints / "teacher" / "its_own.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"split": ["train"], "trace": ["Its own words."]}).to_parquet(path)
+    assert len(trace_phrasebook(tiny_config, tiny_tokenizer)) > 0

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,15 @@ from thinkrec.llm.lora_mixture import install_mixture, mixture
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.phrasebook import Phrasebook
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
-from thinkrec.llm.systems import adapter_dir, build_model, llm_dir, load_projected_model, prompt_builder, system_spec
+from thinkrec.llm.systems import (
+    adapter_dir,
+    build_model,
+    llm_dir,
+    load_projected_model,
+    prompt_builder,
+    recorded_prompt,
+    system_spec,
+)
 from thinkrec.serving.case import Case
 
 log = logging.getLogger(__name__)
@@ -253,9 +261,11 @@ def load_bank(prepared: PreparedData, config: Config, backbone=None, tokenizer=N
 
 
 def trace_phrasebook(config: Config, tokenizer) -> Phrasebook | None:
-    """The phrasebook of the teacher's training traces (``config.traces_path``); None, with a warning, where the
-    file is missing or unreadable: answers then decode with prompt lookup alone, the same text more slowly."""
-    path = config.traces_path
+    """The phrasebook of the training traces ThinkRec learnt from (the trace file its ``config.json`` records,
+    else ``llm.traces_file``); None, with a warning, where that file is missing or unreadable: answers then
+    decode with prompt lookup alone, the same text more slowly."""
+    recorded = (recorded_prompt(llm_dir(config, "thinkrec")) or {}).get("traces_file", config.llm.traces_file)
+    path = replace(config, llm=replace(config.llm, traces_file=recorded)).traces_path
     try:
         traces = pd.read_parquet(path, columns=["split", "trace"])
     except Exception as err:  # missing, damaged, or without those columns
