@@ -22,18 +22,18 @@ class ModelSteps:
     """Decoding passes through the model's own forward and cache (any Hugging Face causal LM)."""
 
     def __init__(self, backbone: nn.Module):
-        self.backbone, self.cache = backbone, None
+        self.backbone, self.cache, self.device = backbone, None, None
 
     def start(self, inputs_embeds: torch.Tensor) -> torch.Tensor:
         """The logits at the prompt's last position (``inputs_embeds``: 1 x T x d), filling the cache."""
         output = self.backbone(inputs_embeds=inputs_embeds, use_cache=True, logits_to_keep=1)
-        self.cache = output.cache
+        self.cache, self.device = output.cache, inputs_embeds.device
         return output.logits[0, -1]
 
     def step(self, tokens: list[int]) -> torch.Tensor:
         """The logits (len(tokens) x vocabulary) after each of ``tokens``, appended to the cache."""
-        device = next(self.backbone.parameters()).device
-        output = self.backbone(input_ids=torch.tensor([tokens], device=device), cache=self.cache, use_cache=True)
+        output = self.backbone(input_ids=torch.tensor([tokens], device=self.device), cache=self.cache,
+                               use_cache=True)
         return output.logits[0]
 
     def drop(self, count: int) -> None:

@@ -174,8 +174,6 @@ class AnswerRules:
 def next_draft(history: list[int], room: int, trim: Callable[[list[int]], list[int]],
                phrasebook: Phrasebook | None) -> list[int]:
     """The prompt's continuation of ``history``'s last n-gram, else the phrasebook's guess (``room`` tokens at most)."""
-    if room <= 0:
-        return []
     draft = draft_from_history(history, room, trim=trim)
     return draft if draft or phrasebook is None else phrasebook.draft(history, room, trim)
 
