@@ -10,7 +10,7 @@ token also barred with or without its leading space, ``llm.no_repeat_spellings``
 answer said "in their history" before), ``quotes`` (the same as ``rules``, the no-repeat rule off inside double
 quotes, ``llm.no_repeat_spares_quotes``, the configured default: a title named again stays whole), ``free``
 (neither rule); ``name:n`` runs an arm with an n-gram no-repeat rule. Answers are written as the reasoning stage
-writes them (``batch_decoding.write_answers``, in ``llm.decode_dtype``) for the first ``--rows`` reference rows;
+writes them (``LLMBank.answer``: the demo's stream, in ``llm.decode_dtype``) for the first ``--rows`` reference rows;
 every measure of ``text_intervals.MEASURES`` is printed with its difference to the first arm, paired over users
 (``text_intervals.ratio_difference``). ``--config`` names a plan: its candidate's system is measured;
 ``--answers-dir`` keeps each arm's answers to read.
@@ -26,12 +26,11 @@ from pathlib import Path
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.intervals import UserBootstrap
-from thinkrec.llm.batch_decoding import write_answers
-from thinkrec.llm.decoder import decoding_backbone
 from thinkrec.llm.generate import GenerationSettings
-from thinkrec.pipeline import answering_model, reference_prompts, reference_traces
+from thinkrec.pipeline import reference_cases, reference_traces
 from thinkrec.plan import candidate_config
 from thinkrec.reasoning_scores import tallies_of
+from thinkrec.serving.bank import load_bank
 from thinkrec.text_intervals import MEASURES, judged, ratio_difference
 
 ARMS = ("rules", "spellings", "quotes", "free")
@@ -61,13 +60,12 @@ def main() -> None:
     settings = {arm: arm_settings(config, arm) for arm in args.arms}  # a bad arm stops before any model loads
     prepared = prepare_dataset(config)
     references = reference_traces(config).head(args.rows)
-    model, builder, weights = answering_model(args.system, prepared, config, references["user"].to_numpy())
-    rows, prompts = reference_prompts(prepared, builder, references)
-    decoder = decoding_backbone(model.backbone, config.llm.decode_dtype)
+    bank = load_bank(prepared, config)
+    rows, cases = reference_cases(prepared, references)
     tallies = {}
     for arm in args.arms:
         started = time.perf_counter()
-        written = write_answers(model, builder.tokenizer, prompts, settings[arm], decoder, weights)
+        written = [bank.answer(args.system, case, settings[arm]) for case in cases]
         answers = rows[["user", "item"]].assign(generated=[a.text for a in written],
                                                 new_tokens=[a.new_tokens for a in written])
         if args.answers_dir:

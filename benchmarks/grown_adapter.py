@@ -40,8 +40,7 @@ from thinkrec.data.prepared import prepare_dataset
 from thinkrec.files import read_json, write_json
 from thinkrec.intervals import UserBootstrap
 from thinkrec.llm.backbone import load_backbone
-from thinkrec.llm.batch_decoding import write_answers
-from thinkrec.llm.generate import GenerationSettings
+from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.systems import llm_dir, load_projected_model, prompt_builder, system_digest, system_spec
 from thinkrec.llm.train import (
     build_examples,
@@ -159,8 +158,8 @@ def held_out_answers(model, builder, prepared, config, traces, count: int) -> li
     rows = held_out_rows(prepared, config, traces, count)
     prompts = [builder.encode(user, item, row["hist_items"], row["hist_labels"]) for user, item, row in rows]
     settings = replace(GenerationSettings.from_config(config.llm), min_new_tokens=0, no_repeat_ngram=0)
-    written = write_answers(model, builder.tokenizer, prompts, settings, model.backbone, None)
-    return [{"user": user, "item": item, "text": answer.text} for (user, item, _), answer in zip(rows, written)]
+    texts = ["".join(stream_text(model, builder.tokenizer, prompt, settings)) for prompt in prompts]
+    return [{"user": user, "item": item, "text": text} for (user, item, _), text in zip(rows, texts)]
 
 
 def checked_claims(answers: list[dict], prepared, config, traces) -> list[list[Claim]]:

@@ -3,7 +3,6 @@
     python benchmarks/llm_speed.py [--config training/plan.json] [--system thinkrec] [--rows 64] [--generations 10]
                                    [--candidate-rows 3]
     python benchmarks/llm_speed.py --fusion [--rows 64]
-    python benchmarks/llm_speed.py --batch 10 [--system thinkrec] [--max-new-tokens 160]
 
 Prints rows/s for batched P(Yes) scoring of test rows (``--rows 0`` skips it). Then streams the
 answers to the first reference rows (those the system's stored reasoning covers) with the
@@ -17,10 +16,7 @@ kernel). For each: the time from the request to the first piece of text, tokens/
 the full answer. Last, the generated token ids of fp32 and of the configured ``llm.decode_dtype``:
 how many answers are identical and, where they differ, the reasoning measures (loops, completion,
 claims, conclusion) of both. ``--fusion`` instead scores the same rows with the fused experts, the
-global adapter alone and hard routing on one mixing model, back to back. ``--batch N`` instead writes the
-answers to the first N reference rows as the reasoning stage does (``batch_decoding.write_answers``: decoded
-together) and one stream at a time as the demo does, in the configured ``llm.decode_dtype``: seconds, tokens/s,
-the ratio, and how many answers keep the same tokens.
+global adapter alone and hard routing on one mixing model, back to back.
 """
 
 from __future__ import annotations
@@ -36,7 +32,6 @@ import torch
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.fusion.fused import load_fused
-from thinkrec.llm.batch_decoding import write_answers
 from thinkrec.llm.decoder import Float32Head, decode_dtype_here, decoding_backbone
 from thinkrec.llm.generate import GenerationSettings, stream_text
 from thinkrec.llm.score import score_rows
@@ -56,15 +51,11 @@ def main() -> None:
     parser.add_argument("--candidate-rows", type=int, default=3)
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: llm.max_new_tokens")
     parser.add_argument("--fusion", action="store_true", help="measure the cost of expert fusion instead")
-    parser.add_argument("--batch", type=int, default=0, help="measure answers decoded together against streams")
     args = parser.parse_args()
     config = candidate_config(load_config(args.config)) if args.config else load_config()
     prepared = prepare_dataset(config)
     if args.fusion:
         fusion_cost(prepared, config, args.rows)
-        return
-    if args.batch:
-        batch_cost(prepared, config, args.system, args.batch, args.max_new_tokens)
         return
     started = time.perf_counter()
     model, builder = load_system(args.system, prepared, config)
@@ -174,31 +165,6 @@ def compare_answers(prepared, config, cases: pd.DataFrame, fp32: list[dict], cho
                       min(len(fp32[i]["ids"]), len(chosen[i]["ids"])))
         print(f"  row {i}: the same first {common} tokens of {len(fp32[i]['ids'])} (fp32) and "
               f"{len(chosen[i]['ids'])} ({name})")
-
-
-def batch_cost(prepared, config, system: str, n_rows: int, max_new_tokens: int | None) -> None:
-    """The first ``n_rows`` reference answers written together (the reasoning stage) and streamed one by one."""
-    model, builder = load_system(system, prepared, config)
-    decoder = decoding_backbone(model.backbone, config.llm.decode_dtype)
-    settings = GenerationSettings.from_config(config.llm, max_new_tokens)
-    stored = pd.read_parquet(answers_path(config, system)).head(n_rows)
-    cases = stored[["user", "item"]].merge(prepared.split("test"), on=["user", "item"], how="left",
-                                           validate="one_to_one")
-    prompts = [builder.encode_row(case) for _, case in cases.iterrows()]
-    started = time.perf_counter()
-    streams = [stream_text(model, builder.tokenizer, prompt, settings, decoder=decoder) for prompt in prompts]
-    texts = ["".join(stream) for stream in streams]
-    alone = time.perf_counter() - started
-    started = time.perf_counter()
-    written = write_answers(model, builder.tokenizer, prompts, settings, decoder)
-    together = time.perf_counter() - started
-    tokens = sum(stream.new_tokens for stream in streams)
-    same = sum(text == answer.text for text, answer in zip(texts, written))
-    gap = max(abs(stream.p_yes - answer.p_yes) for stream, answer in zip(streams, written))
-    print(f"{n_rows} reference answers of {system} ({decode_dtype_here(config.llm.decode_dtype)}, at most "
-          f"{settings.max_new_tokens} new tokens, {tokens} in all): one stream at a time {alone:.1f} s "
-          f"({tokens / alone:.1f} tokens/s), decoded together {together:.1f} s ({tokens / together:.1f} tokens/s): "
-          f"{alone / together:.2f}x; {same} of {n_rows} answers the same text, P(Yes) gap at most {gap:.1e}")
 
 
 def fusion_cost(prepared, config, n_rows: int) -> None:

@@ -138,9 +138,32 @@ def stored_scoring(metrics: dict):
     return ScoreSettings(**metrics.get("scoring", {}))
 
 
+def reproduces_to(metrics: dict) -> float:
+    """How close stored scores must be scored again: to 1e-4 where they were scored in fp32 or with this machine's
+    arithmetic (``cpu.arithmetic``: bfloat16 rounds alike only there), else within the bar that admitted bfloat16."""
+    from thinkrec.llm.cpu import arithmetic
+    from thinkrec.llm.score import GAP_BAR
+
+    exact = stored_scoring(metrics).bf16_layers == 0 or metrics.get("arithmetic") == arithmetic()
+    return 1e-4 if exact else GAP_BAR
+
+
+def rescored_batches(model, builder, frame: pd.DataFrame, settings, mixtures=None, seed: int = 1
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Two random batches of the scoring job that stored ``frame``'s scores, each scored again as it was scored
+    (``score.job_batches``: under bfloat16 a row's score moves with its batch): their rows' positions and scores."""
+    from thinkrec.llm.score import job_batches, score_chunk
+
+    prompts = [builder.encode_row(row) for _, row in frame.iterrows()]
+    batches = [batch for chunk in job_batches(prompts, settings) for batch in chunk]
+    picked = [batches[i] for i in np.random.default_rng(seed).choice(len(batches), 2, replace=False)]
+    pad = builder.tokenizer.pad_token_id
+    return np.concatenate(picked), np.concatenate([score_chunk(model, prompts, batch, mixtures, settings, pad)
+                                                   for batch in picked])
+
+
 @pytest.mark.parametrize("name", list(SHIPPED_LLMS))
 def test_shipped_llm_rescores_its_stored_test_predictions(config, prepared, name):
-    from thinkrec.llm.score import score_rows
     from thinkrec.llm.systems import llm_dir, load_system
     from thinkrec.predictions import scored_test_metrics
 
@@ -148,14 +171,13 @@ def test_shipped_llm_rescores_its_stored_test_predictions(config, prepared, name
     stored = pd.read_parquet(folder / "test_predictions.parquet")
     metrics = json.loads((folder / "metrics.json").read_text())
     rows = scored_rows(prepared, config, stored)
-    pick = np.random.default_rng(1).choice(len(rows), 20, replace=False)
     model, builder = load_system(name, prepared, config)
-    scores = score_rows(model, builder, rows.iloc[pick], stored_scoring(metrics))
-    assert np.allclose(scores, stored["p_yes"].to_numpy()[pick], atol=1e-4)
+    positions, scores = rescored_batches(model, builder, rows, stored_scoring(metrics))
+    assert np.allclose(scores, stored["p_yes"].to_numpy()[positions], atol=reproduces_to(metrics))
     assert auc_report(stored["user"], stored["label"], stored["p_yes"]) == scored_test_metrics(metrics)
     if (folder / "valid_predictions.parquet").exists():  # a whole-split evaluation also stores the valid subset
         valid = pd.read_parquet(folder / "valid_predictions.parquet")
-        assert auc_report(valid["user"], valid["label"], valid["p_yes"]) == metrics["valid"]
+        assert auc_report(valid["user"], valid["label"], valid["p_yes"]) == pytest.approx(metrics["valid"], nan_ok=True)
 
 
 def test_shipped_fused_model_rescores_its_stored_test_predictions(config, prepared):
@@ -166,16 +188,21 @@ def test_shipped_fused_model_rescores_its_stored_test_predictions(config, prepar
     stored = pd.read_parquet(experts_dir(config) / "test_predictions.parquet")
     metrics = json.loads((experts_dir(config) / "metrics.json").read_text())
     rows = scored_rows(prepared, config, stored)
-    pick = np.random.default_rng(2).choice(len(rows), 20, replace=False)
     fused = load_fused(prepared, config)
     fused.scoring = stored_scoring(metrics)
-    for mode, column in (("fused", "p_yes"), ("hard", "p_hard")):
-        assert np.allclose(fused.score(rows.iloc[pick], mode), stored[column].to_numpy()[pick], atol=1e-4)
+    modes = ("fused", "hard")  # scored together, as (row, mixture) jobs (``FusedSystem.score_modes``)
+    jobs, inverse = fused.mode_jobs(rows, modes)
+    positions, scores = rescored_batches(fused.model, fused.builder, rows.iloc[jobs[:, 0].astype(int)],
+                                         fused.scoring, jobs[:, 1:], seed=2)
+    table = np.stack([stored["p_yes"].to_numpy(), stored["p_hard"].to_numpy()])  # mode by mode, as ``inverse``
+    for job, score in zip(positions, scores, strict=True):
+        assert np.allclose(table.reshape(-1)[inverse == job], score, atol=reproduces_to(metrics))
     assert auc_report(stored["user"], stored["label"], stored["p_yes"]) == scored_test_metrics(metrics)
     assert auc_report(stored["user"], stored["label"], stored["p_global"]) == metrics["modes"]["global"]
     if (experts_dir(config) / "valid_predictions.parquet").exists():
         valid = pd.read_parquet(experts_dir(config) / "valid_predictions.parquet")
-        assert auc_report(valid["user"], valid["label"], valid["p_hard"]) == metrics["valid_modes"]["hard"]
+        assert auc_report(valid["user"], valid["label"], valid["p_hard"]) == pytest.approx(
+            metrics["valid_modes"]["hard"], nan_ok=True)  # one row per user: no UAUC (NaN)
 
 
 def test_the_evaluations_scoring_meets_the_bar_on_real_rows(config, prepared, tmp_path):
@@ -201,22 +228,33 @@ def test_the_evaluations_scoring_meets_the_bar_on_real_rows(config, prepared, tm
 
 def test_the_demo_regenerates_the_stored_fused_reasoning_word_for_word(config, prepared):
     """The bank the demo serves from, decoding in the dtype the stored answers were written in (fp32 for files that
-    record none), writes the very texts the report scored."""
+    record none), writes the very texts the report scored. bfloat16 answers written on another machine type
+    (``cpu.arithmetic``) round apart from some token on: there the verdict and P(Yes) within the bar must hold."""
     from thinkrec.fusion.experts import experts_dir
+    from thinkrec.llm.cpu import arithmetic
     from thinkrec.llm.generate import GenerationSettings
+    from thinkrec.llm.score import GAP_BAR
     from thinkrec.serving.bank import load_bank
     from thinkrec.serving.case import Case
+    from thinkrec.text_metrics import opening_yes
 
     stored = pd.read_parquet(experts_dir(config) / "reasoning.parquet")
     cases = stored.sample(n=2, random_state=3).merge(prepared.rows, on=["user", "item"], how="left")
     generated = json.loads((experts_dir(config) / "reasoning_metrics.json").read_text())
-    config = load_config(overrides=[f"llm.decode_dtype={generated.get('decode_dtype', 'float32')}"])  # as written
+    dtype = generated.get("decode_dtype", "float32")
+    exact = dtype == "float32" or generated.get("arithmetic") == arithmetic()
+    config = load_config(overrides=[f"llm.decode_dtype={dtype}"])  # as written
     bank = load_bank(prepared, config)
     for case in cases.itertuples():
         stream = bank.stream("fused", Case(case.user, case.item, case.hist_items, case.hist_labels),
                              GenerationSettings.from_config(config.llm))
-        assert "".join(stream) == case.generated
-        assert stream.p_yes == pytest.approx(case.p_yes, abs=1e-5)
+        text = "".join(stream)
+        if exact:
+            assert text == case.generated
+            assert stream.p_yes == pytest.approx(case.p_yes, abs=1e-5)
+        else:
+            assert opening_yes(text) == opening_yes(case.generated)
+            assert stream.p_yes == pytest.approx(case.p_yes, abs=GAP_BAR)
 
 
 def test_an_fp32_stream_opens_with_the_p_yes_the_scores_table_shows(config, prepared):

@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from thinkrec.llm.batch_decoding import greedy_decode_batch
 from thinkrec.llm.decoder import PackedLinear, can_pack, decode_dtype_here, decoding_backbone
 from thinkrec.llm.generate import GenerationSettings, generate_text, stream_text
-from thinkrec.llm.lookup_decoding import AnswerRules
 from thinkrec.llm.model import collate, weighted_loss
 from thinkrec.llm.prompt import MARKER
 from thinkrec.llm.systems import load_system, new_system, save_system, system_spec
@@ -352,28 +350,3 @@ def test_losses_from_the_answer_window_equal_the_full_lm_head(trained_cf, tiny_p
     full_bce, full_lm = model.losses(batch, labels, full_head=True)
     assert torch.allclose(window_bce, full_bce, atol=1e-6) and torch.allclose(window_lm, full_lm, atol=1e-6)
     assert (window_lm > 0).all()
-
-
-def test_a_batch_of_greedy_answers_is_each_answer_streamed_alone(trained_cf, tiny_prepared, tiny_config, tiny_llama,
-                                                                 tiny_tokenizer):
-    """The reasoning stage decodes its rows together (left-padded, under the same rules): each row's tokens and
-    P(Yes) are the ones the demo's lookup-decoded stream gives that row alone."""
-    with torch.no_grad():  # sharp attention: a random tiny model otherwise barely reads positions
-        for name, param in tiny_llama.named_parameters():
-            if name.endswith(("q_proj.weight", "k_proj.weight")):
-                param.mul_(12)
-    model, builder = build("thinkrec", tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer)
-    rows = tiny_prepared.split("test").head(3)
-    prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
-    prompts.append(builder.encode(int(rows.iloc[0]["user"]), int(rows.iloc[0]["item"]), [], []))  # no history
-    lengths = [len(p) for p in prompts]
-    assert max(lengths) - min(lengths) > 100  # the batch pads some rows by much
-    settings = GenerationSettings(max_new_tokens=12, min_new_tokens=3, no_repeat_ngram=2)
-    rules = AnswerRules(tiny_tokenizer.eos_token_id, settings.min_new_tokens, settings.no_repeat_ngram)
-    together = greedy_decode_batch(model, prompts, tiny_tokenizer.pad_token_id, settings.max_new_tokens, rules)
-    for prompt, answer in zip(prompts, together):
-        stream = stream_text(model, tiny_tokenizer, prompt, settings)
-        "".join(stream)
-        assert answer.token_ids == stream.token_ids and 3 <= len(answer.token_ids) <= 12
-        assert answer.p_yes == pytest.approx(stream.p_yes, abs=1e-5)
-    assert greedy_decode_batch(model, [], tiny_tokenizer.pad_token_id, 12, rules) == []

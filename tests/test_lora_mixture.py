@@ -10,12 +10,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from thinkrec.errors import CheckpointError
-from thinkrec.llm.batch_decoding import greedy_decode_batch
-from thinkrec.llm.lookup_decoding import AnswerRules
 from thinkrec.llm.lora_mixture import MixtureLoRALinear, install_mixture, mixture, read_adapter
-from thinkrec.llm.model import SoftTokenLM
-from thinkrec.llm.prompt import EncodedPrompt
-from thinkrec.llm.systems import answer_ids
 
 TARGETS = ("q_proj", "v_proj")
 
@@ -123,24 +118,3 @@ def test_damaged_adapter_folder_is_named(tiny_llama, adapters):
     (adapters[2] / "adapter_config.json").unlink()
     with pytest.raises(CheckpointError, match="adapter_config.json"):
         read_adapter(adapters[2])
-
-
-def test_a_mixed_batch_decodes_each_row_as_it_decodes_alone(tiny_llama, tiny_tokenizer, adapters):
-    """Fused answers decoded together (the reasoning stage): every row keeps its own adapter mixture at each step."""
-    fused = install_mixture(copy.deepcopy(tiny_llama), adapters)
-    model = SoftTokenLM(fused, None, *answer_ids(tiny_tokenizer))
-    torch.manual_seed(5)
-    prompts = [EncodedPrompt(torch.randint(0, 200, (length,)).tolist(), [], [], "") for length in (6, 60, 25)]
-    weights = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.4, 0.6], [0.0, 0.0, 1.0]])
-    rules = AnswerRules(tiny_tokenizer.eos_token_id, min_new_tokens=2, no_repeat_ngram=2)
-    pad = tiny_tokenizer.pad_token_id
-    with mixture(weights):
-        together = greedy_decode_batch(model, prompts, pad, 8, rules)
-    for row, answer in enumerate(together):
-        with mixture(weights[row:row + 1]):
-            alone = greedy_decode_batch(model, prompts[row:row + 1], pad, 8, rules)[0]
-        assert answer.token_ids == alone.token_ids
-        assert answer.p_yes == pytest.approx(alone.p_yes, abs=1e-5)
-    with mixture(weights[:1].expand(3, -1)):
-        one_adapter = greedy_decode_batch(model, prompts, pad, 8, rules)
-    assert [a.p_yes for a in one_adapter] != pytest.approx([a.p_yes for a in together], abs=1e-4)  # mixtures matter

@@ -166,27 +166,55 @@ def whole_split_replaces_the_subset(prepared, config):
 def test_answers_without_the_decoding_rules_are_stored_apart(tiny_prepared, tiny_pipeline_config, monkeypatch):
     from thinkrec import pipeline
     from thinkrec.reasoning_scores import answers_metrics_path, answers_path
+    from thinkrec.serving.bank import LLMBank
 
     config = tiny_pipeline_config
     config.llm.min_new_tokens, config.llm.no_repeat_ngram = 4, 3
     pipeline.stage_traces(tiny_prepared, config)
     pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
-    decoded, real_write = [], pipeline.write_answers
+    decoded, real_answer = [], LLMBank.answer
 
-    def write(model, tokenizer, prompts, settings, *args):
-        decoded.append((len(prompts), settings.min_new_tokens, settings.no_repeat_ngram))
-        return real_write(model, tokenizer, prompts, settings, *args)
+    def answer(bank, system, case, settings):
+        decoded.append((system, settings.min_new_tokens, settings.no_repeat_ngram))
+        return real_answer(bank, system, case, settings)
 
-    monkeypatch.setattr(pipeline, "write_answers", write)
+    monkeypatch.setattr(LLMBank, "answer", answer)
     with_rules = pipeline.stage_reasoning("thinkrec", tiny_prepared, config)
     free = pipeline.stage_reasoning("thinkrec", tiny_prepared, config, rules=False)
-    assert decoded == [(2, 4, 3), (2, 0, 0)]  # the two reference rows decoded together, each way
+    assert decoded == [("thinkrec", 4, 3)] * 2 + [("thinkrec", 0, 0)] * 2  # the two reference rows, each way
     assert with_rules["decoding_rules"] and not free["decoding_rules"] and free["rows"] == 2
     assert answers_path(config, "thinkrec") != answers_path(config, "thinkrec", rules=False)
     assert json.loads(answers_metrics_path(config, "thinkrec").read_text())["decoding_rules"]
     rescored = pipeline.stage_rescore_reasoning(tiny_prepared, config, ["thinkrec"])
     assert set(rescored) == {"thinkrec", "thinkrec (no decoding rules)"}
     assert not rescored["thinkrec (no decoding rules)"]["decoding_rules"]  # the run's facts survive a rescore
+
+
+def test_stored_answers_are_the_texts_the_demo_streams(tiny_prepared, tiny_pipeline_config):
+    """A fresh bank (the demo's) streams, for each reference row, the text and P(Yes) the reasoning stage stored,
+    fused answers under the gate's mixture included, also in bfloat16 (where a row decoded in a batch of others
+    rounds apart from the same row alone); an unknown system is refused by name."""
+    from thinkrec import expert_stages, pipeline
+    from thinkrec.llm.generate import GenerationSettings
+    from thinkrec.reasoning_scores import answers_path
+    from thinkrec.serving.bank import load_bank
+
+    config = tiny_pipeline_config
+    pipeline.stage_traces(tiny_prepared, config)
+    pipeline.stage_train_llm("thinkrec", tiny_prepared, config)
+    expert_stages.stage_experts(tiny_prepared, config)
+    config.llm.decode_dtype = "bfloat16"
+    with pytest.raises(CheckpointError, match="collm"):
+        pipeline.stage_reasoning("collm", tiny_prepared, config)
+    bank = load_bank(tiny_prepared, config)
+    _, cases = pipeline.reference_cases(tiny_prepared, pipeline.reference_traces(config))
+    for system in ("fused", "thinkrec"):
+        pipeline.stage_reasoning(system, tiny_prepared, config)
+        stored = pd.read_parquet(answers_path(config, system))
+        for case, answer in zip(cases, stored.itertuples(), strict=True):
+            stream = bank.stream(system, case, GenerationSettings.from_config(config.llm))
+            assert "".join(stream) == answer.generated and stream.new_tokens == answer.new_tokens
+            assert stream.p_yes == pytest.approx(answer.p_yes, abs=1e-6)
 
 
 def test_bank_serves_every_system_on_one_backbone(tiny_prepared, tiny_pipeline_config):

@@ -27,8 +27,8 @@ from thinkrec.files import read_json, write_json
 from thinkrec.fusion.experts import experts_dir, load_shipped_clustering, user_map_dir
 from thinkrec.fusion.fused import load_fused
 from thinkrec.fusion.user_map import JSON_FILE, fit_user_map, save_user_map
-from thinkrec.llm.batch_decoding import write_answers
-from thinkrec.llm.decoder import decode_dtype_here, decoding_backbone
+from thinkrec.llm.cpu import arithmetic
+from thinkrec.llm.decoder import decode_dtype_here
 from thinkrec.llm.fingerprint import job_digest
 from thinkrec.llm.generate import GenerationSettings
 from thinkrec.llm.score import PROBE_ROWS, Scored, ScoreSettings, bar_checked, score_job
@@ -45,6 +45,8 @@ from thinkrec.reasoning_scores import (
     shown_titles,
     stored_report,
 )
+from thinkrec.serving.bank import load_bank
+from thinkrec.serving.case import Case
 from thinkrec.subsets import test_rows, valid_subset
 from thinkrec.teacher.dataset import (
     load_trace_dataset,
@@ -187,7 +189,8 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
         scored.append(result)
     write_predictions(folder, tables)
     metrics |= {"scope": config.llm.eval_scope, "scoring": asdict(settings), "precision_check": check,
-                "seconds": round(time.perf_counter() - started, 1), "rows_per_second": rows_per_second(scored),
+                "arithmetic": arithmetic(), "seconds": round(time.perf_counter() - started, 1),
+                "rows_per_second": rows_per_second(scored),
                 "prompt": {key: getattr(builder.config, key) for key in LEGACY_PROMPT}}  # what serving renders
     write_json(folder / "metrics.json", metrics)
     shutil.rmtree(scoring_dir(config, name), ignore_errors=True)
@@ -204,33 +207,39 @@ def rows_per_second(scored: list[Scored]) -> float:
 
 def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bool = False,
                     timebox: TimeBox | None = None, rules: bool = True) -> dict:
-    """Generate reasoning for the reference test rows and score it (``reasoning_scores.answer_report``).
+    """Answer the reference test rows and score the answers (``reasoning_scores.answer_report``).
 
     ``name`` is an LLM system or ``fused`` (ThinkRec with the gate mixing its experts per user); ``rules`` False
-    decodes without the no-repeat and minimum-length rules (stored apart: ``answers_path``). The answers are
-    decoded and saved ``llm.reasoning_chunk_rows`` at a time (``batch_decoding.write_answers``) under
-    ``reasoning_dir``: a run stopped at the end of ``timebox`` or killed continues with the same call."""
+    decodes without the no-repeat and minimum-length rules (stored apart: ``answers_path``). Each answer is the
+    one the demo streams (``LLMBank.answer``: the same adapter mixture, decoding dtype and phrasebook), so the
+    demo writes the very texts the report scores: bfloat16 rounds a row apart in a batch of others. The answers
+    are saved ``llm.reasoning_chunk_rows`` at a time under ``reasoning_dir``: a run stopped at the end of
+    ``timebox`` or killed continues with the same call."""
     folder = registry.folder(config, name)
     out, metrics_file = answers_path(config, name, rules), answers_metrics_path(config, name, rules)
     if out.exists() and not force:
         log.info("%s: reasoning in %s", name, out)
         return read_json(metrics_file)
     references = reference_traces(config)
-    model, builder, weights = answering_model(name, prepared, config, references["user"].to_numpy())
-    rows, prompts = reference_prompts(prepared, builder, references)
+    bank = load_bank(prepared, config)
+    if name not in bank.served:
+        raise CheckpointError(f"{name}: not among the trained systems in {config.paths.checkpoints / 'llm'} "
+                              f"({', '.join(bank.systems)}); train it first")
+    rows, cases = reference_cases(prepared, references)
     settings = GenerationSettings.from_config(config.llm, rules=rules)
     dtype = decode_dtype_here(config.llm.decode_dtype)  # what "auto" means here, recorded with the answers
-    decoder = decoding_backbone(model.backbone, dtype)  # as the demo streams them
 
     def answer(positions: np.ndarray) -> pd.DataFrame:
-        written = write_answers(model, builder.tokenizer, [prompts[n] for n in positions], settings, decoder,
-                                None if weights is None else weights[positions])
+        written = [bank.answer(name, cases[n], settings) for n in positions]
         return pd.DataFrame({"generated": [a.text for a in written], "p_yes": [a.p_yes for a in written],
                              "new_tokens": [a.new_tokens for a in written]})
 
     step = config.llm.reasoning_chunk_rows
-    chunks = [np.arange(start, min(start + step, len(prompts))) for start in range(0, len(prompts), step)]
-    job = job_digest(model, prompts, weights, {**asdict(settings), "decode_dtype": dtype})
+    chunks = [np.arange(start, min(start + step, len(cases))) for start in range(0, len(cases), step)]
+    decided_by = {**asdict(settings), "decode_dtype": dtype, "arithmetic": arithmetic(),
+                  "phrasebook": bank.phrasebook.digest() if bank.phrasebook else None}
+    job = job_digest(bank.served[name].model, [bank.prompt(name, case) for case in cases],
+                     np.stack([bank.weights(name, case.user) for case in cases]), decided_by)
     work = reasoning_dir(config, name if rules else f"{name}_free")
     try:
         done = run_chunks(chunks, answer, Chunks(work / job[:16]), timebox, f"reasoning {name}")
@@ -241,7 +250,7 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
         reference=references["trace"], generated=done["generated"], p_yes=done["p_yes"], allowed=allowed,
         new_tokens=done["new_tokens"])
     report = answer_report(prepared, config, answers) | {"seconds": round(float(done["seconds"].sum()), 1),
-                                                          "decode_dtype": dtype,
+                                                          "decode_dtype": dtype, "arithmetic": arithmetic(),
                                                           "decoding_rules": rules}
     folder.mkdir(parents=True, exist_ok=True)
     answers.to_parquet(out, index=False)
@@ -275,21 +284,11 @@ def reference_traces(config: Config) -> pd.DataFrame:
     return traces[traces["purpose"] == "reference"].reset_index(drop=True)
 
 
-def answering_model(name: str, prepared: PreparedData, config: Config, users: np.ndarray) -> tuple:
-    """The model, prompt builder and per-row expert mixtures that answer for ``users`` as system ``name``
-    (``fused``: ThinkRec with the gate mixing its experts per user; the mixtures are None for any other)."""
-    if name == "fused":
-        fused = load_fused(prepared, config)
-        return fused.model, fused.builder, fused.mixtures(users, "fused")
-    model, builder = load_system(name, prepared, config)
-    return model, builder, None
-
-
-def reference_prompts(prepared: PreparedData, builder, references: pd.DataFrame) -> tuple[pd.DataFrame, list]:
-    """The prepared rows (with their histories) of the reference traces, in order, and their encoded prompts."""
+def reference_cases(prepared: PreparedData, references: pd.DataFrame) -> tuple[pd.DataFrame, list[Case]]:
+    """The prepared rows (with their histories) of the reference traces, in order, and their cases."""
     keys = ["user", "item", "timestamp"]
     rows = references[keys].merge(prepared.rows, on=keys, how="left", validate="one_to_one")
-    return rows, [builder.encode(row.user, row.item, row.hist_items, row.hist_labels) for row in rows.itertuples()]
+    return rows, [Case(row.user, row.item, row.hist_items, row.hist_labels) for row in rows.itertuples()]
 
 
 def stage_user_map(prepared: PreparedData, config: Config, force: bool = False) -> dict:
@@ -353,7 +352,8 @@ def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False
         metrics |= {"valid": auc_report(tables["valid"]["user"], tables["valid"]["label"], tables["valid"]["p_yes"]),
                     "valid_modes": mode_metrics(tables["valid"])}
     metrics |= {"scope": config.llm.eval_scope, "scoring": asdict(fused.scoring), "precision_check": check,
-                "rows_scored": sum(len(s.p_yes) for s in scored), "seconds": round(time.perf_counter() - started, 1),
+                "arithmetic": arithmetic(), "rows_scored": sum(len(s.p_yes) for s in scored),
+                "seconds": round(time.perf_counter() - started, 1),
                 "rows_per_second": rows_per_second(scored)}
     write_predictions(folder, tables)
     write_json(folder / "metrics.json", metrics)

@@ -38,18 +38,24 @@ class FusedSystem:
         return score_rows(self.model, self.builder, frame, self.scoring, desc,
                           self.mixtures(frame["user"].to_numpy(), mode))
 
+    def mode_jobs(self, frame: pd.DataFrame, modes: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct (row of ``frame``, adapter mixture...) pairs ``score_modes`` scores, and for each mode and
+        row (flattened, mode by mode) the pair that gives its score."""
+        users = frame["user"].to_numpy()
+        wanted = np.column_stack([np.tile(np.arange(len(frame)), len(modes)),
+                                  np.concatenate([self.mixtures(users, mode) for mode in modes])])
+        jobs, inverse = np.unique(wanted, axis=0, return_inverse=True)
+        return jobs, inverse.reshape(-1)
+
     def score_modes(self, frame: pd.DataFrame, modes: tuple[str, ...], desc: str = "fused",
                     resume: Path | None = None, timebox: TimeBox | None = None) -> tuple[dict[str, np.ndarray], Scored]:
         """Each mode's P(Yes) for every row of ``frame`` in one pass (``score_job``, resumable): a row that two
         modes give the same adapter mixture is scored once (the gate hands most users to one expert, and then
         fused and hard routing agree), and rows under different mixtures share batches."""
-        users = frame["user"].to_numpy()
-        wanted = np.column_stack([np.tile(np.arange(len(frame)), len(modes)),
-                                  np.concatenate([self.mixtures(users, mode) for mode in modes])])
-        jobs, inverse = np.unique(wanted, axis=0, return_inverse=True)
+        jobs, inverse = self.mode_jobs(frame, modes)
         scored = score_job(self.model, self.builder, frame.iloc[jobs[:, 0].astype(int)], self.scoring, desc,
                            jobs[:, 1:], resume, timebox)
-        p_yes = scored.p_yes[inverse.reshape(-1)].reshape(len(modes), len(frame))
+        p_yes = scored.p_yes[inverse].reshape(len(modes), len(frame))
         return dict(zip(modes, p_yes)), scored
 
 

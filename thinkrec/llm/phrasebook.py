@@ -12,6 +12,7 @@ decoding's, token for token.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable
 
 LONGEST_CONTEXT = 4  # tokens a guess looks back at most
@@ -45,6 +46,11 @@ class Phrasebook:
 
     def __len__(self) -> int:
         return len(self.next_token)
+
+    def digest(self) -> str:
+        """A fingerprint of every guess: the forward passes it chooses may round apart in bfloat16, so a job that
+        stores decoded text records the phrasebook it decoded with."""
+        return hashlib.sha256(repr((self.end_token, sorted(self.next_token.items()))).encode()).hexdigest()
 
     def draft(self, history: list[int], max_tokens: int,
               trim: Callable[[list[int]], list[int]] = lambda draft: draft) -> list[int]:

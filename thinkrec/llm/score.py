@@ -99,10 +99,25 @@ def length_order(prompts: list[EncodedPrompt]) -> np.ndarray:
     return np.argsort([len(p) for p in prompts], kind="stable")
 
 
+def job_batches(prompts: list[EncodedPrompt], settings: ScoreSettings) -> list[list[np.ndarray]]:
+    """The batches ``score_job`` scores, by saved chunk: ``length_order`` cut every ``settings.chunk_rows``
+    rows, each chunk cut into consecutive batches of ``settings.batch_size`` (row positions). Under bfloat16 a
+    row's P(Yes) moves with the rows it shares a batch with (rounding), so a stored score reproduces to the last
+    digits only when its whole batch is scored again (``score_chunk`` of that batch)."""
+    order = length_order(prompts)
+    return [batches_of(order[s:s + settings.chunk_rows], settings.batch_size)
+            for s in range(0, len(order), settings.chunk_rows)]
+
+
+def batches_of(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """``rows`` cut into consecutive batches of ``batch_size``."""
+    return [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+
+
 def padding_share(prompts: list[EncodedPrompt], batch_size: int) -> float:
     """Share of the token slots that are padding when ``length_order`` batches are formed."""
     lengths = np.array([len(p) for p in prompts])[length_order(prompts)]
-    batches = [lengths[s:s + batch_size] for s in range(0, len(lengths), batch_size)]
+    batches = batches_of(lengths, batch_size)
     slots = sum(len(b) * b.max() for b in batches)
     return float(1 - lengths.sum() / slots) if slots else 0.0
 
@@ -141,8 +156,8 @@ def score_job(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, s
     prompts = [builder.encode_row(row) for _, row in frame.iterrows()]
     if mixtures is not None and len(mixtures) != len(prompts):
         raise ValueError(f"{len(mixtures)} adapter mixtures for {len(prompts)} rows")
-    order = length_order(prompts)
-    chunks = [order[s:s + settings.chunk_rows] for s in range(0, len(order), settings.chunk_rows)]
+    batches = job_batches(prompts, settings)
+    chunks = [np.concatenate(chunk) for chunk in batches]
     store = None if resume is None else \
         Chunks(Path(resume) / job_digest(model, prompts, mixtures, asdict(settings))[:16])
     pad_id = builder.tokenizer.pad_token_id
@@ -153,16 +168,15 @@ def score_job(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, s
 
 def score_chunk(model: SoftTokenLM, prompts: list[EncodedPrompt], rows: np.ndarray, mixtures: np.ndarray | None,
                 settings: ScoreSettings, pad_id: int) -> np.ndarray:
-    """P(Yes) of ``prompts[rows]``, in batches of consecutive rows."""
+    """P(Yes) of ``prompts[rows]``, in batches of ``settings.batch_size`` consecutive rows."""
     device = next(model.parameters()).device
-    scores = np.zeros(len(rows))
-    for start in range(0, len(rows), settings.batch_size):
-        index = rows[start:start + settings.batch_size]
+    scores = []
+    for index in batches_of(rows, settings.batch_size):
         batch = collate([prompts[i] for i in index], pad_id).to(device)
         routing = mixture(torch.as_tensor(mixtures[index])) if mixtures is not None else nullcontext()
         with routing, bf16_leading_layers(model, settings.bf16_layers):
-            scores[start:start + len(index)] = model.p_yes(batch).float().cpu().numpy()
-    return scores
+            scores.append(model.p_yes(batch).float().cpu().numpy())
+    return np.concatenate(scores) if scores else np.zeros(0)
 
 
 @contextmanager

@@ -104,6 +104,15 @@ class Explanation:
         return self.stream.p_yes
 
 
+@dataclass(frozen=True)
+class WrittenAnswer:
+    """A whole answer: its text, P(Yes) at the answer position and how many tokens it took."""
+
+    text: str
+    p_yes: float
+    new_tokens: int
+
+
 class LLMBank:
     """All available LLM systems over one backbone with stacked adapters.
 
@@ -207,6 +216,12 @@ class LLMBank:
         with mixture(torch.as_tensor(weights[None])):
             return TextStream(served.model, served.builder.tokenizer, self.prompt(system, case), settings,
                               decoder=self.decoder, phrasebook=self.phrasebook)
+
+    def answer(self, system: str, case: Case, settings: GenerationSettings) -> WrittenAnswer:
+        """The whole answer ``stream`` writes for the case: what the reasoning stage stores and measures, so the
+        demo streams the very texts the report scored."""
+        stream = self.stream(system, case, settings)
+        return WrittenAnswer("".join(stream), stream.p_yes, stream.new_tokens)
 
     def explain(self, system: str, case: Case, settings: GenerationSettings, tau: float | None = None,
                 weights: np.ndarray | None = None) -> Explanation:
