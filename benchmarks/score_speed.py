@@ -1,7 +1,7 @@
 """Batch scoring throughput of an LLM system, fp32 against cheaper settings, in one run, with the precision bar.
 
     python benchmarks/score_speed.py [--config training/plan.json] [--system thinkrec] [--rows 48] [--rounds 2]
-                                     [--bf16-layers 20 24] [--split-padding]
+                                     [--bf16-layers 20 24] [--batch-sizes 8 4] [--split-padding]
 
 Scores the same test rows (``length_order`` batches of 16, as evaluation forms them) several ways,
 taking turns per round so a busy machine slows them alike: ``today`` (fp32 with the LM head over
@@ -9,8 +9,10 @@ every position, the scoring before the answer-position head), ``fp32`` (the Yes 
 LM head at the answer position only: what evaluation runs unless ``llm.score_bf16_layers``), ``bf16
 autocast`` over every layer, ``bf16 first K layers`` for each K of ``--bf16-layers`` (the later layers
 in fp32, ``score.bf16_leading_layers``) and ``bf16 decoder`` (the bfloat16 copy streamed answers run on,
-``decoding_backbone``). ``--config`` names a plan: its candidate's system is measured (the one its scoring
-stage will score).
+``decoding_backbone``); ``--batch-sizes`` adds, for each size, the last ``--bf16-layers`` setting in
+batches of that many rows (a batch of 16 prompts of 500 tokens holds 8,000 positions, whose activations
+outgrow the caches: smaller batches may score faster). ``--config`` names a plan: its candidate's system is
+measured (the one its scoring stage will score).
 Prints rows/s and, against fp32, the largest P(Yes) gap, the share of rows within the bar's gap,
 the share of unchanged verdicts and whether the setting meets the bar (``score.PrecisionCheck``);
 then the padding share of the batches and what a whole-split evaluation costs at the fp32 rate
@@ -67,10 +69,14 @@ def main() -> None:
     parser.add_argument("--system", default="thinkrec")
     parser.add_argument("--bf16-layers", type=int, nargs="*", default=[20, 24],
                         help="leading decoder layers under bfloat16 autocast, one setting each")
+    parser.add_argument("--batch-sizes", type=int, nargs="*", default=[],
+                        help="rows per batch, one more setting each (bfloat16 over the last --bf16-layers)")
     parser.add_argument("--rows", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--split-padding", action="store_true", help="tokenise the whole test split for its padding")
     args = parser.parse_args()
+    if args.batch_sizes and not args.bf16_layers:
+        parser.error("--batch-sizes measures the last --bf16-layers setting: give at least one")
     config = candidate_config(load_config(args.config)) if args.config else load_config()
     prepared = prepare_dataset(config)
     model, builder = load_system(args.system, prepared, config)
@@ -88,7 +94,11 @@ def main() -> None:
             **{f"bf16 first {k} layers": lambda part, k=k: score_rows(model, builder, part,
                                                                        ScoreSettings(bf16_layers=k))
                for k in args.bf16_layers},
-            "bf16 decoder": bf16_weights}
+            "bf16 decoder": bf16_weights,
+            **{f"bf16 first {args.bf16_layers[-1]} layers, batches of {size}":
+               lambda part, size=size: score_rows(model, builder, part,
+                                                  ScoreSettings(batch_size=size, bf16_layers=args.bf16_layers[-1]))
+               for size in args.batch_sizes}}
     seconds = dict.fromkeys(ways, 0.0)
     scores = {name: np.zeros(len(rows)) for name in ways}
     for way in ways.values():
