@@ -273,12 +273,13 @@ def test_a_new_pick_stops_the_answer_still_streaming(server):
         choose(page, "#user-picker", "User 21 ·")
         wait_for_text(page, "#verdict", "Press Think")
         page.click("#think")
-        page.wait_for_function("document.querySelector('#reasoning')?.innerText.length > 20", timeout=120_000)
-        old_answer = page.inner_text("#reasoning")[:20]
+        answer = "#reasoning .html-container"  # the answer itself, without Gradio's "processing" overlay
+        page.wait_for_function(f"document.querySelector({answer!r})?.innerText.trim().length > 20", timeout=120_000)
+        old_answer = page.inner_text(answer).strip()[:20]
         choose(page, "#user-picker", "User 13 ·")
         wait_for_text(page, "#verdict", "Case: user 13")
         time.sleep(3)
-        assert old_answer not in page.inner_text("#reasoning")  # the old answer went and did not come back
+        assert len(old_answer) == 20 and old_answer not in page.inner_text(answer)  # it went and did not come back
         assert "Case: user 13" in page.inner_text("#verdict")
         report = stream_counts(server)
     assert any(line.split(": ", 1)[1].startswith("user 21 · ") for line in report["stopped"]), report
