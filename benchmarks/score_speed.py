@@ -1,7 +1,8 @@
 """Batch scoring throughput of an LLM system, fp32 against cheaper settings, in one run, with the precision bar.
 
     python benchmarks/score_speed.py [--config training/plan.json] [--system thinkrec] [--rows 48] [--rounds 2]
-                                     [--bf16-layers 20 24] [--batch-sizes 8 4] [--split-padding]
+                                     [--bf16-layers 20 24] [--batch-sizes 8 4] [--batch-tokens 2048]
+                                     [--split-padding]
 
 Scores the same test rows (``length_order`` batches of 16, as evaluation forms them) several ways,
 taking turns per round so a busy machine slows them alike: ``today`` (fp32 with the LM head over
@@ -11,8 +12,9 @@ autocast`` over every layer, ``bf16 first K layers`` for each K of ``--bf16-laye
 in fp32, ``score.bf16_leading_layers``) and ``bf16 decoder`` (the bfloat16 copy streamed answers run on,
 ``decoding_backbone``); ``--batch-sizes`` adds, for each size, the last ``--bf16-layers`` setting in
 batches of that many rows (a batch of 16 prompts of 500 tokens holds 8,000 positions, whose activations
-outgrow the caches: smaller batches may score faster). ``--config`` names a plan: its candidate's system is
-measured (the one its scoring stage will score).
+outgrow the caches: smaller batches may score faster), and ``--batch-tokens`` the same setting in batches of
+at most that many token slots (``ScoreSettings.batch_tokens``: rows x the longest prompt, 16 rows at most).
+``--config`` names a plan: its candidate's system is measured (the one its scoring stage will score).
 Prints rows/s and, against fp32, the largest P(Yes) gap, the share of rows within the bar's gap,
 the share of unchanged verdicts and whether the setting meets the bar (``score.PrecisionCheck``);
 then the padding share of the batches and what a whole-split evaluation costs at the fp32 rate
@@ -71,12 +73,14 @@ def main() -> None:
                         help="leading decoder layers under bfloat16 autocast, one setting each")
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[],
                         help="rows per batch, one more setting each (bfloat16 over the last --bf16-layers)")
+    parser.add_argument("--batch-tokens", type=int, nargs="*", default=[],
+                        help="token slots per batch at most, one more setting each (bfloat16 as --batch-sizes)")
     parser.add_argument("--rows", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--split-padding", action="store_true", help="tokenise the whole test split for its padding")
     args = parser.parse_args()
-    if args.batch_sizes and not args.bf16_layers:
-        parser.error("--batch-sizes measures the last --bf16-layers setting: give at least one")
+    if (args.batch_sizes or args.batch_tokens) and not args.bf16_layers:
+        parser.error("--batch-sizes and --batch-tokens measure the last --bf16-layers setting: give at least one")
     config = candidate_config(load_config(args.config)) if args.config else load_config()
     prepared = prepare_dataset(config)
     model, builder = load_system(args.system, prepared, config)
@@ -98,7 +102,11 @@ def main() -> None:
             **{f"bf16 first {args.bf16_layers[-1]} layers, batches of {size}":
                lambda part, size=size: score_rows(model, builder, part,
                                                   ScoreSettings(batch_size=size, bf16_layers=args.bf16_layers[-1]))
-               for size in args.batch_sizes}}
+               for size in args.batch_sizes},
+            **{f"bf16 first {args.bf16_layers[-1]} layers, at most {tokens} token slots per batch":
+               lambda part, tokens=tokens: score_rows(
+                   model, builder, part, ScoreSettings(bf16_layers=args.bf16_layers[-1], batch_tokens=tokens))
+               for tokens in args.batch_tokens}}
     seconds = dict.fromkeys(ways, 0.0)
     scores = {name: np.zeros(len(rows)) for name in ways}
     for way in ways.values():
@@ -109,8 +117,8 @@ def main() -> None:
             scores[name][part] = way(rows.iloc[part])
             seconds[name] += time.perf_counter() - started
     prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
-    print(f"{args.system}: {len(rows)} test rows, batches of 16 ({padding_share(prompts, 16):.1%} of the token slots "
-          f"padding), {torch.get_num_threads()} threads")
+    print(f"{args.system}: {len(rows)} test rows, batches of 16 ({padding_share(prompts, ScoreSettings()):.1%} of the "
+          f"token slots padding), {torch.get_num_threads()} threads")
     print(f"| setting | rows/s | speed-up vs today | max gap to fp32 | within {GAP_BAR} | verdicts as fp32 | bar |")
     print("|---|---|---|---|---|---|---|")
     for name in ways:
@@ -129,7 +137,8 @@ def whole_split_budget(prepared, config, builder, fp32_rate: float, padding: boo
           f"per system at {fp32_rate:.2f} rows/s")
     if padding:
         prompts = [builder.encode_row(row) for _, row in test.iterrows()]
-        print(f"whole test split in batches of 16: {padding_share(prompts, 16):.2%} of the token slots are padding")
+        print(f"whole test split in batches of 16: {padding_share(prompts, ScoreSettings()):.2%} of the token slots "
+              f"are padding")
     if has_experts(config):
         experts = load_experts(config)
         single = sum(experts.routing(int(user)).decision == "single" for user in test["user"])

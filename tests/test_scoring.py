@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -11,8 +13,10 @@ from thinkrec.llm import score
 from thinkrec.llm.score import (
     ScoreSettings,
     bar_checked,
+    batches_of,
     bf16_leading_layers,
     compare_precision,
+    job_batches,
     length_order,
     padding_share,
     score_job,
@@ -112,11 +116,33 @@ def test_sorted_batches_barely_pad_and_score_as_rows_alone(tiny_scorer):
     prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
     lengths = np.array([len(p) for p in prompts])
     assert (np.diff(lengths[length_order(prompts)]) >= 0).all()
-    assert padding_share(prompts, 1) == 0.0
+    assert padding_share(prompts, ScoreSettings(batch_size=1)) == 0.0
     drawn = [lengths[s:s + 4] for s in range(0, len(lengths), 4)]  # batches as the rows come
-    assert padding_share(prompts, 4) <= 1 - lengths.sum() / sum(len(b) * b.max() for b in drawn)
+    unsorted_share = 1 - lengths.sum() / sum(len(b) * b.max() for b in drawn)
+    assert padding_share(prompts, ScoreSettings(batch_size=4)) <= unsorted_share
     alone = np.array([score_rows(model, builder, rows.iloc[[i]])[0] for i in range(len(rows))])
     assert np.allclose(score_rows(model, builder, rows, ScoreSettings(batch_size=4)), alone, atol=1e-5)
+
+
+def test_a_token_cap_cuts_batches_of_long_prompts_smaller_and_scores_the_same(tiny_scorer):
+    model, builder, rows = tiny_scorer
+    prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
+    lengths = np.array([len(p) for p in prompts])
+    cap = int(lengths.max()) * 3  # three of the longest prompts fit, four do not
+    settings = ScoreSettings(batch_size=5, chunk_rows=12, batch_tokens=cap)
+    (chunk,) = job_batches(prompts, settings)
+    assert np.array_equal(np.concatenate(chunk), length_order(prompts))  # every row once, in length order
+    assert all(len(batch) <= 5 and len(batch) * lengths[batch].max() <= cap for batch in chunk)
+    for batch, following in zip(chunk, chunk[1:]):  # each batch as large as the rules let it grow
+        grown = np.append(batch, following[0])
+        assert len(grown) > 5 or len(grown) * lengths[grown].max() > cap
+    assert any(len(batch) < 5 for batch in chunk[:-1])  # the cap, not the size, cut some
+    assert all(len(batches_of(prompts, batch, settings)) == 1 for batch in chunk)  # a batch cut again stays whole
+    assert batches_of(prompts, length_order(prompts)[-1:], replace(settings, batch_tokens=1)) == \
+        [length_order(prompts)[-1:]]  # a row wider than the cap is still scored, alone
+    assert np.allclose(score_rows(model, builder, rows, settings), score_rows(model, builder, rows), atol=1e-5)
+    with pytest.raises(ValueError, match="batch tokens"):
+        ScoreSettings(batch_tokens=-1)
 
 
 def test_a_killed_run_continues_from_its_last_saved_chunk(tiny_scorer, tmp_path, monkeypatch):

@@ -40,22 +40,27 @@ PROBE_ROWS = 64  # rows an evaluation scores both ways before it trusts a cheape
 
 @dataclass(frozen=True)
 class ScoreSettings:
-    """How rows are scored: rows per batch, rows per saved chunk, and how many leading decoder layers run under
-    bfloat16 autocast (0: all in fp32; at least the backbone's layer count: all of them)."""
+    """How rows are scored: at most ``batch_size`` rows per batch, rows per saved chunk, how many leading decoder
+    layers run under bfloat16 autocast (0: all in fp32; at least the backbone's layer count: all of them), and at
+    most ``batch_tokens`` token slots per batch (rows x its longest prompt; 0: no cap). A batch of long prompts
+    whose activations outgrow the caches scores slower per row than a smaller one (``benchmarks/score_speed.py``)."""
 
     batch_size: int = 16
     chunk_rows: int = 128
     bf16_layers: int = 0
+    batch_tokens: int = 0
 
     @classmethod
     def from_config(cls, llm) -> ScoreSettings:
         """The configured scoring (``config.llm``) on this machine: bfloat16 layers only where native."""
-        return cls(llm.score_batch_size, llm.score_chunk_rows, llm.score_bf16_layers if native_bf16() else 0)
+        return cls(llm.score_batch_size, llm.score_chunk_rows, llm.score_bf16_layers if native_bf16() else 0,
+                   llm.score_batch_tokens)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.chunk_rows < 1 or self.bf16_layers < 0:
-            raise ValueError(f"score batch size and chunk rows must be at least 1 and bfloat16 layers at least 0, "
-                             f"got {self.batch_size}, {self.chunk_rows} and {self.bf16_layers}")
+        if self.batch_size < 1 or self.chunk_rows < 1 or self.bf16_layers < 0 or self.batch_tokens < 0:
+            raise ValueError(f"score batch size and chunk rows must be at least 1, bfloat16 layers and batch tokens "
+                             f"at least 0, got {self.batch_size}, {self.chunk_rows}, {self.bf16_layers} and "
+                             f"{self.batch_tokens}")
 
 
 @dataclass(frozen=True)
@@ -101,23 +106,33 @@ def length_order(prompts: list[EncodedPrompt]) -> np.ndarray:
 
 def job_batches(prompts: list[EncodedPrompt], settings: ScoreSettings) -> list[list[np.ndarray]]:
     """The batches ``score_job`` scores, by saved chunk: ``length_order`` cut every ``settings.chunk_rows``
-    rows, each chunk cut into consecutive batches of ``settings.batch_size`` (row positions). Under bfloat16 a
-    row's P(Yes) moves with the rows it shares a batch with (rounding), so a stored score reproduces to the last
-    digits only when its whole batch is scored again (``score_chunk`` of that batch)."""
+    rows, each chunk cut into consecutive batches (``batches_of``; row positions). Under bfloat16 a row's P(Yes)
+    moves with the rows it shares a batch with (rounding), so a stored score reproduces to the last digits only
+    when its whole batch is scored again (``score_chunk`` of that batch)."""
     order = length_order(prompts)
-    return [batches_of(order[s:s + settings.chunk_rows], settings.batch_size)
+    return [batches_of(prompts, order[s:s + settings.chunk_rows], settings)
             for s in range(0, len(order), settings.chunk_rows)]
 
 
-def batches_of(rows: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """``rows`` cut into consecutive batches of ``batch_size``."""
-    return [rows[s:s + batch_size] for s in range(0, len(rows), batch_size)]
+def batches_of(prompts: list[EncodedPrompt], rows: np.ndarray, settings: ScoreSettings) -> list[np.ndarray]:
+    """``rows`` (positions in ``prompts``) cut into consecutive batches of at most ``settings.batch_size`` rows
+    and ``settings.batch_tokens`` token slots (rows x the batch's longest prompt), one row at least: the same
+    cut whether ``rows`` is a chunk or one of its batches."""
+    batches, start, widest = [], 0, 0
+    for end, row in enumerate(rows):
+        widest = max(widest, len(prompts[row]))
+        full = end - start == settings.batch_size
+        too_wide = settings.batch_tokens and (end - start + 1) * widest > settings.batch_tokens
+        if end > start and (full or too_wide):
+            batches.append(rows[start:end])
+            start, widest = end, len(prompts[row])
+    return batches + [rows[start:]] if len(rows) else batches
 
 
-def padding_share(prompts: list[EncodedPrompt], batch_size: int) -> float:
-    """Share of the token slots that are padding when ``length_order`` batches are formed."""
-    lengths = np.array([len(p) for p in prompts])[length_order(prompts)]
-    batches = batches_of(lengths, batch_size)
+def padding_share(prompts: list[EncodedPrompt], settings: ScoreSettings) -> float:
+    """Share of the token slots that are padding in the batches ``score_job`` forms (``job_batches``)."""
+    lengths = np.array([len(p) for p in prompts])
+    batches = [lengths[batch] for chunk in job_batches(prompts, settings) for batch in chunk]
     slots = sum(len(b) * b.max() for b in batches)
     return float(1 - lengths.sum() / slots) if slots else 0.0
 
@@ -168,10 +183,10 @@ def score_job(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, s
 
 def score_chunk(model: SoftTokenLM, prompts: list[EncodedPrompt], rows: np.ndarray, mixtures: np.ndarray | None,
                 settings: ScoreSettings, pad_id: int) -> np.ndarray:
-    """P(Yes) of ``prompts[rows]``, in batches of ``settings.batch_size`` consecutive rows."""
+    """P(Yes) of ``prompts[rows]``, in the batches ``batches_of`` cuts from them."""
     device = next(model.parameters()).device
     scores = []
-    for index in batches_of(rows, settings.batch_size):
+    for index in batches_of(prompts, rows, settings):
         batch = collate([prompts[i] for i in index], pad_id).to(device)
         routing = mixture(torch.as_tensor(mixtures[index])) if mixtures is not None else nullcontext()
         with routing, bf16_leading_layers(model, settings.bf16_layers):
