@@ -2,16 +2,18 @@
 measures and their paired differences to the first arm.
 
     python benchmarks/decoding_rules.py [--config training/plan.json] [--system fused] [--rows 100]
-                                        [--arms rules spellings quotes free quotes:10 ...]
+                                        [--arms rules spellings quotes citations free quotes:10 ...]
                                         [--answers-dir DIR]
 
 Arms: ``rules`` (the minimum length and the no-repeat rule, titles included), ``spellings`` (the same, a barred
 token also barred with or without its leading space, ``llm.no_repeat_spellings``: no "in theirhistory" where the
 answer said "in their history" before), ``quotes`` (the same as ``rules``, the no-repeat rule off inside double
-quotes, ``llm.no_repeat_spares_quotes``, the configured default: a title named again stays whole), ``free``
-(neither rule); ``name:n`` runs an arm with an n-gram no-repeat rule. Answers are written as the reasoning stage
-writes them (``LLMBank.answer``: the demo's stream, in ``llm.decode_dtype``) for the first ``--rows`` reference rows;
-every measure of ``text_intervals.MEASURES`` is printed with its difference to the first arm, paired over users
+quotes, ``llm.no_repeat_spares_quotes``: a title named again stays whole), ``citations`` (the same as ``quotes``,
+and a sentence that cites a history film the answer cited already taken back and rewritten,
+``llm.no_repeated_citations``, the configured default), ``free`` (none of the rules); ``name:n`` runs an arm with an
+n-gram no-repeat rule. Answers are written as the reasoning stage writes them (``LLMBank.answer``: the demo's
+stream, in ``llm.decode_dtype``) for the first ``--rows`` reference rows; every measure of
+``text_intervals.MEASURES`` is printed with its difference to the first arm, paired over users
 (``text_intervals.ratio_difference``). ``--config`` names a plan: its candidate's system is measured;
 ``--answers-dir`` keeps each arm's answers to read.
 """
@@ -33,7 +35,7 @@ from thinkrec.reasoning_scores import tallies_of
 from thinkrec.serving.bank import load_bank
 from thinkrec.text_intervals import MEASURES, judged, ratio_difference
 
-ARMS = ("rules", "spellings", "quotes", "free")
+ARMS = ("rules", "spellings", "quotes", "citations", "free")
 
 
 def arm_settings(config, spec: str) -> GenerationSettings:
@@ -43,7 +45,8 @@ def arm_settings(config, spec: str) -> GenerationSettings:
     if arm not in ARMS or (ngram and not (ngram.isdigit() and int(ngram) > 1)):
         raise SystemExit(f"unknown arm {spec!r}: choose from {', '.join(ARMS)}, each perhaps with :n (n > 1)")
     settings = GenerationSettings.from_config(config.llm, rules=arm != "free")
-    settings = replace(settings, bar_spellings=arm == "spellings", spare_quotes=arm == "quotes")
+    settings = replace(settings, bar_spellings=arm == "spellings", spare_quotes=arm in ("quotes", "citations"),
+                       guard_citations=arm == "citations")
     return replace(settings, no_repeat_ngram=int(ngram)) if ngram and arm != "free" else settings
 
 

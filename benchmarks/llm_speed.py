@@ -142,7 +142,7 @@ def timed_stream(model, builder, case, settings, decoder, phrasebook=None) -> di
     total = time.perf_counter() - started
     return {"first": first, "total": total, "rate": stream.new_tokens / total, "ids": stream.token_ids,
             "text": "".join(pieces), "p_yes": stream.p_yes, "new_tokens": stream.new_tokens,
-            "passes": stream.passes}
+            "passes": stream.counts.passes}
 
 
 def compare_answers(prepared, config, cases: pd.DataFrame, fp32: list[dict], chosen: list[dict], name: str) -> None:

@@ -10,11 +10,10 @@ from thinkrec.llm.lookup_decoding import (
     allowed_prefix,
     draft_from_history,
     greedy_lookup_decode,
-    quote_state,
-    quote_tokens,
     repeated_ngram_bans,
     spelling_variants,
 )
+from thinkrec.llm.quotes import quote_state, quote_tokens
 
 
 def test_the_draft_continues_the_latest_earlier_occurrence_of_the_final_ngram():

@@ -251,7 +251,8 @@ def stage_reasoning(name: str, prepared: PreparedData, config: Config, force: bo
         new_tokens=done["new_tokens"])
     report = answer_report(prepared, config, answers) | {"seconds": round(float(done["seconds"].sum()), 1),
                                                           "decode_dtype": dtype, "arithmetic": arithmetic(),
-                                                          "decoding_rules": rules}
+                                                          "decoding_rules": rules,
+                                                          "citation_guard": settings.guard_citations}
     folder.mkdir(parents=True, exist_ok=True)
     answers.to_parquet(out, index=False)
     write_json(metrics_file, report)

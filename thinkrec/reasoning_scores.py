@@ -24,7 +24,8 @@ from thinkrec.text_intervals import answer_tallies
 from thinkrec.text_metrics import explanation_report, grounding_rate, text_measures, title_words
 
 REFERENCES = "references"  # the teacher's references, scored as if they were a system's answers
-GENERATION_KEYS = ("seconds", "decode_dtype", "arithmetic", "decoding_rules")  # facts of the run, not measures
+GENERATION_KEYS = ("seconds", "decode_dtype", "arithmetic", "decoding_rules",
+                   "citation_guard")  # facts of the run, not measures
 
 
 def answers_path(config: Config, name: str, rules: bool = True) -> Path:

@@ -32,7 +32,8 @@ from transformers import (
     TextStreamer,
 )
 
-from thinkrec.llm.lookup_decoding import AnswerRules, greedy_lookup_decode
+from thinkrec.llm.citation_guard import CitationGuard
+from thinkrec.llm.lookup_decoding import AnswerRules, DecodeCounts, greedy_lookup_decode
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.phrasebook import Phrasebook
 from thinkrec.llm.prompt import EncodedPrompt
@@ -49,6 +50,7 @@ class GenerationSettings:
     no_repeat_ngram: int = 0  # bar repeating any n-gram of the answer itself (0: off); quoting the prompt stays free
     bar_spellings: bool = False  # a token the no-repeat rule bars is barred with or without its leading space
     spare_quotes: bool = False  # the no-repeat rule is off inside a double-quoted span: a title said again stays whole
+    guard_citations: bool = False  # greedy decoding rewrites a sentence that cites a film cited already
     do_sample: bool = False
     temperature: float = 0.7
     top_p: float = 0.95
@@ -56,11 +58,12 @@ class GenerationSettings:
     @classmethod
     def from_config(cls, llm, max_new_tokens: int | None = None, rules: bool = True) -> GenerationSettings:
         """The configured decoding (``config.llm``), optionally with another cap on new tokens; ``rules`` False
-        drops the minimum-length and no-repeat rules."""
+        drops the minimum-length, no-repeat and citation rules."""
         cap = llm.max_new_tokens if max_new_tokens is None else max_new_tokens
         return cls(max_new_tokens=cap, min_new_tokens=min(llm.min_new_tokens, cap) if rules else 0,
                    no_repeat_ngram=llm.no_repeat_ngram if rules else 0,
                    bar_spellings=llm.no_repeat_spellings and rules, spare_quotes=llm.no_repeat_spares_quotes and rules,
+                   guard_citations=llm.no_repeated_citations and rules,
                    do_sample=llm.do_sample,
                    temperature=llm.temperature, top_p=llm.top_p)
 
@@ -175,8 +178,9 @@ class TextStream:
         self._tokenizer = tokenizer
         self._greedy = not settings.do_sample
         self._rules = AnswerRules.from_settings(tokenizer, settings)
+        self._guard = CitationGuard.for_tokenizer(tokenizer) if settings.guard_citations else None
         self.token_ids: list[int] = []  # the greedy answer's tokens so far
-        self.passes = 0  # forward passes whose logits chose them (one per group of tokens accepted together)
+        self.counts = DecodeCounts()  # the greedy answer's forward passes and sentences taken back
         self._prompt_ids = batch.input_ids[0]
         self._probe = VerdictProbe(model.yes_id, model.no_id)
         self._stop = Event()
@@ -215,7 +219,7 @@ class TextStream:
         groups = greedy_lookup_decode(self._decoder, self._kwargs["inputs_embeds"], self._prompt_ids.tolist(),
                                       self._kwargs["max_new_tokens"], self._rules,
                                       on_first_logits=lambda logits: self._probe(self._prompt_ids[None], logits[None]),
-                                      phrasebook=self._phrasebook)
+                                      phrasebook=self._phrasebook, guard=self._guard, counts=self.counts)
         while not self._stop.is_set():
             try:
                 group = self._context.run(next, groups, None)
@@ -225,7 +229,6 @@ class TextStream:
                 break
             first = not self.token_ids
             self.token_ids += group
-            self.passes += 1
             collector.put(torch.tensor(group))
             if first:
                 collector.flush()

@@ -13,18 +13,22 @@ A small model decoding greedily loops ("It's a film that has been ... It's a fil
 ``no_repeat_ngram`` bars any token that would repeat an n-gram of the answer itself. Unlike the
 usual rule, quoting the prompt (titles, genres) stays allowed, and with ``quotes`` (``quote_tokens``) the
 rule sleeps inside a double-quoted span, so that a title the answer names a second time comes out whole,
-not as "As Good As ItGets" or "Sense and Sensible".
+not as "As Good As ItGets" or "Sense and Sensible". A ``CitationGuard`` goes further, a sentence at a time:
+it takes back a sentence that cites a film the answer cited already and has the model write it otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import torch
 
+from thinkrec.llm.citation_guard import RETRIES, CitationGuard
 from thinkrec.llm.decode_steps import decoding_steps
 from thinkrec.llm.phrasebook import Phrasebook
+from thinkrec.llm.quotes import quote_state, quote_tokens
 
 DRAFT_TOKENS = 8  # longest guess checked per step
 LONGEST_NGRAM = 3  # n-grams tried, longest first, to find where the answer quotes earlier text
@@ -32,7 +36,6 @@ SHORTEST_NGRAM = 2  # a single shared token predicts the continuation too poorly
 PLAIN_STEPS = 2  # the first tokens (the verdict and its full stop) are decoded without a draft
 OCCURRENCES_TRIED = 16  # earlier occurrences of one n-gram looked at, latest first
 SPACE_MARK = "Ġ"  # how a byte-level BPE vocabulary writes the space that opens a word
-QUOTE = '"'  # what opens and closes a title in ThinkRec's answers
 QUOTED_TOKENS_SPARED = 32  # the catalogue's longest title takes 25 tokens: a quote still open after 32 is no title
 
 
@@ -84,29 +87,10 @@ def allowed_prefix(draft: list[int], answer: list[int], n: int, answer_ngrams: s
     return draft
 
 
-def quote_state(tokens: list[int], quotes: frozenset[int], state: tuple[bool, int] = (False, 0)) -> tuple[bool, int]:
-    """(inside a double-quoted span, tokens since it opened) after ``tokens``, continuing from ``state``
-    (``quotes``: the tokens that open or close a span)."""
-    inside, since = state
-    for token in tokens:
-        if token in quotes:
-            inside, since = not inside, 0
-        elif inside:
-            since += 1
-    return inside, since
-
-
 def spared(state: tuple[bool, int]) -> bool:
     """Whether the next token is spared the no-repeat rule: it falls inside a quote short enough to be a title."""
     inside, since = state
     return inside and since < QUOTED_TOKENS_SPARED
-
-
-@lru_cache(maxsize=4)
-def quote_tokens(tokenizer) -> frozenset[int]:
-    """The tokens that open or close a double-quoted span: those whose text holds an odd number of ``QUOTE``
-    (' "', '".', '",' in a byte-level BPE vocabulary)."""
-    return frozenset(token_id for token, token_id in tokenizer.get_vocab().items() if token.count(QUOTE) % 2)
 
 
 def ngrams(tokens: list[int], n: int) -> set[tuple[int, ...]]:
@@ -153,9 +137,9 @@ class AnswerRules:
         barred = repeated_ngram_bans(answer, self.no_repeat_ngram)
         return barred + [other for token in barred for other in self.spellings.get(token, ())]
 
-    def choose(self, logits: torch.Tensor, answer: list[int]) -> int:
-        """The best token after ``answer`` that the rules allow."""
-        barred = self.repeat_bans(answer)
+    def choose(self, logits: torch.Tensor, answer: list[int], refused: Sequence[int] = ()) -> int:
+        """The best token after ``answer`` that the rules allow, ``refused`` tokens aside."""
+        barred = self.repeat_bans(answer) + list(refused)
         if len(answer) < self.min_new_tokens:
             barred.append(self.eos_token_id)
         if barred:
@@ -178,43 +162,90 @@ def next_draft(history: list[int], room: int, trim: Callable[[list[int]], list[i
     return draft if draft or phrasebook is None else phrasebook.draft(history, room, trim)
 
 
+@dataclass
+class DecodeCounts:
+    """What one decoding took: forward passes after the prompt's, and sentences taken back by the guard."""
+
+    passes: int = 0
+    retries: int = 0
+
+
+@dataclass
+class SentenceStart:
+    """Where the sentence being written began: its position in the answer, the logits there, and the first
+    tokens the citation guard has refused there."""
+
+    position: int
+    logits: torch.Tensor
+    refused: list[int] = field(default_factory=list)
+
+
 @torch.inference_mode()
 def greedy_lookup_decode(backbone, inputs_embeds: torch.Tensor, prompt_ids: list[int], max_new_tokens: int,
                          rules: AnswerRules, on_first_logits: Callable[[torch.Tensor], None] = lambda logits: None,
-                         draft_tokens: int | None = None, phrasebook: Phrasebook | None = None) -> Iterator[list[int]]:
+                         draft_tokens: int | None = None, phrasebook: Phrasebook | None = None,
+                         guard: CitationGuard | None = None, counts: DecodeCounts | None = None) -> Iterator[list[int]]:
     """Decode greedily from one prompt (``inputs_embeds``: 1 x T x d, unpadded) under ``rules``, yielding each
     group of accepted tokens as soon as it is known (for streaming); ``on_first_logits`` receives the
     logits at the answer position, before the first token is chosen. Where the prompt and the answer so far
-    suggest no draft, ``phrasebook`` guesses one."""
+    suggest no draft, ``phrasebook`` guesses one. With a ``guard`` the answer comes out a whole sentence at a
+    time, each sentence rewritten where it cites a film again (``citation_guard``). ``counts``, when given,
+    receives the passes and retries taken."""
     draft_tokens = DRAFT_TOKENS if draft_tokens is None else draft_tokens
+    counts = DecodeCounts() if counts is None else counts
     if inputs_embeds.shape[0] != 1:
         raise ValueError(f"lookup decoding serves one prompt at a time, got a batch of {inputs_embeds.shape[0]}")
     passes = decoding_steps(backbone, inputs_embeds.shape[1] + max_new_tokens + draft_tokens + 1)
     logits = passes.start(inputs_embeds)
     on_first_logits(logits)
     answer: list[int] = []
+    cached = 0  # answer tokens in the cache (behind the prompt's)
+    sentence = SentenceStart(0, logits)
     while True:
-        accepted = [rules.choose(logits, answer)]
+        refused = sentence.refused if len(answer) == sentence.position else ()
+        accepted = [rules.choose(logits, answer, refused)]
         ends = accepted[0] == rules.eos_token_id or len(answer) + 1 >= max_new_tokens
-        # The first words go out after plain steps (a stream shows whole words); later steps also check a draft.
+        # The first words go out after plain steps (a stream shows whole words); later steps also check a draft,
+        # which stops where a sentence ends when a guard may have to come back to it.
         room = min(draft_tokens, max_new_tokens - len(answer) - 1) if len(answer) >= PLAIN_STEPS else 0
-        draft = [] if ends else next_draft(prompt_ids + answer + accepted, room, rules.trimmer(answer + accepted),
-                                           phrasebook)
-        if not draft:  # nothing to check: the token goes out before the pass that follows it
-            answer += accepted
-            yield accepted
-            if ends:
-                return
-            logits = passes.step(accepted)[0]
-            continue
-        step = passes.step(accepted + draft)
-        # Row j of the step's logits follows answer + accepted + draft[:j].
-        while len(accepted) <= len(draft) and accepted[-1] != rules.eos_token_id \
-                and rules.choose(step[len(accepted) - 1], answer + accepted) == draft[len(accepted) - 1]:
-            accepted.append(draft[len(accepted) - 1])
-        passes.drop(len(draft) + 1 - len(accepted))
-        logits = step[len(accepted) - 1]
+        if guard is not None and guard.ends_sentence(answer + accepted):
+            room = 0
+        draft = [] if ends else next_draft(prompt_ids + answer + accepted, room,
+                                           draft_trimmer(rules, guard, answer + accepted), phrasebook)
+        if draft:
+            step = passes.step(accepted + draft)
+            counts.passes += 1
+            # Row j of the step's logits follows answer + accepted + draft[:j].
+            while len(accepted) <= len(draft) and accepted[-1] != rules.eos_token_id \
+                    and rules.choose(step[len(accepted) - 1], answer + accepted) == draft[len(accepted) - 1]:
+                accepted.append(draft[len(accepted) - 1])
+            passes.drop(len(draft) + 1 - len(accepted))
+            logits, cached = step[len(accepted) - 1], len(answer) + len(accepted)
         answer += accepted
-        yield accepted
-        if accepted[-1] == rules.eos_token_id or len(answer) >= max_new_tokens:
+        finished = accepted[-1] == rules.eos_token_id or len(answer) >= max_new_tokens
+        if guard is None:
+            yield accepted  # before the pass that follows it, when there was no draft to check
+        elif guard.restates(answer, sentence.position) and len(sentence.refused) < RETRIES:
+            passes.drop(cached - sentence.position)
+            sentence.refused.append(answer[sentence.position])
+            del answer[sentence.position:]
+            logits, cached = sentence.logits, sentence.position
+            counts.retries += 1
+            continue
+        elif finished or guard.ends_sentence(answer):
+            yield answer[sentence.position:]
+        if finished:
             return
+        if not draft:
+            logits, cached = passes.step(accepted)[0], len(answer)
+            counts.passes += 1
+        if guard is not None and guard.ends_sentence(answer):
+            sentence = SentenceStart(len(answer), logits)
+
+
+def draft_trimmer(rules: AnswerRules, guard: CitationGuard | None,
+                  answer: list[int]) -> Callable[[list[int]], list[int]]:
+    """A function cutting a draft after ``answer`` where the rules refuse it and, with a guard, where a sentence
+    ends."""
+    trim = rules.trimmer(answer)
+    return trim if guard is None else lambda draft: guard.cut_at_sentence_end(answer, trim(draft))
