@@ -10,7 +10,7 @@ token also barred with or without its leading space, ``llm.no_repeat_spellings``
 answer said "in their history" before), ``quotes`` (the same as ``rules``, the no-repeat rule off inside double
 quotes, ``llm.no_repeat_spares_quotes``: a title named again stays whole), ``citations`` (the same as ``quotes``,
 and a sentence that cites a history film the answer cited already taken back and rewritten,
-``llm.no_repeated_citations``, the configured default), ``free`` (none of the rules); ``name:n`` runs an arm with an
+``llm.no_repeated_citations``, the plan's setting), ``free`` (none of the rules); ``name:n`` runs an arm with an
 n-gram no-repeat rule. Answers are written as the reasoning stage writes them (``LLMBank.answer``: the demo's
 stream, in ``llm.decode_dtype``) for the first ``--rows`` reference rows; every measure of
 ``text_intervals.MEASURES`` is printed with its difference to the first arm, paired over users

@@ -254,7 +254,8 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
     return ["## Reasoning on the reference test rows", "",
             (f"Generated greedily ({config.llm.min_new_tokens} to {config.llm.max_new_tokens} new tokens, no "
              f"{config.llm.no_repeat_ngram}-gram of the answer repeated"
-             f"{' outside a quoted title' if config.llm.no_repeat_spares_quotes else ''}) for the held-out "
+             f"{' outside a quoted title' if config.llm.no_repeat_spares_quotes else ''}"
+             f"{', no history film cited twice' if config.llm.no_repeated_citations else ''}) for the held-out "
              "reference rows and compared with the grounded teacher's traces. Grounding: share of cited titles "
              "that are in the history the prompt shows or are the target (a title is cited when it is quoted, "
              "given with its year, or, of several words, capitalised as a name: \"here the candidate is\" cites no "
