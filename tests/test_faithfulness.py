@@ -15,9 +15,11 @@ from thinkrec.faithfulness import (
     hit,
     read_result,
     report_section,
+    result_file,
     stage_faithfulness,
     summarise,
 )
+from thinkrec.files import sha256_of, write_json
 
 TITLES = ["Alpha", "Alpha Returns", "The Garden", "Quiet Sea", "Laugh Track", "Old Reel"]
 
@@ -89,3 +91,33 @@ def test_a_run_on_stored_answers_writes_records_and_a_report_section(tiny_llm_ex
         assert 0.0 <= first[name] <= 1.0
     assert summary["answers"] == 2 and summary["kinds"][NOTHING] == 1
     assert "## Are the cited reasons the real ones?" in "\n".join(report_section(config))
+
+
+def test_rewritten_answers_carry_over_the_records_of_answers_citing_the_same_films(tiny_llm_explorer, tmp_path):
+    explorer = tiny_llm_explorer
+    config = explorer.config
+    config.whatif.bootstrap = 100
+    test = explorer.data.rows[explorer.data.rows["split"] == "test"]
+    row = test.iloc[0]
+    shown = [TITLES[i] for i in row["hist_items"] if i >= 0]
+    answers = pd.DataFrame({"user": [int(row["user"])] * 2, "item": [int(row["item"])] * 2,
+                            "label": [int(row["label"])] * 2, "p_yes": [0.7, 0.3],
+                            "generated": [f'Yes. They liked "{shown[-1]}".', "No. No reason."]})
+    first_path, rewritten_path = tmp_path / "answers.parquet", tmp_path / "rewritten.parquet"
+    answers.to_parquet(first_path)
+    answers.assign(generated=[f'Yes. They liked "{shown[-1]}". It is well liked.',  # the same film cited
+                              f'Yes. They liked "{shown[-1]}".']).to_parquet(rewritten_path)  # now cites one
+    result_file(config, "thinkrec").unlink(missing_ok=True)
+    stage_faithfulness(explorer, config, ["thinkrec"], answers_path=first_path)
+    before = read_result(config, "thinkrec")
+    stage_faithfulness(explorer, config, ["thinkrec"], answers_path=rewritten_path)
+    after = read_result(config, "thinkrec")
+    assert after["carried"] == 1 and after["records"][0] == before["records"][0]
+    assert after["records"][1]["cited"] == 1 and after["answers_sha256"] == sha256_of(rewritten_path)
+
+    tampered = after | {"records": [after["records"][0] | {"p_before": after["records"][0]["p_before"] + 0.5},
+                                    after["records"][1]]}
+    write_json(result_file(config, "thinkrec"), tampered)  # a record that no longer reproduces is never carried
+    stage_faithfulness(explorer, config, ["thinkrec"], answers_path=rewritten_path)
+    again = read_result(config, "thinkrec")
+    assert again["carried"] == 0 and again["records"][0]["p_before"] == pytest.approx(before["records"][0]["p_before"])

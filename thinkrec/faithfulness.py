@@ -17,6 +17,11 @@ the way the verdict goes (liked for Yes, disliked for No).
 The baseline of every edit is the same user refolded with nothing edited. Answers that cite no shown
 film, or cite only films that go against their verdict, are counted apart. Rates come with
 percentile bootstrap intervals over answers; the necessity-control gap is bootstrapped paired.
+
+A record depends on its answer only through the verdict and the films it cites, so when the answers are
+rewritten (a change of decoding, say) the records of answers whose verdict and citations stayed the same are
+carried over from the previous measurement; a sample of them is measured again first, and unless every one
+comes out the same (P(Yes) within ``CARRY_TOLERANCE``) nothing is carried.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ if TYPE_CHECKING:  # the bank loads the LLM stack; the report reads results with
 log = logging.getLogger(__name__)
 FILE = "faithfulness.json"
 EDITS = ("necessity", "control", "control_same_label", "sufficiency", "sufficiency_control")
+CARRY_CHECKS = 8  # carried records measured again, to check that they come out the same, before any is carried
+CARRY_TOLERANCE = 1e-4  # how far a P(Yes) measured again may lie from the carried one (another CPU's rounding)
 SUPPORTED, NOTHING, AGAINST = "supported", "cites nothing", "cites only films against its verdict"
 
 
@@ -76,19 +83,29 @@ def hit(verdict: int, p_before: float, p_after: float, min_shift: float) -> bool
     return bool(sign * (p_after - p_before) <= -min_shift or flipped)
 
 
-def measure_answer(bank: LLMBank, editor: Editor, system: str, row, titles: list[str], shown_len: int,
-                   rng: np.random.Generator) -> dict:
-    """One answer's record: its verdict and citations, and P(Yes) before and after each edit."""
+def answer_head(editor: Editor, row, titles: list[str], shown_len: int) -> dict:
+    """The part of an answer's record that needs no scoring: its verdict, its citations and their kind."""
     user, item = int(row.user), int(row.item)
     items, labels = editor.ratings(user, item)
     shown_items, shown_labels = items[-shown_len:], labels[-shown_len:]
     stated = stated_verdict(row.generated)
     verdict = int(row.p_yes > 0.5) if stated is None else stated
     cited, support = citations(row.generated, shown_items, shown_labels, titles, verdict)
-    record = {"user": user, "item": item, "label": int(row.label), "verdict": verdict,
-              "verdict_stated": stated is not None, "ratings": len(items), "shown": len(shown_items),
-              "cited": len(cited), "support": len(support), "p_stored": float(row.p_yes),
-              "kind": SUPPORTED if support else (AGAINST if cited else NOTHING)}
+    return {"user": user, "item": item, "label": int(row.label), "verdict": verdict,
+            "verdict_stated": stated is not None, "ratings": len(items), "shown": len(shown_items),
+            "cited": len(cited), "support": len(support), "p_stored": float(row.p_yes),
+            "kind": SUPPORTED if support else (AGAINST if cited else NOTHING),
+            "cited_items": cited, "support_items": support}
+
+
+def measure_answer(bank: LLMBank, editor: Editor, system: str, row, titles: list[str], shown_len: int,
+                   rng: np.random.Generator) -> dict:
+    """One answer's record: its verdict and citations, and P(Yes) before and after each edit."""
+    record = answer_head(editor, row, titles, shown_len)
+    user, item, verdict = record["user"], record["item"], record["verdict"]
+    cited, support = record["cited_items"], record["support_items"]
+    items, labels = editor.ratings(user, item)
+    shown_items, shown_labels = items[-shown_len:], labels[-shown_len:]
     before = editor.case(editor.refold(user, items, labels), item)
     cases = {"before": before}
     uncited = [i for i in dict.fromkeys(shown_items.tolist()) if i not in cited]
@@ -119,8 +136,7 @@ def measure_answer(bank: LLMBank, editor: Editor, system: str, row, titles: list
         kept = drawn["sufficiency_control"]
         if kept is not None:
             cases["sufficiency_control"] = without([i for i in uncited + cited if i not in kept], history=kept)
-    record.update({"cited_items": cited, "support_items": support,
-                   **{f"{name}_items": films for name, films in drawn.items()}})
+    record.update({f"{name}_items": films for name, films in drawn.items()})
     ready = {name: case for name, case in cases.items() if case is not None}
     scores = dict(zip(ready, bank.p_yes_cases(system, list(ready.values()))))
     record["p_before"] = scores["before"]
@@ -129,22 +145,62 @@ def measure_answer(bank: LLMBank, editor: Editor, system: str, row, titles: list
     return record
 
 
+def same_record(carried: dict, measured: dict) -> bool:
+    """Whether a record measured again is the carried one: every field equal, P(Yes) within ``CARRY_TOLERANCE``."""
+    if carried.keys() != measured.keys():
+        return False
+    for key, value in measured.items():
+        if key.startswith("p_") and isinstance(value, float) and isinstance(carried[key], float):
+            if abs(value - carried[key]) > CARRY_TOLERANCE:
+                return False
+        elif value != carried[key]:
+            return False
+    return True
+
+
 def measure(bank: LLMBank, editor: Editor, system: str, answers: pd.DataFrame, titles: list[str], shown_len: int,
-            settings: WhatIfConfig, store: Chunks | None = None, timebox: TimeBox | None = None) -> list[dict]:
+            settings: WhatIfConfig, store: Chunks | None = None, timebox: TimeBox | None = None,
+            previous: list[dict] | None = None) -> tuple[list[dict], int]:
     """A record per stored answer (in the answers' order), ``whatif.chunk_answers`` at a time, saved in ``store``
-    and stopped at the end of ``timebox`` as ``thinkrec.chunks.run_chunks`` does. Each answer draws its random controls
+    and stopped at the end of ``timebox`` as ``thinkrec.chunks.run_chunks`` does, and how many were carried over
+    from ``previous`` (an earlier measurement's records, by position). Each answer draws its random controls
     from its own stream (the seed and its position), so a run cut into pieces draws what one run draws."""
     rows = list(answers.itertuples())
 
+    def measured(i: int) -> dict:
+        return measure_answer(bank, editor, system, rows[i], titles, shown_len,
+                              np.random.default_rng([settings.seed, int(i)]))
+
+    carried = carried_records(previous or [], rows, editor, titles, shown_len)
+    checked = np.random.default_rng(settings.seed).permutation(sorted(carried))[:CARRY_CHECKS]
+    if not all(same_record(carried[i], measured(i)) for i in checked):
+        log.warning("%s: previous faithfulness records measured again came out different; measuring every answer",
+                    system)
+        carried = {}
+    elif carried:
+        log.info("%s: %d of %d records carried over from the previous measurement (answers with the same verdict "
+                 "and citations; %d measured again first, all the same)", system, len(carried), len(rows),
+                 len(checked))
+
     def work(positions: np.ndarray) -> pd.DataFrame:
-        return pd.DataFrame({"record": [json.dumps(measure_answer(
-            bank, editor, system, rows[i], titles, shown_len, np.random.default_rng([settings.seed, int(i)])))
-            for i in positions]})
+        return pd.DataFrame({"record": [json.dumps(carried.get(int(i)) or measured(int(i))) for i in positions]})
 
     step = settings.chunk_answers
     chunks = [np.arange(start, min(start + step, len(rows))) for start in range(0, len(rows), step)]
     done = run_chunks(chunks, work, store, timebox, f"faithfulness {system}")
-    return [json.loads(record) for record in done["record"]]
+    return [json.loads(record) for record in done["record"]], len(carried)
+
+
+def carried_records(previous: list[dict], rows: list, editor: Editor, titles: list[str],
+                    shown_len: int) -> dict[int, dict]:
+    """The previous records, by position, whose answer has the same row, verdict and citations as the answer
+    now at that position: a record depends on nothing else of the answer."""
+    carried = {}
+    for i, (record, row) in enumerate(zip(previous, rows)):
+        head = answer_head(editor, row, titles, shown_len)
+        if all(record.get(key) == value for key, value in head.items()):
+            carried[i] = record
+    return carried
 
 
 def job_folder(config: Config, system: str, answers_path: Path, rows: int | None) -> Path:
@@ -234,9 +290,14 @@ def stage_faithfulness(explorer, config: Config, systems: list[str], rows: int |
         answers = answers.head(rows) if rows else answers
         started = time.perf_counter()
         folder = job_folder(config, system, path, rows)
+        settings = {"min_shift": config.whatif.min_shift, "bootstrap": config.whatif.bootstrap,
+                    "seed": config.whatif.seed, "fold_in_l2": config.guest.fold_in_l2,
+                    "shown_history": config.llm.history_len}
+        earlier = read_result(config, system)
+        previous = earlier["records"] if earlier and earlier.get("settings") == settings else None
         try:
-            records = measure(explorer.bank, explorer.editor, system, answers, titles, config.llm.history_len,
-                              config.whatif, Chunks(folder), timebox)
+            records, carried = measure(explorer.bank, explorer.editor, system, answers, titles,
+                                       config.llm.history_len, config.whatif, Chunks(folder), timebox, previous)
         except Unfinished as stop:
             log.info("%s: stopped at the end of the time box, %d of %d answers measured; the same command continues",
                      system, stop.done, stop.total)
@@ -245,9 +306,7 @@ def stage_faithfulness(explorer, config: Config, systems: list[str], rows: int |
         summary = summarise(records, config.whatif)
         result = {"system": system, "answers_file": path.relative_to(config.paths.checkpoints).as_posix()
                   if path.is_relative_to(config.paths.checkpoints) else path.name,
-                  "settings": {"min_shift": config.whatif.min_shift, "bootstrap": config.whatif.bootstrap,
-                               "seed": config.whatif.seed, "fold_in_l2": config.guest.fold_in_l2,
-                               "shown_history": config.llm.history_len},
+                  "answers_sha256": sha256_of(path), "settings": settings, "carried": carried,
                   "seconds": round(time.perf_counter() - started, 1), "summary": summary, "records": records}
         write_json(result_file(config, system), result)
         shutil.rmtree(folder.parent, ignore_errors=True)

@@ -30,7 +30,7 @@ from thinkrec.chunks import saved_rows
 from thinkrec.config import Config
 from thinkrec.data.prepared import PreparedData
 from thinkrec.explorer import Explorer
-from thinkrec.faithfulness import result_file, stage_faithfulness
+from thinkrec.faithfulness import answers_file, read_result, stage_faithfulness
 from thinkrec.files import sha256_of
 from thinkrec.fusion.experts import experts_dir, load_chosen_clustering, read_choice, user_map_dir
 from thinkrec.fusion.user_map import JSON_FILE
@@ -172,7 +172,14 @@ def reasoning_status(config: Config) -> StageStatus:
 
 def faithfulness_status(config: Config) -> StageStatus:
     systems = list(config.plan.faithfulness_systems)
-    return evaluation_status("faithfulness", systems, [result_file(config, name).exists() for name in systems])
+    return evaluation_status("faithfulness", systems, [measured_answers(config, name) for name in systems])
+
+
+def measured_answers(config: Config, name: str) -> bool:
+    """Whether ``name``'s faithfulness was measured on the answers stored now (rewritten answers are measured
+    again, their unchanged records carried over)."""
+    result, answers = read_result(config, name), answers_file(config, name)
+    return result is not None and answers.exists() and result.get("answers_sha256") == sha256_of(answers)
 
 
 def promotion_status(config: Config, shipped: Config) -> StageStatus:
@@ -274,7 +281,7 @@ def evaluate(stage: str, prepared: PreparedData, candidate: Config, timebox: Tim
         return [pipeline.stage_user_map(prepared, candidate)]
     results = []
     if stage == "faithfulness":
-        measured = [name for name in candidate.plan.faithfulness_systems if not result_file(candidate, name).exists()]
+        measured = [name for name in candidate.plan.faithfulness_systems if not measured_answers(candidate, name)]
         return list(stage_faithfulness(Explorer.load(candidate), candidate, measured, timebox=timebox).values())
     jobs = [(name, True) for name in SCORED] if stage == "scoring" else reasoning_jobs(candidate)
     for name, rules in jobs:
