@@ -183,8 +183,8 @@ class LLMConfig:
     no_repeat_ngram: int = 6  # no 6-gram repeated within an answer: greedy decoding of a small LM loops
     no_repeat_spellings: bool = False  # the barred token also without (or with) its leading space: no "theirhistory"
     no_repeat_spares_quotes: bool = True  # the rule is off inside double quotes: a title named again stays whole
-    no_repeated_citations: bool = False  # greedy decoding rewrites a sentence citing a film the answer cited already
-    # (thinkrec/llm/citation_guard.py; on in the plan, whose answers are written with it; on here once they ship)
+    no_repeated_citations: bool = True  # greedy decoding rewrites a sentence citing a film the answer cited already
+    # (thinkrec/llm/citation_guard.py; the shipped answers are written with it)
     decoding_rules: str = "auto"  # the rules above: "on", "off", or "auto": off for a system whose answers
     # stored without them loop no more often and end a sentence as often (reasoning_scores.decodes_with_rules)
     decode_dtype: str = "auto"  # streamed answers' dtype: auto = bfloat16 where native, else float32 (llm_speed.py)

@@ -25,6 +25,7 @@ from thinkrec.faithfulness import report_section as faithfulness_section
 from thinkrec.files import read_json
 from thinkrec.fusion.experts import experts_dir, has_experts, load_shipped_clustering, read_selection
 from thinkrec.intervals import Interval, UserBootstrap, paired_difference, system_intervals, verdict
+from thinkrec.llm.systems import with_trained_traces
 from thinkrec.metrics import auc_report
 from thinkrec.pipeline import reference_traces
 from thinkrec.predictions import metrics_by_cluster, metrics_by_system, systems_in, test_predictions
@@ -247,9 +248,10 @@ def reasoning_section(prepared: PreparedData, config: Config) -> list[str]:
     rows = [[name, *[report[k] for k in ("meteor", "bleu4", "rouge_l", "grounding_rate", "verdict_agreement",
                                          "stated_share", "rows")]]
             for name, report in reports.items() if answers[name].rules]
-    if config.traces_path.exists():
-        references = reference_traces(config)
-        reports = {REFERENCES_LABEL: references_report(prepared, config, references), **reports}
+    traced = with_trained_traces(config)  # the teacher's traces the shipped answers were compared with
+    if traced.traces_path.exists():
+        references = reference_traces(traced)
+        reports = {REFERENCES_LABEL: references_report(prepared, traced, references), **reports}
         answers[REFERENCES_LABEL] = AnswerSet(references, "trace")
     return ["## Reasoning on the reference test rows", "",
             (f"Generated greedily ({config.llm.min_new_tokens} to {config.llm.max_new_tokens} new tokens, no "

@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, get_peft_model
@@ -115,6 +115,13 @@ def recorded_prompt(folder: Path) -> dict | None:
         if (folder / name).exists():
             return read_json(folder / name).get(key, {})
     return None
+
+
+def with_trained_traces(config: Config) -> Config:
+    """``config`` with ``llm.traces_file`` the trace file ThinkRec-global's ``config.json`` records it learnt from,
+    where it records one: the traces its phrasebook comes from and its answers are compared with."""
+    recorded = (recorded_prompt(llm_dir(config, "thinkrec")) or {}).get("traces_file", config.llm.traces_file)
+    return replace(config, llm=replace(config.llm, traces_file=recorded))
 
 
 def prompt_builder(spec: SystemSpec, prepared: PreparedData, tokenizer, config: Config,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -40,8 +40,8 @@ from thinkrec.llm.systems import (
     llm_dir,
     load_projected_model,
     prompt_builder,
-    recorded_prompt,
     system_spec,
+    with_trained_traces,
 )
 from thinkrec.serving.case import Case
 
@@ -279,8 +279,7 @@ def trace_phrasebook(config: Config, tokenizer) -> Phrasebook | None:
     """The phrasebook of the training traces ThinkRec learnt from (the trace file its ``config.json`` records,
     else ``llm.traces_file``); None, with a warning, where that file is missing or unreadable: answers then
     decode with prompt lookup alone, the same text more slowly."""
-    recorded = (recorded_prompt(llm_dir(config, "thinkrec")) or {}).get("traces_file", config.llm.traces_file)
-    path = replace(config, llm=replace(config.llm, traces_file=recorded)).traces_path
+    path = with_trained_traces(config).traces_path
     try:
         traces = pd.read_parquet(path, columns=["split", "trace"])
     except Exception as err:  # missing, damaged, or without those columns
