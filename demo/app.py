@@ -129,7 +129,8 @@ def _explore_tab(explorer: Explorer) -> dict:
             with gr.Row():
                 w["system"] = gr.Radio(systems, value=systems[0][1] if systems else None, label="Who thinks",
                                        elem_id="system-picker")
-                w["length"] = gr.Slider(16, 256, value=120, step=8, label="Max new tokens")
+                w["length"] = gr.Slider(16, 256, value=explorer.config.llm.max_new_tokens, step=8,
+                                        label="Max new tokens")
             with gr.Row():
                 w["go"] = gr.Button("Think", variant="primary", elem_id="think", scale=2)
                 w["auto"] = gr.Checkbox(explorer.config.demo.auto_think, label="Think by itself once the case "
@@ -164,7 +165,8 @@ def _build_tab(explorer: Explorer) -> dict:
             with gr.Row():
                 w["system"] = gr.Radio(systems, value=systems[0][1] if systems else None, label="Who thinks",
                                        elem_id="guest-system")
-                w["length"] = gr.Slider(16, 256, value=120, step=8, label="Max new tokens")
+                w["length"] = gr.Slider(16, 256, value=explorer.config.llm.max_new_tokens, step=8,
+                                        label="Max new tokens")
             w["go"] = gr.Button("Build my profile and think", variant="primary", elem_id="guest-think")
             w["summary"] = gr.Markdown(build.START.format(n=explorer.config.guest.min_picks), elem_id="guest-summary")
             w["map"] = gr.Plot(label="You on the cluster map", elem_id="guest-map")

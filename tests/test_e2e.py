@@ -261,6 +261,8 @@ def test_quick_random_clicks_then_a_pick_leave_every_panel_on_one_case(server, t
         wait_for_text(page, "#reasoning", "tokens in", timeout=240_000)  # the answer starts by itself
         seen = panels_case(page)
         assert seen["users"] == {"42"} and seen["movie named everywhere"], seen
+        answer = page.inner_text("#reasoning").split(" tokens in ")[0].rsplit("\n", 1)[0].strip()
+        assert answer.endswith((".", "!", "?")), answer  # the default token cap leaves the answer whole
         time.sleep(5)  # nothing for an older case arrives later
         assert panels_case(page) == seen
         assert "ThinkRec-fused" in page.inner_text("#system1-table")  # the LLMs' rows are the case's too
