@@ -70,15 +70,23 @@ def test_summary_counts_rates_and_paired_gaps():
     assert summary["necessity"]["mean_shift_against"] == pytest.approx(np.mean([0.2, 0.1, 0.01]), abs=1e-4)
 
 
+def first_test_row(explorer):
+    """The tiny data's first test row and the titles of the history films it shows."""
+    row = explorer.data.rows[explorer.data.rows["split"] == "test"].iloc[0]
+    return row, [TITLES[i] for i in row["hist_items"] if i >= 0]
+
+
+def two_answers(row, generated: list[str]) -> pd.DataFrame:
+    """Two stored answers to ``row`` (P(Yes) 0.7 and 0.3) with the texts ``generated``."""
+    return pd.DataFrame({"user": [int(row["user"])] * 2, "item": [int(row["item"])] * 2,
+                         "label": [int(row["label"])] * 2, "p_yes": [0.7, 0.3], "generated": generated})
+
+
 def test_a_run_on_stored_answers_writes_records_and_a_report_section(tiny_llm_explorer, tmp_path):
     explorer = tiny_llm_explorer
     config = explorer.config
-    test = explorer.data.rows[explorer.data.rows["split"] == "test"]
-    row = test.iloc[0]
-    shown = [TITLES[i] for i in row["hist_items"] if i >= 0]
-    answers = pd.DataFrame({"user": [int(row["user"])] * 2, "item": [int(row["item"])] * 2,
-                            "label": [int(row["label"])] * 2, "p_yes": [0.7, 0.3],
-                            "generated": [f'Yes. They liked "{shown[-1]}" and "{shown[-2]}".', "No. No reason."]})
+    row, shown = first_test_row(explorer)
+    answers = two_answers(row, [f'Yes. They liked "{shown[-1]}" and "{shown[-2]}".', "No. No reason."])
     path = tmp_path / "answers.parquet"
     answers.to_parquet(path)
     config.whatif.bootstrap = 100
@@ -97,12 +105,8 @@ def test_rewritten_answers_carry_over_the_records_of_answers_citing_the_same_fil
     explorer = tiny_llm_explorer
     config = explorer.config
     config.whatif.bootstrap = 100
-    test = explorer.data.rows[explorer.data.rows["split"] == "test"]
-    row = test.iloc[0]
-    shown = [TITLES[i] for i in row["hist_items"] if i >= 0]
-    answers = pd.DataFrame({"user": [int(row["user"])] * 2, "item": [int(row["item"])] * 2,
-                            "label": [int(row["label"])] * 2, "p_yes": [0.7, 0.3],
-                            "generated": [f'Yes. They liked "{shown[-1]}".', "No. No reason."]})
+    row, shown = first_test_row(explorer)
+    answers = two_answers(row, [f'Yes. They liked "{shown[-1]}".', "No. No reason."])
     first_path, rewritten_path = tmp_path / "answers.parquet", tmp_path / "rewritten.parquet"
     answers.to_parquet(first_path)
     answers.assign(generated=[f'Yes. They liked "{shown[-1]}". It is well liked.',  # the same film cited
