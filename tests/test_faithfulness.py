@@ -20,6 +20,7 @@ from thinkrec.faithfulness import (
     summarise,
 )
 from thinkrec.files import sha256_of, write_json
+from thinkrec.manifest import verify_manifest
 
 TITLES = ["Alpha", "Alpha Returns", "The Garden", "Quiet Sea", "Laugh Track", "Old Reel"]
 
@@ -99,6 +100,8 @@ def test_a_run_on_stored_answers_writes_records_and_a_report_section(tiny_llm_ex
         assert 0.0 <= first[name] <= 1.0
     assert summary["answers"] == 2 and summary["kinds"][NOTHING] == 1
     assert "## Are the cited reasons the real ones?" in "\n".join(report_section(config))
+    listed = verify_manifest(config.paths.checkpoints)["files"]  # the tree still loads, the new result listed
+    assert result_file(config, "thinkrec").relative_to(config.paths.checkpoints).as_posix() in listed
 
 
 def test_rewritten_answers_carry_over_the_records_of_answers_citing_the_same_films(tiny_llm_explorer, tmp_path):

@@ -294,7 +294,7 @@ class PlanConfig:
     candidate_dir: str = "candidate"  # the plan's checkpoints tree, under paths.training_dir (committed with it)
     reasoning_systems: tuple[str, ...] = ("fused", "thinkrec", "collm", "tallrec")  # answers on the reference rows
     free_decoding_systems: tuple[str, ...] = ("fused", "thinkrec")  # also decoded without the rules: needed?
-    faithfulness_systems: tuple[str, ...] = ("fused", "thinkrec")  # their answers' cited films, edited
+    faithfulness_systems: tuple[str, ...] = ("fused", "thinkrec", "collm", "tallrec")  # every system that writes answers
 
 
 @dataclass

@@ -42,6 +42,7 @@ from thinkrec.chunks import Chunks, Unfinished, run_chunks
 from thinkrec.config import Config, WhatIfConfig
 from thinkrec.errors import CheckpointError
 from thinkrec.files import read_json, sha256_of, write_json
+from thinkrec.manifest import write_manifest
 from thinkrec.reasoning_scores import answers_path
 from thinkrec.serving.whatif import Editor
 from thinkrec.text_metrics import cited_titles, stated_verdict
@@ -309,6 +310,7 @@ def stage_faithfulness(explorer, config: Config, systems: list[str], rows: int |
                   "answers_sha256": sha256_of(path), "settings": settings, "carried": carried,
                   "seconds": round(time.perf_counter() - started, 1), "summary": summary, "records": records}
         write_json(result_file(config, system), result)
+        write_manifest(config.paths.checkpoints)  # the tree stays loadable: its manifest lists the new result
         shutil.rmtree(folder.parent, ignore_errors=True)
         log.info("%s: faithfulness on %d answers written to %s", system, len(records), result_file(config, system))
         results[system] = summary
