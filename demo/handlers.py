@@ -199,8 +199,9 @@ def show_case(explorer: Explorer, views: Views, session: str, user_id: str | Non
               system: str | None, max_new_tokens, address: str = "", clear_notice: bool = True) -> tuple:
     """Every cheap panel of one case at once (``EXPLORE_OUTPUTS``): the pickers, the profile card with the
     history the prompt shows, the Taste chart, gate, map, System-1 scores, the outcome, the exact prompt,
-    an empty verdict naming the case, its link, and the view's state for the costly steps that follow.
-    The user's first held-out movie is the case when no item is wanted. All of it names the same case."""
+    an empty verdict naming the case (a case picked again keeps the answer it has), its link, and the view's
+    state for the costly steps that follow. The user's first held-out movie is the case when no item is
+    wanted. All of it names the same case."""
     card, chart, items, gate, reason, user_map = select_user(explorer, user_id, wanted_item)
     item_id = items.get("value")
     notice = "" if clear_notice else gr.update()
@@ -212,9 +213,10 @@ def show_case(explorer: Explorer, views: Views, session: str, user_id: str | Non
     pick = views.show(session, key)
     case = explorer.case(user_id, item_id)
     scores, outcome = compare_systems(explorer, user_id, item_id, with_llm=False)
+    answer = UNCHANGED if views.answered(session, key) else unanswered(explorer, key, case)
     return (gr.update(value=user_id), items, profile_markdown(explorer, user_id, case), chart, gate, reason,
             user_map, gr.update(value=scores, label=f"Every system's prediction · {key.label}"), outcome,
-            *unanswered(explorer, key, case), share_markdown(user_id, item_id, address), notice,
+            *answer, share_markdown(user_id, item_id, address), notice,
             {"session": session, "key": key, "pick": pick})
 
 
@@ -246,7 +248,8 @@ def llm_rows(explorer: Explorer, views: Views, view: dict | None):
 
 def auto_think(explorer: Explorer, views: Views, view: dict | None, automatic: bool, settle_seconds: float):
     """Stream the view's answer once its case has stayed the same for ``settle_seconds`` (when
-    ``automatic``); a case picked meanwhile ends the wait without any output."""
+    ``automatic``), unless an answer for it has started; a case picked meanwhile ends the wait without any
+    output. (A dropdown pick may reach the server twice: the second wait must not answer the case again.)"""
     if not automatic or not view:
         yield UNCHANGED  # a generator that yields nothing would clear its outputs
         return
@@ -257,7 +260,7 @@ def auto_think(explorer: Explorer, views: Views, view: dict | None, automatic: b
             return
         time.sleep(0.05)
     system, max_new_tokens = key.settings
-    yield from think(explorer, key.user, key.item, system, max_new_tokens, views, session, if_shown=True)
+    yield from think(explorer, key.user, key.item, system, max_new_tokens, views, session, automatic=True)
 
 
 TITLE_MARKS = {TARGET: ("cited-target", "🎯 target"), FOUND: ("cited-ok", "✓"), MISSING: ("cited-missing", "✗"),
@@ -319,10 +322,10 @@ def marked_answer(explorer: Explorer, text: str, run: Explanation) -> tuple[Cita
 
 
 def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: str | None, max_new_tokens: float,
-          views: Views | None = None, session: str = API, if_shown: bool = False):
+          views: Views | None = None, session: str = API, automatic: bool = False):
     """Stream the chosen system's answer: verdict and P(Yes) first, then the reasoning, token by token;
     with ``views``, the answer is the session's one live stream and stops when another case is picked
-    (``if_shown``: it does not even start unless the case is still the one shown)."""
+    (``automatic``: it does not even start unless the case is still the one shown and has no answer yet)."""
     if not user_id or not item_id or not system:
         yield "Pick a user, a movie and a system.", "", ""
         return
@@ -333,12 +336,12 @@ def think(explorer: Explorer, user_id: str | None, item_id: str | None, system: 
         yield f"**Cannot explain this case:** {html.escape(str(err))}", "", ""
         return
     yield from stream_answer(explorer, lambda: explorer.case(user_id, item_id), system, max_new_tokens, views,
-                             session, key, if_shown)
+                             session, key, automatic)
 
 
 def stream_answer(explorer: Explorer, make_case: Callable[[], Case], system: str, max_new_tokens: float,
                   views: Views | None = None, session: str = API, key: CaseKey | None = None,
-                  if_shown: bool = False):
+                  automatic: bool = False):
     """(verdict, reasoning HTML, prompt) as the answer to ``make_case()`` streams in, each naming the case
     (``key``); a case or a setting that cannot be answered gives a message instead. With ``views`` the
     stream stops as soon as its view shows another case or starts another stream."""
@@ -351,10 +354,10 @@ def stream_answer(explorer: Explorer, make_case: Callable[[], Case], system: str
     label = f"{key.label} · {registry.label(system)}" if key else registry.label(system)
     pieces = stream_explanation(explorer, run, label)
     if views is not None and key is not None:
-        if if_shown and not views.shows(session, key):
-            yield UNCHANGED  # the page has moved on: it keeps what it shows
+        pieces = views.stream(session, key, pieces, run.stream.stop, automatic)
+        if pieces is None:  # the page has moved on, or the case is answered already: it keeps what it shows
+            yield UNCHANGED
             return
-        pieces = views.stream(session, key, pieces, run.stream.stop, if_shown)
     yield f"_Case: {html.escape(label)}_ · _thinking…_", "", run.prompt
     for verdict, reasoning in pieces:
         yield verdict, reasoning, run.prompt

@@ -80,13 +80,13 @@ class Views:
             current = self._shown.get((session, key.view))
             return time.monotonic() - current[1] if current is not None and current[0] == key else 0.0
 
-    def _start_stream(self, session: str, key: CaseKey, stop: Callable[[], None], if_shown: bool) -> int | None:
+    def _start_stream(self, session: str, key: CaseKey, stop: Callable[[], None], automatic: bool) -> int | None:
         """Show ``key`` and give it the view's one live stream (stopped by ``stop``), superseding the one
-        before; returns the stream's ticket. With ``if_shown`` (a stream nobody asked for by name) only if
-        the view still shows ``key``; None otherwise."""
+        before; returns the stream's ticket. An ``automatic`` stream (one nobody asked for by name) starts only
+        while the view shows ``key`` and no answer for it has started (``answered``); None otherwise."""
         with self._lock:
             current = self._shown.get((session, key.view))
-            if if_shown and session != API and (current is None or current[0] != key):
+            if automatic and session != API and (current is None or current[0] != key or current[2] != 0):
                 return None
             self._show(session, key)
             self._supersede((session, key.view))
@@ -116,7 +116,8 @@ class Views:
             self.stopped.append(f"{outcome}: {label}")
 
     def answered(self, session: str, key: CaseKey) -> bool:
-        """Whether an answer for the shown case ``key`` has started (and may be showing)."""
+        """Whether an answer for the shown case ``key`` has started and was not cancelled by the page (it is
+        streaming, or it finished and shows)."""
         with self._lock:
             current = self._shown.get((session, key.view))
             return current is not None and current[0] == key and current[2] != 0
@@ -130,19 +131,25 @@ class Views:
             return current is not None and current[0] == key and current[2] == ticket
 
     def stream(self, session: str, key: CaseKey, pieces: Iterable, stop: Callable[[], None],
-               if_shown: bool = False) -> Iterator:
-        """Pass ``pieces`` on while this stream is live. Superseded, it is stopped (``stop()``) and counted at
-        once and passes nothing more on; closed by the page, it is stopped and counted as cancelled.
-        ``stop`` may run under the views' lock, from another request's thread: it only signals, never calls back.
-        ``if_shown``: see ``_start_stream``."""
-        ticket = self._start_stream(session, key, stop, if_shown)
+               automatic: bool = False) -> Iterator | None:
+        """Start a stream of ``pieces`` at once; the iterator returned passes them on while it is live.
+        Superseded, it is stopped (``stop()``) and counted at once and passes nothing more on; closed by the
+        page, it is stopped and counted as cancelled, and its case counts as unanswered again. ``stop`` may run
+        under the views' lock, from another request's thread: it only signals, never calls back. An
+        ``automatic`` stream that may not start (``_start_stream``) is stopped and None is returned."""
+        ticket = self._start_stream(session, key, stop, automatic)
         if ticket is None:
             stop()
-            with self._lock:
-                self._count("superseded", key)
-            return
+            return None
+        passed_on = self._passed_on(session, key, ticket, pieces, stop)
+        next(passed_on)  # inside its try block: closed or dropped before its first piece, it still stops and counts
+        return passed_on
+
+    def _passed_on(self, session: str, key: CaseKey, ticket: int, pieces: Iterable, stop: Callable[[], None]
+                   ) -> Iterator:
         view, outcome = (session, key.view), "cancelled"
         try:
+            yield  # the priming step of ``stream``
             for piece in pieces:
                 if not self.live(session, key, ticket):
                     outcome = "superseded"
@@ -157,6 +164,9 @@ class Views:
                     if outcome != "finished":
                         stop()
                     self._count(outcome, key)
+                shown = self._shown.get(view)
+                if outcome == "cancelled" and shown is not None and shown[2] == ticket:
+                    self._shown[view] = (shown[0], shown[1], 0)  # cut short: the case has no answer now
 
     def report(self) -> dict:
         """The counts and the latest stopped answers, for operators and tests."""

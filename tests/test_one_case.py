@@ -63,6 +63,35 @@ def test_work_for_a_case_left_behind_stops_and_shows_nothing(tiny_llm_explorer):
     assert list(handlers.auto_think(explorer, views, second["view"], False, 0.0)) == [handlers.UNCHANGED]  # off
 
 
+def test_a_case_picked_twice_is_answered_once_and_keeps_its_answer(tiny_llm_explorer):
+    explorer, views = tiny_llm_explorer, Views()
+    first = panels(handlers.show_case(explorer, views, "tab", "2", None, "fused", 200))
+    again = panels(handlers.show_case(explorer, views, "tab", "2", None, "fused", 200))  # a dropdown's double input
+    streaming = handlers.auto_think(explorer, views, first["view"], True, 0.0)
+    next(streaming), next(streaming)
+    assert list(handlers.auto_think(explorer, views, again["view"], True, 0.0)) == [handlers.UNCHANGED]
+    assert "tokens in" in list(streaming)[-1][1]  # the first answer was not restarted
+    assert list(handlers.auto_think(explorer, views, again["view"], True, 0.0)) == [handlers.UNCHANGED]
+    assert views.counts["started"] == 1 and views.counts["finished"] == 1 and views.counts["superseded"] == 0
+    repicked = panels(handlers.show_case(explorer, views, "tab", "2", None, "fused", 200))
+    assert (repicked["verdict"], repicked["reasoning"], repicked["prompt"]) == handlers.UNCHANGED  # kept
+    asked = list(handlers.think(explorer, "2", first["view"]["key"].item, "fused", 200, views, "tab"))
+    assert "tokens in" in asked[-1][1] and views.counts["started"] == 2  # Think asks again by name
+
+
+def test_an_answer_the_page_cancelled_leaves_its_case_unanswered(tiny_llm_explorer):
+    explorer, views = tiny_llm_explorer, Views()
+    shown = panels(handlers.show_case(explorer, views, "tab", "2", None, "fused", 200))
+    streaming = handlers.auto_think(explorer, views, shown["view"], True, 0.0)
+    next(streaming), next(streaming)
+    streaming.close()  # a pick of the same case cancels the running event first
+    assert views.counts["cancelled"] == 1 and not views.answered("tab", shown["view"]["key"])
+    repicked = panels(handlers.show_case(explorer, views, "tab", "2", None, "fused", 200))
+    assert repicked["verdict"] == shown["verdict"] and repicked["reasoning"] == ""  # no half answer kept
+    answer = list(handlers.auto_think(explorer, views, repicked["view"], True, 0.0))
+    assert "tokens in" in answer[-1][1] and views.counts["finished"] == 1
+
+
 def test_closing_a_stream_stops_the_model_and_counts_it():
     views, stopped = Views(), []
     key = CaseKey("explore", "1", "2", label="user 1 · Alpha")
@@ -72,6 +101,8 @@ def test_closing_a_stream_stops_the_model_and_counts_it():
     assert stopped == [True] and views.counts["cancelled"] == 1
     assert views.report()["stopped"] == ["cancelled: user 1 · Alpha"]
     assert list(views.stream(API, key, iter(range(3)), lambda: stopped.append(True))) == [0, 1, 2]
+    views.stream("tab", key, iter(range(10)), lambda: stopped.append("unread")).close()  # cancelled before a piece
+    assert stopped[-1] == "unread" and views.counts["cancelled"] == 2 and not views.answered("tab", key)
 
 
 def test_a_pick_stops_and_counts_the_live_stream_at_once_and_only_once():
