@@ -249,7 +249,8 @@ def llm_rows(explorer: Explorer, views: Views, view: dict | None):
 def auto_think(explorer: Explorer, views: Views, view: dict | None, automatic: bool, settle_seconds: float):
     """Stream the view's answer once its case has stayed the same for ``settle_seconds`` (when
     ``automatic``), unless an answer for it has started; a case picked meanwhile ends the wait without any
-    output. (A dropdown pick may reach the server twice: the second wait must not answer the case again.)"""
+    output. A dropdown may send one pick twice, and the page may keep either pick's state: every wait for
+    the case may answer it, and the first to start does (``Views.stream``)."""
     if not automatic or not view:
         yield UNCHANGED  # a generator that yields nothing would clear its outputs
         return

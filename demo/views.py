@@ -37,11 +37,21 @@ class CaseKey:
     label: str = ""
 
 
+@dataclass
+class Shown:
+    """What one (session, view) shows: the case, since when, and the ticket of its answer (0: none, or one the
+    page cut short)."""
+
+    key: CaseKey
+    since: float
+    ticket: int = 0
+
+
 class Views:
     """The case each (session, view) shows and its live stream; thread-safe."""
 
     def __init__(self):
-        self._shown: OrderedDict[tuple[str, str], tuple[CaseKey, float, int]] = OrderedDict()
+        self._shown: OrderedDict[tuple[str, str], Shown] = OrderedDict()
         self._tickets = itertools.count(1)
         self._live: dict[tuple[str, str], tuple[int, Callable[[], None], CaseKey]] = {}  # ticket, stop, case
         self._lock = threading.Lock()
@@ -53,50 +63,53 @@ class Views:
         Returns a number that grows with every pick (so showing the same case again is a new pick)."""
         with self._lock:
             self.counts["picks"] += 1
-            return self._show(session, key)
+            self._show(session, key)
+            return self.counts["picks"]
 
-    def _show(self, session: str, key: CaseKey) -> int:
+    def _show(self, session: str, key: CaseKey) -> Shown:
         """``show`` without counting a pick; the caller holds the lock."""
-        current = self._shown.get((session, key.view))
-        if current is None or current[0] != key:
-            self._shown[(session, key.view)] = (key, time.monotonic(), 0)
-            self._supersede((session, key.view))
-        self._shown.move_to_end((session, key.view))
+        view = (session, key.view)
+        if view not in self._shown or self._shown[view].key != key:
+            self._shown[view] = Shown(key, time.monotonic())
+            self._supersede(view)
+        self._shown.move_to_end(view)
         while len(self._shown) > MAX_SESSIONS:
             self._shown.popitem(last=False)
-        return self.counts["picks"]
+        return self._shown[view]
+
+    def _current(self, session: str, key: CaseKey) -> Shown | None:
+        """The view's record when it shows ``key``; the caller holds the lock."""
+        shown = self._shown.get((session, key.view))
+        return shown if shown is not None and shown.key == key else None
 
     def shows(self, session: str, key: CaseKey) -> bool:
         """Whether the session's view still shows ``key`` (a caller without a session always does)."""
         if session == API:
             return True
         with self._lock:
-            current = self._shown.get((session, key.view))
-            return current is not None and current[0] == key
+            return self._current(session, key) is not None
 
     def shown_for(self, session: str, key: CaseKey) -> float:
         """Seconds the view has shown ``key`` (0 if it does not)."""
         with self._lock:
-            current = self._shown.get((session, key.view))
-            return time.monotonic() - current[1] if current is not None and current[0] == key else 0.0
+            current = self._current(session, key)
+            return time.monotonic() - current.since if current is not None else 0.0
 
     def _start_stream(self, session: str, key: CaseKey, stop: Callable[[], None], automatic: bool) -> int | None:
         """Show ``key`` and give it the view's one live stream (stopped by ``stop``), superseding the one
         before; returns the stream's ticket. An ``automatic`` stream (one nobody asked for by name) starts only
         while the view shows ``key`` and no answer for it has started (``answered``); None otherwise."""
         with self._lock:
-            current = self._shown.get((session, key.view))
-            if automatic and session != API and (current is None or current[0] != key or current[2] != 0):
+            current = self._current(session, key)
+            if automatic and session != API and (current is None or current.ticket != 0):
                 return None
-            self._show(session, key)
+            shown = self._show(session, key)
             self._supersede((session, key.view))
-            ticket = next(self._tickets)
-            shown, since, _ = self._shown[(session, key.view)]
-            self._shown[(session, key.view)] = (shown, since, ticket)
+            shown.ticket = next(self._tickets)
             if session != API:
-                self._live[(session, key.view)] = (ticket, stop, key)
+                self._live[(session, key.view)] = (shown.ticket, stop, key)
             self.counts["started"] += 1
-            return ticket
+            return shown.ticket
 
     def _supersede(self, view: tuple[str, str]) -> None:
         """Stop the view's live stream, if any, and count it superseded; the caller holds the lock."""
@@ -119,16 +132,16 @@ class Views:
         """Whether an answer for the shown case ``key`` has started and was not cancelled by the page (it is
         streaming, or it finished and shows)."""
         with self._lock:
-            current = self._shown.get((session, key.view))
-            return current is not None and current[0] == key and current[2] != 0
+            current = self._current(session, key)
+            return current is not None and current.ticket != 0
 
     def live(self, session: str, key: CaseKey, ticket: int) -> bool:
         """Whether the stream with ``ticket`` is still its view's live one for the shown case."""
         if session == API:
             return True
         with self._lock:
-            current = self._shown.get((session, key.view))
-            return current is not None and current[0] == key and current[2] == ticket
+            current = self._current(session, key)
+            return current is not None and current.ticket == ticket
 
     def stream(self, session: str, key: CaseKey, pieces: Iterable, stop: Callable[[], None],
                automatic: bool = False) -> Iterator | None:
@@ -165,8 +178,8 @@ class Views:
                         stop()
                     self._count(outcome, key)
                 shown = self._shown.get(view)
-                if outcome == "cancelled" and shown is not None and shown[2] == ticket:
-                    self._shown[view] = (shown[0], shown[1], 0)  # cut short: the case has no answer now
+                if outcome == "cancelled" and shown is not None and shown.ticket == ticket:
+                    shown.ticket = 0  # cut short: the case has no answer now
 
     def report(self) -> dict:
         """The counts and the latest stopped answers, for operators and tests."""
