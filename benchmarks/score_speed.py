@@ -2,7 +2,7 @@
 
     python benchmarks/score_speed.py [--config training/plan.json] [--system thinkrec] [--rows 48] [--rounds 2]
                                      [--bf16-layers 20 24] [--batch-sizes 8 4] [--batch-tokens 2048]
-                                     [--split-padding]
+                                     [--split-padding] [--compiled] [--chosen-only] [--fp32-margin M]
 
 Scores the same test rows (``length_order`` batches of 16, as evaluation forms them) several ways,
 taking turns per round so a busy machine slows them alike: ``today`` (fp32 with the LM head over
@@ -14,6 +14,11 @@ in fp32, ``score.bf16_leading_layers``) and ``bf16 decoder`` (the bfloat16 copy 
 batches of that many rows (a batch of 16 prompts of 500 tokens holds 8,000 positions, whose activations
 outgrow the caches: smaller batches may score faster), and ``--batch-tokens`` the same setting in batches of
 at most that many token slots (``ScoreSettings.batch_tokens``: rows x the longest prompt, 16 rows at most).
+``--compiled`` adds the last of those settings with its bfloat16 layers compiled (``ScoreSettings.compiled``;
+compiled before the clock starts, the seconds that took printed apart); ``--chosen-only`` scores only fp32, that
+last setting and, with ``--compiled``, its compiled form (a cheap run on enough rows to test the precision bar).
+``--fp32-margin M`` scores those two settings' rows that land within M of 0.5 again in fp32
+(``ScoreSettings.fp32_margin``).
 ``--config`` names a plan: its candidate's system is measured (the one its scoring stage will score).
 Prints rows/s and, against fp32, the largest P(Yes) gap, the share of rows within the bar's gap,
 the share of unchanged verdicts and whether the setting meets the bar (``score.PrecisionCheck``);
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -78,9 +84,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--split-padding", action="store_true", help="tokenise the whole test split for its padding")
+    parser.add_argument("--compiled", action="store_true", help="also the last setting with its bf16 layers compiled")
+    parser.add_argument("--chosen-only", action="store_true", help="only fp32, the last setting and --compiled")
+    parser.add_argument("--fp32-margin", type=float, default=0.0,
+                        help="the last setting's rows within this of 0.5 scored again in fp32")
     args = parser.parse_args()
-    if (args.batch_sizes or args.batch_tokens) and not args.bf16_layers:
-        parser.error("--batch-sizes and --batch-tokens measure the last --bf16-layers setting: give at least one")
+    if (args.batch_sizes or args.batch_tokens or args.compiled or args.chosen_only) and not args.bf16_layers:
+        parser.error("--batch-sizes, --batch-tokens, --compiled and --chosen-only measure the last --bf16-layers "
+                     "setting: give at least one")
     config = candidate_config(load_config(args.config)) if args.config else load_config()
     prepared = prepare_dataset(config)
     model, builder = load_system(args.system, prepared, config)
@@ -107,10 +118,19 @@ def main() -> None:
                lambda part, tokens=tokens: score_rows(
                    model, builder, part, ScoreSettings(bf16_layers=args.bf16_layers[-1], batch_tokens=tokens))
                for tokens in args.batch_tokens}}
+    chosen = ScoreSettings(bf16_layers=args.bf16_layers[-1], batch_tokens=(args.batch_tokens or [0])[-1],
+                           fp32_margin=args.fp32_margin) if args.bf16_layers else None
+    if args.chosen_only:
+        ways = {"fp32": ways["fp32"], chosen_name(chosen): lambda part: score_rows(model, builder, part, chosen)}
+    if args.compiled:
+        compiled = replace(chosen, compiled=True)
+        ways[chosen_name(compiled)] = lambda part: score_rows(model, builder, part, compiled)
     seconds = dict.fromkeys(ways, 0.0)
     scores = {name: np.zeros(len(rows)) for name in ways}
-    for way in ways.values():
-        way(rows.head(2))  # warm-up
+    for name, way in ways.items():
+        started = time.perf_counter()
+        way(rows.head(16))  # warm-up: the compiled setting compiles here
+        print(f"warm-up of {name}: {time.perf_counter() - started:.1f} s")
     for part in np.array_split(np.arange(len(rows)), args.rounds):
         for name, way in ways.items():
             started = time.perf_counter()
@@ -119,14 +139,22 @@ def main() -> None:
     prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
     print(f"{args.system}: {len(rows)} test rows, batches of 16 ({padding_share(prompts, ScoreSettings()):.1%} of the "
           f"token slots padding), {torch.get_num_threads()} threads")
-    print(f"| setting | rows/s | speed-up vs today | max gap to fp32 | within {GAP_BAR} | verdicts as fp32 | bar |")
+    base = "today" if "today" in ways else "fp32"
+    print(f"| setting | rows/s | speed-up vs {base} | max gap to fp32 | within {GAP_BAR} | verdicts as fp32 | bar |")
     print("|---|---|---|---|---|---|---|")
     for name in ways:
         check = compare_precision(scores["fp32"], scores[name])
-        print(f"| {name} | {len(rows) / seconds[name]:.2f} | {seconds['today'] / seconds[name]:.2f}x | "
+        print(f"| {name} | {len(rows) / seconds[name]:.2f} | {seconds[base] / seconds[name]:.2f}x | "
               f"{check.max_gap:.4f} | {check.within_gap:.1%} | {check.same_verdict:.1%} | "
               f"{'meets' if check.passes else 'fails'} |")
     whole_split_budget(prepared, config, builder, len(rows) / seconds["fp32"], args.split_padding)
+
+
+def chosen_name(settings: ScoreSettings) -> str:
+    """A setting's row name: its bfloat16 layers, token cap and whether they run compiled."""
+    cap = f", at most {settings.batch_tokens} token slots per batch" if settings.batch_tokens else ""
+    margin = f", fp32 within {settings.fp32_margin} of 0.5" if settings.fp32_margin else ""
+    return f"bf16 first {settings.bf16_layers} layers{cap}{', compiled' if settings.compiled else ''}{margin}"
 
 
 def whole_split_budget(prepared, config, builder, fp32_rate: float, padding: bool) -> None:

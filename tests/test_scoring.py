@@ -11,10 +11,12 @@ import torch
 from thinkrec.chunks import Chunks, Unfinished
 from thinkrec.llm import score
 from thinkrec.llm.score import (
+    GAP_BAR,
     ScoreSettings,
     bar_checked,
     batches_of,
     bf16_leading_layers,
+    can_compile,
     compare_precision,
     job_batches,
     length_order,
@@ -94,6 +96,49 @@ def test_bf16_layers_are_configured_only_where_the_cpu_has_bfloat16(tiny_config,
     for native, layers in ((True, 20), (False, 0)):
         monkeypatch.setattr(score, "native_bf16", lambda native=native: native)
         assert ScoreSettings.from_config(tiny_config.llm).bf16_layers == layers
+
+
+@pytest.mark.skipif(not can_compile(), reason="torch.compile's inductor needs a C++ compiler (g++ or c++)")
+def test_compiled_layers_run_compiled_only_while_scoring_and_score_as_the_eager_ones(tiny_scorer):
+    from torch._dynamo.utils import counters
+
+    model, builder, rows = tiny_scorer
+    layers = model.backbone.get_decoder().layers
+    eager = score_rows(model, builder, rows, ScoreSettings(bf16_layers=2))
+    graphs = counters["stats"]["unique_graphs"]
+    compiled = score_rows(model, builder, rows, ScoreSettings(bf16_layers=2, compiled=True))
+    assert counters["stats"]["unique_graphs"] > graphs  # the layers really ran through torch.compile
+    assert all(layer._compiled_call_impl is None for layer in layers)  # eager again outside scoring
+    assert np.abs(compiled - eager).max() <= GAP_BAR
+    assert np.array_equal(score_rows(model, builder, rows, ScoreSettings(bf16_layers=2)), eager)
+
+
+def test_compiled_scoring_and_the_fp32_margin_need_bf16_layers(tiny_config, monkeypatch, caplog):
+    llm = tiny_config.llm
+    llm.score_bf16_layers, llm.score_compiled, llm.score_fp32_margin = 20, True, 0.01
+    monkeypatch.setattr(score, "native_bf16", lambda: True)
+    for compiler, compiled in ((True, True), (False, False)):
+        monkeypatch.setattr(score, "can_compile", lambda compiler=compiler: compiler)
+        settings = ScoreSettings.from_config(llm)
+        assert settings.compiled is compiled and settings.fp32_margin == 0.01
+    assert "no C++ compiler" in caplog.text
+    monkeypatch.setattr(score, "native_bf16", lambda: False)  # nothing in bfloat16: nothing to compile or guard
+    settings = ScoreSettings.from_config(llm)
+    assert settings.bf16_layers == 0 and not settings.compiled and settings.fp32_margin == 0.0
+
+
+def test_rows_near_the_verdict_line_are_scored_again_in_fp32(tiny_scorer):
+    model, builder, rows = tiny_scorer
+    fp32 = score_rows(model, builder, rows)
+    bf16 = score_rows(model, builder, rows, ScoreSettings(bf16_layers=2))
+    margin = float(np.median(np.abs(bf16 - 0.5)))  # about half the rows lie nearer 0.5 than this
+    guarded = score_rows(model, builder, rows, ScoreSettings(bf16_layers=2, fp32_margin=margin))
+    near = np.abs(bf16 - 0.5) < margin
+    assert 0 < near.sum() < len(rows)
+    assert np.allclose(guarded[near], fp32[near], atol=1e-5)  # their verdicts are fp32's
+    assert np.array_equal(guarded[~near], bf16[~near])  # the others keep their bfloat16 score
+    with pytest.raises(ValueError, match="fp32 margin"):
+        ScoreSettings(fp32_margin=0.5)
 
 
 def test_a_cheaper_setting_is_trusted_only_where_it_meets_the_bar_on_the_probe():

@@ -65,7 +65,8 @@ class MixtureLoRALinear(nn.Module):
     def n_adapters(self) -> int:
         return self.lora_a.shape[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @torch.compiler.disable  # compiled scoring (``score.compiled_layers``) leaves it eager: its branches follow
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # each batch's mixture, and would recompile for each
         out = self.base(x)
         plan = _MIXTURE.get()
         if plan is None:

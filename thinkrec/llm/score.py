@@ -11,14 +11,19 @@ P(Yes) within ``GAP_BAR`` of fp32's and the verdict (P(Yes) >= 0.5) unchanged on
 the rows. The cheaper setting is bfloat16 autocast over the first ``bf16_layers`` decoder layers, the later
 ones (where rounding moves P(Yes) most) and the Yes/No head in fp32; it applies only on a CPU that multiplies
 bfloat16 natively (emulated bfloat16 is several times slower than fp32), so a job's settings, and the digest
-its saved chunks are kept under, are this machine's.
+its saved chunks are kept under, are this machine's. ``compiled`` also runs those bfloat16 layers through
+``torch.compile`` (inductor fuses their norms, rotations, activations and casts: the element-wise work that
+eager mode spends a third of the time on); it needs a C++ compiler, and compiles once per process.
 """
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
+from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +38,7 @@ from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
 from thinkrec.timebox import TimeBox
 
+log = logging.getLogger(__name__)
 GAP_BAR = 0.01  # largest |P(Yes) - fp32's P(Yes)| a cheaper setting may show on any row
 VERDICT_BAR = 0.995  # smallest share of rows whose verdict must stay as fp32's
 PROBE_ROWS = 64  # rows an evaluation scores both ways before it trusts a cheaper setting (``bar_checked``)
@@ -43,24 +49,35 @@ class ScoreSettings:
     """How rows are scored: at most ``batch_size`` rows per batch, rows per saved chunk, how many leading decoder
     layers run under bfloat16 autocast (0: all in fp32; at least the backbone's layer count: all of them), and at
     most ``batch_tokens`` token slots per batch (rows x its longest prompt; 0: no cap). A batch of long prompts
-    whose activations outgrow the caches scores slower per row than a smaller one (``benchmarks/score_speed.py``)."""
+    whose activations outgrow the caches scores slower per row than a smaller one (``benchmarks/score_speed.py``).
+    ``compiled``: the bfloat16 layers run compiled (``compiled_layers``). ``fp32_margin``: a row whose P(Yes)
+    lands within it of 0.5 under bfloat16 is scored again in fp32, so rounding smaller than the margin never
+    flips a verdict (``GAP_BAR`` bounds the rounding; 2 % of CoLLM-style's test rows lie that close)."""
 
     batch_size: int = 16
     chunk_rows: int = 128
     bf16_layers: int = 0
     batch_tokens: int = 0
+    compiled: bool = False
+    fp32_margin: float = 0.0
 
     @classmethod
     def from_config(cls, llm) -> ScoreSettings:
-        """The configured scoring (``config.llm``) on this machine: bfloat16 layers only where native."""
-        return cls(llm.score_batch_size, llm.score_chunk_rows, llm.score_bf16_layers if native_bf16() else 0,
-                   llm.score_batch_tokens)
+        """The configured scoring (``config.llm``) on this machine: bfloat16 layers only where native, compiled
+        only where a C++ compiler is found."""
+        bf16_layers = llm.score_bf16_layers if native_bf16() else 0
+        compiled = llm.score_compiled and bf16_layers > 0 and can_compile()
+        if llm.score_compiled and bf16_layers and not compiled:
+            log.warning("llm.score_compiled: no C++ compiler (g++ or c++) found; scoring runs eagerly")
+        return cls(llm.score_batch_size, llm.score_chunk_rows, bf16_layers, llm.score_batch_tokens, compiled,
+                   llm.score_fp32_margin if bf16_layers else 0.0)
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.chunk_rows < 1 or self.bf16_layers < 0 or self.batch_tokens < 0:
+        if (self.batch_size < 1 or self.chunk_rows < 1 or self.bf16_layers < 0 or self.batch_tokens < 0
+                or not 0 <= self.fp32_margin < 0.5):
             raise ValueError(f"score batch size and chunk rows must be at least 1, bfloat16 layers and batch tokens "
-                             f"at least 0, got {self.batch_size}, {self.chunk_rows}, {self.bf16_layers} and "
-                             f"{self.batch_tokens}")
+                             f"at least 0 and the fp32 margin in [0, 0.5), got {self.batch_size}, {self.chunk_rows}, "
+                             f"{self.bf16_layers}, {self.batch_tokens} and {self.fp32_margin}")
 
 
 @dataclass(frozen=True)
@@ -183,15 +200,22 @@ def score_job(model: SoftTokenLM, builder: PromptBuilder, frame: pd.DataFrame, s
 
 def score_chunk(model: SoftTokenLM, prompts: list[EncodedPrompt], rows: np.ndarray, mixtures: np.ndarray | None,
                 settings: ScoreSettings, pad_id: int) -> np.ndarray:
-    """P(Yes) of ``prompts[rows]``, in the batches ``batches_of`` cuts from them."""
+    """P(Yes) of ``prompts[rows]``, in the batches ``batches_of`` cuts from them; the rows that land within
+    ``settings.fp32_margin`` of 0.5 are then scored again in fp32, together."""
     device = next(model.parameters()).device
     scores = []
     for index in batches_of(prompts, rows, settings):
         batch = collate([prompts[i] for i in index], pad_id).to(device)
         routing = mixture(torch.as_tensor(mixtures[index])) if mixtures is not None else nullcontext()
-        with routing, bf16_leading_layers(model, settings.bf16_layers):
+        compiled = compiled_layers(model, settings.bf16_layers) if settings.compiled else nullcontext()
+        with routing, compiled, bf16_leading_layers(model, settings.bf16_layers):
             scores.append(model.p_yes(batch).float().cpu().numpy())
-    return np.concatenate(scores) if scores else np.zeros(0)
+    scores = np.concatenate(scores) if scores else np.zeros(0)
+    near = np.flatnonzero(np.abs(scores - 0.5) < settings.fp32_margin)
+    if len(near):
+        fp32 = replace(settings, bf16_layers=0, compiled=False, fp32_margin=0.0)
+        scores[near] = score_chunk(model, prompts, np.asarray(rows)[near], mixtures, fp32, pad_id)
+    return scores
 
 
 @contextmanager
@@ -215,6 +239,37 @@ def bf16_leading_layers(model: SoftTokenLM, layers: int):
                 del layer.forward  # the class's forward again
             else:
                 layer.forward = forward
+
+
+def can_compile() -> bool:
+    """Whether ``torch.compile``'s inductor can build CPU kernels here: it needs a C++ compiler."""
+    return any(shutil.which(name) for name in ("g++", "c++"))
+
+
+@contextmanager
+def compiled_layers(model: SoftTokenLM, layers: int):
+    """Within the block, the first ``layers`` decoder layers of ``model`` run compiled (``torch.compile`` with
+    dynamic shapes, as ``nn.Module.compile`` does, but only here: generation and training stay eager). The
+    layers share one compiled call, compiled on its first batch, once per process; a batch with padding and
+    one without (no attention mask) are the two graphs it keeps."""
+    chosen = model.backbone.get_decoder().layers[:layers]
+    for layer in chosen:
+        layer._compiled_call_impl = partial(_compiled_layer_call(), layer)
+    try:
+        yield
+    finally:
+        for layer in chosen:
+            layer._compiled_call_impl = None
+
+
+def _layer_call(layer: torch.nn.Module, *args, **kwargs):
+    return layer._call_impl(*args, **kwargs)
+
+
+@cache
+def _compiled_layer_call():
+    """``_layer_call`` compiled, one for every layer (they share their graphs: nn modules are inlined)."""
+    return torch.compile(_layer_call, dynamic=True)
 
 
 def _in_fp32(forward, device_type: str):
