@@ -177,7 +177,7 @@ class LLMConfig:
     reasoning_chunk_rows: int = 20  # answers decoded together and saved as one chunk (training/eval/reasoning/)
     score_bf16_layers: int = 0  # leading decoder layers scored under bfloat16 autocast where the CPU has it
     # natively, the rest in fp32 (0: all fp32; all 30 fail the bar on the shipped ThinkRec: score_speed.py)
-    score_compiled: bool = False  # those bfloat16 layers compiled (torch.compile; needs a C++ compiler): 1.2x
+    score_compiled: bool = False  # those bfloat16 layers compiled (torch.compile; needs a C++ compiler): 1.1-1.2x
     score_fp32_margin: float = 0.0  # rows scored within this of 0.5 under bfloat16 are scored again in fp32
     eval_every_tokens: int = 150_000
     max_new_tokens: int = 160
