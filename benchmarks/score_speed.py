@@ -3,6 +3,7 @@
     python benchmarks/score_speed.py [--config training/plan.json] [--system thinkrec] [--rows 48] [--rounds 2]
                                      [--bf16-layers 20 24] [--batch-sizes 8 4] [--batch-tokens 2048]
                                      [--split-padding] [--compiled] [--chosen-only] [--fp32-margin M]
+                                     [--fp32-answer K]
 
 Scores the same test rows (``length_order`` batches of 16, as evaluation forms them) several ways,
 taking turns per round so a busy machine slows them alike: ``today`` (fp32 with the LM head over
@@ -18,7 +19,9 @@ at most that many token slots (``ScoreSettings.batch_tokens``: rows x the longes
 compiled before the clock starts, the seconds that took printed apart); ``--chosen-only`` scores only fp32, that
 last setting and, with ``--compiled``, its compiled form (a cheap run on enough rows to test the precision bar).
 ``--fp32-margin M`` scores those two settings' rows that land within M of 0.5 again in fp32
-(``ScoreSettings.fp32_margin``).
+(``ScoreSettings.fp32_margin``). ``--fp32-answer K`` adds the last of those settings with K bfloat16 layers
+that run every position but the answer, which runs alone in fp32 on their keys and values
+(``ScoreSettings.fp32_answer``).
 ``--config`` names a plan: its candidate's system is measured (the one its scoring stage will score).
 Prints rows/s and, against fp32, the largest P(Yes) gap, the share of rows within the bar's gap,
 the share of unchanged verdicts and whether the setting meets the bar (``score.PrecisionCheck``);
@@ -88,10 +91,13 @@ def main() -> None:
     parser.add_argument("--chosen-only", action="store_true", help="only fp32, the last setting and --compiled")
     parser.add_argument("--fp32-margin", type=float, default=0.0,
                         help="the last setting's rows within this of 0.5 scored again in fp32")
+    parser.add_argument("--fp32-answer", type=int, default=0, metavar="K",
+                        help="also the last setting with K bfloat16 layers and the answer position apart in fp32")
     args = parser.parse_args()
-    if (args.batch_sizes or args.batch_tokens or args.compiled or args.chosen_only) and not args.bf16_layers:
-        parser.error("--batch-sizes, --batch-tokens, --compiled and --chosen-only measure the last --bf16-layers "
-                     "setting: give at least one")
+    if (args.batch_sizes or args.batch_tokens or args.compiled or args.chosen_only or args.fp32_answer) \
+            and not args.bf16_layers:
+        parser.error("--batch-sizes, --batch-tokens, --compiled, --chosen-only and --fp32-answer measure the last "
+                     "--bf16-layers setting: give at least one")
     config = candidate_config(load_config(args.config)) if args.config else load_config()
     prepared = prepare_dataset(config)
     model, builder = load_system(args.system, prepared, config)
@@ -125,6 +131,9 @@ def main() -> None:
     if args.compiled:
         compiled = replace(chosen, compiled=True)
         ways[chosen_name(compiled)] = lambda part: score_rows(model, builder, part, compiled)
+    if args.fp32_answer:
+        apart = replace(chosen, compiled=args.compiled, bf16_layers=args.fp32_answer, fp32_answer=True)
+        ways[chosen_name(apart)] = lambda part: score_rows(model, builder, part, apart)
     seconds = dict.fromkeys(ways, 0.0)
     scores = {name: np.zeros(len(rows)) for name in ways}
     for name, way in ways.items():
@@ -151,10 +160,12 @@ def main() -> None:
 
 
 def chosen_name(settings: ScoreSettings) -> str:
-    """A setting's row name: its bfloat16 layers, token cap and whether they run compiled."""
+    """A setting's row name: its bfloat16 layers, token cap, whether they run compiled, its fp32 margin and
+    whether the answer runs apart in fp32."""
     cap = f", at most {settings.batch_tokens} token slots per batch" if settings.batch_tokens else ""
     margin = f", fp32 within {settings.fp32_margin} of 0.5" if settings.fp32_margin else ""
-    return f"bf16 first {settings.bf16_layers} layers{cap}{', compiled' if settings.compiled else ''}{margin}"
+    answer = ", the answer apart in fp32" if settings.fp32_answer else ""
+    return f"bf16 first {settings.bf16_layers} layers{cap}{', compiled' if settings.compiled else ''}{margin}{answer}"
 
 
 def whole_split_budget(prepared, config, builder, fp32_rate: float, padding: bool) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
+from transformers import DynamicCache
 
 from thinkrec.chunks import Chunks, Unfinished
 from thinkrec.llm import score
+from thinkrec.llm.model import collate
 from thinkrec.llm.score import (
     GAP_BAR,
     ScoreSettings,
@@ -91,6 +94,29 @@ def test_bf16_leading_layers_run_in_bf16_and_the_later_ones_in_fp32(tiny_scorer)
         ScoreSettings(bf16_layers=-1)
 
 
+def test_the_answer_apart_in_fp32_scores_as_one_pass_and_only_its_prompt_runs_in_bfloat16(tiny_scorer):
+    model, builder, rows = tiny_scorer
+    layers = model.backbone.get_decoder().layers
+    fp32 = score_rows(model, builder, rows)
+    apart = score_rows(model, builder, rows, ScoreSettings(fp32_answer=True))  # the split pass, all in fp32
+    assert np.abs(apart - fp32).max() < 1e-5
+    seen = []
+    layers[-1].mlp.down_proj.register_forward_hook(lambda module, args, out: seen.append((out.shape[1], out.dtype)))
+    bf16 = score_rows(model, builder, rows.head(1), ScoreSettings(bf16_layers=2, fp32_answer=True))
+    width = len(builder.encode_row(rows.iloc[0]))
+    assert seen == [(width - 1, torch.bfloat16), (1, torch.float32)]  # the prompt in bfloat16, the answer in fp32
+    assert 0 < abs(bf16[0] - fp32[0]) <= GAP_BAR  # the prompt's rounding reaches P(Yes) through attention only
+    with pytest.raises(ValueError, match="answer at the last position"):
+        model.p_yes(collate([builder.encode_row(rows.iloc[0])], 0, targets=[[1, 2]]), prompt_context=nullcontext)
+
+
+def test_the_answer_apart_is_configured_only_with_bf16_layers(tiny_config, monkeypatch):
+    tiny_config.llm.score_bf16_layers, tiny_config.llm.score_fp32_answer = 20, True
+    for native, apart in ((True, True), (False, False)):
+        monkeypatch.setattr(score, "native_bf16", lambda native=native: native)
+        assert ScoreSettings.from_config(tiny_config.llm).fp32_answer is apart
+
+
 def test_bf16_layers_are_configured_only_where_the_cpu_has_bfloat16(tiny_config, monkeypatch):
     tiny_config.llm.score_bf16_layers = 20
     for native, layers in ((True, 20), (False, 0)):
@@ -111,6 +137,30 @@ def test_compiled_layers_run_compiled_only_while_scoring_and_score_as_the_eager_
     assert all(layer._compiled_call_impl is None for layer in layers)  # eager again outside scoring
     assert np.abs(compiled - eager).max() <= GAP_BAR
     assert np.array_equal(score_rows(model, builder, rows, ScoreSettings(bf16_layers=2)), eager)
+
+
+@pytest.mark.skipif(not can_compile(), reason="torch.compile's inductor needs a C++ compiler (g++ or c++)")
+def test_compiled_layers_fill_the_prompt_cache_the_answer_reads_without_a_graph_per_layer(
+        tiny_explorer, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer):
+    from torch._dynamo.utils import counters
+    from transformers import LlamaForCausalLM
+
+    tiny_config.llm.cf_encoder = "mf"
+    deep = LlamaForCausalLM(replace(tiny_llama.config, num_hidden_layers=6)).eval()
+    model, builder = new_system(system_spec("thinkrec"), tiny_prepared, tiny_config, deep, tiny_tokenizer)
+    rows = tiny_prepared.rows.head(12)
+    settings = ScoreSettings(batch_size=4, bf16_layers=6, fp32_answer=True)
+    eager = score_rows(model, builder, rows, settings)
+    torch._dynamo.reset()
+    graphs = counters["stats"]["unique_graphs"]
+    compiled = score_rows(model, builder, rows, replace(settings, compiled=True))  # 6 layers x 3 batches
+    assert counters["stats"]["unique_graphs"] - graphs <= 2  # not one per layer (nor 8 and then eager)
+    assert np.abs(compiled - eager).max() <= GAP_BAR
+    cache = DynamicCache(config=model.backbone.config)
+    layer = model.backbone.get_decoder().layers[0]
+    cache.update(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1), layer.self_attn.layer_idx)
+    with score.compiled_layers(model, 1), pytest.raises(ValueError, match="empty key/value cache"):
+        layer(torch.zeros(1, 1, deep.config.hidden_size), cache=cache)
 
 
 def test_compiled_scoring_and_the_fp32_margin_need_bf16_layers(tiny_config, monkeypatch, caplog):

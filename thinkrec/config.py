@@ -179,6 +179,8 @@ class LLMConfig:
     # natively, the rest in fp32 (0: all fp32; all 30 fail the bar on the shipped ThinkRec: score_speed.py)
     score_compiled: bool = False  # those bfloat16 layers compiled (torch.compile; needs a C++ compiler): 1.1-1.2x
     score_fp32_margin: float = 0.0  # rows scored within this of 0.5 under bfloat16 are scored again in fp32
+    score_fp32_answer: bool = False  # the answer position alone in fp32, on the bfloat16 layers' keys and values
+    # (every other position): all 30 layers then meet the bar, faster than 24 (benchmarks/score_speed.py)
     eval_every_tokens: int = 150_000
     max_new_tokens: int = 160
     min_new_tokens: int = 32  # generation may not stop before this: a verdict alone explains nothing

@@ -139,8 +139,9 @@ def trusted_scoring(name: str, score: Callable[[ScoreSettings], np.ndarray], set
     this very system (``score.bar_checked``), else fp32; and the check as recorded in its metrics."""
     chosen, check = bar_checked(score, settings)
     if check is not None:
-        log.info("%s: bfloat16 over the first %d layers %s the bar on %d probe rows (max gap %.4f, verdicts kept "
-                 "%.1f %%): scoring %s", name, settings.bf16_layers, "meets" if check.passes else "misses",
+        log.info("%s: bfloat16 over the first %d layers%s %s the bar on %d probe rows (max gap %.4f, verdicts "
+                 "kept %.1f %%): scoring %s", name, settings.bf16_layers,
+                 ", the answer apart in fp32," if settings.fp32_answer else "", "meets" if check.passes else "misses",
                  check.rows, check.max_gap, 100 * check.same_verdict, "so" if check.passes else "in fp32")
     return chosen, None if check is None else asdict(check) | {"passes": check.passes}
 

@@ -10,12 +10,15 @@ token, so a row scores the same alone and inside a padded batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
+from transformers import DynamicCache
 
 from thinkrec.errors import CheckpointError
 from thinkrec.llm.prompt import EncodedPrompt
@@ -216,14 +219,37 @@ class SoftTokenLM(nn.Module):
         return answer[:, self.yes_id] - answer[:, self.no_id]
 
     @torch.no_grad()
-    def p_yes(self, batch: LMBatch) -> torch.Tensor:
+    def p_yes(self, batch: LMBatch, prompt_context: Callable[[], AbstractContextManager] | None = None
+              ) -> torch.Tensor:
         """P(Yes) = softmax over the Yes and No logits at the answer position. They come from the Yes and No rows
         of the LM head alone, in fp32 also under bfloat16 autocast (whose rounded logits would blur the small
-        difference between two large numbers that P(Yes) reads)."""
-        hidden = self.backbone.get_decoder()(inputs_embeds=self.input_embeddings(batch),
-                                             attention_mask=batch.attention_mask, position_ids=batch.position_ids,
-                                             use_cache=False).last_hidden_state
-        answer = hidden[torch.arange(len(batch.answer_index)), batch.answer_index]
+        difference between two large numbers that P(Yes) reads).
+
+        ``prompt_context`` (a context factory, e.g. bfloat16 layers) splits the pass: every position before the
+        answer runs under it and leaves its keys and values in a cache, and the answer position, the last of
+        every left-padded row, then runs alone in fp32 on that cache. A cheaper context then only rounds what
+        the answer reads through attention, not the answer's own hidden state, for the cost of one token."""
+        decoder = self.backbone.get_decoder()
+        embeds = self.input_embeddings(batch)
+        if prompt_context is None:
+            hidden = decoder(inputs_embeds=embeds, attention_mask=batch.attention_mask,
+                             position_ids=batch.position_ids, use_cache=False).last_hidden_state
+            return self._p_yes_of(hidden[torch.arange(len(batch.answer_index)), batch.answer_index])
+        if not bool((batch.answer_index == embeds.shape[1] - 1).all()):
+            raise ValueError("a split P(Yes) pass needs each row's answer at the last position (a prompt batch)")
+        cache = DynamicCache(config=self.backbone.config)
+        with prompt_context():
+            decoder(inputs_embeds=embeds[:, :-1], attention_mask=batch.attention_mask[:, :-1],
+                    position_ids=batch.position_ids[:, :-1], cache=cache, use_cache=True)
+        for layer in cache.layers:  # the answer reads the prompt's keys and values in fp32, whatever wrote them
+            layer.keys, layer.values = layer.keys.float(), layer.values.float()
+        with torch.autocast(device_type=embeds.device.type, enabled=False):
+            hidden = decoder(inputs_embeds=embeds[:, -1:].float(), attention_mask=batch.attention_mask,
+                             position_ids=batch.position_ids[:, -1:], cache=cache, use_cache=True).last_hidden_state
+        return self._p_yes_of(hidden[:, -1])
+
+    def _p_yes_of(self, answer: torch.Tensor) -> torch.Tensor:
+        """P(Yes) from the final hidden states at the answer positions, through the head's Yes and No rows in fp32."""
         head = self.backbone.get_output_embeddings()
         pair = [self.yes_id, self.no_id]
         with torch.autocast(device_type=answer.device.type, enabled=False):

@@ -9,11 +9,14 @@ same batches, so it gives the same scores.
 A cheaper setting may replace fp32 only where it meets the bar that ``PrecisionCheck`` applies: every
 P(Yes) within ``GAP_BAR`` of fp32's and the verdict (P(Yes) >= 0.5) unchanged on at least ``VERDICT_BAR`` of
 the rows. The cheaper setting is bfloat16 autocast over the first ``bf16_layers`` decoder layers, the later
-ones (where rounding moves P(Yes) most) and the Yes/No head in fp32; it applies only on a CPU that multiplies
-bfloat16 natively (emulated bfloat16 is several times slower than fp32), so a job's settings, and the digest
-its saved chunks are kept under, are this machine's. ``compiled`` also runs those bfloat16 layers through
-``torch.compile`` (inductor fuses their norms, rotations, activations and casts: the element-wise work that
-eager mode spends a third of the time on); it needs a C++ compiler, and compiles once per process.
+ones (where rounding moves P(Yes) most) and the Yes/No head in fp32; or, with ``fp32_answer``, those layers
+over every position but the answer, which then runs alone in fp32 on their keys and values (the rounding
+that moves P(Yes) most is in the answer's own hidden state, so every layer can then run in bfloat16). It
+applies only on a CPU that multiplies bfloat16 natively (emulated bfloat16 is several times slower than
+fp32), so a job's settings, and the digest its saved chunks are kept under, are this machine's.
+``compiled`` also runs those bfloat16 layers through ``torch.compile`` (inductor fuses their norms,
+rotations, activations and casts: the element-wise work that eager mode spends a third of the time on); it
+needs a C++ compiler, and compiles once per process.
 """
 
 from __future__ import annotations
@@ -52,7 +55,10 @@ class ScoreSettings:
     whose activations outgrow the caches scores slower per row than a smaller one (``benchmarks/score_speed.py``).
     ``compiled``: the bfloat16 layers run compiled (``compiled_layers``). ``fp32_margin``: a row whose P(Yes)
     lands within it of 0.5 under bfloat16 is scored again in fp32, so rounding smaller than the margin never
-    flips a verdict (``GAP_BAR`` bounds the rounding; 2 % of CoLLM-style's test rows lie that close)."""
+    flips a verdict (``GAP_BAR`` bounds the rounding; 2 % of CoLLM-style's test rows lie that close).
+    ``fp32_answer``: the bfloat16 layers (and the fp32 ones after them) run over every position but the answer,
+    which then runs alone in fp32 on their keys and values (``SoftTokenLM.p_yes``'s split pass): the rounding
+    then reaches P(Yes) only through attention, so every layer can run in bfloat16 within the bar."""
 
     batch_size: int = 16
     chunk_rows: int = 128
@@ -60,6 +66,7 @@ class ScoreSettings:
     batch_tokens: int = 0
     compiled: bool = False
     fp32_margin: float = 0.0
+    fp32_answer: bool = False
 
     @classmethod
     def from_config(cls, llm) -> ScoreSettings:
@@ -70,7 +77,7 @@ class ScoreSettings:
         if llm.score_compiled and bf16_layers and not compiled:
             log.warning("llm.score_compiled: no C++ compiler (g++ or c++) found; scoring runs eagerly")
         return cls(llm.score_batch_size, llm.score_chunk_rows, bf16_layers, llm.score_batch_tokens, compiled,
-                   llm.score_fp32_margin if bf16_layers else 0.0)
+                   llm.score_fp32_margin if bf16_layers else 0.0, llm.score_fp32_answer and bf16_layers > 0)
 
     def __post_init__(self) -> None:
         if (self.batch_size < 1 or self.chunk_rows < 1 or self.bf16_layers < 0 or self.batch_tokens < 0
@@ -207,15 +214,29 @@ def score_chunk(model: SoftTokenLM, prompts: list[EncodedPrompt], rows: np.ndarr
     for index in batches_of(prompts, rows, settings):
         batch = collate([prompts[i] for i in index], pad_id).to(device)
         routing = mixture(torch.as_tensor(mixtures[index])) if mixtures is not None else nullcontext()
-        compiled = compiled_layers(model, settings.bf16_layers) if settings.compiled else nullcontext()
-        with routing, compiled, bf16_leading_layers(model, settings.bf16_layers):
-            scores.append(model.p_yes(batch).float().cpu().numpy())
+        cheaper = partial(cheaper_layers, model, settings)
+        with routing:
+            if settings.fp32_answer:
+                p_yes = model.p_yes(batch, prompt_context=cheaper)
+            else:
+                with cheaper():
+                    p_yes = model.p_yes(batch)
+        scores.append(p_yes.float().cpu().numpy())
     scores = np.concatenate(scores) if scores else np.zeros(0)
     near = np.flatnonzero(np.abs(scores - 0.5) < settings.fp32_margin)
     if len(near):
-        fp32 = replace(settings, bf16_layers=0, compiled=False, fp32_margin=0.0)
+        fp32 = replace(settings, bf16_layers=0, compiled=False, fp32_margin=0.0, fp32_answer=False)
         scores[near] = score_chunk(model, prompts, np.asarray(rows)[near], mixtures, fp32, pad_id)
     return scores
+
+
+@contextmanager
+def cheaper_layers(model: SoftTokenLM, settings: ScoreSettings):
+    """Within the block, ``model``'s decoder layers run as ``settings`` say: the first ``bf16_layers`` under
+    bfloat16 autocast (compiled where ``settings.compiled``), the others in fp32."""
+    compiled = compiled_layers(model, settings.bf16_layers) if settings.compiled else nullcontext()
+    with compiled, bf16_leading_layers(model, settings.bf16_layers):
+        yield
 
 
 @contextmanager
@@ -251,15 +272,42 @@ def compiled_layers(model: SoftTokenLM, layers: int):
     """Within the block, the first ``layers`` decoder layers of ``model`` run compiled (``torch.compile`` with
     dynamic shapes, as ``nn.Module.compile`` does, but only here: generation and training stay eager). The
     layers share one compiled call, compiled on its first batch, once per process; a batch with padding and
-    one without (no attention mask) are the two graphs it keeps."""
+    one without (no attention mask) are the two graphs it keeps. A key/value cache is filled outside the
+    compiled call (``_call_compiled``)."""
     chosen = model.backbone.get_decoder().layers[:layers]
     for layer in chosen:
-        layer._compiled_call_impl = partial(_compiled_layer_call(), layer)
+        layer._compiled_call_impl = partial(_call_compiled, layer)
     try:
         yield
     finally:
         for layer in chosen:
             layer._compiled_call_impl = None
+
+
+class _KeyValueSink:
+    """What a compiled layer takes for its cache: it keeps the keys and values the layer hands it and gives
+    them back, as an empty cache does. A real cache inside the compiled call would recompile it for every
+    layer (its guards name the layer's slot)."""
+
+    keys = values = None
+
+    def update(self, keys: torch.Tensor, values: torch.Tensor, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys, self.values = keys, values
+        return keys, values
+
+
+def _call_compiled(layer: torch.nn.Module, *args, cache=None, **kwargs):
+    """``layer`` called through the shared compiled call; with a ``cache`` (a prompt pass, which starts from
+    an empty one), the layer fills a ``_KeyValueSink`` and its keys and values are stored in ``cache`` after."""
+    if cache is None:
+        return _compiled_layer_call()(layer, *args, **kwargs)
+    slot = layer.self_attn.layer_idx
+    if cache.get_seq_length(slot):
+        raise ValueError("a compiled layer fills an empty key/value cache only (a prompt pass, not decoding)")
+    sink = _KeyValueSink()
+    hidden = _compiled_layer_call()(layer, *args, cache=sink, **kwargs)
+    cache.update(sink.keys, sink.values, slot)
+    return hidden
 
 
 def _layer_call(layer: torch.nn.Module, *args, **kwargs):
