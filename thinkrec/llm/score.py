@@ -79,6 +79,10 @@ class ScoreSettings:
         return cls(llm.score_batch_size, llm.score_chunk_rows, bf16_layers, llm.score_batch_tokens, compiled,
                    llm.score_fp32_margin if bf16_layers else 0.0, llm.score_fp32_answer and bf16_layers > 0)
 
+    def in_fp32(self) -> ScoreSettings:
+        """The same batches and chunks with every layer in fp32: nothing compiled, guarded or split."""
+        return replace(self, bf16_layers=0, compiled=False, fp32_margin=0.0, fp32_answer=False)
+
     def __post_init__(self) -> None:
         if (self.batch_size < 1 or self.chunk_rows < 1 or self.bf16_layers < 0 or self.batch_tokens < 0
                 or not 0 <= self.fp32_margin < 0.5):
@@ -118,7 +122,7 @@ def bar_checked(score: Callable[[ScoreSettings], np.ndarray], settings: ScoreSet
     when ``settings`` are fp32 already)."""
     if settings.bf16_layers == 0:
         return settings, None
-    fp32 = replace(settings, bf16_layers=0)
+    fp32 = settings.in_fp32()
     check = compare_precision(score(fp32), score(settings))
     return (settings if check.passes else fp32), check
 
@@ -225,8 +229,7 @@ def score_chunk(model: SoftTokenLM, prompts: list[EncodedPrompt], rows: np.ndarr
     scores = np.concatenate(scores) if scores else np.zeros(0)
     near = np.flatnonzero(np.abs(scores - 0.5) < settings.fp32_margin)
     if len(near):
-        fp32 = replace(settings, bf16_layers=0, compiled=False, fp32_margin=0.0, fp32_answer=False)
-        scores[near] = score_chunk(model, prompts, np.asarray(rows)[near], mixtures, fp32, pad_id)
+        scores[near] = score_chunk(model, prompts, np.asarray(rows)[near], mixtures, settings.in_fp32(), pad_id)
     return scores
 
 
