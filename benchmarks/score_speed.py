@@ -23,6 +23,9 @@ last setting and, with ``--compiled``, its compiled form (a cheap run on enough 
 that run every position but the answer, which runs alone in fp32 on their keys and values
 (``ScoreSettings.fp32_answer``).
 ``--config`` names a plan: its candidate's system is measured (the one its scoring stage will score).
+``--system fused`` measures the fused model on the (row, adapter mixture) pairs its evaluation scores for the
+sampled rows (fused and hard routing, ``FusedSystem.mode_jobs``), rows under different mixtures in one batch;
+it takes ``--chosen-only``.
 Prints rows/s and, against fp32, the largest P(Yes) gap, the share of rows within the bar's gap,
 the share of unchanged verdicts and whether the setting meets the bar (``score.PrecisionCheck``);
 then the padding share of the batches and what a whole-split evaluation costs at the fp32 rate
@@ -42,6 +45,7 @@ import torch
 from thinkrec.config import load_config
 from thinkrec.data.prepared import prepare_dataset
 from thinkrec.fusion.experts import has_experts, load_experts
+from thinkrec.fusion.fused import load_fused
 from thinkrec.llm.decoder import decoding_backbone
 from thinkrec.llm.model import collate
 from thinkrec.llm.score import GAP_BAR, ScoreSettings, compare_precision, length_order, padding_share, score_rows
@@ -77,7 +81,7 @@ def running_on(model, backbone):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="a plan whose candidate system is measured (default: the shipped one)")
-    parser.add_argument("--system", default="thinkrec")
+    parser.add_argument("--system", default="thinkrec", help="an LLM system, or fused (with --chosen-only)")
     parser.add_argument("--bf16-layers", type=int, nargs="*", default=[20, 24],
                         help="leading decoder layers under bfloat16 autocast, one setting each")
     parser.add_argument("--batch-sizes", type=int, nargs="*", default=[],
@@ -98,56 +102,67 @@ def main() -> None:
             and not args.bf16_layers:
         parser.error("--batch-sizes, --batch-tokens, --compiled, --chosen-only and --fp32-answer measure the last "
                      "--bf16-layers setting: give at least one")
+    if args.system == "fused" and not args.chosen_only:
+        parser.error("--system fused measures fp32 and the chosen settings only: give --chosen-only")
     config = candidate_config(load_config(args.config)) if args.config else load_config()
     prepared = prepare_dataset(config)
-    model, builder = load_system(args.system, prepared, config)
-    decoder = decoding_backbone(model.backbone, "bfloat16")
     rows = prepared.split("test").sample(n=args.rows, random_state=0)
+    mixtures = None
+    if args.system == "fused":
+        fused = load_fused(prepared, config)
+        model, builder = fused.model, fused.builder
+        jobs, _ = fused.mode_jobs(rows, ("fused", "hard"))
+        rows, mixtures = rows.iloc[jobs[:, 0].astype(int)], jobs[:, 1:]
+    else:
+        model, builder = load_system(args.system, prepared, config)
+
+    def scored(settings: ScoreSettings | None = None):
+        """A way to score: P(Yes) of the rows at some positions of ``rows``, each under its own mixture."""
+        return lambda part: score_rows(model, builder, rows.iloc[part], settings,
+                                       mixtures=None if mixtures is None else mixtures[part])
+
+    decoder = decoding_backbone(model.backbone, "bfloat16")
 
     def bf16_weights(part):
         with running_on(model, decoder):
-            return score_rows(model, builder, part)
+            return scored()(part)
 
     every_layer = len(model.backbone.get_decoder().layers)
-    ways = {"today": lambda part: score_today(model, builder, part),
-            "fp32": lambda part: score_rows(model, builder, part),
-            "bf16 autocast": lambda part: score_rows(model, builder, part, ScoreSettings(bf16_layers=every_layer)),
-            **{f"bf16 first {k} layers": lambda part, k=k: score_rows(model, builder, part,
-                                                                       ScoreSettings(bf16_layers=k))
-               for k in args.bf16_layers},
+    ways = {"today": lambda part: score_today(model, builder, rows.iloc[part]),
+            "fp32": scored(),
+            "bf16 autocast": scored(ScoreSettings(bf16_layers=every_layer)),
+            **{f"bf16 first {k} layers": scored(ScoreSettings(bf16_layers=k)) for k in args.bf16_layers},
             "bf16 decoder": bf16_weights,
             **{f"bf16 first {args.bf16_layers[-1]} layers, batches of {size}":
-               lambda part, size=size: score_rows(model, builder, part,
-                                                  ScoreSettings(batch_size=size, bf16_layers=args.bf16_layers[-1]))
-               for size in args.batch_sizes},
+               scored(ScoreSettings(batch_size=size, bf16_layers=args.bf16_layers[-1])) for size in args.batch_sizes},
             **{f"bf16 first {args.bf16_layers[-1]} layers, at most {tokens} token slots per batch":
-               lambda part, tokens=tokens: score_rows(
-                   model, builder, part, ScoreSettings(bf16_layers=args.bf16_layers[-1], batch_tokens=tokens))
+               scored(ScoreSettings(bf16_layers=args.bf16_layers[-1], batch_tokens=tokens))
                for tokens in args.batch_tokens}}
     chosen = ScoreSettings(bf16_layers=args.bf16_layers[-1], batch_tokens=(args.batch_tokens or [0])[-1],
                            fp32_margin=args.fp32_margin) if args.bf16_layers else None
     if args.chosen_only:
-        ways = {"fp32": ways["fp32"], chosen_name(chosen): lambda part: score_rows(model, builder, part, chosen)}
+        ways = {"fp32": ways["fp32"], chosen_name(chosen): scored(chosen)}
     if args.compiled:
         compiled = replace(chosen, compiled=True)
-        ways[chosen_name(compiled)] = lambda part: score_rows(model, builder, part, compiled)
+        ways[chosen_name(compiled)] = scored(compiled)
     if args.fp32_answer:
         apart = replace(chosen, compiled=args.compiled, bf16_layers=args.fp32_answer, fp32_answer=True)
-        ways[chosen_name(apart)] = lambda part: score_rows(model, builder, part, apart)
+        ways[chosen_name(apart)] = scored(apart)
     seconds = dict.fromkeys(ways, 0.0)
     scores = {name: np.zeros(len(rows)) for name in ways}
     for name, way in ways.items():
         started = time.perf_counter()
-        way(rows.head(16))  # warm-up: the compiled setting compiles here
+        way(np.arange(min(16, len(rows))))  # warm-up: the compiled setting compiles here
         print(f"warm-up of {name}: {time.perf_counter() - started:.1f} s")
     for part in np.array_split(np.arange(len(rows)), args.rounds):
         for name, way in ways.items():
             started = time.perf_counter()
-            scores[name][part] = way(rows.iloc[part])
+            scores[name][part] = way(part)
             seconds[name] += time.perf_counter() - started
     prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
-    print(f"{args.system}: {len(rows)} test rows, batches of 16 ({padding_share(prompts, ScoreSettings()):.1%} of the "
-          f"token slots padding), {torch.get_num_threads()} threads")
+    pairs = f" ({len(rows)} row, mixture pairs)" if mixtures is not None else ""
+    print(f"{args.system}: {args.rows} test rows{pairs}, batches of 16 ({padding_share(prompts, ScoreSettings()):.1%} "
+          f"of the token slots padding), {torch.get_num_threads()} threads")
     base = "today" if "today" in ways else "fp32"
     print(f"| setting | rows/s | speed-up vs {base} | max gap to fp32 | within {GAP_BAR} | verdicts as fp32 | bar |")
     print("|---|---|---|---|---|---|---|")

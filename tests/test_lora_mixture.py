@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ from peft import LoraConfig, get_peft_model
 
 from thinkrec.errors import CheckpointError
 from thinkrec.llm.lora_mixture import MixtureLoRALinear, install_mixture, mixture, read_adapter
+from thinkrec.llm.score import can_compile, compiled_layers
 
 TARGETS = ("q_proj", "v_proj")
 
@@ -100,6 +102,33 @@ def test_concurrent_requests_do_not_disturb_each_other(tiny_llama, adapters):
         thread.join()
     for index, outputs in results.items():
         assert len(outputs) == 15 and all(torch.allclose(o, sequential[index], atol=1e-6) for o in outputs)
+
+
+@pytest.mark.skipif(not can_compile(), reason="torch.compile's inductor needs a C++ compiler (g++ or c++)")
+def test_compiled_layers_mix_as_eager_ones_without_a_graph_per_mixture(tiny_llama, adapters):
+    """Batch scoring's compiled layers (``score.compiled_layers``) take each batch's mixture as an input: every
+    mixture, one adapter or several, runs through the same graph and gives the eager layers' output."""
+    from torch._dynamo.utils import counters
+
+    fused = install_mixture(copy.deepcopy(tiny_llama), adapters).eval()
+    layers = len(fused.get_decoder().layers)
+    ids = torch.randint(0, 200, (3, 11))
+    torch._dynamo.reset()
+    graphs = counters["stats"]["unique_graphs"]
+    for weights in ([[1.0, 0.0, 0.0], [0.0, 0.4, 0.6], [0.0, 0.0, 1.0]], [[0.0, 1.0, 0.0]] * 3,
+                    [[0.2, 0.5, 0.3]] * 3, [[0.0, 0.0, 0.0]] * 3):
+        with mixture(torch.tensor(weights)):
+            eager = fused(input_ids=ids).logits
+            with compiled_layers(SimpleNamespace(backbone=fused), layers):
+                compiled = fused(input_ids=ids).logits
+        assert torch.allclose(compiled, eager, atol=1e-5), weights
+    assert counters["stats"]["unique_graphs"] - graphs == 1  # one graph, unbroken, for every mixture
+    assert not any("traced_weights" in vars(m) for m in fused.modules())  # the mixture is not left behind
+    with compiled_layers(SimpleNamespace(backbone=fused), layers):
+        with pytest.raises(RuntimeError, match="no adapter mixture"):
+            fused(input_ids=ids)
+        with pytest.raises(ValueError, match="mixture of shape"), mixture(torch.ones(1, 3)):
+            fused(input_ids=ids)
 
 
 def test_missing_or_wrong_mixture_is_an_error(tiny_llama, adapters):

@@ -65,15 +65,11 @@ class MixtureLoRALinear(nn.Module):
     def n_adapters(self) -> int:
         return self.lora_a.shape[0]
 
-    @torch.compiler.disable  # compiled scoring (``score.compiled_layers``) leaves it eager: its branches follow
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # each batch's mixture, and would recompile for each
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # a compiled layer call (``mixture_as_input``): no context variable there
+            return self.base(x) + _mixed_update(x, self.lora_a, self.lora_b, self.traced_weights)
         out = self.base(x)
-        plan = _MIXTURE.get()
-        if plan is None:
-            raise RuntimeError("no adapter mixture set: wrap the call in `with mixture(weights):`")
-        if plan.weights.shape != (x.shape[0], self.n_adapters):
-            raise ValueError(f"mixture of shape {tuple(plan.weights.shape)} for a batch of {x.shape[0]} rows and "
-                             f"{self.n_adapters} adapters")
+        plan = _current_plan(x.shape[0], self.n_adapters)
         if not plan.active:
             return out
         if len(plan.active) == 1:  # the common case (one expert, or one system's adapter): two plain matmuls
@@ -81,9 +77,44 @@ class MixtureLoRALinear(nn.Module):
             update = nn.functional.linear(nn.functional.linear(x, self.lora_a[e]), self.lora_b[e])
             return out + (update if plan.unit else update * plan.weights[:, e, None, None].to(x.dtype))
         active = list(plan.active)
-        weights = plan.weights[:, active].to(x.dtype)
-        down = torch.einsum("bti,eri->bter", x, self.lora_a[active]) * weights[:, None, :, None]
-        return out + torch.einsum("bter,eor->bto", down, self.lora_b[active])
+        return out + _mixed_update(x, self.lora_a[active], self.lora_b[active], plan.weights[:, active])
+
+
+def _mixed_update(x: torch.Tensor, lora_a: torch.Tensor, lora_b: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """sum_e weights[row, e] * B_e A_e x for x (rows, positions, in), A (E, r, in), B (E, out, r), weights (rows, E):
+    two plain matmuls over the adapters side by side, each row's weights spread over its adapters' r columns."""
+    adapters, rank, _ = lora_a.shape
+    down = nn.functional.linear(x, lora_a.reshape(adapters * rank, -1))
+    down = down * weights.to(x.dtype).repeat_interleave(rank, dim=1)[:, None, :]
+    return nn.functional.linear(down, lora_b.permute(1, 0, 2).reshape(lora_b.shape[1], adapters * rank))
+
+
+def _current_plan(rows: int, adapters: int) -> _Plan:
+    """The mixture set around the call, checked against a batch of ``rows`` rows and ``adapters`` adapters."""
+    plan = _MIXTURE.get()
+    if plan is None:
+        raise RuntimeError("no adapter mixture set: wrap the call in `with mixture(weights):`")
+    if plan.weights.shape != (rows, adapters):
+        raise ValueError(f"mixture of shape {tuple(plan.weights.shape)} for a batch of {rows} rows and "
+                         f"{adapters} adapters")
+    return plan
+
+
+@contextmanager
+def mixture_as_input(module: nn.Module, rows: int) -> Iterator[None]:
+    """Within the block, every ``MixtureLoRALinear`` in ``module`` also holds the mixture set around it (``mixture``,
+    for a batch of ``rows`` rows) as the tensor ``traced_weights``, which a compiled call of ``module``
+    (``score.compiled_layers``) reads as an input: it cannot read the context variable, and a graph over all
+    adapters, unused ones at weight 0, keeps one shape whatever each batch mixes. Compiled calls are for batch
+    scoring: the attribute is shared by every thread that calls ``module`` meanwhile."""
+    mixing = [layer for layer in module.modules() if isinstance(layer, MixtureLoRALinear)]
+    for layer in mixing:
+        layer.traced_weights = _current_plan(rows, layer.n_adapters).weights
+    try:
+        yield
+    finally:
+        for layer in mixing:
+            layer.__dict__.pop("traced_weights", None)
 
 
 def read_adapter(folder: Path) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], float]:

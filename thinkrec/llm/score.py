@@ -36,7 +36,7 @@ import torch
 from thinkrec.chunks import Chunks, run_chunks
 from thinkrec.llm.cpu import native_bf16
 from thinkrec.llm.fingerprint import job_digest
-from thinkrec.llm.lora_mixture import mixture
+from thinkrec.llm.lora_mixture import mixture, mixture_as_input
 from thinkrec.llm.model import SoftTokenLM, collate
 from thinkrec.llm.prompt import EncodedPrompt, PromptBuilder
 from thinkrec.timebox import TimeBox
@@ -300,15 +300,18 @@ class _KeyValueSink:
 
 
 def _call_compiled(layer: torch.nn.Module, *args, cache=None, **kwargs):
-    """``layer`` called through the shared compiled call; with a ``cache`` (a prompt pass, which starts from
-    an empty one), the layer fills a ``_KeyValueSink`` and its keys and values are stored in ``cache`` after."""
-    if cache is None:
-        return _compiled_layer_call()(layer, *args, **kwargs)
-    slot = layer.self_attn.layer_idx
-    if cache.get_seq_length(slot):
-        raise ValueError("a compiled layer fills an empty key/value cache only (a prompt pass, not decoding)")
-    sink = _KeyValueSink()
-    hidden = _compiled_layer_call()(layer, *args, cache=sink, **kwargs)
+    """``layer`` called through the shared compiled call, its adapter mixture (if it mixes) handed in as a tensor
+    (``mixture_as_input``); with a ``cache`` (a prompt pass, which starts from an empty one), the layer fills a
+    ``_KeyValueSink`` and its keys and values are stored in ``cache`` after."""
+    hidden_states = args[0] if args else kwargs["hidden_states"]
+    with mixture_as_input(layer, hidden_states.shape[0]):
+        if cache is None:
+            return _compiled_layer_call()(layer, *args, **kwargs)
+        slot = layer.self_attn.layer_idx
+        if cache.get_seq_length(slot):
+            raise ValueError("a compiled layer fills an empty key/value cache only (a prompt pass, not decoding)")
+        sink = _KeyValueSink()
+        hidden = _compiled_layer_call()(layer, *args, cache=sink, **kwargs)
     cache.update(sink.keys, sink.values, slot)
     return hidden
 
