@@ -163,6 +163,25 @@ def test_compiled_layers_fill_the_prompt_cache_the_answer_reads_without_a_graph_
         layer(torch.zeros(1, 1, deep.config.hidden_size), cache=cache)
 
 
+@pytest.mark.skipif(not can_compile(), reason="torch.compile's inductor needs a C++ compiler (g++ or c++)")
+def test_each_model_scored_after_another_runs_compiled_not_past_the_recompile_limit(
+        tiny_explorer, tiny_prepared, tiny_config, tiny_llama, tiny_tokenizer, monkeypatch):
+    """A plan scores its systems one after another in one process: the later ones must not inherit the
+    earlier ones' graphs and hit dynamo's recompile limit, which would run them eagerly."""
+    from torch._dynamo.utils import counters
+    from transformers import LlamaForCausalLM
+
+    tiny_config.llm.cf_encoder = "mf"
+    systems = [new_system(system_spec(name), tiny_prepared, tiny_config, LlamaForCausalLM(tiny_llama.config).eval(),
+                          tiny_tokenizer) for name in ("thinkrec", "tallrec", "thinkrec")]
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    rows = tiny_prepared.rows.head(8)
+    for model, builder in systems:
+        graphs = counters["stats"]["unique_graphs"]
+        score_rows(model, builder, rows, ScoreSettings(batch_size=4, bf16_layers=2, compiled=True))
+        assert counters["stats"]["unique_graphs"] > graphs  # its layers compiled, not eager past the limit
+
+
 def test_compiled_scoring_and_the_fp32_margin_need_bf16_layers(tiny_config, monkeypatch, caplog):
     llm = tiny_config.llm
     llm.score_bf16_layers, llm.score_compiled, llm.score_fp32_margin = 20, True, 0.01

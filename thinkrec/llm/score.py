@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import weakref
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -277,6 +278,7 @@ def compiled_layers(model: SoftTokenLM, layers: int):
     layers share one compiled call, compiled on its first batch, once per process; a batch with padding and
     one without (no attention mask) are the two graphs it keeps. A key/value cache is filled outside the
     compiled call (``_call_compiled``)."""
+    _compile_for(model)
     chosen = model.backbone.get_decoder().layers[:layers]
     for layer in chosen:
         layer._compiled_call_impl = partial(_call_compiled, layer)
@@ -285,6 +287,19 @@ def compiled_layers(model: SoftTokenLM, layers: int):
     finally:
         for layer in chosen:
             layer._compiled_call_impl = None
+
+
+_compiled_model: weakref.ref | None = None  # the model whose layers the compiled call's graphs are for
+
+
+def _compile_for(model: SoftTokenLM) -> None:
+    """Start the compiled call's graphs afresh when another model's layers enter it: dynamo keeps at most
+    ``recompile_limit`` (8) graphs of one function per process and runs it eagerly beyond them, so a plan that
+    scores one system after another would score the later ones eagerly, under settings that say compiled."""
+    global _compiled_model
+    if _compiled_model is None or _compiled_model() is not model:
+        torch._dynamo.reset()
+        _compiled_model = weakref.ref(model)
 
 
 class _KeyValueSink:
