@@ -289,17 +289,17 @@ def compiled_layers(model: SoftTokenLM, layers: int):
             layer._compiled_call_impl = None
 
 
-_compiled_model: weakref.ref | None = None  # the model whose layers the compiled call's graphs are for
+_compiled_backbone: weakref.ref | None = None  # the backbone whose layers the compiled call's graphs are for
 
 
 def _compile_for(model: SoftTokenLM) -> None:
     """Start the compiled call's graphs afresh when another model's layers enter it: dynamo keeps at most
     ``recompile_limit`` (8) graphs of one function per process and runs it eagerly beyond them, so a plan that
     scores one system after another would score the later ones eagerly, under settings that say compiled."""
-    global _compiled_model
-    if _compiled_model is None or _compiled_model() is not model:
+    global _compiled_backbone
+    if _compiled_backbone is None or _compiled_backbone() is not model.backbone:
         torch._dynamo.reset()
-        _compiled_model = weakref.ref(model)
+        _compiled_backbone = weakref.ref(model.backbone)
 
 
 class _KeyValueSink:
