@@ -275,9 +275,9 @@ def can_compile() -> bool:
 def compiled_layers(model: SoftTokenLM, layers: int):
     """Within the block, the first ``layers`` decoder layers of ``model`` run compiled (``torch.compile`` with
     dynamic shapes, as ``nn.Module.compile`` does, but only here: generation and training stay eager). The
-    layers share one compiled call, compiled on its first batch, once per process; a batch with padding and
-    one without (no attention mask) are the two graphs it keeps. A key/value cache is filled outside the
-    compiled call (``_call_compiled``)."""
+    layers share one compiled call, compiled on its first batch, once per backbone (``_compile_for``); a batch
+    with padding and one without (no attention mask) are the two graphs it keeps.
+    A key/value cache is filled outside the compiled call (``_call_compiled``)."""
     _compile_for(model)
     chosen = model.backbone.get_decoder().layers[:layers]
     for layer in chosen:
