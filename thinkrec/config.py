@@ -181,6 +181,8 @@ class LLMConfig:
     score_fp32_margin: float = 0.0  # rows scored within this of 0.5 under bfloat16 are scored again in fp32
     score_fp32_answer: bool = False  # the answer position alone in fp32, on the bfloat16 layers' keys and values
     # (every other position): all 30 layers then meet the bar, faster than 24 (benchmarks/score_speed.py)
+    score_bf16_fallback_layers: int = 0  # where score_bf16_layers miss the bar on a system's probe, this many
+    # (fewer) are tried before fp32 (0: straight to fp32): zero-shot missed it by 0.0001 with all 30
     eval_every_tokens: int = 150_000
     max_new_tokens: int = 160
     min_new_tokens: int = 32  # generation may not stop before this: a verdict alone explains nothing

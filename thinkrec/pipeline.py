@@ -133,17 +133,20 @@ def evaluated(folder: Path, config: Config) -> bool:
         read_json(folder / "metrics.json").get("scope", "subset") in (config.llm.eval_scope, "all")
 
 
-def trusted_scoring(name: str, score: Callable[[ScoreSettings], np.ndarray], settings: ScoreSettings
-                    ) -> tuple[ScoreSettings, dict | None]:
+def trusted_scoring(name: str, score: Callable[[ScoreSettings], np.ndarray], settings: ScoreSettings,
+                    fallback_layers: int) -> tuple[ScoreSettings, dict | None]:
     """The scoring an evaluation of ``name`` runs: ``settings`` where they meet the precision bar on a probe of
-    this very system (``score.bar_checked``), else fp32; and the check as recorded in its metrics."""
-    chosen, check = bar_checked(score, settings)
-    if check is not None:
+    this very system, else the same with ``fallback_layers`` bfloat16 layers where those do (``score.bar_checked``),
+    else fp32; and the check of the chosen setting (of the last one tried when fp32 is), as its metrics record."""
+    chosen, tried = bar_checked(score, settings, fallback_layers)
+    for candidate, check in tried:
         log.info("%s: bfloat16 over the first %d layers%s %s the bar on %d probe rows (max gap %.4f, verdicts "
-                 "kept %.1f %%): scoring %s", name, settings.bf16_layers,
-                 ", the answer apart in fp32," if settings.fp32_answer else "", "meets" if check.passes else "misses",
-                 check.rows, check.max_gap, 100 * check.same_verdict, "so" if check.passes else "in fp32")
-    return chosen, None if check is None else asdict(check) | {"passes": check.passes}
+                 "kept %.1f %%)", name, candidate.bf16_layers, ", the answer apart in fp32," if candidate.fp32_answer
+                 else "", "meets" if check.passes else "misses", check.rows, check.max_gap, 100 * check.same_verdict)
+    if tried:
+        log.info("%s: scoring %s", name, f"with bfloat16 over the first {chosen.bf16_layers} layers"
+                 if chosen.bf16_layers else "in fp32")
+    return chosen, asdict(tried[-1][1]) | {"passes": tried[-1][1].passes} if tried else None
 
 
 def unfinished(name: str, split: str, stop: Unfinished) -> dict:
@@ -177,7 +180,7 @@ def stage_eval_llm(name: str, prepared: PreparedData, config: Config, force: boo
     probe, saved = splits["test"].head(PROBE_ROWS), scoring_dir(config, name) / PROBE_FOLDER
     settings, check = trusted_scoring(name, lambda chosen: score_job(model, builder, probe, chosen, "precision check",
                                                                      resume=saved).p_yes,
-                                      ScoreSettings.from_config(config.llm))
+                                      ScoreSettings.from_config(config.llm), config.llm.score_bf16_fallback_layers)
     tables, metrics, scored = {}, {}, []
     for split, rows in splits.items():
         try:
@@ -331,7 +334,7 @@ def stage_eval_fused(prepared: PreparedData, config: Config, force: bool = False
                                                               scoring_dir(config, "fused") / PROBE_FOLDER)
         return modes["fused"]
 
-    fused.scoring, check = trusted_scoring("fused", score_probe, fused.scoring)
+    fused.scoring, check = trusted_scoring("fused", score_probe, fused.scoring, config.llm.score_bf16_fallback_layers)
     tables, scored = {}, []
     for split, rows in splits.items():
         try:

@@ -116,16 +116,23 @@ def compare_precision(reference: np.ndarray, candidate: np.ndarray) -> Precision
                           float(np.mean((candidate >= 0.5) == (reference >= 0.5))))
 
 
-def bar_checked(score: Callable[[ScoreSettings], np.ndarray], settings: ScoreSettings
-                ) -> tuple[ScoreSettings, PrecisionCheck | None]:
-    """``settings`` where they meet the bar against fp32 on the rows ``score`` scores (a probe of the system
-    about to be evaluated, since the bar holds for one model, not for all), else fp32; and the check (None
-    when ``settings`` are fp32 already)."""
+def bar_checked(score: Callable[[ScoreSettings], np.ndarray], settings: ScoreSettings, fallback_layers: int = 0
+                ) -> tuple[ScoreSettings, list[tuple[ScoreSettings, PrecisionCheck]]]:
+    """The first of ``settings`` and, where they miss the bar, the same with ``fallback_layers`` bfloat16 layers
+    (fewer layers round less; 0 or not fewer: none) that meets the bar against fp32 on the rows ``score`` scores (a
+    probe of the system about to be evaluated, since the bar holds for one model, not for all), else fp32; and
+    each setting tried with its check (none when ``settings`` are fp32 already)."""
     if settings.bf16_layers == 0:
-        return settings, None
-    fp32 = settings.in_fp32()
-    check = compare_precision(score(fp32), score(settings))
-    return (settings if check.passes else fp32), check
+        return settings, []
+    fp32 = score(settings.in_fp32())
+    ladder = [settings] + ([replace(settings, bf16_layers=fallback_layers)]
+                           if 0 < fallback_layers < settings.bf16_layers else [])
+    tried = []
+    for candidate in ladder:
+        tried.append((candidate, compare_precision(fp32, score(candidate))))
+        if tried[-1][1].passes:
+            return candidate, tried
+    return settings.in_fp32(), tried
 
 
 def length_order(prompts: list[EncodedPrompt]) -> np.ndarray:
