@@ -3,7 +3,7 @@
     python benchmarks/score_speed.py [--config training/plan.json] [--system thinkrec] [--rows 48] [--rounds 2]
                                      [--bf16-layers 20 24] [--batch-sizes 8 4] [--batch-tokens 2048]
                                      [--split-padding] [--compiled] [--chosen-only] [--fp32-margin M]
-                                     [--fp32-answer K]
+                                     [--fp32-answer K] [--sample rows|chunks]
 
 Scores the same test rows (``length_order`` batches of 16, as evaluation forms them) several ways,
 taking turns per round so a busy machine slows them alike: ``today`` (fp32 with the LM head over
@@ -26,6 +26,9 @@ that run every position but the answer, which runs alone in fp32 on their keys a
 ``--system fused`` measures the fused model on the (row, adapter mixture) pairs its evaluation scores for the
 sampled rows (fused and hard routing, ``FusedSystem.mode_jobs``), rows under different mixtures in one batch;
 it takes ``--chosen-only``.
+``--sample chunks`` measures, instead of ``--rows`` random rows (which, sorted among themselves, form wider,
+less even batches than evaluation does), about ``--rows`` rows taken as whole saved chunks of the whole-split
+job, spread over its length order (``split_chunks``): their rate estimates what a whole-split evaluation runs at.
 Prints rows/s and, against fp32, the largest P(Yes) gap, the share of rows within the bar's gap,
 the share of unchanged verdicts and whether the setting meets the bar (``score.PrecisionCheck``);
 then the padding share of the batches and what a whole-split evaluation costs at the fp32 rate
@@ -48,7 +51,15 @@ from thinkrec.fusion.experts import has_experts, load_experts
 from thinkrec.fusion.fused import load_fused
 from thinkrec.llm.decoder import decoding_backbone
 from thinkrec.llm.model import collate
-from thinkrec.llm.score import GAP_BAR, ScoreSettings, compare_precision, length_order, padding_share, score_rows
+from thinkrec.llm.score import (
+    GAP_BAR,
+    ScoreSettings,
+    compare_precision,
+    job_batches,
+    length_order,
+    padding_share,
+    score_rows,
+)
 from thinkrec.llm.systems import load_system
 from thinkrec.plan import candidate_config
 from thinkrec.subsets import valid_subset
@@ -90,6 +101,9 @@ def main() -> None:
                         help="token slots per batch at most, one more setting each (bfloat16 as --batch-sizes)")
     parser.add_argument("--rows", type=int, default=48)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--sample", choices=("rows", "chunks"), default="rows",
+                        help="rows: --rows test rows at random; chunks: about --rows rows as whole saved chunks of "
+                             "the whole-split job, in its batches (split_chunks)")
     parser.add_argument("--split-padding", action="store_true", help="tokenise the whole test split for its padding")
     parser.add_argument("--compiled", action="store_true", help="also the last setting with its bf16 layers compiled")
     parser.add_argument("--chosen-only", action="store_true", help="only fp32, the last setting and --compiled")
@@ -106,7 +120,8 @@ def main() -> None:
         parser.error("--system fused measures fp32 and the chosen settings only: give --chosen-only")
     config = candidate_config(load_config(args.config)) if args.config else load_config()
     prepared = prepare_dataset(config)
-    rows = prepared.split("test").sample(n=args.rows, random_state=0)
+    test = prepared.split("test")
+    rows = test.sample(n=args.rows, random_state=0) if args.sample == "rows" else test
     mixtures = None
     if args.system == "fused":
         fused = load_fused(prepared, config)
@@ -115,6 +130,14 @@ def main() -> None:
         rows, mixtures = rows.iloc[jobs[:, 0].astype(int)], jobs[:, 1:]
     else:
         model, builder = load_system(args.system, prepared, config)
+    parts = np.array_split(np.arange(len(rows)), args.rounds)
+    if args.sample == "chunks":
+        chunks = split_chunks([builder.encode_row(row) for _, row in rows.iterrows()], args.rows)
+        picked = np.concatenate(chunks)
+        rows, mixtures = rows.iloc[picked], None if mixtures is None else mixtures[picked]
+        ends = np.cumsum([len(chunk) for chunk in chunks])
+        parts = [np.arange(ends[group[0]] - len(chunks[group[0]]), ends[group[-1]])
+                 for group in np.array_split(np.arange(len(chunks)), args.rounds) if len(group)]
 
     def scored(settings: ScoreSettings | None = None):
         """A way to score: P(Yes) of the rows at some positions of ``rows``, each under its own mixture."""
@@ -154,15 +177,16 @@ def main() -> None:
         started = time.perf_counter()
         way(np.arange(min(16, len(rows))))  # warm-up: the compiled setting compiles here
         print(f"warm-up of {name}: {time.perf_counter() - started:.1f} s")
-    for part in np.array_split(np.arange(len(rows)), args.rounds):
+    for part in parts:
         for name, way in ways.items():
             started = time.perf_counter()
             scores[name][part] = way(part)
             seconds[name] += time.perf_counter() - started
     prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
     pairs = f" ({len(rows)} row, mixture pairs)" if mixtures is not None else ""
-    print(f"{args.system}: {args.rows} test rows{pairs}, batches of 16 ({padding_share(prompts, ScoreSettings()):.1%} "
-          f"of the token slots padding), {torch.get_num_threads()} threads")
+    print(f"{args.system}: {len(rows)} test rows{pairs} ({sample_name(args.sample)}), batches of 16 "
+          f"({padding_share(prompts, ScoreSettings()):.1%} of the token slots padding), {torch.get_num_threads()} "
+          f"threads")
     base = "today" if "today" in ways else "fp32"
     print(f"| setting | rows/s | speed-up vs {base} | max gap to fp32 | within {GAP_BAR} | verdicts as fp32 | bar |")
     print("|---|---|---|---|---|---|---|")
@@ -172,6 +196,23 @@ def main() -> None:
               f"{check.max_gap:.4f} | {check.within_gap:.1%} | {check.same_verdict:.1%} | "
               f"{'meets' if check.passes else 'fails'} |")
     whole_split_budget(prepared, config, builder, len(rows) / seconds["fp32"], args.split_padding)
+
+
+def split_chunks(prompts: list, rows: int) -> list[np.ndarray]:
+    """About ``rows`` rows of the whole split (``prompts``) as whole saved chunks of the job evaluation runs on it
+    (``job_batches``), spread evenly over its length order from a seeded random start, in that order: scored
+    together, they form the very batches evaluation forms, so their rate estimates a whole-split evaluation's."""
+    settings = ScoreSettings()
+    chunks = [np.concatenate(chunk) for chunk in job_batches(prompts, settings)]
+    picks = min(len(chunks), max(1, round(rows / settings.chunk_rows)))
+    step = len(chunks) / picks
+    start = np.random.default_rng(0).uniform(0, step)
+    return [chunks[int(start + step * i)] for i in range(picks)]
+
+
+def sample_name(sample: str) -> str:
+    """How the benchmark's rows were drawn, for its heading."""
+    return "drawn at random" if sample == "rows" else "whole chunks of the whole-split job, spread over its lengths"
 
 
 def chosen_name(settings: ScoreSettings) -> str:
