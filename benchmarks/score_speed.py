@@ -183,8 +183,9 @@ def main() -> None:
             scores[name][part] = way(part)
             seconds[name] += time.perf_counter() - started
     prompts = [builder.encode_row(row) for _, row in rows.iterrows()]
-    pairs = f" ({len(rows)} row, mixture pairs)" if mixtures is not None else ""
-    print(f"{args.system}: {len(rows)} test rows{pairs} ({sample_name(args.sample)}), batches of 16 "
+    sampled = f"{args.rows} test rows, " if args.sample == "rows" and mixtures is not None else ""
+    measured = f"{len(rows)} (row, mixture) pairs" if mixtures is not None else f"{len(rows)} test rows"
+    print(f"{args.system}: {sampled}{measured} ({sample_name(args.sample)}), batches of 16 "
           f"({padding_share(prompts, ScoreSettings()):.1%} of the token slots padding), {torch.get_num_threads()} "
           f"threads")
     base = "today" if "today" in ways else "fp32"
