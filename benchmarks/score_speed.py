@@ -132,11 +132,12 @@ def main() -> None:
         model, builder = load_system(args.system, prepared, config)
     parts = np.array_split(np.arange(len(rows)), args.rounds)
     if args.sample == "chunks":
-        chunks = split_chunks([builder.encode_row(row) for _, row in rows.iterrows()], args.rows)
+        chunks = split_chunks([builder.encode_row(row) for _, row in rows.iterrows()], args.rows,
+                              ScoreSettings.from_config(config.llm))
         picked = np.concatenate(chunks)
         rows, mixtures = rows.iloc[picked], None if mixtures is None else mixtures[picked]
-        ends = np.cumsum([len(chunk) for chunk in chunks])
-        parts = [np.arange(ends[group[0]] - len(chunks[group[0]]), ends[group[-1]])
+        positions = np.split(np.arange(len(picked)), np.cumsum([len(chunk) for chunk in chunks])[:-1])
+        parts = [np.concatenate([positions[i] for i in group])
                  for group in np.array_split(np.arange(len(chunks)), args.rounds) if len(group)]
 
     def scored(settings: ScoreSettings | None = None):
@@ -199,11 +200,11 @@ def main() -> None:
     whole_split_budget(prepared, config, builder, len(rows) / seconds["fp32"], args.split_padding)
 
 
-def split_chunks(prompts: list, rows: int) -> list[np.ndarray]:
+def split_chunks(prompts: list, rows: int, settings: ScoreSettings) -> list[np.ndarray]:
     """About ``rows`` rows of the whole split (``prompts``) as whole saved chunks of the job evaluation runs on it
-    (``job_batches``), spread evenly over its length order from a seeded random start, in that order: scored
-    together, they form the very batches evaluation forms, so their rate estimates a whole-split evaluation's."""
-    settings = ScoreSettings()
+    under ``settings`` (``job_batches``), spread evenly over its length order from a seeded random start, in that
+    order: scored together, they form the very batches evaluation forms, so their rate estimates a whole-split
+    evaluation's."""
     chunks = [np.concatenate(chunk) for chunk in job_batches(prompts, settings)]
     picks = min(len(chunks), max(1, round(rows / settings.chunk_rows)))
     step = len(chunks) / picks
